@@ -1,0 +1,1 @@
+//! reactor: placeholder; see issue 2.

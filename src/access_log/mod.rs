@@ -1,0 +1,1 @@
+//! Access logs: formatters, filters and file sinks (issue 5).

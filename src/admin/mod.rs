@@ -1,0 +1,1 @@
+//! The admin endpoint (issues 3 and 5).

@@ -1,0 +1,1 @@
+//! Network and HTTP filters, and the registry of filter factories (issues 3 and 4).

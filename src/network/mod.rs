@@ -1,0 +1,1 @@
+//! Listeners, connections and the network filter manager (issue 3).

@@ -1,0 +1,1 @@
+//! Route table and router filter (issue 4).

@@ -1,0 +1,1 @@
+//! The server: CLI options, main thread, workers (issue 3).

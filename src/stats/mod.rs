@@ -1,0 +1,1 @@
+//! Stats: counters, gauges, histograms with Envoy names (issues 3 and 5).

@@ -1,0 +1,1 @@
+//! Clusters, load balancers, connection pools (issues 3 and 4).
