@@ -7,4 +7,5 @@
 //! implement, and the context they act through).
 
 pub mod listener_filter;
+pub mod filter_chain;
 pub mod proxy_protocol;
