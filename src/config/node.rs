@@ -106,6 +106,31 @@ impl TypedConfig {
     }
 }
 
+/// A part of the document kept as is for the module that owns it (the admin's `access_log`,
+/// the runtime's static layer), with its path so that module's errors carry full paths.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawConfig {
+    /// The YAML value, untouched.
+    pub value: Value,
+    /// Its path in the document.
+    pub path: String,
+}
+
+impl RawConfig {
+    /// Keeps (clones) what `node` points at.
+    pub fn keep(node: &Node<'_>) -> RawConfig {
+        RawConfig {
+            value: node.value().clone(),
+            path: node.path().to_string(),
+        }
+    }
+
+    /// A reader over the kept value, rooted at its path.
+    pub fn node(&self) -> Node<'_> {
+        Node::with_path(&self.value, self.path.clone())
+    }
+}
+
 /// The part of a type URL after its last `/`.
 pub fn type_name(type_url: &str) -> &str {
     type_url.rsplit('/').next().unwrap_or(type_url)
@@ -162,6 +187,15 @@ impl<'a> Node<'a> {
     pub fn with_path(value: &'a Value, path: impl Into<String>) -> Self {
         Node {
             value,
+            path: path.into(),
+        }
+    }
+
+    /// A node for a field that is absent (a `null` value: an empty message, an empty list),
+    /// reported under `path`.
+    pub fn absent(path: impl Into<String>) -> Node<'static> {
+        Node {
+            value: &ABSENT,
             path: path.into(),
         }
     }
@@ -544,10 +578,9 @@ impl<'a> Node<'a> {
         }
         self.check_fields(&["type_url", "value"], &[])?;
         let inner_url = self.required("type_url")?.non_empty_str()?;
-        let value = self.get("value").unwrap_or_else(|| Node {
-            value: &ABSENT,
-            path: self.field_path("value"),
-        });
+        let value = self
+            .get("value")
+            .unwrap_or_else(|| Node::absent(self.field_path("value")));
         value.mapping()?;
         Ok((inner_url, value))
     }
