@@ -1,0 +1,404 @@
+//! Histograms: the `Histogram` handle a worker records into, its per-shard bucket array, and the
+//! merged `HistogramStatistics` the admin endpoint reads (Envoy's `ParentHistogramImpl` and
+//! `HistogramStatisticsImpl`).
+//!
+//! Buckets are log-linear with two significant decimal digits, the scheme of Circonus'
+//! circllhist that Envoy uses: a value `v >= 10` lands in the bin `[m * 10^(d-1), (m+1) *
+//! 10^(d-1))` where `d = floor(log10 v)` and `m` is its leading two digits (10..=99); values 1..=9
+//! land in `[v, v + 0.1)` (circllhist's bins for integers below ten) and 0 in an exact zero bin.
+//! The relative error is thus at most 10%, and at most 1% above 100. Every bound of Envoy's
+//! default Prometheus buckets is a bin edge, and the percentiles are interpolated within a bin
+//! exactly as circllhist does, so our `/stats` prints the numbers Envoy prints.
+//!
+//! Storage: each shard (one per worker, see `store.rs`) owns one `HistogramShard` per histogram,
+//! cache-line aligned, whose decades of 90 bins are allocated on first use. Recording is three
+//! relaxed atomic adds on memory only that shard writes. Reads merge all shards.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The unit a histogram's values are in (Envoy's `Histogram::Unit`). It is informational: the
+/// values are recorded and printed as given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// No unit given.
+    Unspecified,
+    /// Sizes in bytes.
+    Bytes,
+    /// Durations in microseconds.
+    Microseconds,
+    /// Durations in milliseconds.
+    Milliseconds,
+}
+
+/// The quantiles Envoy prints in `/stats` (`P0 P25 … P100`), as fractions.
+pub const SUPPORTED_QUANTILES: [f64; 10] =
+    [0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 1.0];
+
+/// Envoy's default histogram bucket bounds, used for the Prometheus `_bucket{le=…}` lines.
+pub const DEFAULT_BUCKETS: [f64; 19] = [
+    0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+    60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
+];
+
+/// Number of decades: a `u64` is below 10^20.
+const DECADES: usize = 20;
+/// Bins per decade: leading digits 10..=99 (decade 0 uses only its first ten: values 0..=9).
+const BINS_PER_DECADE: usize = 90;
+
+/// Where a value lands: `(decade, bin index within the decade)`.
+fn bin_of(value: u64) -> (usize, usize) {
+    if value < 10 {
+        return (0, value as usize);
+    }
+    let decade = value.ilog10() as usize;
+    let scale = 10u64.pow(decade as u32 - 1);
+    (decade, (value / scale) as usize - 10)
+}
+
+/// The `[left, left + width)` interval of a bin, in circllhist's terms.
+fn bin_bounds(decade: usize, index: usize) -> (f64, f64) {
+    if decade == 0 {
+        if index == 0 {
+            return (0.0, 0.0);
+        }
+        return (index as f64, 0.1);
+    }
+    let scale = 10f64.powi(decade as i32 - 1);
+    ((index as f64 + 10.0) * scale, scale)
+}
+
+/// One decade of bins, aligned so that two shards' decades never share a cache line.
+#[repr(align(128))]
+struct Decade([AtomicU64; BINS_PER_DECADE]);
+
+impl Decade {
+    fn new() -> Box<Decade> {
+        Box::new(Decade(std::array::from_fn(|_| AtomicU64::new(0))))
+    }
+}
+
+/// One shard's part of one histogram: written only through the handles of that shard.
+#[repr(align(128))]
+pub(crate) struct HistogramShard {
+    count: AtomicU64,
+    sum: AtomicU64,
+    decades: [OnceLock<Box<Decade>>; DECADES],
+}
+
+impl HistogramShard {
+    pub(crate) fn new() -> HistogramShard {
+        HistogramShard {
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            decades: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    fn record(&self, value: u64) {
+        let (decade, index) = bin_of(value);
+        self.decades[decade].get_or_init(Decade::new).0[index].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds this shard's bins into `bins` (indexed `decade * BINS_PER_DECADE + index`).
+    fn merge_into(&self, bins: &mut [u64], sum: &mut u64) {
+        for (decade, slot) in self.decades.iter().enumerate() {
+            if let Some(d) = slot.get() {
+                for (i, c) in d.0.iter().enumerate() {
+                    bins[decade * BINS_PER_DECADE + i] += c.load(Ordering::Relaxed);
+                }
+            }
+        }
+        *sum = sum.wrapping_add(self.sum.load(Ordering::Relaxed));
+    }
+}
+
+/// A histogram's identity, shared by all shards: its name, unit, `used` flag and every shard's
+/// bins (the list grows when a new shard first asks for the histogram, at setup time).
+pub(crate) struct HistogramStat {
+    pub(crate) name: String,
+    pub(crate) unit: Unit,
+    pub(crate) used: AtomicBool,
+    pub(crate) shards: Mutex<Vec<Arc<HistogramShard>>>,
+}
+
+impl HistogramStat {
+    /// Merges every shard into one `HistogramStatistics` (the admin's read path).
+    pub(crate) fn statistics(&self) -> HistogramStatistics {
+        let mut bins = vec![0u64; DECADES * BINS_PER_DECADE];
+        let mut sum = 0u64;
+        let shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
+        for shard in shards.iter() {
+            shard.merge_into(&mut bins, &mut sum);
+        }
+        HistogramStatistics::from_bins(&bins, sum)
+    }
+}
+
+/// A handle to record values into a histogram from one shard (Envoy's `Histogram`). Obtain it at
+/// setup time from a `Store`; `record` takes no lock and writes only this shard's memory.
+#[derive(Clone)]
+pub struct Histogram {
+    shard: Arc<HistogramShard>,
+    stat: Arc<HistogramStat>,
+}
+
+impl Histogram {
+    pub(crate) fn new(shard: Arc<HistogramShard>, stat: Arc<HistogramStat>) -> Histogram {
+        Histogram { shard, stat }
+    }
+
+    /// Records one value (in the histogram's unit).
+    #[inline]
+    pub fn record(&self, value: u64) {
+        self.shard.record(value);
+        // Read first: after the first record this line is only ever read, so it stays shared in
+        // every core's cache instead of bouncing between workers.
+        if !self.stat.used.load(Ordering::Relaxed) {
+            self.stat.used.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The histogram's full name.
+    pub fn name(&self) -> &str {
+        &self.stat.name
+    }
+
+    /// The histogram's unit.
+    pub fn unit(&self) -> Unit {
+        self.stat.unit
+    }
+
+    /// Merges all shards (not for the hot path: it locks the shard list and walks every bin).
+    pub fn statistics(&self) -> HistogramStatistics {
+        self.stat.statistics()
+    }
+}
+
+impl std::fmt::Debug for Histogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Histogram")
+            .field("name", &self.stat.name)
+            .finish()
+    }
+}
+
+/// One non-empty bin of a merged histogram.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bin {
+    /// The bin's lower bound.
+    pub left: f64,
+    /// The bin's width (0 for the exact zero bin).
+    pub width: f64,
+    /// Number of values recorded in it.
+    pub count: u64,
+}
+
+/// A merged, immutable view of a histogram (Envoy's `HistogramStatistics`): the non-empty bins
+/// in increasing order, the sample count and the exact sum.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramStatistics {
+    bins: Vec<Bin>,
+    sample_count: u64,
+    sample_sum: u64,
+}
+
+impl HistogramStatistics {
+    fn from_bins(counts: &[u64], sample_sum: u64) -> HistogramStatistics {
+        let mut bins = Vec::new();
+        let mut sample_count = 0u64;
+        for (i, &count) in counts.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let (left, width) = bin_bounds(i / BINS_PER_DECADE, i % BINS_PER_DECADE);
+            bins.push(Bin { left, width, count });
+            sample_count += count;
+        }
+        HistogramStatistics {
+            bins,
+            sample_count,
+            sample_sum,
+        }
+    }
+
+    /// Builds statistics from raw values (tests and benchmarks).
+    pub fn from_values(values: &[u64]) -> HistogramStatistics {
+        let shard = HistogramShard::new();
+        for &v in values {
+            shard.record(v);
+        }
+        let mut bins = vec![0u64; DECADES * BINS_PER_DECADE];
+        let mut sum = 0;
+        shard.merge_into(&mut bins, &mut sum);
+        HistogramStatistics::from_bins(&bins, sum)
+    }
+
+    /// The difference `self - earlier` bin by bin, for interval histograms (values recorded
+    /// since an earlier snapshot of the same histogram).
+    pub fn since(&self, earlier: &HistogramStatistics) -> HistogramStatistics {
+        let mut bins = Vec::with_capacity(self.bins.len());
+        let mut old = earlier.bins.iter().peekable();
+        let mut sample_count = 0;
+        for bin in &self.bins {
+            while old.peek().is_some_and(|o| o.left < bin.left) {
+                old.next();
+            }
+            let before = match old.peek() {
+                Some(o) if o.left == bin.left => o.count,
+                _ => 0,
+            };
+            let count = bin.count.saturating_sub(before);
+            if count > 0 {
+                bins.push(Bin { count, ..*bin });
+                sample_count += count;
+            }
+        }
+        HistogramStatistics {
+            bins,
+            sample_count,
+            sample_sum: self.sample_sum.wrapping_sub(earlier.sample_sum),
+        }
+    }
+
+    /// Number of values recorded.
+    pub fn sample_count(&self) -> u64 {
+        self.sample_count
+    }
+
+    /// Exact sum of the values recorded.
+    pub fn sample_sum(&self) -> u64 {
+        self.sample_sum
+    }
+
+    /// The non-empty bins, in increasing order.
+    pub fn bins(&self) -> &[Bin] {
+        &self.bins
+    }
+
+    /// The approximate `q`-quantile (`q` in 0..=1), or `None` for an empty histogram (Envoy
+    /// prints `nan`). Interpolates linearly inside the bin holding the `q * count`-th value, as
+    /// circllhist's `hist_approx_quantile` does.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.sample_count == 0 {
+            return None;
+        }
+        let target = q.clamp(0.0, 1.0) * self.sample_count as f64;
+        let mut lower = 0.0;
+        for bin in &self.bins {
+            let upper = lower + bin.count as f64;
+            if target <= upper {
+                if bin.width == 0.0 {
+                    return Some(bin.left);
+                }
+                return Some(bin.left + (target - lower) / (upper - lower) * bin.width);
+            }
+            lower = upper;
+        }
+        // Rounding left `target` a hair above the total: it belongs to the last bin's top.
+        self.bins.last().map(|b| b.left + b.width)
+    }
+
+    /// The quantiles of `SUPPORTED_QUANTILES`, in order.
+    pub fn computed_quantiles(&self) -> [Option<f64>; 10] {
+        SUPPORTED_QUANTILES.map(|q| self.quantile(q))
+    }
+
+    /// Number of values in bins lying wholly at or below `bound` (circllhist's
+    /// `hist_approx_count_below`, which Envoy uses for its Prometheus buckets).
+    pub fn count_below(&self, bound: f64) -> u64 {
+        self.bins
+            .iter()
+            .take_while(|b| b.left + b.width <= bound)
+            .map(|b| b.count)
+            .sum()
+    }
+
+    /// Cumulative counts at each of `DEFAULT_BUCKETS`.
+    pub fn computed_buckets(&self) -> [u64; DEFAULT_BUCKETS.len()] {
+        DEFAULT_BUCKETS.map(|b| self.count_below(b))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bins_have_two_significant_digits() {
+        assert_eq!(bin_of(0), (0, 0));
+        assert_eq!(bin_of(9), (0, 9));
+        assert_eq!(bin_of(10), (1, 0));
+        assert_eq!(bin_of(99), (1, 89));
+        assert_eq!(bin_of(100), (2, 0));
+        assert_eq!(bin_of(109), (2, 0));
+        assert_eq!(bin_of(110), (2, 1));
+        assert_eq!(bin_of(u64::MAX), (19, 8)); // 1.8e19
+        assert_eq!(bin_bounds(2, 1), (110.0, 10.0));
+        assert_eq!(bin_bounds(0, 3), (3.0, 0.1));
+    }
+
+    #[test]
+    fn one_value_spreads_over_its_bin_like_envoy() {
+        // Envoy prints a single 12 ms sample as P0(nan,12) P50(nan,12.5) P100(nan,13).
+        let h = HistogramStatistics::from_values(&[12]);
+        assert_eq!(h.quantile(0.0), Some(12.0));
+        assert_eq!(h.quantile(0.5), Some(12.5));
+        assert_eq!(h.quantile(1.0), Some(13.0));
+        let h = HistogramStatistics::from_values(&[1]);
+        assert_eq!(h.quantile(0.25), Some(1.025));
+        assert_eq!(h.quantile(1.0), Some(1.1));
+    }
+
+    #[test]
+    fn quantiles_of_a_uniform_range() {
+        let values: Vec<u64> = (1..=1000).collect();
+        let h = HistogramStatistics::from_values(&values);
+        assert_eq!(h.sample_count(), 1000);
+        assert_eq!(h.sample_sum(), 500_500);
+        let p50 = h.quantile(0.5).unwrap();
+        assert!((p50 - 500.0).abs() <= 10.0, "{p50}");
+        let p99 = h.quantile(0.99).unwrap();
+        assert!((p99 - 990.0).abs() <= 10.0, "{p99}");
+        assert_eq!(h.quantile(1.0), Some(1100.0)); // 1000 is in [1000, 1100)
+        assert_eq!(HistogramStatistics::default().quantile(0.5), None);
+    }
+
+    #[test]
+    fn zero_is_exact_and_counts_below_half() {
+        let h = HistogramStatistics::from_values(&[0, 0, 3, 250, 7000]);
+        assert_eq!(h.quantile(0.0), Some(0.0));
+        let b = h.computed_buckets();
+        assert_eq!(b[0], 2); // le=0.5
+        assert_eq!(b[1], 2); // le=1
+        assert_eq!(b[2], 3); // le=5
+        assert_eq!(b[7], 3); // le=250: the bin [250,260) is not wholly below 250
+        assert_eq!(b[8], 4); // le=500
+        assert_eq!(b[11], 4); // le=5000
+        assert_eq!(b[12], 5); // le=10000
+    }
+
+    #[test]
+    fn since_subtracts_an_earlier_snapshot() {
+        let shard = Arc::new(HistogramShard::new());
+        let stat = Arc::new(HistogramStat {
+            name: "h".into(),
+            unit: Unit::Milliseconds,
+            used: AtomicBool::new(false),
+            shards: Mutex::new(vec![shard.clone()]),
+        });
+        let h = Histogram::new(shard, stat);
+        h.record(5);
+        h.record(50);
+        let first = h.statistics();
+        h.record(50);
+        h.record(500);
+        let interval = h.statistics().since(&first);
+        assert_eq!(interval.sample_count(), 2);
+        assert_eq!(interval.sample_sum(), 550);
+        assert_eq!(interval.bins().len(), 2);
+        assert_eq!(interval.quantile(0.0), Some(50.0));
+    }
+}
