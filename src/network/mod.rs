@@ -6,6 +6,6 @@
 //! `filter_manager` (the read and write filter lists) and `filter` (the traits filters
 //! implement, and the context they act through).
 
-pub mod listener_filter;
 pub mod filter_chain;
+pub mod listener_filter;
 pub mod proxy_protocol;

@@ -25,8 +25,10 @@
 //! - v2 `PROXY` with a family other than AF_INET/AF_INET6 (AF_UNSPEC, AF_UNIX) is an error; the
 //!   LOCAL command carries no addresses (the connection keeps the socket's own). Lengths up to
 //!   65535 are accepted (TLVs are skipped).
-//! - With `allow_requests_without_proxy_protocol`, bytes that cannot be the start of either
-//!   signature are passed through untouched ([`Parsed::NotPresent`]).
+//! - With `allow_requests_without_proxy_protocol`, bytes that cannot be the start of the
+//!   signature of an allowed version are passed through untouched ([`Parsed::NotPresent`]).
+//! - A well-formed header of a disallowed version is refused (when requests without a header
+//!   are not allowed) and counted both as found and as disallowed.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -91,8 +93,9 @@ pub enum ProxyProtocolError {
     NotFound,
     /// A malformed header of this version (`proxy_proto.versions.<v>.error`).
     Malformed(ProxyProtocolVersion, &'static str),
-    /// A well-formed header of a version the config disallows
-    /// (`proxy_proto.versions.<v>.disallowed`).
+    /// A well-formed header of a version the config disallows (Envoy counts it as
+    /// `proxy_proto.versions.<v>.found` and `.disallowed`, but not as a
+    /// `downstream_cx_proxy_proto_error`).
     Disallowed(ProxyProtocolVersion),
 }
 
@@ -132,15 +135,28 @@ impl ParseOptions {
     }
 }
 
+/// How many bytes the header at the start of `buf` may still need to be decided: the v2 length
+/// once the v2 fixed part is in, else the v1 limit (which also covers the v2 fixed part). A
+/// listener filter peeks this many bytes.
+pub fn max_header_len(buf: &[u8]) -> usize {
+    if buf.len() >= V2_HEADER_LEN && buf.starts_with(&V2_SIGNATURE) {
+        V2_HEADER_LEN + u16::from_be_bytes([buf[14], buf[15]]) as usize
+    } else {
+        V1_MAX_LEN
+    }
+}
+
 /// Parses the first bytes of a stream (everything received so far, from byte 0).
 ///
 /// `Ok(None)`: not enough bytes yet, call again with more. `Ok(Some(_))`: decided. `Err`: the
 /// connection must be closed. Calling again with a longer prefix of the same stream gives the
 /// same answer once one was given, so the caller may simply re-parse its peek buffer.
 pub fn parse(buf: &[u8], options: &ParseOptions) -> Result<Option<Parsed>, ProxyProtocolError> {
+    // Only the signatures of allowed versions count here: with V1 disallowed, a v1 header is
+    // just payload (as Envoy passes it through).
     if options.allow_requests_without_proxy_protocol
-        && !is_prefix_of(buf, &V2_SIGNATURE)
-        && !is_prefix_of(buf, V1_SIGNATURE)
+        && (options.v2_disallowed || !is_prefix_of(buf, &V2_SIGNATURE))
+        && (options.v1_disallowed || !is_prefix_of(buf, V1_SIGNATURE))
     {
         return Ok(Some(Parsed::NotPresent));
     }
@@ -501,6 +517,15 @@ mod tests {
     }
 
     #[test]
+    fn max_header_len_grows_with_the_v2_length() {
+        assert_eq!(max_header_len(b""), V1_MAX_LEN);
+        assert_eq!(max_header_len(b"PROXY TCP4"), V1_MAX_LEN);
+        let buf = v2(0x21, 0x11, &[0; 300]);
+        assert_eq!(max_header_len(&buf[..15]), V1_MAX_LEN);
+        assert_eq!(max_header_len(&buf[..16]), 316);
+    }
+
+    #[test]
     fn v2_malformed() {
         use ProxyProtocolVersion::V2;
         malformed(&v2(0x11, 0x11, &INET_BODY), V2); // version 1 in a v2 header
@@ -565,6 +590,15 @@ mod tests {
             parse(&v2(0x20, 0, &[]), &no_v1),
             Ok(Some(Parsed::Header(_)))
         ));
+        // Allowed without a header: a disallowed version's header is just payload.
+        let allow_no_v1 = ParseOptions {
+            allow_requests_without_proxy_protocol: true,
+            ..no_v1
+        };
+        assert_eq!(
+            parse(b"PROXY UNKNOWN\r\n", &allow_no_v1),
+            Ok(Some(Parsed::NotPresent))
+        );
         let no_v2 = ParseOptions {
             v2_disallowed: true,
             ..STRICT
