@@ -1,14 +1,72 @@
-//! reactor: nuncio's event library, in the image of libevent (API contract; issue 2 fills in the
-//! implementation and the design notes).
+//! reactor: nuncio's event library, in the image of libevent.
 //!
-//! | libevent / Envoy                 | reactor            |
-//! |----------------------------------|--------------------|
-//! | `event_base` / `DispatcherImpl`  | [`Dispatcher`]     |
-//! | `event` on an fd / `FileEventImpl` | [`FileEvent`]    |
-//! | `evtimer` / `TimerImpl`          | [`Timer`]          |
-//! | `evsignal` / `SignalEventImpl`   | [`SignalEvent`]    |
-//! | `Dispatcher::post`               | [`Poster::post`]   |
-//! | `Dispatcher::deferredDelete`     | [`Dispatcher::deferred_delete`] |
+//! One [`Dispatcher`] per thread owns one `mio::Poll` (epoll). File descriptors, timers and
+//! signals are registered on it with a callback; [`Dispatcher::run`] waits for readiness and
+//! calls back, one ordered loop iteration at a time:
+//!
+//! ```text
+//! loop {
+//!     1. timeout = 0 if work is waiting, else time to the next timer, else forever
+//!     2. epoll_wait(timeout); cache now()
+//!     3. run expired timers (deadline order, FIFO on ties)
+//!     4. run active file events (activated last iteration + reported by the kernel)
+//!     5. run posted callbacks (swapped out of the cross-thread queue)
+//!     6. drop deferred deletions; free slots of handles dropped this iteration
+//! }
+//! ```
+//!
+//! Vocabulary (libevent's): an event is *pending* while registered and waiting, *active* once
+//! ready with its callback queued for step 4; an object is *deferred* between
+//! [`Dispatcher::deferred_delete`] and step 6.
+//!
+//! | libevent / Envoy                     | reactor                          | file            |
+//! |--------------------------------------|----------------------------------|-----------------|
+//! | `event_base` / `DispatcherImpl`      | [`Dispatcher`]                   | dispatcher.rs   |
+//! | `event_base_loop` / `run(RunType)`   | [`Dispatcher::run`], [`RunType`] | dispatcher.rs   |
+//! | `event` on an fd / `FileEventImpl`   | [`FileEvent`]                    | file_event.rs   |
+//! | `EV_READ`/`EV_WRITE`/`EV_CLOSED`     | [`FileReadyType`]                | file_event.rs   |
+//! | `EV_ET` / `FileTriggerType`          | [`FileTriggerType`]              | file_event.rs   |
+//! | `event_active` / `activate()`        | [`FileEvent::activate`]          | file_event.rs   |
+//! | `evtimer` (min-heap) / `TimerImpl`   | [`Timer`] on a [`TimerWheel`]    | timer.rs        |
+//! | `Dispatcher::post`                   | [`Poster::post`]                 | post.rs         |
+//! | `evsignal` / `SignalEventImpl`       | [`SignalEvent`]                  | signal.rs       |
+//! | `Dispatcher::deferredDelete`         | [`Dispatcher::deferred_delete`]  | deferred.rs     |
+//! | `approximateMonotonicTime`           | [`Dispatcher::now`]              | dispatcher.rs   |
+//! | (Envoy's dispatcher stats)           | [`DispatcherStats`]              | stats.rs        |
+//!
+//! # Design decisions
+//! - **Level triggering is emulated.** mio registers everything edge-triggered; see
+//!   [`file_event`](crate::FileEvent) and the "Level triggering" section below.
+//! - **Callbacks are taken out of their slot while they run**, so they can call anything on the
+//!   dispatcher, including dropping their own handle (see dispatcher.rs).
+//! - **Deferred deletion** lets a connection close itself from its own callback: it is dropped
+//!   in step 6, after every callback of the iteration, and slab slots freed during an iteration
+//!   are only reused after it, so stale events of the batch never reach a newcomer.
+//! - **Timers are a hashed wheel** with O(1) arm and cancel and 1 ms ticks (timer.rs), written
+//!   sans-IO: time is passed in, tests use a simulated clock.
+//! - **Posts wake the loop once per batch** (only on the empty to non-empty transition) and run
+//!   outside the queue's lock.
+//! - **Signals use a self-pipe**, not signalfd, so other threads need not block them.
+//!
+//! # Level triggering
+//! A level-triggered callback that does not drain its fd must run again on the next iteration.
+//! After every level-triggered callback the dispatcher re-arms the registration
+//! (`EPOLL_CTL_MOD`); the kernel then re-checks readiness and queues an event if the fd is still
+//! ready. This is exactly what level triggering means, costs one syscall per level-triggered
+//! callback, and nothing for edge-triggered ones.
 
-mod api;
-pub use api::*;
+mod deferred;
+mod dispatcher;
+mod file_event;
+mod post;
+mod signal;
+mod stats;
+mod timer;
+
+pub use dispatcher::{Dispatcher, RunType};
+pub use file_event::{FileEvent, FileReadyType, FileTriggerType};
+pub use nix::sys::signal::Signal;
+pub use post::{PostCallback, Poster};
+pub use signal::{SignalEvent, SUPPORTED_SIGNALS};
+pub use stats::{DispatcherStats, DispatcherStatsSnapshot, Histogram, HISTOGRAM_BUCKETS};
+pub use timer::{Timer, TimerWheel, WheelKey, SLOTS, TICK};

@@ -1,0 +1,738 @@
+//! The event loop (libevent's `event_base` and `event_base_loop`, Envoy's `DispatcherImpl`).
+//!
+//! Owns the thread's `mio::Poll`, the slabs of file events and timers, the timer wheel, the
+//! active list, the post queue's consumer side and the deferred-deletion list. The owner thread
+//! calls [`Dispatcher::run`]; everything registered on it calls back from inside `run`. Other
+//! threads reach it only through a [`Poster`].
+//!
+//! # One iteration ([`Inner::run_iteration`])
+//! 1. **Timeout.** Zero when work is already waiting (activated file events, posts, deferred
+//!    deletions) or when running `NonBlock`; else the time to the next timer; else forever.
+//! 2. **Poll.** `epoll_wait` into the reused `mio::Events` buffer; cache the time
+//!    ([`Dispatcher::now`]).
+//! 3. **Expire timers.** Due timers run in deadline order (same deadline: arming order).
+//! 4. **Run active file events.** The events activated during the previous iteration, then
+//!    every fd the kernel reported, each callback once with the union of its readiness.
+//! 5. **Run posted callbacks.** The whole queue, swapped out under its lock, run outside it.
+//! 6. **Reap deferred deletions.** Drop the objects passed to [`Dispatcher::deferred_delete`],
+//!    then free the slab slots of file events and timers dropped during this iteration.
+//!
+//! Timers run before file events and posts after them, as the issue orders the steps: a timer
+//! that fires in the same iteration as a read sees the state before the read (Envoy's idle
+//! timeout semantics), and a post made from a file event callback runs in the same iteration.
+//!
+//! # Callbacks and re-entrancy
+//! Callbacks live in slab slots keyed by the mio token. While a callback runs it is *taken out*
+//! of its slot and no borrow of the dispatcher's state is held, so the callback may call any
+//! method: create or drop file events and timers (its own included), enable, disable, activate,
+//! post, defer deletes, exit. After it returns it is put back, unless its handle was dropped
+//! meanwhile, in which case it is dropped then. A dropped file event or timer is marked dead:
+//! it never fires again, even if it is further down the current batch.
+//!
+//! # Slot reuse
+//! A slot freed during an iteration (steps 3 to 6) is only removed from its slab at the end of
+//! step 6, after every callback and deferred drop of the iteration has run. Until then a new
+//! file event or timer gets a different key, so a stale kernel event or expired-timer entry of
+//! this batch can only ever name the dead slot, never a newcomer. The next poll reports nothing
+//! for it (it was deregistered). Slots freed outside `run` are removed at once.
+//!
+//! # No allocation per event
+//! The mio `Events` buffer, the active lists, the expired-timer list and the post batch are
+//! reused from iteration to iteration; callbacks are moved out of and back into their slots,
+//! never re-boxed. Steady-state dispatch allocates nothing.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Poll, Token};
+use slab::Slab;
+
+use crate::deferred::DeferredDeleteList;
+use crate::file_event::{FileCallback, FileEvent, FileReadyType, FileSlot, FileTriggerType};
+use crate::post::{PostCallback, PostQueue, Poster};
+use crate::signal::{self, SignalEvent};
+use crate::stats::{bump, DispatcherStats};
+use crate::timer::{Timer, TimerWheel, WheelKey};
+use nix::sys::signal::Signal;
+
+/// The token of the post queue's waker; slab keys (file event tokens) never reach it.
+const WAKER_TOKEN: Token = Token(usize::MAX);
+/// Capacity of the reused `mio::Events` buffer: the most events one poll returns.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// How [`Dispatcher::run`] behaves (Envoy's `Dispatcher::RunType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunType {
+    /// Run until nothing is registered (no enabled file event, armed timer, signal, pending
+    /// activation, post or deferred deletion) or `exit()` is called.
+    Block,
+    /// One pass: poll with a zero timeout, run what is ready, return.
+    NonBlock,
+    /// Keep running even with nothing registered, until `exit()`.
+    RunUntilExit,
+}
+
+/// The event loop of one thread; cheap to clone (a shared handle to the same loop); not `Send`.
+///
+/// Callbacks that capture a `Dispatcher` clone keep the loop alive for as long as they are
+/// registered; the loop (its epoll fd and waker) is freed when the last clone is dropped.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Rc<Inner>,
+}
+
+type TimerCallback = Box<dyn FnMut()>;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TimerState {
+    Disarmed,
+    Armed(WheelKey),
+    /// Taken off the wheel by step 3 and waiting its turn in this iteration's expired list;
+    /// `disable`/`enable` from an earlier callback of the batch cancel the firing.
+    Due,
+}
+
+struct TimerSlot {
+    state: TimerState,
+    dead: bool,
+    cb: Option<TimerCallback>,
+}
+
+pub(crate) struct Inner {
+    name: String,
+    state: RefCell<State>,
+    post: Arc<PostQueue>,
+    stats: Arc<DispatcherStats>,
+    exit: Cell<bool>,
+    running: Cell<bool>,
+    /// Steps 3 to 6 are running: slot frees are delayed to the end of step 6.
+    in_iteration: Cell<bool>,
+    now: Cell<Instant>,
+}
+
+struct State {
+    poll: Poll,
+    events: Events,
+    files: Slab<FileSlot>,
+    timers: Slab<TimerSlot>,
+    wheel: TimerWheel<usize>,
+    /// Keys of file events to run in step 4 of this iteration.
+    active: Vec<usize>,
+    /// Keys activated with `FileEvent::activate`, run in step 4 of the next iteration.
+    next_active: Vec<usize>,
+    /// Keys of timers expired in step 3.
+    expired: Vec<usize>,
+    /// The post batch being run (reused).
+    posts: VecDeque<PostCallback>,
+    deferred: DeferredDeleteList,
+    freed_files: Vec<usize>,
+    freed_timers: Vec<usize>,
+    /// Live file events with a non-empty enabled set (what `RunType::Block` waits on).
+    enabled_files: usize,
+}
+
+impl Dispatcher {
+    /// A new dispatcher named for logs and introspection (e.g. "main_thread", "worker_0").
+    pub fn new(name: &str) -> io::Result<Dispatcher> {
+        let poll = Poll::new()?;
+        let stats = Arc::new(DispatcherStats::default());
+        let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let now = Instant::now();
+        let state = State {
+            poll,
+            events: Events::with_capacity(EVENTS_CAPACITY),
+            files: Slab::new(),
+            timers: Slab::new(),
+            wheel: TimerWheel::new(now),
+            active: Vec::new(),
+            next_active: Vec::new(),
+            expired: Vec::new(),
+            posts: VecDeque::new(),
+            deferred: DeferredDeleteList::default(),
+            freed_files: Vec::new(),
+            freed_timers: Vec::new(),
+            enabled_files: 0,
+        };
+        Ok(Dispatcher {
+            inner: Rc::new(Inner {
+                name: name.to_string(),
+                state: RefCell::new(state),
+                post: Arc::new(PostQueue::new(waker, stats.clone())),
+                stats,
+                exit: Cell::new(false),
+                running: Cell::new(false),
+                in_iteration: Cell::new(false),
+                now: Cell::new(now),
+            }),
+        })
+    }
+
+    pub fn name(&self) -> String {
+        self.inner.name.clone()
+    }
+
+    /// Runs the loop (libevent's `event_base_loop`) as `run_type` says. Not re-entrant: calling
+    /// `run` from a callback returns an error. An `exit()` made before `run` makes it return
+    /// after its first iteration; the exit request is consumed when `run` returns.
+    pub fn run(&self, run_type: RunType) -> io::Result<()> {
+        let inner = &*self.inner;
+        if inner.running.replace(true) {
+            return Err(io::Error::other(
+                "reactor: Dispatcher::run called re-entrantly",
+            ));
+        }
+        let _guard = RunGuard(inner);
+        loop {
+            if run_type == RunType::Block && !inner.has_work() {
+                return Ok(());
+            }
+            inner.run_iteration(run_type != RunType::NonBlock)?;
+            if run_type == RunType::NonBlock || inner.exit_requested() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Makes `run` return after the current iteration.
+    pub fn exit(&self) {
+        self.inner.exit.set(true);
+    }
+
+    /// The `Send + Sync` handle other threads post through.
+    pub fn poster(&self) -> Poster {
+        Poster {
+            queue: self.inner.post.clone(),
+        }
+    }
+
+    /// Registers `fd` (not owned: dropping the FileEvent unregisters, never closes) for `events`.
+    /// The callback gets the ready set. It may call any method of the dispatcher, including
+    /// dropping this very FileEvent; a dropped FileEvent never fires again, even if it was
+    /// already in the current batch. Fails if the fd is invalid or already registered here.
+    pub fn create_file_event(
+        &self,
+        fd: RawFd,
+        trigger: FileTriggerType,
+        events: FileReadyType,
+        cb: impl FnMut(FileReadyType) + 'static,
+    ) -> io::Result<FileEvent> {
+        let inner = &*self.inner;
+        let mut st = inner.state.borrow_mut();
+        let key = st.files.vacant_key();
+        if let Some(interest) = events.to_interest() {
+            st.poll
+                .registry()
+                .register(&mut SourceFd(&fd), Token(key), interest)?;
+            st.enabled_files += 1;
+        }
+        let cb: FileCallback = Box::new(cb);
+        st.files.insert(FileSlot {
+            fd,
+            trigger,
+            enabled: events,
+            registered: events.to_interest().is_some(),
+            ready: FileReadyType::NONE,
+            injected: FileReadyType::NONE,
+            queued: false,
+            queued_next: false,
+            dead: false,
+            cb: Some(cb),
+        });
+        bump(inner.trigger_gauge(trigger), 1);
+        Ok(FileEvent {
+            inner: Rc::downgrade(&self.inner),
+            key,
+        })
+    }
+
+    /// A disarmed timer; arm it with [`Timer::enable`].
+    pub fn create_timer(&self, cb: impl FnMut() + 'static) -> Timer {
+        let cb: TimerCallback = Box::new(cb);
+        let key = self.inner.state.borrow_mut().timers.insert(TimerSlot {
+            state: TimerState::Disarmed,
+            dead: false,
+            cb: Some(cb),
+        });
+        Timer {
+            inner: Rc::downgrade(&self.inner),
+            key,
+        }
+    }
+
+    /// Drops `obj` at the end of the current iteration (step 6), never before every callback of
+    /// this iteration has run: an object can schedule its own destruction from its callback.
+    /// Called outside `run`, the object is dropped at the end of the next iteration.
+    pub fn deferred_delete(&self, obj: Box<dyn Any>) {
+        self.inner.state.borrow_mut().deferred.push(obj);
+    }
+
+    /// Delivers `signal` (SIGINT, SIGTERM, SIGHUP or SIGUSR1) as an ordinary event on this
+    /// dispatcher's thread. Only one listener per signal per process: a second one is an
+    /// `AlreadyExists` error.
+    pub fn listen_for_signal(
+        &self,
+        signal: Signal,
+        cb: impl FnMut() + 'static,
+    ) -> io::Result<SignalEvent> {
+        signal::listen(self, signal, cb)
+    }
+
+    /// The time cached when the last poll returned (Envoy's `approximateMonotonicTime`).
+    pub fn now(&self) -> Instant {
+        self.inner.now.get()
+    }
+
+    /// Introspection counters, readable from any thread (the admin's `/reactor`).
+    pub fn stats(&self) -> Arc<DispatcherStats> {
+        self.inner.stats.clone()
+    }
+}
+
+/// Clears the running state when `run` returns (or unwinds).
+struct RunGuard<'a>(&'a Inner);
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        self.0.running.set(false);
+        self.0.in_iteration.set(false);
+        self.0.exit.set(false);
+        self.0.post.clear_exit();
+    }
+}
+
+impl Inner {
+    fn trigger_gauge(&self, trigger: FileTriggerType) -> &std::sync::atomic::AtomicU64 {
+        match trigger {
+            FileTriggerType::Level => &self.stats.file_events_level,
+            FileTriggerType::Edge => &self.stats.file_events_edge,
+        }
+    }
+
+    fn exit_requested(&self) -> bool {
+        self.exit.get() || self.post.exit_requested()
+    }
+
+    /// Work that needs no kernel event to run.
+    fn has_immediate_work(&self, st: &State) -> bool {
+        !st.next_active.is_empty() || !st.deferred.is_empty() || self.post.has_pending()
+    }
+
+    /// Whether `RunType::Block` should keep going.
+    fn has_work(&self) -> bool {
+        let st = self.state.borrow();
+        st.enabled_files > 0 || !st.wheel.is_empty() || self.has_immediate_work(&st)
+    }
+
+    /// One loop iteration: the six steps of the module docs, in order.
+    fn run_iteration(&self, may_block: bool) -> io::Result<()> {
+        // 1. Timeout.
+        let timeout = {
+            let st = self.state.borrow();
+            if !may_block || self.has_immediate_work(&st) || self.exit_requested() {
+                Some(Duration::ZERO)
+            } else {
+                st.wheel.next_expiry(Instant::now())
+            }
+        };
+
+        // 2. Poll.
+        let poll_start = Instant::now();
+        {
+            let mut st = self.state.borrow_mut();
+            let State { poll, events, .. } = &mut *st;
+            match poll.poll(events, timeout) {
+                Ok(()) => {}
+                // A signal interrupted epoll_wait: no events; the signal's own event (its
+                // self-pipe) is reported by the next poll.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+                Err(e) => return Err(e),
+            }
+        }
+        let now = Instant::now();
+        self.now.set(now);
+        self.stats.poll_wait_us.record(now - poll_start);
+
+        self.in_iteration.set(true);
+        // 3. Expire timers.
+        self.expire_timers(now);
+        // 4. Run active file events.
+        self.run_file_events();
+        // 5. Run posted callbacks.
+        self.run_posts();
+        // 6. Reap deferred deletions, then free the slots dropped during this iteration.
+        self.reap_deferred();
+        self.in_iteration.set(false);
+
+        bump(&self.stats.loop_iterations_total, 1);
+        self.stats.callback_us.record(now.elapsed());
+        Ok(())
+    }
+
+    /// Step 3.
+    fn expire_timers(&self, now: Instant) {
+        let expired = {
+            let mut st = self.state.borrow_mut();
+            if st.wheel.is_empty() {
+                return;
+            }
+            let State {
+                wheel,
+                timers,
+                expired,
+                ..
+            } = &mut *st;
+            wheel.expire(now, expired);
+            for &key in expired.iter() {
+                timers[key].state = TimerState::Due;
+            }
+            self.stats.timers_armed.store(wheel.len() as u64, Relaxed);
+            std::mem::take(expired)
+        };
+        let mut fired = 0;
+        for &key in &expired {
+            let cb = {
+                let mut st = self.state.borrow_mut();
+                let Some(slot) = st.timers.get_mut(key) else {
+                    continue;
+                };
+                if slot.dead || slot.state != TimerState::Due {
+                    continue; // dropped, disabled or re-armed by an earlier callback
+                }
+                slot.state = TimerState::Disarmed;
+                slot.cb.take()
+            };
+            let Some(mut cb) = cb else { continue };
+            cb();
+            fired += 1;
+            let leftover = {
+                let mut st = self.state.borrow_mut();
+                match st.timers.get_mut(key) {
+                    Some(slot) if !slot.dead => {
+                        slot.cb = Some(cb);
+                        None
+                    }
+                    _ => Some(cb),
+                }
+            };
+            drop(leftover); // the timer was dropped by its own callback: drop it unborrowed
+        }
+        bump(&self.stats.timers_fired_total, fired);
+        let mut expired = expired;
+        expired.clear();
+        self.state.borrow_mut().expired = expired;
+    }
+
+    /// Step 4.
+    fn run_file_events(&self) {
+        let active = {
+            let mut st = self.state.borrow_mut();
+            let State {
+                events,
+                files,
+                active,
+                next_active,
+                ..
+            } = &mut *st;
+            // Activations from the previous iteration first (active is empty here).
+            std::mem::swap(active, next_active);
+            for &key in active.iter() {
+                if let Some(slot) = files.get_mut(key) {
+                    slot.queued_next = false;
+                    slot.queued = true;
+                }
+            }
+            for event in events.iter() {
+                let token = event.token();
+                if token == WAKER_TOKEN {
+                    continue; // posts are run by step 5 whether or not we were woken
+                }
+                let Some(slot) = files.get_mut(token.0) else {
+                    continue;
+                };
+                if slot.dead {
+                    continue;
+                }
+                slot.ready |= FileReadyType::from_mio(event);
+                if !slot.queued {
+                    slot.queued = true;
+                    active.push(token.0);
+                }
+            }
+            std::mem::take(active)
+        };
+        let mut dispatched = 0;
+        for &key in &active {
+            let (mut cb, ready) = {
+                let mut st = self.state.borrow_mut();
+                let Some(slot) = st.files.get_mut(key) else {
+                    continue;
+                };
+                slot.queued = false;
+                if slot.dead {
+                    continue;
+                }
+                // Mask now, not at collection: an earlier callback may have disabled interest.
+                let ready = (slot.ready & slot.enabled) | slot.injected;
+                slot.ready = FileReadyType::NONE;
+                slot.injected = FileReadyType::NONE;
+                if ready.is_empty() {
+                    continue;
+                }
+                let Some(cb) = slot.cb.take() else { continue };
+                (cb, ready)
+            };
+            cb(ready);
+            dispatched += 1;
+            let leftover = {
+                let mut st = self.state.borrow_mut();
+                let State { poll, files, .. } = &mut *st;
+                match files.get_mut(key) {
+                    Some(slot) if !slot.dead => {
+                        slot.cb = Some(cb);
+                        if slot.trigger == FileTriggerType::Level && slot.registered {
+                            rearm_level(poll, key, slot);
+                        }
+                        None
+                    }
+                    _ => Some(cb),
+                }
+            };
+            drop(leftover); // dropped by its own callback: drop the closure unborrowed
+        }
+        bump(&self.stats.events_dispatched_total, dispatched);
+        let mut active = active;
+        active.clear();
+        self.state.borrow_mut().active = active;
+    }
+
+    /// Step 5.
+    fn run_posts(&self) {
+        let mut batch = std::mem::take(&mut self.state.borrow_mut().posts);
+        self.post.take_into(&mut batch);
+        let n = batch.len() as u64;
+        if n == 0 {
+            self.state.borrow_mut().posts = batch;
+            return;
+        }
+        self.post.stats().post_queue_depth.fetch_sub(n, Relaxed);
+        while let Some(cb) = batch.pop_front() {
+            cb();
+        }
+        bump(&self.stats.posts_run_total, n);
+        self.state.borrow_mut().posts = batch;
+    }
+
+    /// Step 6.
+    fn reap_deferred(&self) {
+        loop {
+            let mut objects = {
+                let mut st = self.state.borrow_mut();
+                if st.deferred.is_empty() {
+                    break;
+                }
+                st.deferred.take()
+            };
+            // Dropping may run any code, including more deferred deletes: loop until empty.
+            objects.clear();
+            self.state.borrow_mut().deferred.restore(objects);
+        }
+        let mut st = self.state.borrow_mut();
+        let State {
+            files,
+            timers,
+            freed_files,
+            freed_timers,
+            ..
+        } = &mut *st;
+        for key in freed_files.drain(..) {
+            files.remove(key);
+        }
+        for key in freed_timers.drain(..) {
+            timers.remove(key);
+        }
+    }
+
+    // === FileEvent operations ===
+
+    pub(crate) fn file_set_enabled(&self, key: usize, events: FileReadyType) {
+        let mut st = self.state.borrow_mut();
+        let State {
+            poll,
+            files,
+            enabled_files,
+            ..
+        } = &mut *st;
+        let Some(slot) = files.get_mut(key) else {
+            return;
+        };
+        if slot.dead {
+            return;
+        }
+        let registry = poll.registry();
+        let mut source = SourceFd(&slot.fd);
+        let result = match (events.to_interest(), slot.registered) {
+            (Some(interest), true) => registry.reregister(&mut source, Token(key), interest),
+            (Some(interest), false) => {
+                *enabled_files += 1;
+                slot.registered = true;
+                registry.register(&mut source, Token(key), interest)
+            }
+            (None, true) => {
+                *enabled_files -= 1;
+                slot.registered = false;
+                registry.deregister(&mut source)
+            }
+            (None, false) => Ok(()),
+        };
+        slot.enabled = events;
+        if let Err(e) = result {
+            log::error!(
+                "reactor[{}]: updating fd {} to {events} failed: {e}",
+                self.name,
+                slot.fd
+            );
+        }
+    }
+
+    pub(crate) fn file_activate(&self, key: usize, events: FileReadyType) {
+        let mut st = self.state.borrow_mut();
+        let State {
+            files, next_active, ..
+        } = &mut *st;
+        let Some(slot) = files.get_mut(key) else {
+            return;
+        };
+        if slot.dead || events.is_empty() {
+            return;
+        }
+        slot.injected |= events;
+        if !slot.queued_next {
+            slot.queued_next = true;
+            next_active.push(key);
+        }
+    }
+
+    pub(crate) fn file_drop(&self, key: usize) {
+        let cb = {
+            let mut st = self.state.borrow_mut();
+            let State {
+                poll,
+                files,
+                freed_files,
+                enabled_files,
+                ..
+            } = &mut *st;
+            let Some(slot) = files.get_mut(key) else {
+                return;
+            };
+            if slot.registered {
+                *enabled_files -= 1;
+                // The owner may already have closed the fd (the kernel then dropped the
+                // registration itself): an error here is expected and harmless.
+                let _ = poll.registry().deregister(&mut SourceFd(&slot.fd));
+            }
+            slot.registered = false;
+            slot.dead = true;
+            self.trigger_gauge(slot.trigger).fetch_sub(1, Relaxed);
+            let cb = slot.cb.take();
+            // Keep the (dead) slot while a list of this iteration, or the activation list of
+            // the next, may still name it; step 6 frees it.
+            if self.in_iteration.get() || slot.queued_next {
+                freed_files.push(key);
+            } else {
+                files.remove(key);
+            }
+            cb
+        };
+        drop(cb); // user code may run in the closure's drop: no borrow held
+    }
+
+    // === Timer operations ===
+
+    pub(crate) fn timer_enable(&self, key: usize, delay: Duration) {
+        let mut st = self.state.borrow_mut();
+        let State { timers, wheel, .. } = &mut *st;
+        let Some(slot) = timers.get_mut(key) else {
+            return;
+        };
+        if slot.dead {
+            return;
+        }
+        if let TimerState::Armed(wk) = slot.state {
+            wheel.cancel(wk);
+        }
+        slot.state = TimerState::Armed(wheel.arm(Instant::now(), delay, key));
+        bump(&self.stats.timers_enabled_total, 1);
+        self.stats.timers_armed.store(wheel.len() as u64, Relaxed);
+    }
+
+    pub(crate) fn timer_disable(&self, key: usize) {
+        let mut st = self.state.borrow_mut();
+        let State { timers, wheel, .. } = &mut *st;
+        let Some(slot) = timers.get_mut(key) else {
+            return;
+        };
+        if let TimerState::Armed(wk) = slot.state {
+            wheel.cancel(wk);
+            self.stats.timers_armed.store(wheel.len() as u64, Relaxed);
+        }
+        slot.state = TimerState::Disarmed;
+    }
+
+    pub(crate) fn timer_enabled(&self, key: usize) -> bool {
+        let st = self.state.borrow();
+        st.timers
+            .get(key)
+            .is_some_and(|s| !s.dead && s.state != TimerState::Disarmed)
+    }
+
+    pub(crate) fn timer_drop(&self, key: usize) {
+        self.timer_disable(key);
+        let cb = {
+            let mut st = self.state.borrow_mut();
+            let Some(slot) = st.timers.get_mut(key) else {
+                return;
+            };
+            slot.dead = true;
+            let cb = slot.cb.take();
+            if self.in_iteration.get() {
+                st.freed_timers.push(key);
+            } else {
+                st.timers.remove(key);
+            }
+            cb
+        };
+        drop(cb);
+    }
+}
+
+/// Level emulation: `EPOLL_CTL_MOD` makes the kernel re-evaluate the fd's readiness and queue
+/// a new edge if it is still ready, so the callback runs again next iteration.
+fn rearm_level(poll: &Poll, key: usize, slot: &FileSlot) {
+    if let Some(interest) = slot.enabled.to_interest() {
+        if let Err(e) = poll
+            .registry()
+            .reregister(&mut SourceFd(&slot.fd), Token(key), interest)
+        {
+            log::error!(
+                "reactor: re-arming level-triggered fd {} failed: {e}",
+                slot.fd
+            );
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Posters see `false` from now on; queued callbacks are dropped unrun.
+        drop(self.post.close());
+    }
+}
