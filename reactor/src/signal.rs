@@ -68,7 +68,7 @@ pub struct SignalEvent {
     // Field order matters: the file event (and with it the read end, owned by its callback) is
     // dropped before the write end.
     _file_event: FileEvent,
-    writer: UnixStream,
+    _writer: UnixStream,
 }
 
 impl SignalEvent {
@@ -143,7 +143,7 @@ pub(crate) fn listen(
     Ok(SignalEvent {
         signal,
         _file_event: file_event,
-        writer,
+        _writer: writer,
     })
 }
 
@@ -157,10 +157,10 @@ impl Drop for SignalEvent {
                 self.signal
             );
         }
-        // Unpublish before `writer` closes. A handler already running on another thread that
+        // Unpublish before `_writer` closes. A handler already running on another thread that
         // loaded the fd just before this store could still write to it after it closes; the
         // window is a few instructions wide and only open while a signal races the drop.
         PIPE_WRITE_FDS[self.signal as usize].store(-1, Ordering::Release);
-        // `writer` closes after this body returns.
+        // `_writer` closes after this body returns.
     }
 }
