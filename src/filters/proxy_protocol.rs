@@ -13,7 +13,6 @@
 //! `proxy_proto.[<stat_prefix>.]not_found_allowed`, `.not_found_disallowed`,
 //! `.versions.v1.found|disallowed|error`, `.versions.v2.found|disallowed|error`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::config::{Node, Result, TypedConfig};
@@ -23,6 +22,7 @@ use crate::network::listener_filter::{
 use crate::network::proxy_protocol::{
     max_header_len, parse, ParseOptions, Parsed, ProxyProtocolError, ProxyProtocolVersion,
 };
+use crate::stats::{Counter, Store};
 
 /// The filter's name in `listener_filters[].name`.
 pub const NAME: &str = "envoy.filters.listener.proxy_protocol";
@@ -31,36 +31,43 @@ pub const TYPE_URL: &str =
     "type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol";
 
 /// The counters of one version.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct VersionStats {
-    pub found: AtomicU64,
-    pub disallowed: AtomicU64,
-    pub error: AtomicU64,
+    pub found: Counter,
+    pub disallowed: Counter,
+    pub error: Counter,
 }
 
 /// The filter's counters (see the module docs for their names).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ProxyProtocolStats {
-    /// `proxy_proto.` or `proxy_proto.<stat_prefix>.`
-    pub prefix: String,
     /// `downstream_cx_proxy_proto_error`, in the root scope.
-    pub downstream_cx_proxy_proto_error: AtomicU64,
-    pub not_found_allowed: AtomicU64,
-    pub not_found_disallowed: AtomicU64,
+    pub downstream_cx_proxy_proto_error: Counter,
+    pub not_found_allowed: Counter,
+    pub not_found_disallowed: Counter,
     pub v1: VersionStats,
     pub v2: VersionStats,
 }
 
 impl ProxyProtocolStats {
-    fn new(stat_prefix: &str) -> ProxyProtocolStats {
-        let prefix = if stat_prefix.is_empty() {
-            "proxy_proto.".to_string()
+    /// The counters in `store` (the server's root scope).
+    pub fn new(store: &Store, stat_prefix: &str) -> ProxyProtocolStats {
+        let scope = if stat_prefix.is_empty() {
+            store.scope("proxy_proto")
         } else {
-            format!("proxy_proto.{stat_prefix}.")
+            store.scope(&format!("proxy_proto.{stat_prefix}"))
+        };
+        let version = |v: &str| VersionStats {
+            found: scope.counter(&format!("versions.{v}.found")),
+            disallowed: scope.counter(&format!("versions.{v}.disallowed")),
+            error: scope.counter(&format!("versions.{v}.error")),
         };
         ProxyProtocolStats {
-            prefix,
-            ..Default::default()
+            downstream_cx_proxy_proto_error: store.counter("downstream_cx_proxy_proto_error"),
+            not_found_allowed: scope.counter("not_found_allowed"),
+            not_found_disallowed: scope.counter("not_found_disallowed"),
+            v1: version("v1"),
+            v2: version("v2"),
         }
     }
 
@@ -70,33 +77,6 @@ impl ProxyProtocolStats {
             ProxyProtocolVersion::V2 => &self.v2,
         }
     }
-
-    /// Every counter with its full Envoy name, for the admin `/stats` page.
-    pub fn for_each(&self, mut f: impl FnMut(&str, u64)) {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        f(
-            "downstream_cx_proxy_proto_error",
-            get(&self.downstream_cx_proxy_proto_error),
-        );
-        let p = &self.prefix;
-        f(
-            &format!("{p}not_found_allowed"),
-            get(&self.not_found_allowed),
-        );
-        f(
-            &format!("{p}not_found_disallowed"),
-            get(&self.not_found_disallowed),
-        );
-        for (v, s) in [("v1", &self.v1), ("v2", &self.v2)] {
-            f(&format!("{p}versions.{v}.disallowed"), get(&s.disallowed));
-            f(&format!("{p}versions.{v}.error"), get(&s.error));
-            f(&format!("{p}versions.{v}.found"), get(&s.found));
-        }
-    }
-}
-
-fn inc(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The parsed `typed_config`, shared by every filter the factory creates.
@@ -107,8 +87,12 @@ pub struct ProxyProtocolFactory {
 }
 
 impl ProxyProtocolFactory {
-    /// Reads the `ProxyProtocol` message. An absent `typed_config` means all defaults.
-    pub fn from_config(typed_config: Option<&TypedConfig>) -> Result<ProxyProtocolFactory> {
+    /// Reads the `ProxyProtocol` message (an absent `typed_config` means all defaults); the
+    /// counters are created in `store`, the server's root scope.
+    pub fn from_config(
+        typed_config: Option<&TypedConfig>,
+        store: &Store,
+    ) -> Result<ProxyProtocolFactory> {
         let mut options = ParseOptions::default();
         let mut stat_prefix = "";
         if let Some(typed) = typed_config {
@@ -136,7 +120,7 @@ impl ProxyProtocolFactory {
         }
         Ok(ProxyProtocolFactory {
             options,
-            stats: Arc::new(ProxyProtocolStats::new(stat_prefix)),
+            stats: Arc::new(ProxyProtocolStats::new(store, stat_prefix)),
         })
     }
 
@@ -185,7 +169,7 @@ impl ListenerFilter for ProxyProtocolFilter {
                 ListenerFilterStatus::StopIteration
             }
             Ok(Some(Parsed::Header(header))) => {
-                inc(&self.stats.version(header.version).found);
+                self.stats.version(header.version).found.inc();
                 if let Some((source, destination)) = header.addresses {
                     log::debug!(
                         "proxy_protocol: {} header: remote {} -> {}, local {} -> {}",
@@ -208,23 +192,23 @@ impl ListenerFilter for ProxyProtocolFilter {
                 ListenerFilterStatus::Continue
             }
             Ok(Some(Parsed::NotPresent)) => {
-                inc(&self.stats.not_found_allowed);
+                self.stats.not_found_allowed.inc();
                 ListenerFilterStatus::Continue
             }
             Err(error) => {
                 log::debug!("proxy_protocol: closing {}: {error}", cx.remote_address());
                 match error {
                     ProxyProtocolError::NotFound => {
-                        inc(&self.stats.not_found_disallowed);
-                        inc(&self.stats.downstream_cx_proxy_proto_error);
+                        self.stats.not_found_disallowed.inc();
+                        self.stats.downstream_cx_proxy_proto_error.inc();
                     }
                     ProxyProtocolError::Malformed(version, _) => {
-                        inc(&self.stats.version(version).error);
-                        inc(&self.stats.downstream_cx_proxy_proto_error);
+                        self.stats.version(version).error.inc();
+                        self.stats.downstream_cx_proxy_proto_error.inc();
                     }
                     ProxyProtocolError::Disallowed(version) => {
-                        inc(&self.stats.version(version).found);
-                        inc(&self.stats.version(version).disallowed);
+                        self.stats.version(version).found.inc();
+                        self.stats.version(version).disallowed.inc();
                     }
                 }
                 cx.close();
@@ -243,7 +227,7 @@ mod tests {
     fn factory(yaml: &str) -> Result<ProxyProtocolFactory> {
         let value = parse_yaml(yaml).unwrap();
         let typed = Node::with_path(&value, "listener_filters[0].typed_config").typed_config()?;
-        ProxyProtocolFactory::from_config(Some(&typed))
+        ProxyProtocolFactory::from_config(Some(&typed), &Store::new())
     }
 
     fn addresses() -> SocketAddresses {
@@ -283,13 +267,19 @@ mod tests {
     }
 
     fn counters(f: &ProxyProtocolFactory) -> Vec<(String, u64)> {
-        let mut v = Vec::new();
-        f.stats().for_each(|name, value| {
-            if value > 0 {
-                v.push((name.to_string(), value))
-            }
-        });
-        v
+        let s = f.stats();
+        let mut all = vec![
+            &s.downstream_cx_proxy_proto_error,
+            &s.not_found_allowed,
+            &s.not_found_disallowed,
+        ];
+        for v in [&s.v1, &s.v2] {
+            all.extend([&v.disallowed, &v.error, &v.found]);
+        }
+        all.into_iter()
+            .filter(|c| c.value() > 0)
+            .map(|c| (c.name().to_string(), c.value()))
+            .collect()
     }
 
     const DEFAULT: &str = "'@type': type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol";
@@ -401,6 +391,6 @@ mod tests {
             err.path,
             "listener_filters[0].typed_config.disallowed_versions[0]"
         );
-        assert!(ProxyProtocolFactory::from_config(None).is_ok());
+        assert!(ProxyProtocolFactory::from_config(None, &Store::new()).is_ok());
     }
 }

@@ -32,114 +32,27 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-/// An IP prefix (Envoy's `config.core.v3.CidrRange`), normalised: host bits are zero.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CidrRange {
-    address: IpAddr,
-    prefix_len: u8,
-}
+use crate::config::{self, ConfigError, Listener};
 
-impl CidrRange {
-    /// `address_prefix`/`prefix_len`; the host bits of `address` are cleared, so `10.1.2.3/8`
-    /// and `10.0.0.0/8` are the same range (Envoy compares them as such).
-    pub fn new(address: IpAddr, prefix_len: u32) -> Result<CidrRange, FilterChainError> {
-        // Envoy accepts an over-long prefix_len and treats it as the full length.
-        let max = if address.is_ipv4() { 32 } else { 128 };
-        let prefix_len = prefix_len.min(max) as u8;
-        let address = match address {
-            IpAddr::V4(a) => IpAddr::V4(mask_v4(u32::from(a), prefix_len).into()),
-            IpAddr::V6(a) => IpAddr::V6(mask_v6(u128::from(a), prefix_len).into()),
-        };
-        Ok(CidrRange {
-            address,
-            prefix_len,
-        })
-    }
+pub use crate::config::{CidrRange, SourceType};
 
-    /// Parses the address text of a CidrRange (`address_prefix`), e.g. from the config.
-    pub fn parse(address_prefix: &str, prefix_len: u32) -> Result<CidrRange, FilterChainError> {
-        let address = address_prefix
-            .parse()
-            .map_err(|_| FilterChainError::MalformedIp(address_prefix.to_string()))?;
-        CidrRange::new(address, prefix_len)
-    }
+/// `0.0.0.0/0` and `::/0`: the catch-all Envoy stores for an empty list of ranges.
+const ANY_V4: CidrRange = CidrRange {
+    address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    prefix_len: 0,
+};
+const ANY_V6: CidrRange = CidrRange {
+    address: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    prefix_len: 0,
+};
 
-    /// The whole IPv4 space, `0.0.0.0/0`.
-    pub const ANY_V4: CidrRange = CidrRange {
-        address: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-        prefix_len: 0,
-    };
-    /// The whole IPv6 space, `::/0`.
-    pub const ANY_V6: CidrRange = CidrRange {
-        address: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-        prefix_len: 0,
-    };
-
-    pub fn address(&self) -> IpAddr {
-        self.address
-    }
-
-    pub fn prefix_len(&self) -> u8 {
-        self.prefix_len
-    }
-
-    /// True when `ip` is of the same family and inside the range.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.address, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                mask_v4(u32::from(ip), self.prefix_len) == u32::from(net)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                mask_v6(u128::from(ip), self.prefix_len) == u128::from(net)
-            }
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Display for CidrRange {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.address, self.prefix_len)
-    }
-}
-
-fn mask_v4(bits: u32, len: u8) -> u32 {
-    if len == 0 {
-        0
-    } else {
-        bits & (u32::MAX << (32 - u32::from(len)))
-    }
-}
-
-fn mask_v6(bits: u128, len: u8) -> u128 {
-    if len == 0 {
-        0
-    } else {
-        bits & (u128::MAX << (128 - u32::from(len)))
-    }
-}
-
-/// `filter_chain_match.source_type`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum SourceType {
-    /// Any connection.
-    #[default]
-    Any,
-    /// The source is a loopback address or the same IP as the destination.
-    SameIpOrLoopback,
-    /// Everything else.
-    External,
-}
-
-impl SourceType {
-    fn index(self) -> usize {
-        match self {
-            SourceType::Any => 0,
-            SourceType::SameIpOrLoopback => 1,
-            SourceType::External => 2,
-        }
+fn source_type_index(source_type: SourceType) -> usize {
+    match source_type {
+        SourceType::Any => 0,
+        SourceType::SameIpOrLoopback => 1,
+        SourceType::External => 2,
     }
 }
 
@@ -179,6 +92,20 @@ impl<T> FilterChain<T> {
             name: String::new(),
             filter_chain_match,
             payload,
+        }
+    }
+}
+
+impl From<&config::FilterChainMatch> for FilterChainMatch {
+    /// The config's match (which has no TLS criteria yet: they come with TLS).
+    fn from(m: &config::FilterChainMatch) -> FilterChainMatch {
+        FilterChainMatch {
+            destination_port: m.destination_port,
+            prefix_ranges: m.prefix_ranges.clone(),
+            source_type: m.source_type,
+            source_prefix_ranges: m.source_prefix_ranges.clone(),
+            source_ports: m.source_ports.clone(),
+            ..FilterChainMatch::default()
         }
     }
 }
@@ -300,8 +227,17 @@ pub enum FilterChainError {
     OverlappingMatchingRules { chain: usize },
     /// A server name like `www.*.com` or `*w.example.com`.
     PartialWildcard { chain: usize, server_name: String },
-    /// `address_prefix` that is not an IP address.
-    MalformedIp(String),
+}
+
+impl FilterChainError {
+    /// The index in `filter_chains` of the chain at fault.
+    pub fn chain(&self) -> usize {
+        match self {
+            FilterChainError::SameMatchingRules { chain, .. }
+            | FilterChainError::OverlappingMatchingRules { chain }
+            | FilterChainError::PartialWildcard { chain, .. } => *chain,
+        }
+    }
 }
 
 impl fmt::Display for FilterChainError {
@@ -324,7 +260,6 @@ impl fmt::Display for FilterChainError {
                 f,
                 "partial wildcards are not supported in \"server_names\" ('{server_name}')"
             ),
-            FilterChainError::MalformedIp(text) => write!(f, "malformed IP address: {text}"),
         }
     }
 }
@@ -454,6 +389,36 @@ impl<T> FilterChainManager<T> {
             chains,
             default_chain: default_filter_chain,
             destination_ports,
+        })
+    }
+
+    /// Compiles a listener's chains, building each chain's payload with `build` (e.g. its
+    /// network filter factories). Errors name the offending field's path, e.g.
+    /// `static_resources.listeners[0].filter_chains[1].filter_chain_match: multiple filter
+    /// chains with overlapping matching rules are defined`.
+    pub fn from_listener(
+        listener: &Listener,
+        mut build: impl FnMut(&config::FilterChain) -> config::Result<T>,
+    ) -> config::Result<FilterChainManager<T>> {
+        let mut chains = Vec::with_capacity(listener.filter_chains.len());
+        for chain in &listener.filter_chains {
+            chains.push(FilterChain {
+                name: chain.name.clone(),
+                filter_chain_match: FilterChainMatch::from(&chain.filter_chain_match),
+                payload: build(chain)?,
+            });
+        }
+        let default_chain = listener
+            .default_filter_chain
+            .as_ref()
+            .map(&mut build)
+            .transpose()?;
+        FilterChainManager::new(chains, default_chain).map_err(|e| {
+            let path = match listener.filter_chains.get(e.chain()) {
+                Some(chain) => format!("{}.filter_chain_match", chain.path),
+                None => listener.path.clone(),
+            };
+            ConfigError::invalid(path, e.to_string())
         })
     }
 
@@ -589,7 +554,8 @@ fn add_chain(
             let protos = transports.entry(m.transport_protocol.clone()).or_default();
             for alpn in &alpns {
                 let types = protos.entry((*alpn).to_string()).or_default();
-                let source_ips = types[m.source_type.index()].get_or_insert_with(PrefixTable::new);
+                let source_ips =
+                    types[source_type_index(m.source_type)].get_or_insert_with(PrefixTable::new);
                 for src in &src_ranges {
                     let ports = source_ips.entry(*src);
                     for port in &src_ports {
@@ -608,7 +574,7 @@ fn add_chain(
 
 fn ranges_or_any(ranges: &[CidrRange]) -> Vec<CidrRange> {
     if ranges.is_empty() {
-        vec![CidrRange::ANY_V4, CidrRange::ANY_V6]
+        vec![ANY_V4, ANY_V6]
     } else {
         ranges.to_vec()
     }
@@ -620,7 +586,7 @@ mod tests {
 
     fn cidr(s: &str) -> CidrRange {
         let (a, l) = s.split_once('/').unwrap();
-        CidrRange::parse(a, l.parse().unwrap()).unwrap()
+        CidrRange::new(a.parse().unwrap(), l.parse().unwrap())
     }
 
     fn sa(s: &str) -> SocketAddr {
@@ -646,30 +612,6 @@ mod tests {
 
     fn manager(list: Vec<(FilterChainMatch, &'static str)>) -> FilterChainManager<&'static str> {
         FilterChainManager::new(chains(list), None).unwrap()
-    }
-
-    // === CidrRange ===
-
-    #[test]
-    fn cidr_normalises_and_contains() {
-        assert_eq!(cidr("10.1.2.3/8"), cidr("10.0.0.0/8"));
-        assert_eq!(cidr("10.1.2.3/8").to_string(), "10.0.0.0/8");
-        assert!(cidr("10.0.0.0/8").contains("10.255.0.1".parse().unwrap()));
-        assert!(!cidr("10.0.0.0/8").contains("11.0.0.1".parse().unwrap()));
-        assert!(cidr("0.0.0.0/0").contains("1.2.3.4".parse().unwrap()));
-        assert!(!cidr("0.0.0.0/0").contains("::1".parse().unwrap()));
-        assert!(cidr("1.2.3.4/32").contains("1.2.3.4".parse().unwrap()));
-        assert!(cidr("2001:db8::/32").contains("2001:db8:1::5".parse().unwrap()));
-        assert!(cidr("::1/128").contains("::1".parse().unwrap()));
-        assert_eq!(
-            CidrRange::parse("1.2.3.4", 33),
-            CidrRange::parse("1.2.3.4", 32)
-        );
-        assert!(CidrRange::parse("::", 128).is_ok());
-        assert!(matches!(
-            CidrRange::parse("1.2.3", 8),
-            Err(FilterChainError::MalformedIp(_))
-        ));
     }
 
     // === precedence, level by level ===
@@ -1011,6 +953,61 @@ mod tests {
             ..Default::default()
         };
         assert!(FilterChainManager::new(chains(vec![(a, 1), (b, 2)]), None).is_err());
+    }
+
+    #[test]
+    fn from_listener_builds_payloads_and_names_paths() {
+        let yaml = r#"
+static_resources:
+  listeners:
+  - name: l
+    address: { socket_address: { address: 127.0.0.1, port_value: 10000 } }
+    filter_chains:
+    - name: a
+      filter_chain_match: { source_ports: [1, 2] }
+      filters: []
+    - name: b
+      filter_chain_match: { destination_port: 10000, source_type: SAME_IP_OR_LOOPBACK }
+      filters: []
+    default_filter_chain: { name: d, filters: [] }
+"#;
+        let bootstrap = crate::config::load_str(yaml).unwrap();
+        let listener = &bootstrap.static_resources.listeners[0];
+        let m = FilterChainManager::from_listener(listener, |c| Ok(c.name.clone())).unwrap();
+        let pick = |local: &str, remote: &str| {
+            m.find_filter_chain(&ConnectionMatchInfo::tcp(sa(local), sa(remote)))
+                .cloned()
+        };
+        assert_eq!(pick("127.0.0.1:10000", "127.0.0.1:9"), Some("b".into()));
+        assert_eq!(pick("127.0.0.1:10001", "127.0.0.1:2"), Some("a".into()));
+        assert_eq!(pick("127.0.0.1:10001", "127.0.0.1:3"), Some("d".into()));
+
+        let overlapping = yaml.replace(
+            "destination_port: 10000, source_type: SAME_IP_OR_LOOPBACK",
+            "source_ports: [2, 3]",
+        );
+        let bootstrap = crate::config::load_str(&overlapping).unwrap();
+        let err =
+            FilterChainManager::from_listener(&bootstrap.static_resources.listeners[0], |_| Ok(()))
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "static_resources.listeners[0].filter_chains[1].filter_chain_match: \
+             multiple filter chains with overlapping matching rules are defined"
+        );
+        // The builder's own errors pass through unchanged.
+        let listener = &crate::config::load_str(yaml)
+            .unwrap()
+            .static_resources
+            .listeners[0];
+        let err = FilterChainManager::<()>::from_listener(listener, |c| {
+            Err(ConfigError::invalid(c.path.clone(), "boom"))
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "static_resources.listeners[0].filter_chains[0]: boom"
+        );
     }
 
     #[test]
