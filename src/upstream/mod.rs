@@ -1,1 +1,5 @@
 //! Clusters, load balancers, connection pools (issues 3 and 4).
+
+pub mod cluster;
+pub mod host_set;
+pub mod load_balancer;
