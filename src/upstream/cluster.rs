@@ -58,7 +58,7 @@ impl ClusterInfo {
             resource_limits_high: cluster.circuit_breakers.high,
             dns_refresh_rate: cluster.dns_refresh_rate,
             dns_lookup_family: cluster.dns_lookup_family,
-            http_protocol_options: cluster.http_protocol_options.clone(),
+            http_protocol_options: cluster.http_protocol_options,
             stats: ClusterStats::new(store, &cluster.name),
         }
     }
