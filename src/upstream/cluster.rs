@@ -18,8 +18,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::resource_manager::{ResourceManager, ResourcePriority};
 use crate::config::{
-    self, DiscoveryType, DnsLookupFamily, HttpProtocolOptions, LbPolicy, Thresholds,
+    self, DiscoveryType, DnsLookupFamily, HttpProtocolOptions, LbPolicy, Locality, Thresholds,
 };
 use crate::stats::{Counter, Gauge, Histogram, ImportMode, Store, Unit};
 
@@ -43,6 +44,8 @@ pub struct ClusterInfo {
     /// The main thread's stats handles (membership and DNS update counters are written there;
     /// workers count data-path events into their own handles: [`ClusterStats::new`]).
     pub stats: ClusterStats,
+    /// The circuit breakers of the DEFAULT and HIGH priorities, shared by every worker.
+    resource_managers: [ResourceManager; 2],
 }
 
 impl ClusterInfo {
@@ -60,6 +63,28 @@ impl ClusterInfo {
             dns_lookup_family: cluster.dns_lookup_family,
             http_protocol_options: cluster.http_protocol_options,
             stats: ClusterStats::new(store, &cluster.name),
+            resource_managers: [
+                ResourceManager::new(
+                    &cluster.circuit_breakers.default,
+                    store,
+                    &cluster.name,
+                    ResourcePriority::Default,
+                ),
+                ResourceManager::new(
+                    &cluster.circuit_breakers.high,
+                    store,
+                    &cluster.name,
+                    ResourcePriority::High,
+                ),
+            ],
+        }
+    }
+
+    /// The circuit breakers of `priority` (Envoy's `resourceManager(priority)`).
+    pub fn resource_manager(&self, priority: ResourcePriority) -> &ResourceManager {
+        match priority {
+            ResourcePriority::Default => &self.resource_managers[0],
+            ResourcePriority::High => &self.resource_managers[1],
         }
     }
 
@@ -191,11 +216,13 @@ pub struct HostStats {
     pub rq_error: AtomicU64,
     pub rq_timeout: AtomicU64,
     pub rq_active: AtomicU64,
+    pub rq_pending_active: AtomicU64,
 }
 
 impl HostStats {
-    /// Every counter with the name `/clusters` prints, in Envoy's order.
-    pub fn values(&self) -> [(&'static str, u64); 8] {
+    /// Every counter and gauge with the name `/clusters` prints, in Envoy's (alphabetical)
+    /// order.
+    pub fn values(&self) -> [(&'static str, u64); 9] {
         let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             ("cx_active", v(&self.cx_active)),
@@ -203,6 +230,7 @@ impl HostStats {
             ("cx_total", v(&self.cx_total)),
             ("rq_active", v(&self.rq_active)),
             ("rq_error", v(&self.rq_error)),
+            ("rq_pending_active", v(&self.rq_pending_active)),
             ("rq_success", v(&self.rq_success)),
             ("rq_timeout", v(&self.rq_timeout)),
             ("rq_total", v(&self.rq_total)),
@@ -256,6 +284,8 @@ pub struct Host {
     /// The endpoint's host name (`endpoint.hostname`, or the DNS name it was resolved from).
     hostname: String,
     weight: u32,
+    /// The `locality` of the endpoint's group (region, zone, sub_zone).
+    locality: Locality,
     health_flags: AtomicU32,
     pub stats: HostStats,
 }
@@ -263,13 +293,33 @@ pub struct Host {
 impl Host {
     /// A healthy host. A weight of 0 is raised to 1 (Envoy's minimum).
     pub fn new(address: SocketAddr, hostname: impl Into<String>, weight: u32) -> Host {
+        Host::with_locality(address, hostname, weight, Locality::default())
+    }
+
+    /// A healthy host in `locality`.
+    pub fn with_locality(
+        address: SocketAddr,
+        hostname: impl Into<String>,
+        weight: u32,
+        locality: Locality,
+    ) -> Host {
         Host {
             address,
             hostname: hostname.into(),
             weight: weight.max(1),
+            locality,
             health_flags: AtomicU32::new(0),
             stats: HostStats::default(),
         }
+    }
+
+    pub fn locality(&self) -> &Locality {
+        &self.locality
+    }
+
+    /// The priority level: always 0 (nuncio has one level).
+    pub fn priority(&self) -> u32 {
+        0
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -357,6 +407,14 @@ static_resources:
         assert_eq!(info.dns_lookup_family, DnsLookupFamily::V4Only);
         assert_eq!(info.resource_limits.max_connections, 7);
         assert_eq!(info.resource_limits.max_requests, 1024);
+        let cb = info.resource_manager(ResourcePriority::Default);
+        assert_eq!(cb.connections.max(), 7);
+        assert_eq!(
+            info.resource_manager(ResourcePriority::High)
+                .connections
+                .max(),
+            1024
+        );
         info.stats.upstream_cx_total.inc();
         assert_eq!(
             info.stats.upstream_cx_total.name(),
@@ -391,6 +449,6 @@ static_resources:
         dec(&h.stats.rq_active);
         dec(&h.stats.rq_active);
         assert_eq!(h.active_requests(), 0);
-        assert_eq!(h.stats.values()[7], ("rq_total", 1));
+        assert_eq!(h.stats.values()[8], ("rq_total", 1));
     }
 }

@@ -85,6 +85,13 @@ struct EndpointState {
     pending: bool,
 }
 
+/// What a host is built from: its `lb_endpoints[]` entry and the locality of its group.
+#[derive(Clone, Debug)]
+struct EndpointConfig {
+    endpoint: config::LbEndpoint,
+    locality: config::Locality,
+}
+
 /// The mutable part, under `Shared::state`.
 struct State {
     /// Per cluster, per endpoint (in `lb_endpoints` order).
@@ -109,8 +116,8 @@ struct Shared {
     /// Distinguishes managers in the workers' thread-local slot tables (tests create many).
     id: u64,
     clusters: Vec<Arc<ClusterInfo>>,
-    /// Per cluster, per endpoint: the config (host name and weight).
-    endpoint_configs: Vec<Vec<config::LbEndpoint>>,
+    /// Per cluster, per endpoint: the config (host name, weight, locality).
+    endpoint_configs: Vec<Vec<EndpointConfig>>,
     by_name: HashMap<String, usize>,
     targets: Vec<TargetOwner>,
     state: Mutex<State>,
@@ -160,14 +167,33 @@ impl ClusterManager {
                 return Err(ClusterManagerError::DuplicateCluster(cluster.name.clone()));
             }
             let info = Arc::new(ClusterInfo::new(cluster, store));
-            let configs: Vec<config::LbEndpoint> = cluster.lb_endpoints().cloned().collect();
+            let configs: Vec<EndpointConfig> = cluster
+                .endpoints
+                .iter()
+                .flat_map(|group| {
+                    group.lb_endpoints.iter().map(|endpoint| EndpointConfig {
+                        endpoint: endpoint.clone(),
+                        locality: group.locality.clone().unwrap_or_default(),
+                    })
+                })
+                .collect();
+            let is_dns = cluster.discovery_type != DiscoveryType::Static;
             let mut states = Vec::with_capacity(configs.len());
-            for (ei, endpoint) in configs.iter().enumerate() {
-                match &endpoint.address {
-                    EndpointAddress::Ip(address) => states.push(EndpointState {
-                        hosts: vec![new_host(*address, endpoint, "")],
-                        pending: false,
-                    }),
+            for (ei, config) in configs.iter().enumerate() {
+                match &config.endpoint.address {
+                    EndpointAddress::Ip(address) => {
+                        // A DNS cluster "resolves" an IP literal to itself, and Envoy then shows
+                        // the literal as the host name.
+                        let hostname = if is_dns {
+                            address.ip().to_string()
+                        } else {
+                            String::new()
+                        };
+                        states.push(EndpointState {
+                            hosts: vec![new_host(*address, config, &hostname)],
+                            pending: false,
+                        })
+                    }
                     EndpointAddress::Dns { hostname, port } => {
                         targets.push(TargetOwner {
                             cluster: ci,
@@ -275,7 +301,7 @@ impl Shared {
             // LOGICAL_DNS: new connections go to the first address only.
             addresses.truncate(1);
         }
-        let hostname = match &endpoint_config.address {
+        let hostname = match &endpoint_config.endpoint.address {
             EndpointAddress::Dns { hostname, .. } => hostname.as_str(),
             EndpointAddress::Ip(_) => "",
         };
@@ -315,9 +341,14 @@ impl Shared {
 
 /// A host for an endpoint's address; `hostname` is the DNS name it came from, unless the
 /// endpoint names one itself (`endpoint.hostname`).
-fn new_host(address: SocketAddr, endpoint: &config::LbEndpoint, hostname: &str) -> Arc<Host> {
-    let name = endpoint.hostname.as_deref().unwrap_or(hostname);
-    Arc::new(Host::new(address, name, endpoint.load_balancing_weight))
+fn new_host(address: SocketAddr, config: &EndpointConfig, hostname: &str) -> Arc<Host> {
+    let name = config.endpoint.hostname.as_deref().unwrap_or(hostname);
+    Arc::new(Host::with_locality(
+        address,
+        name,
+        config.endpoint.load_balancing_weight,
+        config.locality.clone(),
+    ))
 }
 
 /// The cluster's hosts: every endpoint's, in endpoint order.
