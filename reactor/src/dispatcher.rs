@@ -6,10 +6,10 @@
 //! threads reach it only through a [`Poster`].
 //!
 //! # One iteration ([`Inner::run_iteration`])
-//! 1. **Timeout.** Zero when work is already waiting (activated file events, posts, deferred
-//!    deletions) or when running `NonBlock`; else the time to the next timer; else forever.
-//! 2. **Poll.** `epoll_wait` into the reused `mio::Events` buffer; cache the time
-//!    ([`Dispatcher::now`]).
+//! 1. **Timeout.** Zero when work is already waiting (activated file events, level fds still
+//!    ready, posts, deferred deletions) or when running `NonBlock`; else the time to the next timer; else forever.
+//! 2. **Poll.** `epoll_wait` into the reused `mio::Events` buffer; then, if it may hold ready
+//!    fds, harvest the level-triggered set (level_set.rs); cache the time ([`Dispatcher::now`]).
 //! 3. **Expire timers.** Due timers run in deadline order (same deadline: arming order).
 //! 4. **Run active file events.** The events activated during the previous iteration, then
 //!    every fd the kernel reported, each callback once with the union of its readiness.
@@ -57,6 +57,7 @@ use slab::Slab;
 
 use crate::deferred::DeferredDeleteList;
 use crate::file_event::{FileCallback, FileEvent, FileReadyType, FileSlot, FileTriggerType};
+use crate::level_set::LevelSet;
 use crate::post::{PostCallback, PostQueue, Poster};
 use crate::signal::{self, SignalEvent};
 use crate::stats::{bump, DispatcherStats};
@@ -65,6 +66,8 @@ use nix::sys::signal::Signal;
 
 /// The token of the post queue's waker; slab keys (file event tokens) never reach it.
 const WAKER_TOKEN: Token = Token(usize::MAX);
+/// The token of the level-triggered set's epoll fd (see level_set.rs).
+const LEVEL_TOKEN: Token = Token(usize::MAX - 1);
 /// Capacity of the reused `mio::Events` buffer: the most events one poll returns.
 const EVENTS_CAPACITY: usize = 1024;
 
@@ -121,6 +124,8 @@ pub(crate) struct Inner {
 struct State {
     poll: Poll,
     events: Events,
+    /// Level-triggered fds live here, not in mio's (edge-only) registrations.
+    level: LevelSet,
     files: Slab<FileSlot>,
     timers: Slab<TimerSlot>,
     wheel: TimerWheel<usize>,
@@ -145,10 +150,18 @@ impl Dispatcher {
         let poll = Poll::new()?;
         let stats = Arc::new(DispatcherStats::default());
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
+        let level = LevelSet::new()?;
+        let level_fd = level.raw_fd();
+        poll.registry().register(
+            &mut SourceFd(&level_fd),
+            LEVEL_TOKEN,
+            mio::Interest::READABLE,
+        )?;
         let now = Instant::now();
         let state = State {
             poll,
             events: Events::with_capacity(EVENTS_CAPACITY),
+            level,
             files: Slab::new(),
             timers: Slab::new(),
             wheel: TimerWheel::new(now),
@@ -226,26 +239,31 @@ impl Dispatcher {
     ) -> io::Result<FileEvent> {
         let inner = &*self.inner;
         let mut st = inner.state.borrow_mut();
-        let key = st.files.vacant_key();
-        if let Some(interest) = events.to_interest() {
-            st.poll
-                .registry()
-                .register(&mut SourceFd(&fd), Token(key), interest)?;
-            st.enabled_files += 1;
-        }
-        let cb: FileCallback = Box::new(cb);
-        st.files.insert(FileSlot {
+        let State {
+            poll,
+            level,
+            files,
+            enabled_files,
+            ..
+        } = &mut *st;
+        let key = files.vacant_key();
+        let mut slot = FileSlot {
             fd,
             trigger,
             enabled: events,
-            registered: events.to_interest().is_some(),
+            registered: false,
             ready: FileReadyType::NONE,
             injected: FileReadyType::NONE,
             queued: false,
             queued_next: false,
             dead: false,
-            cb: Some(cb),
-        });
+            cb: None,
+        };
+        update_registration(poll, level, key, &mut slot, events)?;
+        *enabled_files += slot.registered as usize;
+        let cb: FileCallback = Box::new(cb);
+        slot.cb = Some(cb);
+        files.insert(slot);
         bump(inner.trigger_gauge(trigger), 1);
         Ok(FileEvent {
             inner: Rc::downgrade(&self.inner),
@@ -320,9 +338,12 @@ impl Inner {
         self.exit.get() || self.post.exit_requested()
     }
 
-    /// Work that needs no kernel event to run.
+    /// Work that needs no new kernel event to run (a level fd still ready counts).
     fn has_immediate_work(&self, st: &State) -> bool {
-        !st.next_active.is_empty() || !st.deferred.is_empty() || self.post.has_pending()
+        !st.next_active.is_empty()
+            || !st.deferred.is_empty()
+            || st.level.maybe_ready()
+            || self.post.has_pending()
     }
 
     /// Whether `RunType::Block` should keep going.
@@ -343,17 +364,25 @@ impl Inner {
             }
         };
 
-        // 2. Poll.
+        // 2. Poll mio's (edge) set, then harvest the level set if it may hold ready fds.
         let poll_start = Instant::now();
         {
             let mut st = self.state.borrow_mut();
-            let State { poll, events, .. } = &mut *st;
+            let State {
+                poll,
+                events,
+                level,
+                ..
+            } = &mut *st;
             match poll.poll(events, timeout) {
                 Ok(()) => {}
                 // A signal interrupted epoll_wait: no events; the signal's own event (its
                 // self-pipe) is reported by the next poll.
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
                 Err(e) => return Err(e),
+            }
+            if level.maybe_ready() || events.iter().any(|e| e.token() == LEVEL_TOKEN) {
+                level.harvest()?;
             }
         }
         let now = Instant::now();
@@ -436,6 +465,7 @@ impl Inner {
             let mut st = self.state.borrow_mut();
             let State {
                 events,
+                level,
                 files,
                 active,
                 next_active,
@@ -449,21 +479,23 @@ impl Inner {
                     slot.queued = true;
                 }
             }
-            for event in events.iter() {
-                let token = event.token();
-                if token == WAKER_TOKEN {
-                    continue; // posts are run by step 5 whether or not we were woken
-                }
-                let Some(slot) = files.get_mut(token.0) else {
+            let edge_events = events
+                .iter()
+                // The waker needs nothing (step 5 runs posts whether or not we were woken);
+                // the level set's own token was handled by step 2.
+                .filter(|e| e.token() != WAKER_TOKEN && e.token() != LEVEL_TOKEN)
+                .map(|e| (e.token().0, FileReadyType::from_mio(e)));
+            for (key, ready) in edge_events.chain(level.events()) {
+                let Some(slot) = files.get_mut(key) else {
                     continue;
                 };
                 if slot.dead {
                     continue;
                 }
-                slot.ready |= FileReadyType::from_mio(event);
+                slot.ready |= ready;
                 if !slot.queued {
                     slot.queued = true;
-                    active.push(token.0);
+                    active.push(key);
                 }
             }
             std::mem::take(active)
@@ -493,13 +525,9 @@ impl Inner {
             dispatched += 1;
             let leftover = {
                 let mut st = self.state.borrow_mut();
-                let State { poll, files, .. } = &mut *st;
-                match files.get_mut(key) {
+                match st.files.get_mut(key) {
                     Some(slot) if !slot.dead => {
                         slot.cb = Some(cb);
-                        if slot.trigger == FileTriggerType::Level && slot.registered {
-                            rearm_level(poll, key, slot);
-                        }
                         None
                     }
                     _ => Some(cb),
@@ -566,6 +594,7 @@ impl Inner {
         let mut st = self.state.borrow_mut();
         let State {
             poll,
+            level,
             files,
             enabled_files,
             ..
@@ -576,22 +605,9 @@ impl Inner {
         if slot.dead {
             return;
         }
-        let registry = poll.registry();
-        let mut source = SourceFd(&slot.fd);
-        let result = match (events.to_interest(), slot.registered) {
-            (Some(interest), true) => registry.reregister(&mut source, Token(key), interest),
-            (Some(interest), false) => {
-                *enabled_files += 1;
-                slot.registered = true;
-                registry.register(&mut source, Token(key), interest)
-            }
-            (None, true) => {
-                *enabled_files -= 1;
-                slot.registered = false;
-                registry.deregister(&mut source)
-            }
-            (None, false) => Ok(()),
-        };
+        let was_registered = slot.registered;
+        let result = update_registration(poll, level, key, slot, events);
+        *enabled_files = *enabled_files + slot.registered as usize - was_registered as usize;
         slot.enabled = events;
         if let Err(e) = result {
             log::error!(
@@ -625,6 +641,7 @@ impl Inner {
             let mut st = self.state.borrow_mut();
             let State {
                 poll,
+                level,
                 files,
                 freed_files,
                 enabled_files,
@@ -637,7 +654,7 @@ impl Inner {
                 *enabled_files -= 1;
                 // The owner may already have closed the fd (the kernel then dropped the
                 // registration itself): an error here is expected and harmless.
-                let _ = poll.registry().deregister(&mut SourceFd(&slot.fd));
+                let _ = update_registration(poll, level, key, slot, FileReadyType::NONE);
             }
             slot.registered = false;
             slot.dead = true;
@@ -714,20 +731,38 @@ impl Inner {
     }
 }
 
-/// Level emulation: `EPOLL_CTL_MOD` makes the kernel re-evaluate the fd's readiness and queue
-/// a new edge if it is still ready, so the callback runs again next iteration.
-fn rearm_level(poll: &Poll, key: usize, slot: &FileSlot) {
-    if let Some(interest) = slot.enabled.to_interest() {
-        if let Err(e) = poll
-            .registry()
-            .reregister(&mut SourceFd(&slot.fd), Token(key), interest)
-        {
-            log::error!(
-                "reactor: re-arming level-triggered fd {} failed: {e}",
-                slot.fd
-            );
+/// Makes the kernel report `events` for `slot.fd`: edge-triggered fds in mio's poll,
+/// level-triggered ones in the level set; registers, updates (which also makes the kernel
+/// re-evaluate readiness) or unregisters as needed. `slot.registered` follows.
+fn update_registration(
+    poll: &Poll,
+    level: &LevelSet,
+    key: usize,
+    slot: &mut FileSlot,
+    events: FileReadyType,
+) -> io::Result<()> {
+    let fd = slot.fd;
+    let registry = poll.registry();
+    let result = match (events.to_interest(), slot.registered, slot.trigger) {
+        (Some(_), false, FileTriggerType::Level) => level.add(fd, key, events),
+        (Some(_), true, FileTriggerType::Level) => level.modify(fd, key, events),
+        (None, true, FileTriggerType::Level) => level.delete(fd),
+        (Some(interest), false, FileTriggerType::Edge) => {
+            registry.register(&mut SourceFd(&fd), Token(key), interest)
         }
-    }
+        (Some(interest), true, FileTriggerType::Edge) => {
+            registry.reregister(&mut SourceFd(&fd), Token(key), interest)
+        }
+        (None, true, FileTriggerType::Edge) => registry.deregister(&mut SourceFd(&fd)),
+        (None, false, _) => Ok(()),
+    };
+    // An unregistration counts even if it failed (the fd was closed: nothing is left in the
+    // kernel); a registration only if it succeeded.
+    slot.registered = match result {
+        Ok(()) => events.to_interest().is_some(),
+        Err(_) => slot.registered && events.to_interest().is_some(),
+    };
+    result
 }
 
 impl Drop for Inner {

@@ -23,12 +23,10 @@
 //! reports each readiness change once, and the callback must drain (read or write until
 //! `WouldBlock`) or it waits for the next change.
 //!
-//! Level semantics (the event fires on every iteration while the fd stays ready) are emulated:
-//! after a level-triggered callback ran, the dispatcher re-arms the registration
-//! (`EPOLL_CTL_MOD`, mio's `reregister`). Re-registering makes the kernel re-evaluate the fd's
-//! readiness and queue a fresh event if it is still ready, so an undrained fd fires again on the
-//! next iteration without new data, exactly like libevent's level mode. See the crate docs for
-//! its measured cost and the alternatives considered.
+//! Level semantics (the event fires on every iteration while the fd stays ready) are provided
+//! by the reactor: level-triggered fds are registered without `EPOLLET` in a level-triggered
+//! epoll set of the dispatcher's own, nested in mio's poll (see `level_set.rs` for how and why,
+//! and the crate docs for the measured cost). Readiness from both sets is handled alike.
 
 use std::os::fd::RawFd;
 use std::rc::Weak;

@@ -338,3 +338,71 @@ fn stats_count_registrations_and_dispatches() {
     drop(fe);
     assert_eq!(stats.snapshot().file_events_level, 0);
 }
+
+#[test]
+fn level_events_beyond_one_harvest_all_fire() {
+    // More ready level fds than one harvest of the level set returns (1024).
+    let d = Dispatcher::new("t").unwrap();
+    let fired = Rc::new(Cell::new(0usize));
+    let mut keep = Vec::new();
+    for _ in 0..1_100 {
+        let (mut a, b) = pair();
+        a.write_all(b"x").unwrap();
+        let (f, b) = (fired.clone(), Rc::new(b));
+        let b2 = b.clone();
+        let fe = d
+            .create_file_event(b.as_raw_fd(), FileTriggerType::Level, READ, move |_| {
+                f.set(f.get() + 1);
+                let mut buf = [0u8; 1];
+                let _ = (&*b2).read(&mut buf);
+            })
+            .unwrap();
+        keep.push((fe, a, b));
+    }
+    spin(&d, 4);
+    assert_eq!(fired.get(), 1_100);
+    spin(&d, 2);
+    assert_eq!(fired.get(), 1_100, "all drained: quiet");
+}
+
+#[test]
+fn a_level_fd_becoming_ready_wakes_a_blocked_loop() {
+    let d = Dispatcher::new("t").unwrap();
+    let (a, b) = pair();
+    let got = Rc::new(RefCell::new(Vec::new()));
+    let (g, d2) = (got.clone(), d.clone());
+    let b = Rc::new(b);
+    let b2 = b.clone();
+    let _fe = d
+        .create_file_event(b.as_raw_fd(), FileTriggerType::Level, READ, move |_| {
+            let mut buf = [0u8; 8];
+            if let Ok(n) = (&*b2).read(&mut buf) {
+                g.borrow_mut().extend_from_slice(&buf[..n]);
+            }
+            d2.exit();
+        })
+        .unwrap();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        (&a).write_all(b"late").unwrap();
+        a
+    });
+    d.run(RunType::RunUntilExit).unwrap();
+    assert_eq!(got.borrow().as_slice(), b"late");
+    writer.join().unwrap();
+}
+
+#[test]
+fn level_and_edge_events_mix_in_one_batch() {
+    let d = Dispatcher::new("t").unwrap();
+    let (mut a1, b1) = pair();
+    let (mut a2, b2) = pair();
+    let (b1, b2) = (Rc::new(b1), Rc::new(b2));
+    let (_l, level_seen) = recorder(&d, &b1, FileTriggerType::Level, READ, 1);
+    let (_e, edge_seen) = recorder(&d, &b2, FileTriggerType::Edge, READ, 1);
+    a1.write_all(b"12").unwrap();
+    a2.write_all(b"12").unwrap();
+    spin(&d, 4);
+    assert_eq!(level_seen.borrow().len(), 2, "level: once per byte");
+    assert_eq!(edge_seen.borrow().len(), 1, "edge: once per arrival");
+}
