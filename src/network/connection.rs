@@ -1,0 +1,772 @@
+//! `Connection`: one TCP connection's socket, buffers, half-close state and flow control
+//! (Envoy's `Network::ConnectionImpl` with its `RawBufferSocket`).
+//!
+//! Owns the socket and the bytes in flight: reads until `WouldBlock` (at most the buffer limit
+//! per event), writes what the filters produced (`writev` over a chain of `Bytes`, never
+//! copying), shuts down the write side once `end_stream` has been flushed, closes the socket,
+//! and raises events (connected, closed, write-buffer watermarks) into the worker's queue.
+//!
+//! Called only by the worker's [`ConnectionHandler`](super::connection_handler) (which owns the
+//! slab of connections and turns reactor callbacks into calls here, then feeds what was read to
+//! the filters). Calls the socket (mio) and the reactor (its `FileEvent` and `Timer`), nothing
+//! else: a connection knows neither its filters nor its owner, so it can never call back into
+//! them while they are running.
+//!
+//! Invariants:
+//! - An idle connection owns no buffer memory: `read_buffer` only holds bytes the filters left
+//!   unconsumed, `write_buffer` only bytes not yet accepted by the kernel.
+//! - `write_buffer` above `high_watermark` raises `AboveWriteBufferHighWatermark` once; it
+//!   raises `BelowWriteBufferLowWatermark` once when it drains below `high_watermark / 2`.
+//! - A closed connection has no socket and no file event; it stays in the slab (so its owner can
+//!   still look at it while handling the close event) until the handler reaps it.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Buf, Bytes, BytesMut};
+use log::{debug, trace};
+use mio::net::TcpStream;
+use reactor::{FileEvent, FileReadyType, Timer};
+
+/// Default `per_connection_buffer_limit_bytes` (Envoy's 1 MiB).
+pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
+
+/// How many bytes one `read` asks the kernel for.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// How many buffer slices one `writev` hands the kernel.
+const MAX_IOVECS: usize = 64;
+
+/// The process-wide connection counter behind the `C{n}` in log lines (Envoy's
+/// `next_global_id_`), also the generation that makes a [`ConnectionId`] unique.
+static NEXT_GLOBAL_ID: AtomicU64 = AtomicU64::new(0);
+
+/// A handle naming a connection on its worker: the slab slot plus the connection's global id.
+///
+/// The id makes the handle unique for the life of the process: a stale handle whose slot was
+/// reused by a newer connection simply finds nothing. `Display` is Envoy's `C{id}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnectionId {
+    pub(crate) slot: usize,
+    pub(crate) global: u64,
+}
+
+impl ConnectionId {
+    /// A handle for the connection about to occupy `slot`, with a fresh global id.
+    pub(crate) fn allocate(slot: usize) -> ConnectionId {
+        ConnectionId {
+            slot,
+            global: NEXT_GLOBAL_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// The global id (the `n` of `C{n}`).
+    pub fn global_id(&self) -> u64 {
+        self.global
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "C{}", self.global)
+    }
+}
+
+/// What a connection tells its owner (Envoy's `ConnectionEvent` plus the two watermark
+/// callbacks of `ConnectionCallbacks`, which travel through the same queue here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// A client connection finished connecting.
+    Connected,
+    /// The peer closed, or an error (including a failed connect) closed the socket.
+    RemoteClose,
+    /// We closed the socket (`close()`, or a flush finished).
+    LocalClose,
+    /// The write buffer went above the high watermark: stop producing data for it.
+    AboveWriteBufferHighWatermark,
+    /// The write buffer drained below the low watermark: produce again.
+    BelowWriteBufferLowWatermark,
+}
+
+/// How to close (Envoy's `ConnectionCloseType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseType {
+    /// Write what is buffered first, then close.
+    FlushWrite,
+    /// Close now; buffered data is dropped.
+    NoFlush,
+    /// Flush, then wait up to the delayed-close timeout for the peer to close first (so it
+    /// reads our last bytes before a RST could destroy them).
+    FlushWriteAndDelay,
+}
+
+/// The connection's life (Envoy's `Connection::State` plus `connecting_`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// A client connection waiting for the kernel to finish the handshake.
+    Connecting,
+    /// Reading and writing.
+    Open,
+    /// `close(FlushWrite*)` was called: no more reads; closes once the write buffer is empty
+    /// (and, for `FlushWriteAndDelay`, the delay has passed).
+    Closing,
+    /// The socket is closed; waiting to be reaped.
+    Closed,
+}
+
+/// What one read-ready event produced (Envoy's `IoResult` of `doRead`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadResult {
+    /// Bytes appended to the buffer.
+    pub bytes_read: usize,
+    /// The peer shut down its write side (read returned 0).
+    pub end_stream: bool,
+    /// Stopped at the per-event limit with more possibly pending: read again next iteration.
+    pub more_pending: bool,
+    /// A socket error: the connection must close (RemoteClose).
+    pub error: bool,
+}
+
+/// The write buffer: a queue of immutable slices moved in without copying (Envoy's
+/// `Buffer::OwnedImpl` used as a write buffer).
+#[derive(Default)]
+pub struct WriteBuffer {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl WriteBuffer {
+    /// Bytes waiting.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `data`, taking its bytes (zero-copy: the slice is frozen, not copied).
+    pub fn move_in(&mut self, data: &mut BytesMut) {
+        if data.is_empty() {
+            return;
+        }
+        self.len += data.len();
+        self.chunks.push_back(data.split().freeze());
+    }
+
+    /// Appends an immutable slice.
+    pub fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        self.len += data.len();
+        self.chunks.push_back(data);
+    }
+
+    /// One `writev` of up to [`MAX_IOVECS`] slices; returns how many bytes the kernel took.
+    fn write_to(&mut self, socket: &mut TcpStream) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut n = 0;
+        for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
+            *slot = IoSlice::new(chunk);
+            n += 1;
+        }
+        let written = socket.write_vectored(&slices[..n])?;
+        self.consume(written);
+        Ok(written)
+    }
+
+    /// Drops the first `n` bytes.
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                return;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+
+    /// Drops everything (close without flush). Releases the queue's own allocation too.
+    fn clear(&mut self) {
+        self.chunks = VecDeque::new();
+        self.len = 0;
+    }
+}
+
+/// One TCP connection, downstream (accepted) or upstream (client).
+#[doc(alias = "ConnectionImpl")]
+pub struct Connection {
+    id: ConnectionId,
+    /// `None` once closed (dropping the stream closes the fd).
+    socket: Option<TcpStream>,
+    /// The registration with the worker's dispatcher; `None` once closed.
+    file_event: Option<FileEvent>,
+    /// The `FlushWriteAndDelay` timer, armed while waiting for the peer to close.
+    delayed_close_timer: Option<Timer>,
+    state: State,
+    /// Why a `Closing` connection closes: the event raised when it finally does.
+    closing_event: ConnectionEvent,
+    /// Whether `Closing` waits for the delayed-close timer after the flush.
+    delay_after_flush: bool,
+    remote_address: SocketAddr,
+    local_address: SocketAddr,
+    /// Bytes read and left unconsumed by the filters (empty, unallocated, while idle).
+    pub(crate) read_buffer: BytesMut,
+    write_buffer: WriteBuffer,
+    /// Nested `read_disable(true)` calls not yet undone (Envoy's `read_disable_count_`).
+    read_disable_count: u32,
+    /// Buffered bytes must be offered to the filters on the next read event even if no new
+    /// bytes arrive (set when reading is re-enabled; Envoy's `dispatch_buffered_data_`).
+    pub(crate) dispatch_buffered_data: bool,
+    /// The peer shut down its write side.
+    read_end_stream: bool,
+    /// `end_stream` was written: shut down our write side once the buffer is flushed.
+    write_end_stream: bool,
+    /// The write side is shut down (FIN sent).
+    write_shutdown: bool,
+    /// Whether a read `end_stream` leaves the connection open for writing (Envoy's
+    /// `enable_half_close_`); off: the peer's FIN closes the connection.
+    half_close: bool,
+    /// `per_connection_buffer_limit_bytes`: the read limit per event and the write buffer's
+    /// high watermark.
+    buffer_limit: u32,
+    above_high_watermark: bool,
+    /// Totals for stats and logs.
+    bytes_received: u64,
+    bytes_sent: u64,
+}
+
+impl Connection {
+    /// A connection over an accepted socket (state `Open`).
+    pub fn new_server(
+        id: ConnectionId,
+        socket: TcpStream,
+        remote_address: SocketAddr,
+        local_address: SocketAddr,
+        buffer_limit: u32,
+    ) -> Connection {
+        Connection::new(
+            id,
+            socket,
+            State::Open,
+            remote_address,
+            local_address,
+            buffer_limit,
+        )
+    }
+
+    /// Starts a non-blocking connect to `address` (state `Connecting`; Envoy's
+    /// `ClientConnectionImpl::connect`). Errors are immediate failures (e.g. no ports left).
+    pub fn new_client(
+        id: ConnectionId,
+        address: SocketAddr,
+        buffer_limit: u32,
+    ) -> io::Result<Connection> {
+        let socket = TcpStream::connect(address)?;
+        let local = socket
+            .local_addr()
+            .unwrap_or_else(|_| unspecified_like(address));
+        Ok(Connection::new(
+            id,
+            socket,
+            State::Connecting,
+            address,
+            local,
+            buffer_limit,
+        ))
+    }
+
+    fn new(
+        id: ConnectionId,
+        socket: TcpStream,
+        state: State,
+        remote_address: SocketAddr,
+        local_address: SocketAddr,
+        buffer_limit: u32,
+    ) -> Connection {
+        // Latency matters more than segment count for a proxy (Envoy sets TCP_NODELAY too).
+        let _ = socket.set_nodelay(true);
+        Connection {
+            id,
+            socket: Some(socket),
+            file_event: None,
+            delayed_close_timer: None,
+            state,
+            closing_event: ConnectionEvent::LocalClose,
+            delay_after_flush: false,
+            remote_address,
+            local_address,
+            read_buffer: BytesMut::new(),
+            write_buffer: WriteBuffer::default(),
+            read_disable_count: 0,
+            dispatch_buffered_data: false,
+            read_end_stream: false,
+            write_end_stream: false,
+            write_shutdown: false,
+            half_close: false,
+            buffer_limit: buffer_limit.max(1),
+            above_high_watermark: false,
+            bytes_received: 0,
+            bytes_sent: 0,
+        }
+    }
+
+    /// Attaches the dispatcher registration (created by the handler, whose callback routes
+    /// events back here by id).
+    pub(crate) fn set_file_event(&mut self, file_event: FileEvent) {
+        self.file_event = Some(file_event);
+    }
+
+    /// Attaches the timer used by `FlushWriteAndDelay`.
+    pub(crate) fn set_delayed_close_timer(&mut self, timer: Timer) {
+        self.delayed_close_timer = Some(timer);
+    }
+
+    /// The socket's fd, for registration.
+    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.socket.as_ref().map(|s| s.as_raw_fd())
+    }
+
+    // === Accessors ===
+
+    pub fn id(&self) -> ConnectionId {
+        self.id
+    }
+    pub fn state(&self) -> State {
+        self.state
+    }
+    pub fn remote_address(&self) -> SocketAddr {
+        self.remote_address
+    }
+    pub fn local_address(&self) -> SocketAddr {
+        self.local_address
+    }
+    /// Whether reads are enabled (Envoy's `readEnabled`).
+    pub fn read_enabled(&self) -> bool {
+        self.read_disable_count == 0
+    }
+    pub fn read_end_stream(&self) -> bool {
+        self.read_end_stream
+    }
+    /// Bytes waiting in the write buffer.
+    pub fn write_buffer_len(&self) -> usize {
+        self.write_buffer.len()
+    }
+    pub fn buffer_limit(&self) -> u32 {
+        self.buffer_limit
+    }
+    pub fn above_high_watermark(&self) -> bool {
+        self.above_high_watermark
+    }
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received
+    }
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent
+    }
+    /// Whether a read `end_stream` keeps the connection open (Envoy's `enableHalfClose`).
+    pub fn enable_half_close(&mut self, enabled: bool) {
+        self.half_close = enabled;
+    }
+    pub fn half_close_enabled(&self) -> bool {
+        self.half_close
+    }
+    /// Both directions are finished (Envoy's `bothSidesHalfClosed`): time to close.
+    pub fn both_sides_half_closed(&self) -> bool {
+        self.read_end_stream && self.write_shutdown
+    }
+
+    // === Reading (Envoy's onReadReady → RawBufferSocket::doRead) ===
+
+    /// Reads into `buf` until `WouldBlock`, EOF, an error, or the per-event limit
+    /// (`buffer_limit`, counting what `buf` already holds). Never called while read-disabled.
+    pub fn read_into(&mut self, buf: &mut BytesMut) -> ReadResult {
+        let mut result = ReadResult::default();
+        let Some(socket) = self.socket.as_mut() else {
+            return result;
+        };
+        let limit = self.buffer_limit as usize;
+        loop {
+            if buf.len() >= limit {
+                // Envoy's shouldDrainReadBuffer: let the filters consume, come back next
+                // iteration (edge-triggered: nothing else would wake us).
+                result.more_pending = true;
+                break;
+            }
+            let start = buf.len();
+            let want = READ_CHUNK.min(limit - start);
+            buf.resize(start + want, 0);
+            match socket.read(&mut buf[start..]) {
+                Ok(0) => {
+                    buf.truncate(start);
+                    result.end_stream = true;
+                    break;
+                }
+                Ok(n) => {
+                    buf.truncate(start + n);
+                    result.bytes_read += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    buf.truncate(start);
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+                Err(e) => {
+                    buf.truncate(start);
+                    debug!("[{}] read error: {e}", self.id);
+                    result.error = true;
+                    break;
+                }
+            }
+        }
+        self.bytes_received += result.bytes_read as u64;
+        if result.end_stream {
+            self.read_end_stream = true;
+        }
+        if result.more_pending {
+            self.activate(FileReadyType::READ);
+        }
+        trace!(
+            "[{}] read {} bytes, end_stream {}",
+            self.id,
+            result.bytes_read,
+            result.end_stream
+        );
+        result
+    }
+
+    /// `read_disable(true)` stops reading (nested: each call must be undone by a
+    /// `read_disable(false)`); the kernel's receive window then pushes back on the peer.
+    /// Returns whether the enabled state changed.
+    pub fn read_disable(&mut self, disable: bool) -> bool {
+        if self.state == State::Closed {
+            return false;
+        }
+        if disable {
+            self.read_disable_count += 1;
+            if self.read_disable_count > 1 {
+                return false;
+            }
+            trace!("[{}] readDisable: disable", self.id);
+            self.update_interest();
+            true
+        } else {
+            if self.read_disable_count == 0 {
+                debug!("[{}] readDisable(false) while reading is enabled", self.id);
+                return false;
+            }
+            self.read_disable_count -= 1;
+            if self.read_disable_count > 0 {
+                return false;
+            }
+            trace!("[{}] readDisable: enable", self.id);
+            self.update_interest();
+            // Edge-triggered: bytes that arrived while disabled raised no new edge, and bytes
+            // already buffered must be offered again (Envoy activates Read for both).
+            self.dispatch_buffered_data = !self.read_buffer.is_empty();
+            self.activate(FileReadyType::READ);
+            true
+        }
+    }
+
+    /// Registers interest in what the state allows: reads only while enabled and open.
+    fn update_interest(&self) {
+        if let Some(event) = &self.file_event {
+            let mut events = FileReadyType::WRITE;
+            if self.read_disable_count == 0 && self.state == State::Open {
+                events |= FileReadyType::READ | FileReadyType::CLOSED;
+            }
+            event.set_enabled(events);
+        }
+    }
+
+    fn activate(&self, events: FileReadyType) {
+        if let Some(event) = &self.file_event {
+            event.activate(events);
+        }
+    }
+
+    // === Connecting (Envoy's onConnected, in onWriteReady) ===
+
+    /// Called on the first readiness of a `Connecting` socket: `Ok` when the handshake
+    /// succeeded (state becomes `Open`), the error otherwise.
+    pub fn finish_connect(&mut self) -> io::Result<()> {
+        let Some(socket) = self.socket.as_ref() else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        if let Some(e) = socket.take_error()? {
+            return Err(e);
+        }
+        // mio: a connect is complete once peer_addr succeeds.
+        socket.peer_addr()?;
+        if let Ok(local) = socket.local_addr() {
+            self.local_address = local;
+        }
+        self.state = State::Open;
+        self.update_interest();
+        debug!("[{}] connected to {}", self.id, self.remote_address);
+        Ok(())
+    }
+
+    // === Writing (Envoy's write → onWriteReady → RawBufferSocket::doWrite) ===
+
+    /// Queues `data` (already through the write filters) and schedules a flush on the next
+    /// write event. `end_stream` shuts down our write side once everything is flushed. Raises
+    /// `AboveWriteBufferHighWatermark` into `events` when the buffer crosses the limit.
+    pub fn write(
+        &mut self,
+        data: &mut BytesMut,
+        end_stream: bool,
+        events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
+    ) {
+        if self.write_end_stream || !matches!(self.state, State::Open | State::Connecting) {
+            // Envoy ignores writes after end_stream or close; the bytes are dropped.
+            trace!(
+                "[{}] dropping {} bytes written after close/end_stream",
+                self.id,
+                data.len()
+            );
+            data.clear();
+            return;
+        }
+        trace!(
+            "[{}] writing {} bytes, end_stream {}",
+            self.id,
+            data.len(),
+            end_stream
+        );
+        self.write_buffer.move_in(data);
+        self.write_end_stream = end_stream;
+        self.check_high_watermark(events);
+        if self.state == State::Open {
+            self.activate(FileReadyType::WRITE);
+        }
+    }
+
+    /// Like [`write`](Self::write) for an immutable slice (e.g. a canned response).
+    pub fn write_bytes(
+        &mut self,
+        data: Bytes,
+        end_stream: bool,
+        events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
+    ) {
+        let mut owned = BytesMut::new();
+        if !data.is_empty() {
+            if self.write_end_stream || !matches!(self.state, State::Open | State::Connecting) {
+                return;
+            }
+            self.write_buffer.push(data);
+        }
+        self.write(&mut owned, end_stream, events);
+    }
+
+    fn check_high_watermark(&mut self, events: &mut VecDeque<(ConnectionId, ConnectionEvent)>) {
+        if !self.above_high_watermark && self.write_buffer.len() > self.buffer_limit as usize {
+            self.above_high_watermark = true;
+            trace!("[{}] write buffer above high watermark", self.id);
+            events.push_back((self.id, ConnectionEvent::AboveWriteBufferHighWatermark));
+        }
+    }
+
+    /// Flushes the write buffer until it is empty or the kernel pushes back; sends the FIN
+    /// after `end_stream`; finishes a flushing close. Raises `BelowWriteBufferLowWatermark`
+    /// and close events into `events`.
+    pub fn on_write_ready(&mut self, events: &mut VecDeque<(ConnectionId, ConnectionEvent)>) {
+        if !matches!(self.state, State::Open | State::Closing) {
+            return;
+        }
+        let Some(socket) = self.socket.as_mut() else {
+            return;
+        };
+        let mut error = false;
+        while !self.write_buffer.is_empty() {
+            match self.write_buffer.write_to(socket) {
+                Ok(0) => break,
+                Ok(n) => self.bytes_sent += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!("[{}] write error: {e}", self.id);
+                    error = true;
+                    break;
+                }
+            }
+        }
+        if error {
+            self.close_socket(ConnectionEvent::RemoteClose, events);
+            return;
+        }
+        if self.above_high_watermark && self.write_buffer.len() < self.low_watermark() {
+            self.above_high_watermark = false;
+            trace!("[{}] write buffer below low watermark", self.id);
+            events.push_back((self.id, ConnectionEvent::BelowWriteBufferLowWatermark));
+        }
+        if !self.write_buffer.is_empty() {
+            return;
+        }
+        if self.write_end_stream && !self.write_shutdown {
+            trace!("[{}] write end_stream: shutdown(Write)", self.id);
+            if let Some(socket) = self.socket.as_ref() {
+                let _ = socket.shutdown(Shutdown::Write);
+            }
+            self.write_shutdown = true;
+        }
+        if self.state == State::Closing {
+            if self.delay_after_flush {
+                // FlushWriteAndDelay: the timer (armed at close) finishes the close; the peer
+                // closing first finishes it sooner (see on_read_ready).
+                return;
+            }
+            let event = self.closing_event;
+            self.close_socket(event, events);
+        }
+    }
+
+    fn low_watermark(&self) -> usize {
+        (self.buffer_limit as usize) / 2
+    }
+
+    // === Closing (Envoy's close → closeSocket) ===
+
+    /// Closes as `close_type` says. A flushing close with nothing buffered closes at once.
+    pub fn close(
+        &mut self,
+        close_type: CloseType,
+        events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
+    ) {
+        self.close_raising(close_type, ConnectionEvent::LocalClose, events);
+    }
+
+    /// `close` raising `event` when the socket finally closes (RemoteClose when the peer's FIN
+    /// is what ends a connection without half-close, but our last bytes still need flushing).
+    pub(crate) fn close_raising(
+        &mut self,
+        close_type: CloseType,
+        event: ConnectionEvent,
+        events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
+    ) {
+        match self.state {
+            State::Closed => return,
+            State::Closing if close_type != CloseType::NoFlush => return,
+            _ => {}
+        }
+        let flush = close_type != CloseType::NoFlush && self.state != State::Connecting;
+        if !flush || self.write_buffer.is_empty() && close_type == CloseType::FlushWrite {
+            self.close_socket(event, events);
+            return;
+        }
+        debug!(
+            "[{}] closing: {:?} with {} bytes buffered",
+            self.id,
+            close_type,
+            self.write_buffer.len()
+        );
+        self.state = State::Closing;
+        self.closing_event = event;
+        self.delay_after_flush = close_type == CloseType::FlushWriteAndDelay;
+        if self.delay_after_flush {
+            if let Some(timer) = &self.delayed_close_timer {
+                timer.enable(crate::network::connection::DELAYED_CLOSE_TIMEOUT);
+            } else {
+                self.delay_after_flush = false;
+            }
+        }
+        self.update_interest();
+        self.activate(FileReadyType::WRITE);
+    }
+
+    /// The delayed-close timer fired: close now.
+    pub(crate) fn on_delayed_close_timeout(
+        &mut self,
+        events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
+    ) {
+        if self.state == State::Closing {
+            debug!("[{}] delayed close timeout", self.id);
+            let event = self.closing_event;
+            self.close_socket(event, events);
+        }
+    }
+
+    /// Whether this connection waits for the peer (or the timer) after a delayed-close flush.
+    pub(crate) fn in_delayed_close(&self) -> bool {
+        self.state == State::Closing && self.delay_after_flush
+    }
+
+    /// Closes the socket now and raises `event` (Envoy's `closeSocket`): the file event is
+    /// dropped first, so no callback for this connection can run again.
+    pub fn close_socket(
+        &mut self,
+        event: ConnectionEvent,
+        events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
+    ) {
+        if self.state == State::Closed {
+            return;
+        }
+        debug!(
+            "[{}] closing socket: {:?} (rx {} tx {} bytes)",
+            self.id, event, self.bytes_received, self.bytes_sent
+        );
+        self.state = State::Closed;
+        self.file_event = None;
+        self.delayed_close_timer = None;
+        self.write_buffer.clear();
+        self.read_buffer = BytesMut::new();
+        self.socket = None;
+        events.push_back((self.id, event));
+    }
+}
+
+/// How long `FlushWriteAndDelay` waits for the peer to close (Envoy's `delayed_close_timeout`
+/// default, 1 s).
+pub const DELAYED_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn unspecified_like(address: SocketAddr) -> SocketAddr {
+    match address {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from(([0u16; 8], 0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_buffer_consumes_across_chunks() {
+        let mut wb = WriteBuffer::default();
+        wb.push(Bytes::from_static(b"hello"));
+        wb.push(Bytes::from_static(b"world"));
+        wb.consume(7);
+        assert_eq!(wb.len(), 3);
+        assert_eq!(&wb.chunks[0][..], b"rld");
+    }
+
+    #[test]
+    fn move_in_takes_the_bytes() {
+        let mut wb = WriteBuffer::default();
+        let mut data = BytesMut::from(&b"abc"[..]);
+        wb.move_in(&mut data);
+        assert!(data.is_empty());
+        assert_eq!(wb.len(), 3);
+    }
+
+    #[test]
+    fn connection_ids_are_unique_per_slot_reuse() {
+        let a = ConnectionId::allocate(3);
+        let b = ConnectionId::allocate(3);
+        assert_ne!(a, b);
+        assert_eq!(format!("{b}"), format!("C{}", b.global_id()));
+    }
+}

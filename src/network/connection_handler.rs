@@ -1,0 +1,955 @@
+//! The per-worker connection handler: the worker's listeners, the sockets still in their
+//! listener filters, and the slab of connections; and the one place every reactor callback of
+//! the worker enters (Envoy's `ConnectionHandlerImpl`, `ActiveTcpListener`, `ActiveTcpSocket`,
+//! and the `onFileEvent` entry of `ConnectionImpl`).
+//!
+//! # The connection model
+//!
+//! - Every connection of the worker, downstream (accepted) or upstream (client), lives in one
+//!   `Slab<ActiveConnection>` and is named by a [`ConnectionId`] (slot + global id: a stale
+//!   handle finds nothing, never another connection).
+//! - The worker's state is one `Rc<RefCell<ConnectionHandler>>`. Reactor callbacks are thin:
+//!   `move |ready| enter(&weak, |h| h.on_connection_event(id, ready))`. The `RefCell` is
+//!   borrowed exactly once, at that boundary; the reactor never runs a callback from inside
+//!   another, so the borrow cannot be taken twice.
+//! - Filters are called with a [`FilterContext`] holding `&mut ConnectionHandler`; the filter
+//!   itself is lent out of its slot for the call. Whatever a filter does that concerns another
+//!   party (a write crossing the peer's high watermark, a close, `continue_reading`) is queued
+//!   ([`ConnectionHandler::events`]) and delivered after it returns, from the top of the
+//!   dispatch. No filter is ever re-entered, and none waits on another.
+//! - Each connection has an [`ConnectionOwner`]: a downstream connection's data and events go
+//!   to its own read filters; a client connection's go to the read filter that opened it (or
+//!   to whichever filter it was handed to with `set_owner`).
+//! - A closed connection stays in the slab until the end of the dispatch in which it closed
+//!   (after its close event was delivered), then is reaped: its filters are dropped (their
+//!   timers with them) and client connections it still owns are closed. This is our
+//!   `deferredDelete`.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::mem;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use log::{debug, error, trace, warn};
+use mio::net::TcpStream;
+use reactor::{Dispatcher, FileEvent, FileReadyType, FileTriggerType, Timer};
+use slab::Slab;
+
+use super::connection::{
+    CloseType, Connection, ConnectionEvent, ConnectionId, State, DELAYED_CLOSE_TIMEOUT,
+};
+use super::filter::FilterContext;
+use super::filter_chain::ConnectionMatchInfo;
+use super::filter_manager::FilterManager;
+use super::listener::{Accepted, ListenerConfig, ListenerImpl, ACCEPT_BATCH};
+use super::listener_filter::{
+    ListenerFilter, ListenerFilterContext, ListenerFilterStatus, SocketAddresses,
+};
+use crate::stats::{Counter, Gauge, ImportMode, Store};
+
+/// Where a connection's data and events go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionOwner {
+    /// A downstream connection: through its own read filters (`on_data`, `on_event`).
+    FilterChain,
+    /// A client connection: to read filter `filter` of connection `conn`
+    /// (`on_upstream_data`, `on_upstream_event`).
+    ReadFilter { conn: ConnectionId, filter: usize },
+}
+
+/// One connection in the worker's slab.
+pub(crate) struct ActiveConnection {
+    pub(crate) connection: Connection,
+    pub(crate) filter_manager: FilterManager,
+    pub(crate) owner: ConnectionOwner,
+    /// The listener that accepted it (index into `listeners`), for its stats.
+    listener: Option<usize>,
+    /// Client connections its filters opened (closed when it is reaped, if still owned).
+    owned: Vec<ConnectionId>,
+}
+
+/// A listener's per-worker stats (Envoy's `ListenerStats` and per-worker `worker_<n>.` ones).
+struct ListenerStats {
+    downstream_cx_total: Counter,
+    downstream_cx_destroy: Counter,
+    downstream_cx_active: Gauge,
+    no_filter_chain_match: Counter,
+    downstream_pre_cx_timeout: Counter,
+    worker_cx_total: Counter,
+    worker_cx_active: Gauge,
+}
+
+impl ListenerStats {
+    fn new(scope: &Store, worker: &str) -> ListenerStats {
+        ListenerStats {
+            downstream_cx_total: scope.counter("downstream_cx_total"),
+            downstream_cx_destroy: scope.counter("downstream_cx_destroy"),
+            downstream_cx_active: scope.gauge("downstream_cx_active", ImportMode::Accumulate),
+            no_filter_chain_match: scope.counter("no_filter_chain_match"),
+            downstream_pre_cx_timeout: scope.counter("downstream_pre_cx_timeout"),
+            worker_cx_total: scope.counter(&format!("{worker}.downstream_cx_total")),
+            worker_cx_active: scope
+                .gauge(&format!("{worker}.downstream_cx_active"), ImportMode::Accumulate),
+        }
+    }
+}
+
+/// One listener on this worker (Envoy's `ActiveTcpListener`).
+pub(crate) struct ActiveTcpListener {
+    config: Arc<ListenerConfig>,
+    listener: ListenerImpl,
+    stats: ListenerStats,
+}
+
+/// An accepted socket running its listener filters (Envoy's `ActiveTcpSocket`).
+struct ActiveTcpSocket {
+    listener: usize,
+    stream: TcpStream,
+    addresses: SocketAddresses,
+    filters: Vec<Box<dyn ListenerFilter>>,
+    /// The filter iteration is at; `on_accept` has run for it when `accepted`.
+    index: usize,
+    accepted: bool,
+    file_event: Option<FileEvent>,
+    _timeout: Option<Timer>,
+}
+
+/// The worker's L4 state: listeners, sockets in listener filters, connections, and the queue
+/// of events waiting to be delivered.
+#[doc(alias = "ConnectionHandlerImpl")]
+pub struct ConnectionHandler {
+    dispatcher: Dispatcher,
+    this: Weak<RefCell<ConnectionHandler>>,
+    worker_index: usize,
+    worker_name: String,
+    stats: Store,
+    listeners: Vec<ActiveTcpListener>,
+    sockets: Slab<ActiveTcpSocket>,
+    pub(crate) connections: Slab<ActiveConnection>,
+    /// Connection events raised during this dispatch, delivered in order after the callback
+    /// that raised them returns.
+    pub(crate) events: VecDeque<(ConnectionId, ConnectionEvent)>,
+    /// `continue_reading` requests: (connection, first filter to run).
+    continue_reading: VecDeque<(ConnectionId, usize)>,
+    /// Connections closed during this dispatch, reaped at its end.
+    closed: Vec<ConnectionId>,
+    /// The per-worker read buffer every read goes through (so idle connections own none).
+    scratch: BytesMut,
+    draining: bool,
+    /// Called once when draining and the last connection is gone.
+    on_drained: Option<Box<dyn FnOnce()>>,
+}
+
+/// Runs `f` on the handler behind `weak`, then delivers queued events and reaps closed
+/// connections: the boundary every reactor callback of the worker goes through.
+fn enter(weak: &Weak<RefCell<ConnectionHandler>>, f: impl FnOnce(&mut ConnectionHandler)) {
+    let Some(rc) = weak.upgrade() else {
+        return;
+    };
+    let Ok(mut handler) = rc.try_borrow_mut() else {
+        // The reactor runs callbacks one at a time from its loop, never from inside a call
+        // into it, so this cannot happen; losing an event beats a panic if it ever does.
+        error!("reactor callback re-entered the connection handler; event dropped");
+        debug_assert!(false, "re-entrant reactor callback");
+        return;
+    };
+    f(&mut handler);
+    handler.finish_dispatch();
+}
+
+impl ConnectionHandler {
+    /// A handler for the worker running `dispatcher`. `stats` is the worker's store.
+    pub fn new(
+        dispatcher: Dispatcher,
+        worker_index: usize,
+        worker_name: &str,
+        stats: Store,
+    ) -> Rc<RefCell<ConnectionHandler>> {
+        Rc::new_cyclic(|this| {
+            RefCell::new(ConnectionHandler {
+                dispatcher,
+                this: this.clone(),
+                worker_index,
+                worker_name: worker_name.to_string(),
+                stats,
+                listeners: Vec::new(),
+                sockets: Slab::new(),
+                connections: Slab::new(),
+                events: VecDeque::new(),
+                continue_reading: VecDeque::new(),
+                closed: Vec::new(),
+                scratch: BytesMut::new(),
+                draining: false,
+                on_drained: None,
+            })
+        })
+    }
+
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+    pub fn worker_index(&self) -> usize {
+        self.worker_index
+    }
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+    /// Connections alive on this worker (downstream and upstream).
+    pub fn num_connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// The connection `id`, if it still exists.
+    pub fn connection(&self, id: ConnectionId) -> Option<&Connection> {
+        self.connections
+            .get(id.slot)
+            .map(|a| &a.connection)
+            .filter(|c| c.id() == id)
+    }
+
+    fn active_mut(&mut self, id: ConnectionId) -> Option<&mut ActiveConnection> {
+        self.connections
+            .get_mut(id.slot)
+            .filter(|a| a.connection.id() == id)
+    }
+
+    // === Listeners (Envoy's ConnectionHandlerImpl::addListener) ===
+
+    /// Starts accepting on `socket` for `config`; stats go under `stat_prefix`
+    /// (`listener.127.0.0.1_10000`). Returns the bound address.
+    pub fn add_listener(
+        &mut self,
+        config: Arc<ListenerConfig>,
+        socket: std::net::TcpListener,
+        stat_prefix: &str,
+    ) -> io::Result<SocketAddr> {
+        let index = self.listeners.len();
+        let mut listener = ListenerImpl::new(socket)?;
+        let weak = self.this.clone();
+        let file_event = self.dispatcher.create_file_event(
+            listener.raw_fd(),
+            FileTriggerType::Level,
+            FileReadyType::READ,
+            move |_| enter(&weak, |h| h.on_listener_ready(index)),
+        )?;
+        let weak = self.this.clone();
+        let backoff = self.dispatcher.create_timer(move || {
+            enter(&weak, |h| h.listeners[index].listener.resume_accepting())
+        });
+        listener.set_events(file_event, backoff);
+        let address = listener.local_address()?;
+        let worker = self.worker_name.clone();
+        let scope = self.stats.scope(stat_prefix);
+        self.listeners.push(ActiveTcpListener {
+            config,
+            listener,
+            stats: ListenerStats::new(&scope, &worker),
+        });
+        Ok(address)
+    }
+
+    /// Stops accepting on every listener (drain, shutdown). Existing connections continue.
+    pub fn stop_listeners(&mut self) {
+        for l in &mut self.listeners {
+            l.listener.stop();
+        }
+        // Sockets still in their listener filters are not connections yet: drop them.
+        self.sockets.clear();
+    }
+
+    /// Enters drain mode: `on_drained` runs once no connection is left (maybe right away).
+    pub fn start_draining(&mut self, on_drained: Box<dyn FnOnce()>) {
+        self.draining = true;
+        self.on_drained = Some(on_drained);
+        self.check_drained();
+    }
+
+    fn check_drained(&mut self) {
+        if self.draining && self.connections.is_empty() {
+            if let Some(cb) = self.on_drained.take() {
+                cb();
+            }
+        }
+    }
+
+    /// The listener's socket is readable: accept a batch (Envoy's `onSocketEvent`).
+    fn on_listener_ready(&mut self, index: usize) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(active) = self.listeners.get_mut(index) else {
+                return;
+            };
+            if !active.listener.is_listening() {
+                return;
+            }
+            match active.listener.accept_one() {
+                Accepted::Done => return,
+                Accepted::Socket(stream, remote) => {
+                    active.listener.accepted_ok();
+                    self.on_accept(index, stream, remote);
+                }
+            }
+        }
+        // Batch cap reached: the level-triggered event fires again next iteration.
+    }
+
+    /// Envoy's `ActiveTcpListener::onAccept`: run the listener filters, or go straight to
+    /// `new_connection` when there are none.
+    fn on_accept(&mut self, index: usize, stream: TcpStream, remote: SocketAddr) {
+        let config = self.listeners[index].config.clone();
+        let local = stream.local_addr().unwrap_or(config.address);
+        let addresses = SocketAddresses {
+            remote,
+            local,
+            local_restored: false,
+        };
+        if config.listener_filters.is_empty() {
+            self.new_connection(index, stream, addresses);
+            return;
+        }
+        let filters = config
+            .listener_filters
+            .iter()
+            .map(|f| f.create_filter())
+            .collect();
+        let entry = self.sockets.vacant_entry();
+        let slot = entry.key();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        let weak = self.this.clone();
+        let file_event = match self.dispatcher.create_file_event(
+            fd,
+            FileTriggerType::Edge,
+            FileReadyType::READ,
+            move |_| enter(&weak, |h| h.continue_filter_chain(slot)),
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!("cannot register accepted socket: {e}");
+                return;
+            }
+        };
+        let timeout = (!config.listener_filters_timeout.is_zero()).then(|| {
+            let weak = self.this.clone();
+            let timer = self
+                .dispatcher
+                .create_timer(move || enter(&weak, |h| h.on_listener_filters_timeout(slot)));
+            timer.enable(config.listener_filters_timeout);
+            timer
+        });
+        entry.insert(ActiveTcpSocket {
+            listener: index,
+            stream,
+            addresses,
+            filters,
+            index: 0,
+            accepted: false,
+            file_event: Some(file_event),
+            _timeout: timeout,
+        });
+        self.continue_filter_chain(slot);
+    }
+
+    /// Envoy's `ActiveTcpSocket::continueFilterChain`: runs the listener filters from where
+    /// iteration stopped; peeks bytes for a filter that asked for them.
+    fn continue_filter_chain(&mut self, slot: usize) {
+        loop {
+            let Some(socket) = self.sockets.get_mut(slot) else {
+                return;
+            };
+            if socket.index == socket.filters.len() {
+                let socket = self.sockets.remove(slot);
+                drop(socket.file_event);
+                self.new_connection(socket.listener, socket.stream, socket.addresses);
+                return;
+            }
+            let filter = &mut socket.filters[socket.index];
+            let mut cx = ListenerFilterContext::new(&mut socket.addresses);
+            let status = if !socket.accepted {
+                socket.accepted = true;
+                trace!("listener filter {}: onAccept", socket.index);
+                filter.on_accept(&mut cx)
+            } else {
+                match peek_for(filter.as_mut(), &socket.stream) {
+                    Peek::WouldBlock => return,
+                    Peek::Closed => {
+                        debug!("listener filter: peer closed before the filters finished");
+                        self.sockets.remove(slot);
+                        return;
+                    }
+                    Peek::Data(bytes, full) => {
+                        let status = filter.on_data(&bytes, &mut cx);
+                        if status == ListenerFilterStatus::StopIteration
+                            && full
+                            && !cx.close_requested()
+                        {
+                            debug!("listener filter wants more than it may read: closing");
+                            self.sockets.remove(slot);
+                            return;
+                        }
+                        status
+                    }
+                }
+            };
+            let (close, drain) = (cx.close_requested(), cx.drained());
+            if close {
+                debug!("listener filter {} rejected the socket", socket.index);
+                self.sockets.remove(slot);
+                return;
+            }
+            if drain > 0 && consume(&socket.stream, drain).is_err() {
+                self.sockets.remove(slot);
+                return;
+            }
+            match status {
+                ListenerFilterStatus::Continue => {
+                    socket.index += 1;
+                    socket.accepted = false;
+                }
+                ListenerFilterStatus::StopIteration => {
+                    if socket.filters[socket.index].max_read_bytes() == 0 {
+                        // Nothing to peek for: only the timeout can move this socket on.
+                        return;
+                    }
+                    // Bytes may already be waiting (no new edge would come): peek now.
+                    if socket.accepted {
+                        match peek_for(socket.filters[socket.index].as_mut(), &socket.stream) {
+                            Peek::WouldBlock => return,
+                            _ => continue,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_listener_filters_timeout(&mut self, slot: usize) {
+        let Some(socket) = self.sockets.try_remove(slot) else {
+            return;
+        };
+        let listener = &self.listeners[socket.listener];
+        listener.stats.downstream_pre_cx_timeout.inc();
+        if listener.config.continue_on_listener_filters_timeout {
+            self.new_connection(socket.listener, socket.stream, socket.addresses);
+        } else {
+            debug!("listener filters timed out: closing socket");
+        }
+    }
+
+    /// Envoy's `ActiveTcpListener::newConnection`: picks the filter chain, creates the
+    /// connection, builds its filters and runs `on_new_connection`.
+    fn new_connection(&mut self, index: usize, stream: TcpStream, addresses: SocketAddresses) {
+        let listener = &self.listeners[index];
+        let config = listener.config.clone();
+        let info = ConnectionMatchInfo::tcp(addresses.local, addresses.remote);
+        let Some(chain) = config.filter_chains.find_filter_chain(&info) else {
+            listener.stats.no_filter_chain_match.inc();
+            debug!(
+                "closing connection from {}: no matching filter chain found",
+                addresses.remote
+            );
+            return;
+        };
+        listener.stats.downstream_cx_total.inc();
+        listener.stats.downstream_cx_active.inc();
+        listener.stats.worker_cx_total.inc();
+        listener.stats.worker_cx_active.inc();
+
+        let entry = self.connections.vacant_entry();
+        let id = ConnectionId::allocate(entry.key());
+        let connection = Connection::new_server(
+            id,
+            stream,
+            addresses.remote,
+            addresses.local,
+            config.per_connection_buffer_limit_bytes,
+        );
+        let mut filter_manager = FilterManager::default();
+        for factory in &chain.filter_factories {
+            factory(&mut filter_manager, self.worker_index);
+        }
+        entry.insert(ActiveConnection {
+            connection,
+            filter_manager,
+            owner: ConnectionOwner::FilterChain,
+            listener: Some(index),
+            owned: Vec::new(),
+        });
+        debug!(
+            "[{id}] new connection from {} on {} ({}, filter chain '{}')",
+            addresses.remote, addresses.local, self.worker_name, chain.name
+        );
+        if let Err(e) = self.register(id) {
+            warn!("[{id}] cannot register connection: {e}");
+            self.close(id, CloseType::NoFlush);
+            return;
+        }
+        if self.connections[id.slot].filter_manager.is_empty() {
+            debug!("[{id}] closing connection: no filters");
+            self.close(id, CloseType::NoFlush);
+            return;
+        }
+        // Envoy's initializeReadFilters: on_new_connection for each filter, in order.
+        let mut empty = BytesMut::new();
+        self.on_continue_reading(id, 0, &mut empty, false);
+    }
+
+    /// Registers connection `id`'s socket with the dispatcher, edge-triggered for read, write
+    /// and peer close; the callback routes readiness back here by id.
+    fn register(&mut self, id: ConnectionId) -> io::Result<()> {
+        let weak = self.this.clone();
+        let Some(active) = self.active_mut(id) else {
+            return Ok(());
+        };
+        let Some(fd) = active.connection.raw_fd() else {
+            return Ok(());
+        };
+        let file_event = self.dispatcher.create_file_event(
+            fd,
+            FileTriggerType::Edge,
+            FileReadyType::READ | FileReadyType::WRITE | FileReadyType::CLOSED,
+            move |ready| enter(&weak, |h| h.on_connection_event(id, ready)),
+        )?;
+        if let Some(active) = self.active_mut(id) {
+            active.connection.set_file_event(file_event);
+        }
+        Ok(())
+    }
+
+    // === Connection events (Envoy's ConnectionImpl::onFileEvent) ===
+
+    /// Readiness on a connection's socket: finish a connect, then write, then read, as Envoy
+    /// orders them.
+    fn on_connection_event(&mut self, id: ConnectionId, ready: FileReadyType) {
+        trace!("[{id}] socket event: {ready:?}");
+        let Some(active) = self
+            .connections
+            .get_mut(id.slot)
+            .filter(|a| a.connection.id() == id)
+        else {
+            return;
+        };
+        let connection = &mut active.connection;
+        if connection.state() == State::Connecting {
+            match connection.finish_connect() {
+                Ok(()) => self.events.push_back((id, ConnectionEvent::Connected)),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected && !ready.contains(FileReadyType::CLOSED) => {
+                    return
+                }
+                Err(e) => {
+                    debug!("[{id}] connect to {} failed: {e}", connection.remote_address());
+                    connection.close_socket(ConnectionEvent::RemoteClose, &mut self.events);
+                    return;
+                }
+            }
+        }
+        if ready.contains(FileReadyType::WRITE) || connection.write_buffer_len() > 0 {
+            connection.on_write_ready(&mut self.events);
+            if connection.state() == State::Open && connection.both_sides_half_closed() {
+                connection.close_socket(ConnectionEvent::LocalClose, &mut self.events);
+            }
+        }
+        if ready.intersects(FileReadyType::READ | FileReadyType::CLOSED)
+            || connection.dispatch_buffered_data
+        {
+            self.on_read_ready(id);
+        }
+    }
+
+    /// Envoy's `onReadReady` → `onRead` → `FilterManagerImpl::onRead`: reads into the worker's
+    /// scratch buffer (plus what the filters left last time), hands the bytes to the owner,
+    /// keeps what is left, and applies the peer's FIN.
+    fn on_read_ready(&mut self, id: ConnectionId) {
+        let mut buf = mem::take(&mut self.scratch);
+        let Some(active) = self.active_mut(id) else {
+            self.scratch = buf;
+            return;
+        };
+        let connection = &mut active.connection;
+        if connection.state() != State::Open || !connection.read_enabled() {
+            self.scratch = buf;
+            return;
+        }
+        if !connection.read_buffer.is_empty() {
+            buf.extend_from_slice(&connection.read_buffer);
+            connection.read_buffer = BytesMut::new();
+        }
+        let was_ended = connection.read_end_stream();
+        let result = if was_ended {
+            Default::default()
+        } else {
+            connection.read_into(&mut buf)
+        };
+        let dispatch_buffered = mem::take(&mut connection.dispatch_buffered_data);
+        if result.error {
+            connection.close_socket(ConnectionEvent::RemoteClose, &mut self.events);
+            buf.clear();
+            self.scratch = buf;
+            return;
+        }
+        let end_stream = connection.read_end_stream();
+        if result.bytes_read > 0 || result.end_stream || (dispatch_buffered && !buf.is_empty()) {
+            self.dispatch_read(id, 0, &mut buf, end_stream);
+        }
+        // The filters may have closed the connection.
+        if let Some(active) = self.active_mut(id) {
+            let connection = &mut active.connection;
+            if connection.state() == State::Open {
+                if result.end_stream && !connection.half_close_enabled() {
+                    trace!("[{id}] remote close");
+                    connection.close_raising(
+                        CloseType::FlushWrite,
+                        ConnectionEvent::RemoteClose,
+                        &mut self.events,
+                    );
+                } else if connection.both_sides_half_closed() {
+                    connection.close_socket(ConnectionEvent::RemoteClose, &mut self.events);
+                }
+            }
+            if connection.state() == State::Open && !buf.is_empty() {
+                // Only the unconsumed bytes are kept, in an allocation of their own size.
+                connection.read_buffer = BytesMut::from(&buf[..]);
+            }
+        }
+        buf.clear();
+        self.scratch = buf;
+    }
+
+    /// Hands bytes read on `id` to its owner: its own read filters from `start`, or the read
+    /// filter that owns this client connection.
+    fn dispatch_read(&mut self, id: ConnectionId, start: usize, buf: &mut BytesMut, end: bool) {
+        let Some(owner) = self.active_mut(id).map(|a| a.owner) else {
+            return;
+        };
+        match owner {
+            ConnectionOwner::FilterChain => self.on_continue_reading(id, start, buf, end),
+            ConnectionOwner::ReadFilter { conn, filter } => {
+                let Some(mut f) = self.lend_read_filter(conn, filter) else {
+                    trace!("[{id}] owner {conn} is gone; dropping {} bytes", buf.len());
+                    buf.clear();
+                    return;
+                };
+                let mut cx = FilterContext {
+                    handler: self,
+                    conn,
+                    filter_index: filter,
+                };
+                f.on_upstream_data(id, buf, end, &mut cx);
+                self.put_back_read_filter(conn, filter, f);
+            }
+        }
+    }
+
+    fn lend_read_filter(
+        &mut self,
+        conn: ConnectionId,
+        index: usize,
+    ) -> Option<Box<dyn super::filter::ReadFilter>> {
+        self.active_mut(conn)?
+            .filter_manager
+            .read_filters
+            .get_mut(index)?
+            .filter
+            .take()
+    }
+
+    // === What filters do through their context ===
+
+    /// Envoy's `ConnectionImpl::write`: through the write filters (unless told not to), into
+    /// the write buffer, flushed on the next write event.
+    pub(crate) fn write(
+        &mut self,
+        id: ConnectionId,
+        data: &mut BytesMut,
+        end_stream: bool,
+        through_filter_chain: bool,
+    ) {
+        let has_write_filters = self
+            .active_mut(id)
+            .is_some_and(|a| !a.filter_manager.write_filters.is_empty());
+        if through_filter_chain
+            && has_write_filters
+            && self.on_write_filters(id, data, end_stream)
+                == super::filter::FilterStatus::StopIteration
+        {
+            return;
+        }
+        let Some(active) = self
+            .connections
+            .get_mut(id.slot)
+            .filter(|a| a.connection.id() == id)
+        else {
+            data.clear();
+            return;
+        };
+        active.connection.write(data, end_stream, &mut self.events);
+    }
+
+    /// Envoy's `ConnectionImpl::close`.
+    pub(crate) fn close(&mut self, id: ConnectionId, close_type: CloseType) {
+        let weak = self.this.clone();
+        let dispatcher = self.dispatcher.clone();
+        let Some(active) = self
+            .connections
+            .get_mut(id.slot)
+            .filter(|a| a.connection.id() == id)
+        else {
+            return;
+        };
+        if close_type == CloseType::FlushWriteAndDelay {
+            // Created only when needed: an open connection carries no timer.
+            let timer =
+                dispatcher.create_timer(move || enter(&weak, |h| h.on_delayed_close_timeout(id)));
+            active.connection.set_delayed_close_timer(timer);
+        }
+        active.connection.close(close_type, &mut self.events);
+    }
+
+    fn on_delayed_close_timeout(&mut self, id: ConnectionId) {
+        if let Some(active) = self
+            .connections
+            .get_mut(id.slot)
+            .filter(|a| a.connection.id() == id)
+        {
+            active.connection.on_delayed_close_timeout(&mut self.events);
+        }
+    }
+
+    pub(crate) fn read_disable(&mut self, id: ConnectionId, disable: bool) {
+        if let Some(active) = self.active_mut(id) {
+            active.connection.read_disable(disable);
+        }
+    }
+
+    pub(crate) fn enable_half_close(&mut self, id: ConnectionId, enabled: bool) {
+        if let Some(active) = self.active_mut(id) {
+            active.connection.enable_half_close(enabled);
+        }
+    }
+
+    pub(crate) fn queue_continue_reading(&mut self, id: ConnectionId, start: usize) {
+        self.continue_reading.push_back((id, start));
+    }
+
+    /// Envoy's `Dispatcher::createClientConnection` + `connect()`: a client connection whose
+    /// data and events go to `owner`.
+    pub(crate) fn create_client_connection(
+        &mut self,
+        address: SocketAddr,
+        buffer_limit: u32,
+        owner: ConnectionOwner,
+    ) -> io::Result<ConnectionId> {
+        let entry = self.connections.vacant_entry();
+        let id = ConnectionId::allocate(entry.key());
+        let connection = Connection::new_client(id, address, buffer_limit)?;
+        entry.insert(ActiveConnection {
+            connection,
+            filter_manager: FilterManager::default(),
+            owner,
+            listener: None,
+            owned: Vec::new(),
+        });
+        if let Err(e) = self.register(id) {
+            self.connections.remove(id.slot);
+            return Err(e);
+        }
+        if let ConnectionOwner::ReadFilter { conn, .. } = owner {
+            if let Some(parent) = self.active_mut(conn) {
+                parent.owned.push(id);
+            }
+        }
+        debug!("[{id}] connecting to {address}");
+        Ok(id)
+    }
+
+    pub(crate) fn set_owner(&mut self, id: ConnectionId, owner: ConnectionOwner) {
+        let Some(active) = self.active_mut(id) else {
+            return;
+        };
+        let previous = mem::replace(&mut active.owner, owner);
+        if let ConnectionOwner::ReadFilter { conn, .. } = previous {
+            if let Some(parent) = self.active_mut(conn) {
+                parent.owned.retain(|c| *c != id);
+            }
+        }
+        if let ConnectionOwner::ReadFilter { conn, .. } = owner {
+            if let Some(parent) = self.active_mut(conn) {
+                parent.owned.push(id);
+            }
+        }
+    }
+
+    pub(crate) fn create_filter_timer(
+        &mut self,
+        conn: ConnectionId,
+        filter: usize,
+        token: u64,
+    ) -> Timer {
+        let weak = self.this.clone();
+        self.dispatcher.create_timer(move || {
+            enter(&weak, |h| {
+                let Some(mut f) = h.lend_read_filter(conn, filter) else {
+                    return;
+                };
+                let mut cx = FilterContext {
+                    handler: h,
+                    conn,
+                    filter_index: filter,
+                };
+                f.on_timer(token, &mut cx);
+                h.put_back_read_filter(conn, filter, f);
+            })
+        })
+    }
+
+    // === The end of every dispatch ===
+
+    /// Delivers queued events and `continue_reading` requests (which may queue more), then
+    /// reaps the connections that closed; repeats until nothing is left.
+    fn finish_dispatch(&mut self) {
+        loop {
+            if let Some((id, event)) = self.events.pop_front() {
+                self.deliver_event(id, event);
+            } else if let Some((id, start)) = self.continue_reading.pop_front() {
+                self.resume_reading(id, start);
+            } else if !self.closed.is_empty() {
+                self.reap();
+            } else {
+                break;
+            }
+        }
+        self.check_drained();
+    }
+
+    /// Delivers `event` of connection `id` to its owner.
+    fn deliver_event(&mut self, id: ConnectionId, event: ConnectionEvent) {
+        if matches!(
+            event,
+            ConnectionEvent::LocalClose | ConnectionEvent::RemoteClose
+        ) {
+            self.closed.push(id);
+        }
+        let Some(owner) = self.active_mut(id).map(|a| a.owner) else {
+            return;
+        };
+        trace!("[{id}] raising {event:?}");
+        match owner {
+            ConnectionOwner::FilterChain => {
+                let count = self.connections[id.slot].filter_manager.read_filters.len();
+                for index in 0..count {
+                    let Some(mut f) = self.lend_read_filter(id, index) else {
+                        continue;
+                    };
+                    let mut cx = FilterContext {
+                        handler: self,
+                        conn: id,
+                        filter_index: index,
+                    };
+                    f.on_event(event, &mut cx);
+                    self.put_back_read_filter(id, index, f);
+                }
+            }
+            ConnectionOwner::ReadFilter { conn, filter } => {
+                let Some(mut f) = self.lend_read_filter(conn, filter) else {
+                    return;
+                };
+                let mut cx = FilterContext {
+                    handler: self,
+                    conn,
+                    filter_index: filter,
+                };
+                f.on_upstream_event(id, event, &mut cx);
+                self.put_back_read_filter(conn, filter, f);
+            }
+        }
+    }
+
+    /// A queued `continue_reading`: offer the buffered bytes to the filters from `start`.
+    fn resume_reading(&mut self, id: ConnectionId, start: usize) {
+        let Some(active) = self.active_mut(id) else {
+            return;
+        };
+        let end_stream = active.connection.read_end_stream();
+        let mut buf = mem::take(&mut active.connection.read_buffer);
+        self.on_continue_reading(id, start, &mut buf, end_stream);
+        if let Some(active) = self.active_mut(id) {
+            if !buf.is_empty() {
+                active.connection.read_buffer = buf;
+            }
+        }
+    }
+
+    /// Removes the connections closed during this dispatch (our `deferredDelete`), updating
+    /// listener stats and closing client connections they still own.
+    fn reap(&mut self) {
+        for id in mem::take(&mut self.closed) {
+            if self.active_mut(id).is_none() {
+                continue;
+            }
+            let active = self.connections.remove(id.slot);
+            trace!("[{id}] reaped");
+            if let Some(index) = active.listener {
+                let stats = &self.listeners[index].stats;
+                stats.downstream_cx_destroy.inc();
+                stats.downstream_cx_active.dec();
+                stats.worker_cx_active.dec();
+            }
+            for child in active.owned {
+                let owned = self
+                    .active_mut(child)
+                    .is_some_and(|c| matches!(c.owner, ConnectionOwner::ReadFilter { conn, .. } if conn == id));
+                if owned {
+                    self.close(child, CloseType::NoFlush);
+                }
+            }
+            drop(active.filter_manager);
+        }
+    }
+}
+
+/// What peeking at an accepted socket found.
+enum Peek {
+    /// Bytes (all not yet drained, up to the filter's limit) and whether the limit was hit.
+    Data(Vec<u8>, bool),
+    WouldBlock,
+    Closed,
+}
+
+fn peek_for(filter: &mut dyn ListenerFilter, stream: &TcpStream) -> Peek {
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let max = filter.max_read_bytes();
+    if max == 0 {
+        return Peek::WouldBlock;
+    }
+    let mut buf = vec![0u8; max];
+    match recv(stream.as_raw_fd(), &mut buf, MsgFlags::MSG_PEEK) {
+        Ok(0) => Peek::Closed,
+        Ok(n) => {
+            buf.truncate(n);
+            Peek::Data(buf, n == max)
+        }
+        Err(nix::errno::Errno::EAGAIN) => Peek::WouldBlock,
+        Err(nix::errno::Errno::EINTR) => Peek::WouldBlock,
+        Err(_) => Peek::Closed,
+    }
+}
+
+/// Reads away `len` bytes a listener filter consumed (they were peeked, so they are there).
+fn consume(stream: &TcpStream, mut len: usize) -> io::Result<()> {
+    use nix::sys::socket::{recv, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let mut sink = [0u8; 4096];
+    while len > 0 {
+        let want = len.min(sink.len());
+        match recv(stream.as_raw_fd(), &mut sink[..want], MsgFlags::empty()) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => len -= n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+    Ok(())
+}

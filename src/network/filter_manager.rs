@@ -1,0 +1,172 @@
+//! The network filter manager: a connection's ordered read-filter and write-filter lists and
+//! their iteration (Envoy's `Network::FilterManagerImpl`: `onContinueReading`, `onWrite`).
+//!
+//! Owns the filters of one connection. Filter factories add filters when the connection is
+//! created (`add_read_filter` / `add_write_filter`); the worker's `ConnectionHandler` drives
+//! the iteration: the `impl ConnectionHandler` block below is `onContinueReading` and `onWrite`.
+//! They live on the handler because a filter is called with `&mut` access to the whole worker
+//! (its [`FilterContext`]): the manager lends the filter out of its slot for the call and puts
+//! it back after, so the filter and the rest of the worker are never borrowed twice.
+
+use bytes::BytesMut;
+use log::trace;
+
+use super::connection::{ConnectionId, State};
+use super::connection_handler::ConnectionHandler;
+use super::filter::{FilterContext, FilterStatus, ReadFilter, WriteFilter};
+
+/// One read filter and whether `on_new_connection` has run for it (Envoy's
+/// `ActiveReadFilter`). `filter` is `None` only while it is lent out for a callback.
+pub(crate) struct ActiveReadFilter {
+    pub(crate) filter: Option<Box<dyn ReadFilter>>,
+    initialized: bool,
+}
+
+/// The filters of one connection, in config order.
+#[derive(Default)]
+#[doc(alias = "FilterManagerImpl")]
+pub struct FilterManager {
+    /// Envoy calls these `upstream_filters_`; they see bytes coming from the peer.
+    pub(crate) read_filters: Vec<ActiveReadFilter>,
+    /// Envoy's `downstream_filters_`; they see bytes written to the peer. Lent out like the
+    /// read filters (`None` during their own callback).
+    pub(crate) write_filters: Vec<Option<Box<dyn WriteFilter>>>,
+}
+
+impl FilterManager {
+    /// Appends a read filter (Envoy's `addReadFilter`).
+    pub fn add_read_filter(&mut self, filter: Box<dyn ReadFilter>) {
+        self.read_filters.push(ActiveReadFilter {
+            filter: Some(filter),
+            initialized: false,
+        });
+    }
+
+    /// Appends a write filter (Envoy's `addWriteFilter`).
+    pub fn add_write_filter(&mut self, filter: Box<dyn WriteFilter>) {
+        self.write_filters.push(Some(filter));
+    }
+
+    /// Whether no read filter was added (Envoy closes such a connection: "empty filter chain").
+    pub fn is_empty(&self) -> bool {
+        self.read_filters.is_empty()
+    }
+}
+
+impl ConnectionHandler {
+    /// Envoy's `FilterManagerImpl::onContinueReading`: runs the read filters of `id` from
+    /// `start` over `buf`. Each filter not yet initialized gets `on_new_connection` first;
+    /// `on_data` is called when there are bytes or the peer ended the stream. Iteration stops
+    /// at a `StopIteration` or once the connection is no longer open.
+    pub(crate) fn on_continue_reading(
+        &mut self,
+        id: ConnectionId,
+        start: usize,
+        buf: &mut BytesMut,
+        end_stream: bool,
+    ) {
+        let mut index = start;
+        loop {
+            let Some(active) = self.connections.get_mut(id.slot) else {
+                return;
+            };
+            if active.connection.id() != id || active.connection.state() != State::Open {
+                return;
+            }
+            let Some(slot) = active.filter_manager.read_filters.get_mut(index) else {
+                return;
+            };
+            let Some(mut filter) = slot.filter.take() else {
+                // Lent out: only possible if a filter's own callback re-entered iteration,
+                // which the handler's queueing rules out. Stop rather than skip it.
+                log::error!("[{id}] read filter {index} is already running; stopping iteration");
+                return;
+            };
+            let first_call = !slot.initialized;
+            slot.initialized = true;
+
+            let mut cx = FilterContext {
+                handler: self,
+                conn: id,
+                filter_index: index,
+            };
+            let mut status = FilterStatus::Continue;
+            if first_call {
+                trace!("[{id}] onNewConnection: read filter {index}");
+                status = filter.on_new_connection(&mut cx);
+            }
+            let still_open = cx.connection().is_some_and(|c| c.state() == State::Open);
+            if status == FilterStatus::Continue && still_open && (!buf.is_empty() || end_stream)
+            {
+                trace!(
+                    "[{id}] onData: read filter {index}, {} bytes, end_stream {end_stream}",
+                    buf.len()
+                );
+                status = filter.on_data(buf, end_stream, &mut cx);
+            }
+            self.put_back_read_filter(id, index, filter);
+            if status == FilterStatus::StopIteration {
+                return;
+            }
+            index += 1;
+        }
+    }
+
+    /// Returns a lent read filter to its slot (if the connection still exists).
+    pub(crate) fn put_back_read_filter(
+        &mut self,
+        id: ConnectionId,
+        index: usize,
+        filter: Box<dyn ReadFilter>,
+    ) {
+        if let Some(active) = self.connections.get_mut(id.slot) {
+            if active.connection.id() == id {
+                if let Some(slot) = active.filter_manager.read_filters.get_mut(index) {
+                    slot.filter = Some(filter);
+                }
+            }
+        }
+    }
+
+    /// Envoy's `FilterManagerImpl::onWrite`: runs `data` through the write filters of `id`.
+    /// Returns `StopIteration` if a filter swallowed the write.
+    pub(crate) fn on_write_filters(
+        &mut self,
+        id: ConnectionId,
+        data: &mut BytesMut,
+        end_stream: bool,
+    ) -> FilterStatus {
+        let mut index = 0;
+        loop {
+            let Some(active) = self.connections.get_mut(id.slot) else {
+                return FilterStatus::StopIteration;
+            };
+            if active.connection.id() != id {
+                return FilterStatus::StopIteration;
+            }
+            let Some(slot) = active.filter_manager.write_filters.get_mut(index) else {
+                return FilterStatus::Continue;
+            };
+            // A write filter writing to its own connection passes the filters after it only.
+            let Some(mut filter) = slot.take() else {
+                index += 1;
+                continue;
+            };
+            let mut cx = FilterContext {
+                handler: self,
+                conn: id,
+                filter_index: index,
+            };
+            let status = filter.on_write(data, end_stream, &mut cx);
+            if let Some(active) = self.connections.get_mut(id.slot) {
+                if let Some(slot) = active.filter_manager.write_filters.get_mut(index) {
+                    *slot = Some(filter);
+                }
+            }
+            if status == FilterStatus::StopIteration {
+                return status;
+            }
+            index += 1;
+        }
+    }
+}
