@@ -699,11 +699,6 @@ impl Connection {
         }
     }
 
-    /// Whether this connection waits for the peer (or the timer) after a delayed-close flush.
-    pub(crate) fn in_delayed_close(&self) -> bool {
-        self.state == State::Closing && self.delay_after_flush
-    }
-
     /// Closes the socket now and raises `event` (Envoy's `closeSocket`): the file event is
     /// dropped first, so no callback for this connection can run again.
     pub fn close_socket(

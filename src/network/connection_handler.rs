@@ -39,9 +39,7 @@ use mio::net::TcpStream;
 use reactor::{Dispatcher, FileEvent, FileReadyType, FileTriggerType, Timer};
 use slab::Slab;
 
-use super::connection::{
-    CloseType, Connection, ConnectionEvent, ConnectionId, State, DELAYED_CLOSE_TIMEOUT,
-};
+use super::connection::{CloseType, Connection, ConnectionEvent, ConnectionId, State};
 use super::filter::FilterContext;
 use super::filter_chain::ConnectionMatchInfo;
 use super::filter_manager::FilterManager;
@@ -92,8 +90,10 @@ impl ListenerStats {
             no_filter_chain_match: scope.counter("no_filter_chain_match"),
             downstream_pre_cx_timeout: scope.counter("downstream_pre_cx_timeout"),
             worker_cx_total: scope.counter(&format!("{worker}.downstream_cx_total")),
-            worker_cx_active: scope
-                .gauge(&format!("{worker}.downstream_cx_active"), ImportMode::Accumulate),
+            worker_cx_active: scope.gauge(
+                &format!("{worker}.downstream_cx_active"),
+                ImportMode::Accumulate,
+            ),
         }
     }
 }
@@ -189,6 +189,15 @@ impl ConnectionHandler {
         })
     }
 
+    /// Runs `f` on the handler as a reactor callback would (queued events delivered and closed
+    /// connections reaped after it): for closures posted to the worker.
+    pub fn run_on(
+        handler: &Rc<RefCell<ConnectionHandler>>,
+        f: impl FnOnce(&mut ConnectionHandler),
+    ) {
+        enter(&Rc::downgrade(handler), f);
+    }
+
     pub fn dispatcher(&self) -> &Dispatcher {
         &self.dispatcher
     }
@@ -237,9 +246,9 @@ impl ConnectionHandler {
             move |_| enter(&weak, |h| h.on_listener_ready(index)),
         )?;
         let weak = self.this.clone();
-        let backoff = self.dispatcher.create_timer(move || {
-            enter(&weak, |h| h.listeners[index].listener.resume_accepting())
-        });
+        let backoff = self
+            .dispatcher
+            .create_timer(move || enter(&weak, |h| h.listeners[index].listener.resume_accepting()));
         listener.set_events(file_event, backoff);
         let address = listener.local_address()?;
         let worker = self.worker_name.clone();
@@ -523,7 +532,7 @@ impl ConnectionHandler {
     /// Readiness on a connection's socket: finish a connect, then write, then read, as Envoy
     /// orders them.
     fn on_connection_event(&mut self, id: ConnectionId, ready: FileReadyType) {
-        trace!("[{id}] socket event: {ready:?}");
+        trace!("[{id}] socket event: {ready}");
         let Some(active) = self
             .connections
             .get_mut(id.slot)
@@ -535,11 +544,17 @@ impl ConnectionHandler {
         if connection.state() == State::Connecting {
             match connection.finish_connect() {
                 Ok(()) => self.events.push_back((id, ConnectionEvent::Connected)),
-                Err(e) if e.kind() == io::ErrorKind::NotConnected && !ready.contains(FileReadyType::CLOSED) => {
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotConnected
+                        && !ready.contains(FileReadyType::CLOSED) =>
+                {
                     return
                 }
                 Err(e) => {
-                    debug!("[{id}] connect to {} failed: {e}", connection.remote_address());
+                    debug!(
+                        "[{id}] connect to {} failed: {e}",
+                        connection.remote_address()
+                    );
                     connection.close_socket(ConnectionEvent::RemoteClose, &mut self.events);
                     return;
                 }
@@ -563,7 +578,7 @@ impl ConnectionHandler {
     /// keeps what is left, and applies the peer's FIN.
     fn on_read_ready(&mut self, id: ConnectionId) {
         let mut buf = mem::take(&mut self.scratch);
-        let Some(active) = self.active_mut(id) else {
+        let Some(active) = find(&mut self.connections, id) else {
             self.scratch = buf;
             return;
         };
@@ -594,7 +609,7 @@ impl ConnectionHandler {
             self.dispatch_read(id, 0, &mut buf, end_stream);
         }
         // The filters may have closed the connection.
-        if let Some(active) = self.active_mut(id) {
+        if let Some(active) = find(&mut self.connections, id) {
             let connection = &mut active.connection;
             if connection.state() == State::Open {
                 if result.end_stream && !connection.half_close_enabled() {
@@ -897,9 +912,9 @@ impl ConnectionHandler {
                 stats.worker_cx_active.dec();
             }
             for child in active.owned {
-                let owned = self
-                    .active_mut(child)
-                    .is_some_and(|c| matches!(c.owner, ConnectionOwner::ReadFilter { conn, .. } if conn == id));
+                let owned = self.active_mut(child).is_some_and(
+                    |c| matches!(c.owner, ConnectionOwner::ReadFilter { conn, .. } if conn == id),
+                );
                 if owned {
                     self.close(child, CloseType::NoFlush);
                 }
@@ -907,6 +922,17 @@ impl ConnectionHandler {
             drop(active.filter_manager);
         }
     }
+}
+
+/// The connection `id` in `connections`, if it is still there (a field-level borrow, so the
+/// event queue can be borrowed beside it).
+fn find(
+    connections: &mut Slab<ActiveConnection>,
+    id: ConnectionId,
+) -> Option<&mut ActiveConnection> {
+    connections
+        .get_mut(id.slot)
+        .filter(|a| a.connection.id() == id)
 }
 
 /// What peeking at an accepted socket found.

@@ -14,7 +14,6 @@
 //! synchronously: events it causes (a peer's watermark, a close) are queued and delivered after
 //! it returns, which is why no filter can ever be re-entered.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 
@@ -171,6 +170,11 @@ impl<'a> FilterContext<'a> {
         self.handler.enable_half_close(self.conn, enabled);
     }
 
+    /// Half-close mode for another connection (a client connection this filter owns).
+    pub fn enable_half_close_connection(&mut self, id: ConnectionId, enabled: bool) {
+        self.handler.enable_half_close(id, enabled);
+    }
+
     /// Resumes read-filter iteration after this filter returned `StopIteration` (Envoy's
     /// `continueReading`): the buffered bytes go to the filters after this one. Runs after
     /// the current callback returns.
@@ -229,12 +233,5 @@ impl<'a> FilterContext<'a> {
     /// Whether the server is draining (stop keep-alive, close when idle).
     pub fn draining(&self) -> bool {
         self.handler.draining()
-    }
-
-    /// The queue of pending connection events (for filters that drive a `Connection` directly
-    /// in tests). Not needed by ordinary filters.
-    #[doc(hidden)]
-    pub fn pending_events(&mut self) -> &mut VecDeque<(ConnectionId, ConnectionEvent)> {
-        &mut self.handler.events
     }
 }

@@ -96,8 +96,7 @@ impl ConnectionHandler {
                 status = filter.on_new_connection(&mut cx);
             }
             let still_open = cx.connection().is_some_and(|c| c.state() == State::Open);
-            if status == FilterStatus::Continue && still_open && (!buf.is_empty() || end_stream)
-            {
+            if status == FilterStatus::Continue && still_open && (!buf.is_empty() || end_stream) {
                 trace!(
                     "[{id}] onData: read filter {index}, {} bytes, end_stream {end_stream}",
                     buf.len()

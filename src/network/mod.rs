@@ -6,6 +6,11 @@
 //! `filter_manager` (the read and write filter lists) and `filter` (the traits filters
 //! implement, and the context they act through).
 
+pub mod connection;
+pub mod connection_handler;
+pub mod filter;
 pub mod filter_chain;
+pub mod filter_manager;
+pub mod listener;
 pub mod listener_filter;
 pub mod proxy_protocol;

@@ -1,0 +1,4 @@
+//! Network (L4) filters: one file each (Envoy's `source/extensions/filters/network/`).
+
+pub mod echo;
+pub mod tcp_proxy;

@@ -1,0 +1,644 @@
+//! `envoy.filters.network.tcp_proxy`: carries a downstream connection's bytes to an upstream
+//! host of a cluster and back, half-close and flow control included (Envoy's
+//! `TcpProxy::Filter` with its `UpstreamCallbacks`).
+//!
+//! Built by [`TcpProxyConfigFactory`] from the registry (config: `stat_prefix`, `cluster` or
+//! `weighted_clusters`, `idle_timeout` (default 1 h, 0 disables), `max_connect_attempts`
+//! (default 1)). One [`TcpProxy`] per downstream connection; it opens the upstream connection
+//! through its `FilterContext`, so the upstream's data and events come back to it.
+//!
+//! The life of a proxied connection, as a state machine over [`Upstream`]:
+//!
+//! | state | event | action |
+//! |---|---|---|
+//! | – | `on_new_connection` | read-disable downstream, connect (`Connecting`) |
+//! | `Connecting` | upstream `Connected` | read-enable downstream, arm idle timer (`Connected`) |
+//! | `Connecting` | upstream closed / connect timer | count `connect_fail` (`connect_timeout`); retry up to `max_connect_attempts`, else close downstream |
+//! | `Connected` | downstream data / FIN | write it upstream (FIN = `end_stream`) |
+//! | `Connected` | upstream data / FIN | write it downstream |
+//! | `Connected` | a write buffer above its high watermark | read-disable the other side until it drains below the low watermark |
+//! | any | downstream closed | close upstream (flushing) |
+//! | `Connected` | upstream closed | close downstream (flushing) |
+//! | `Connected` | idle timer | count `idle_timeout`, close both |
+//!
+//! Hosts: until the cluster manager (src/upstream/) lands, [`resolve_hosts`] reads the
+//! cluster's endpoints from the config (resolving DNS names once, at start) and hosts are
+//! picked round robin.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use log::{debug, trace, warn};
+use reactor::Timer;
+
+use crate::config::{self, Bootstrap, Cluster, EndpointAddress, Filter, Node};
+use crate::network::connection::{CloseType, ConnectionEvent, ConnectionId};
+use crate::network::filter::{FilterContext, FilterStatus, ReadFilter};
+use crate::network::listener::NetworkFilterFactoryCb;
+use crate::stats::{Counter, Gauge, ImportMode, Store};
+
+use super::super::{FactoryContext, NamedNetworkFilterConfigFactory};
+
+/// Envoy's default `idle_timeout`.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+const CONNECT_TIMER: u64 = 1;
+const IDLE_TIMER: u64 = 2;
+
+/// `tcp.<stat_prefix>.*` on one worker.
+pub struct TcpProxyStats {
+    downstream_cx_total: Counter,
+    downstream_cx_rx_bytes_total: Counter,
+    downstream_cx_tx_bytes_total: Counter,
+    downstream_flow_control_paused_reading_total: Counter,
+    downstream_flow_control_resumed_reading_total: Counter,
+    idle_timeout: Counter,
+    upstream_flush_total: Counter,
+}
+
+impl TcpProxyStats {
+    fn new(store: &Store, stat_prefix: &str) -> TcpProxyStats {
+        let s = store.scope(&format!("tcp.{stat_prefix}"));
+        TcpProxyStats {
+            downstream_cx_total: s.counter("downstream_cx_total"),
+            downstream_cx_rx_bytes_total: s.counter("downstream_cx_rx_bytes_total"),
+            downstream_cx_tx_bytes_total: s.counter("downstream_cx_tx_bytes_total"),
+            downstream_flow_control_paused_reading_total: s
+                .counter("downstream_flow_control_paused_reading_total"),
+            downstream_flow_control_resumed_reading_total: s
+                .counter("downstream_flow_control_resumed_reading_total"),
+            idle_timeout: s.counter("idle_timeout"),
+            upstream_flush_total: s.counter("upstream_flush_total"),
+        }
+    }
+}
+
+/// `cluster.<name>.upstream_cx_*` on one worker.
+pub struct ClusterStats {
+    upstream_cx_total: Counter,
+    upstream_cx_active: Gauge,
+    upstream_cx_destroy: Counter,
+    upstream_cx_connect_fail: Counter,
+    upstream_cx_connect_timeout: Counter,
+    upstream_cx_none_healthy: Counter,
+    upstream_cx_rx_bytes_total: Counter,
+    upstream_cx_tx_bytes_total: Counter,
+}
+
+impl ClusterStats {
+    fn new(store: &Store, cluster: &str) -> ClusterStats {
+        let s = store.scope(&format!("cluster.{cluster}"));
+        ClusterStats {
+            upstream_cx_total: s.counter("upstream_cx_total"),
+            upstream_cx_active: s.gauge("upstream_cx_active", ImportMode::Accumulate),
+            upstream_cx_destroy: s.counter("upstream_cx_destroy"),
+            upstream_cx_connect_fail: s.counter("upstream_cx_connect_fail"),
+            upstream_cx_connect_timeout: s.counter("upstream_cx_connect_timeout"),
+            upstream_cx_none_healthy: s.counter("upstream_cx_none_healthy"),
+            upstream_cx_rx_bytes_total: s.counter("upstream_cx_rx_bytes_total"),
+            upstream_cx_tx_bytes_total: s.counter("upstream_cx_tx_bytes_total"),
+        }
+    }
+}
+
+/// An upstream cluster as the tcp_proxy sees it (stand-in for the cluster manager's host set).
+pub struct UpstreamCluster {
+    name: String,
+    hosts: Vec<SocketAddr>,
+    next_host: AtomicUsize,
+    connect_timeout: Duration,
+    buffer_limit: u32,
+    /// Indexed by worker.
+    stats: Vec<ClusterStats>,
+}
+
+impl UpstreamCluster {
+    /// Round robin over the hosts; `None` when there are none.
+    fn pick_host(&self) -> Option<SocketAddr> {
+        if self.hosts.is_empty() {
+            return None;
+        }
+        let n = self.next_host.fetch_add(1, Ordering::Relaxed);
+        Some(self.hosts[n % self.hosts.len()])
+    }
+}
+
+/// The cluster's hosts from its config (DNS names resolved once, here, on the main thread).
+/// Replaced by the cluster manager's per-worker host sets when src/upstream/ lands.
+pub fn resolve_hosts(cluster: &Cluster) -> Vec<SocketAddr> {
+    let mut hosts = Vec::new();
+    for endpoint in cluster.lb_endpoints() {
+        match &endpoint.address {
+            EndpointAddress::Ip(addr) => hosts.push(*addr),
+            EndpointAddress::Dns { hostname, port } => {
+                match (hostname.as_str(), *port).to_socket_addrs() {
+                    Ok(addrs) => hosts.extend(addrs.take(1)),
+                    Err(e) => warn!("cluster '{}': cannot resolve {hostname}: {e}", cluster.name),
+                }
+            }
+        }
+    }
+    hosts
+}
+
+/// The parsed config, shared by every worker.
+pub struct TcpProxyConfig {
+    stat_prefix: String,
+    /// `(cluster, weight)`; one entry with weight 1 for `cluster`.
+    clusters: Vec<(Arc<UpstreamCluster>, u32)>,
+    total_weight: u32,
+    idle_timeout: Option<Duration>,
+    max_connect_attempts: u32,
+    /// Indexed by worker.
+    stats: Vec<TcpProxyStats>,
+}
+
+impl TcpProxyConfig {
+    /// Reads the `TcpProxy` message at `node`, checking that clusters exist.
+    pub fn parse(node: &Node<'_>, cx: &FactoryContext<'_>) -> config::Result<TcpProxyConfig> {
+        node.check_fields(
+            &[
+                "stat_prefix",
+                "cluster",
+                "weighted_clusters",
+                "idle_timeout",
+                "max_connect_attempts",
+            ],
+            &[
+                "on_demand",
+                "metadata_match",
+                "access_log",
+                "tunneling_config",
+                "downstream_idle_timeout",
+                "upstream_idle_timeout",
+                "max_downstream_connection_duration",
+                "access_log_flush_interval",
+                "flush_access_log_on_connected",
+                "access_log_options",
+                "hash_policy",
+                "backoff_options",
+                "proxy_protocol_tlvs",
+                "max_early_data_bytes",
+                "upstream_connect_mode",
+            ],
+        )?;
+        let stat_prefix = node.required("stat_prefix")?.non_empty_str()?.to_string();
+        let mut names: Vec<(String, u32, String)> = Vec::new();
+        match (node.get("cluster"), node.get("weighted_clusters")) {
+            (Some(c), None) => names.push((c.non_empty_str()?.to_string(), 1, c.path().into())),
+            (None, Some(w)) => {
+                w.check_fields(&["clusters"], &[])?;
+                let list = w.required("clusters")?;
+                for entry in list.as_list()? {
+                    entry.check_fields(&["name", "weight"], &["metadata_match"])?;
+                    let name = entry.required("name")?.non_empty_str()?.to_string();
+                    let weight_node = entry.required("weight")?;
+                    let weight = weight_node.u32_value()?;
+                    if weight == 0 {
+                        return Err(weight_node.error("must be at least 1"));
+                    }
+                    names.push((name, weight, entry.field_path("name")));
+                }
+                if names.is_empty() {
+                    return Err(list.error("must name at least one cluster"));
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err(node.error("'cluster' and 'weighted_clusters' are exclusive"))
+            }
+            (None, None) => {
+                return Err(node.error("one of 'cluster' or 'weighted_clusters' is required"))
+            }
+        }
+        let mut clusters = Vec::with_capacity(names.len());
+        for (name, weight, path) in names {
+            clusters.push((upstream_cluster(cx.bootstrap, cx, &name, &path)?, weight));
+        }
+        let total_weight = clusters.iter().map(|(_, w)| *w).sum();
+        let idle_timeout = match node.opt("idle_timeout", Node::duration)? {
+            None => Some(DEFAULT_IDLE_TIMEOUT),
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+        };
+        let max_connect_attempts = match node.get("max_connect_attempts") {
+            Some(n) => {
+                let v = n.u32_value()?;
+                if v == 0 {
+                    return Err(n.error("must be at least 1"));
+                }
+                v
+            }
+            None => 1,
+        };
+        let stats = cx
+            .worker_stats
+            .iter()
+            .map(|s| TcpProxyStats::new(s, &stat_prefix))
+            .collect();
+        Ok(TcpProxyConfig {
+            stat_prefix,
+            clusters,
+            total_weight,
+            idle_timeout,
+            max_connect_attempts,
+            stats,
+        })
+    }
+
+    /// Picks the cluster (by weight) for a new connection; `seed` varies per connection.
+    fn pick_cluster(&self, seed: u64) -> &Arc<UpstreamCluster> {
+        if self.clusters.len() == 1 {
+            return &self.clusters[0].0;
+        }
+        let mut point = (mix(seed) % u64::from(self.total_weight.max(1))) as u32;
+        for (cluster, weight) in &self.clusters {
+            if point < *weight {
+                return cluster;
+            }
+            point -= weight;
+        }
+        &self.clusters[0].0
+    }
+}
+
+/// A cheap, well-spread hash of a connection id (splitmix64), for weighted picking.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn upstream_cluster(
+    bootstrap: &Bootstrap,
+    cx: &FactoryContext<'_>,
+    name: &str,
+    path: &str,
+) -> config::Result<Arc<UpstreamCluster>> {
+    let Some(cluster) = bootstrap.cluster(name) else {
+        return Err(config::ConfigError::invalid(
+            path,
+            format!("cluster '{name}' does not exist"),
+        ));
+    };
+    Ok(Arc::new(UpstreamCluster {
+        name: cluster.name.clone(),
+        hosts: resolve_hosts(cluster),
+        next_host: AtomicUsize::new(0),
+        connect_timeout: cluster.connect_timeout,
+        buffer_limit: cluster.per_connection_buffer_limit_bytes,
+        stats: cx
+            .worker_stats
+            .iter()
+            .map(|s| ClusterStats::new(s, &cluster.name))
+            .collect(),
+    }))
+}
+
+/// Where the upstream side of one proxied connection is.
+enum Upstream {
+    /// Not started (before `on_new_connection`) or given up.
+    None,
+    /// Connecting to a host; `attempt` counts from 1.
+    Connecting { conn: ConnectionId, attempt: u32 },
+    /// Bytes flow both ways.
+    Connected(ConnectionId),
+    /// The upstream connection closed after connecting; the downstream is being closed.
+    Closed,
+}
+
+/// One downstream connection's proxy.
+pub struct TcpProxy {
+    config: Arc<TcpProxyConfig>,
+    worker: usize,
+    cluster: Option<Arc<UpstreamCluster>>,
+    upstream: Upstream,
+    connect_timer: Option<Timer>,
+    idle_timer: Option<Timer>,
+}
+
+impl TcpProxy {
+    pub fn new(config: Arc<TcpProxyConfig>, worker: usize) -> TcpProxy {
+        TcpProxy {
+            config,
+            worker,
+            cluster: None,
+            upstream: Upstream::None,
+            connect_timer: None,
+            idle_timer: None,
+        }
+    }
+
+    fn stats(&self) -> Option<&TcpProxyStats> {
+        self.config.stats.get(self.worker)
+    }
+
+    fn cluster_stats(&self) -> Option<&ClusterStats> {
+        self.cluster.as_ref().and_then(|c| c.stats.get(self.worker))
+    }
+
+    /// Envoy's `establishUpstreamConnection`: picks a host and connects; on an immediate
+    /// failure, counts it and tries the next attempt or gives up.
+    fn connect(&mut self, attempt: u32, cx: &mut FilterContext<'_>) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let Some(host) = cluster.pick_host() else {
+            debug!(
+                "[{}] tcp_proxy: no healthy upstream in cluster '{}'",
+                cx.connection_id(),
+                cluster.name
+            );
+            if let Some(s) = self.cluster_stats() {
+                s.upstream_cx_none_healthy.inc();
+            }
+            self.give_up(cx);
+            return;
+        };
+        debug!(
+            "[{}] tcp_proxy: connecting to {host} (cluster '{}', attempt {attempt})",
+            cx.connection_id(),
+            cluster.name
+        );
+        if let Some(s) = self.cluster_stats() {
+            s.upstream_cx_total.inc();
+        }
+        match cx.create_client_connection(host, cluster.buffer_limit) {
+            Ok(conn) => {
+                if let Some(s) = self.cluster_stats() {
+                    s.upstream_cx_active.inc();
+                }
+                cx.enable_half_close_connection(conn, true);
+                self.upstream = Upstream::Connecting { conn, attempt };
+                let timer = self
+                    .connect_timer
+                    .get_or_insert_with(|| cx.create_timer(CONNECT_TIMER));
+                timer.enable(cluster.connect_timeout);
+            }
+            Err(e) => {
+                debug!(
+                    "[{}] tcp_proxy: connect to {host} failed: {e}",
+                    cx.connection_id()
+                );
+                if let Some(s) = self.cluster_stats() {
+                    s.upstream_cx_connect_fail.inc();
+                }
+                self.retry_or_give_up(attempt, cx);
+            }
+        }
+    }
+
+    fn retry_or_give_up(&mut self, attempt: u32, cx: &mut FilterContext<'_>) {
+        if attempt < self.config.max_connect_attempts {
+            self.connect(attempt + 1, cx);
+        } else {
+            self.give_up(cx);
+        }
+    }
+
+    /// No upstream: close the downstream without flushing (nothing was sent to it).
+    fn give_up(&mut self, cx: &mut FilterContext<'_>) {
+        self.upstream = Upstream::None;
+        self.connect_timer = None;
+        cx.close(CloseType::NoFlush);
+    }
+
+    /// The upstream connection (once connected) is gone: count it.
+    fn upstream_closed(&mut self) {
+        if let Some(s) = self.cluster_stats() {
+            s.upstream_cx_active.dec();
+            s.upstream_cx_destroy.inc();
+        }
+    }
+
+    fn reset_idle_timer(&self) {
+        if let (Some(timer), Some(timeout)) = (&self.idle_timer, self.config.idle_timeout) {
+            timer.enable(timeout);
+        }
+    }
+}
+
+impl ReadFilter for TcpProxy {
+    fn on_new_connection(&mut self, cx: &mut FilterContext<'_>) -> FilterStatus {
+        if let Some(s) = self.stats() {
+            s.downstream_cx_total.inc();
+        }
+        let seed = cx.connection_id().global_id();
+        self.cluster = Some(self.config.pick_cluster(seed).clone());
+        cx.enable_half_close(true);
+        // Nothing is read until the upstream is there (Envoy does the same); the kernel
+        // buffers what the client sends meanwhile.
+        cx.read_disable(true);
+        self.connect(1, cx);
+        FilterStatus::StopIteration
+    }
+
+    fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        end_stream: bool,
+        cx: &mut FilterContext<'_>,
+    ) -> FilterStatus {
+        let Upstream::Connected(upstream) = self.upstream else {
+            // Keep the bytes until connected (reads are disabled meanwhile).
+            return FilterStatus::StopIteration;
+        };
+        if let Some(s) = self.stats() {
+            s.downstream_cx_rx_bytes_total.add(data.len() as u64);
+        }
+        if let Some(s) = self.cluster_stats() {
+            s.upstream_cx_tx_bytes_total.add(data.len() as u64);
+        }
+        cx.write_to(upstream, data, end_stream);
+        self.reset_idle_timer();
+        FilterStatus::StopIteration
+    }
+
+    fn on_event(&mut self, event: ConnectionEvent, cx: &mut FilterContext<'_>) {
+        let upstream = match self.upstream {
+            Upstream::Connected(c) | Upstream::Connecting { conn: c, .. } => Some(c),
+            _ => None,
+        };
+        match event {
+            // The downstream cannot take more: stop reading the upstream.
+            ConnectionEvent::AboveWriteBufferHighWatermark => {
+                if let Some(u) = upstream {
+                    cx.read_disable_connection(u, true);
+                }
+            }
+            ConnectionEvent::BelowWriteBufferLowWatermark => {
+                if let Some(u) = upstream {
+                    cx.read_disable_connection(u, false);
+                }
+            }
+            ConnectionEvent::RemoteClose | ConnectionEvent::LocalClose => {
+                self.connect_timer = None;
+                self.idle_timer = None;
+                match self.upstream {
+                    Upstream::Connected(u) => {
+                        if let Some(s) = self.stats() {
+                            s.upstream_flush_total.inc();
+                        }
+                        cx.close_connection(u, CloseType::FlushWrite);
+                    }
+                    Upstream::Connecting { conn, .. } => {
+                        cx.close_connection(conn, CloseType::NoFlush)
+                    }
+                    _ => {}
+                }
+            }
+            ConnectionEvent::Connected => {}
+        }
+    }
+
+    fn on_upstream_data(
+        &mut self,
+        upstream: ConnectionId,
+        data: &mut BytesMut,
+        end_stream: bool,
+        cx: &mut FilterContext<'_>,
+    ) {
+        if !matches!(self.upstream, Upstream::Connected(u) if u == upstream) {
+            data.clear();
+            return;
+        }
+        if let Some(s) = self.stats() {
+            s.downstream_cx_tx_bytes_total.add(data.len() as u64);
+        }
+        if let Some(s) = self.cluster_stats() {
+            s.upstream_cx_rx_bytes_total.add(data.len() as u64);
+        }
+        cx.write(data, end_stream);
+        self.reset_idle_timer();
+    }
+
+    fn on_upstream_event(
+        &mut self,
+        upstream: ConnectionId,
+        event: ConnectionEvent,
+        cx: &mut FilterContext<'_>,
+    ) {
+        match (&self.upstream, event) {
+            (Upstream::Connecting { conn, .. }, ConnectionEvent::Connected)
+                if *conn == upstream =>
+            {
+                // Connected: let the downstream's bytes flow.
+                trace!(
+                    "[{}] tcp_proxy: upstream {upstream} connected",
+                    cx.connection_id()
+                );
+                self.connect_timer = None;
+                self.upstream = Upstream::Connected(upstream);
+                if self.config.idle_timeout.is_some() {
+                    self.idle_timer = Some(cx.create_timer(IDLE_TIMER));
+                    self.reset_idle_timer();
+                }
+                cx.read_disable(false);
+            }
+            (
+                Upstream::Connecting { conn, attempt },
+                ConnectionEvent::RemoteClose | ConnectionEvent::LocalClose,
+            ) if *conn == upstream => {
+                // A close before Connected is a connect failure.
+                let attempt = *attempt;
+                debug!(
+                    "[{}] tcp_proxy: upstream connect failed (attempt {attempt})",
+                    cx.connection_id()
+                );
+                if let Some(s) = self.cluster_stats() {
+                    s.upstream_cx_connect_fail.inc();
+                    s.upstream_cx_active.dec();
+                    s.upstream_cx_destroy.inc();
+                }
+                self.upstream = Upstream::None;
+                self.retry_or_give_up(attempt, cx);
+            }
+            (
+                Upstream::Connected(u),
+                ConnectionEvent::RemoteClose | ConnectionEvent::LocalClose,
+            ) if *u == upstream => {
+                self.upstream_closed();
+                self.upstream = Upstream::Closed;
+                self.idle_timer = None;
+                cx.close(CloseType::FlushWrite);
+            }
+            // The upstream cannot take more: stop reading the downstream.
+            (Upstream::Connected(u), ConnectionEvent::AboveWriteBufferHighWatermark)
+                if *u == upstream =>
+            {
+                if let Some(s) = self.stats() {
+                    s.downstream_flow_control_paused_reading_total.inc();
+                }
+                cx.read_disable(true);
+            }
+            (Upstream::Connected(u), ConnectionEvent::BelowWriteBufferLowWatermark)
+                if *u == upstream =>
+            {
+                if let Some(s) = self.stats() {
+                    s.downstream_flow_control_resumed_reading_total.inc();
+                }
+                cx.read_disable(false);
+            }
+            // Events of an upstream we already let go of (timed out, retried).
+            _ => trace!(
+                "[{}] tcp_proxy: ignoring {event:?} of {upstream}",
+                cx.connection_id()
+            ),
+        }
+    }
+
+    fn on_timer(&mut self, token: u64, cx: &mut FilterContext<'_>) {
+        match (token, &self.upstream) {
+            (CONNECT_TIMER, Upstream::Connecting { conn, attempt }) => {
+                let (conn, attempt) = (*conn, *attempt);
+                debug!("[{}] tcp_proxy: connect timeout", cx.connection_id());
+                if let Some(s) = self.cluster_stats() {
+                    s.upstream_cx_connect_timeout.inc();
+                    s.upstream_cx_connect_fail.inc();
+                    s.upstream_cx_active.dec();
+                    s.upstream_cx_destroy.inc();
+                }
+                // Forget it first: its close event must not count as a second failure.
+                self.upstream = Upstream::None;
+                cx.close_connection(conn, CloseType::NoFlush);
+                self.retry_or_give_up(attempt, cx);
+            }
+            (IDLE_TIMER, Upstream::Connected(upstream)) => {
+                debug!("[{}] tcp_proxy: idle timeout", cx.connection_id());
+                if let Some(s) = self.stats() {
+                    s.idle_timeout.inc();
+                }
+                let upstream = *upstream;
+                cx.close_connection(upstream, CloseType::NoFlush);
+                cx.close(CloseType::NoFlush);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The registry entry.
+pub struct TcpProxyConfigFactory;
+
+impl NamedNetworkFilterConfigFactory for TcpProxyConfigFactory {
+    fn name(&self) -> &'static str {
+        "envoy.filters.network.tcp_proxy"
+    }
+    fn config_type(&self) -> &'static str {
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+    }
+    fn create_filter_factory(
+        &self,
+        filter: &Filter,
+        cx: &FactoryContext<'_>,
+    ) -> config::Result<NetworkFilterFactoryCb> {
+        let config = Arc::new(TcpProxyConfig::parse(&filter.config_node(), cx)?);
+        trace!("tcp_proxy '{}' configured", config.stat_prefix);
+        Ok(Arc::new(move |fm, worker| {
+            fm.add_read_filter(Box::new(TcpProxy::new(config.clone(), worker)))
+        }))
+    }
+}

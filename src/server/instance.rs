@@ -1,0 +1,336 @@
+//! The server's main thread: startup, the main dispatch loop, drain and exit (Envoy's
+//! `InstanceImpl::run` with its `RunHelper`).
+//!
+//! [`run`] is the whole life of the process, in order:
+//! 1. load the config (the file, or the embedded default) and build every listener's filter
+//!    factories (also all `--mode validate` does, before reporting);
+//! 2. raise the fd limit, bind every listener's sockets (one per worker with reuse_port);
+//! 3. create the main dispatcher, the admin listener on it, and the SIGTERM/SIGINT handlers;
+//! 4. start the workers, each adding every listener (`/ready` turns 200 when all have);
+//! 5. run the main dispatcher until exit is asked for.
+//!
+//! Shutdown: the first SIGTERM or SIGINT drains: `/ready` turns 503, every worker stops
+//! accepting and reports once its last connection is gone; the process exits 0 when all have
+//! (or when `--drain-time-s` runs out). A second signal exits at once. A panic on any thread
+//! exits the process with status 70 (see `main.rs`): never half alive.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{error, info, warn};
+use reactor::{Dispatcher, RunType, Signal};
+
+use super::listener_manager::{bind_sockets, build_listeners};
+use super::options::{Mode, Options};
+use super::worker::{Worker, WorkerListener};
+use crate::admin::{AdminServer, ServerState};
+use crate::config::{self, Bootstrap};
+use crate::filters::FactoryContext;
+use crate::network::connection_handler::ConnectionHandler;
+use crate::network::listener::{stat_address, ListenerConfig};
+use crate::stats::Store;
+
+/// The config used without `-c`: an echo listener on 127.0.0.1:10000 and the admin
+/// endpoint on 127.0.0.1:9901.
+pub const DEFAULT_CONFIG: &str = include_str!("../../configs/default.yaml");
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The config is wrong (the message names the field).
+    Config(config::ConfigError),
+    /// A listener could not be bound, a thread could not start, ...
+    Io(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "{e}"),
+            StartError::Io(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<config::ConfigError> for StartError {
+    fn from(e: config::ConfigError) -> Self {
+        StartError::Config(e)
+    }
+}
+
+/// The config and everything built from it, before anything is bound.
+pub struct Built {
+    pub bootstrap: Bootstrap,
+    pub listeners: Vec<Arc<ListenerConfig>>,
+    pub stats: Store,
+    pub worker_stats: Vec<Store>,
+}
+
+/// Loads and builds the config for `concurrency` workers (steps 1 of `run`; all of
+/// `--mode validate`).
+pub fn build(options: &Options) -> Result<Built, StartError> {
+    let bootstrap = match &options.config_path {
+        Some(path) => config::load_file(path)?,
+        None => config::load_str(DEFAULT_CONFIG)?,
+    };
+    let stats = Store::new();
+    let worker_stats: Vec<Store> = (0..options.concurrency)
+        .map(|_| stats.for_worker())
+        .collect();
+    let listeners = {
+        let cx = FactoryContext {
+            bootstrap: &bootstrap,
+            stats: &stats,
+            worker_stats: &worker_stats,
+        };
+        build_listeners(&cx)?
+    };
+    Ok(Built {
+        bootstrap,
+        listeners,
+        stats,
+        worker_stats,
+    })
+}
+
+/// The name shown for the config in messages.
+fn config_name(options: &Options) -> String {
+    options
+        .config_path
+        .as_ref()
+        .map_or("<embedded default>".to_string(), |p| {
+            p.display().to_string()
+        })
+}
+
+/// `--mode validate`: builds everything, binds nothing. Returns the exit status.
+pub fn validate(options: &Options) -> i32 {
+    match build(options) {
+        Ok(_) => {
+            println!("configuration '{}' OK", config_name(options));
+            0
+        }
+        Err(e) => {
+            eprintln!(
+                "error initializing configuration '{}': {e}",
+                config_name(options)
+            );
+            1
+        }
+    }
+}
+
+/// Runs the server until it is told to stop; returns the process exit status.
+pub fn run(options: &Options) -> i32 {
+    if options.mode == Mode::Validate {
+        return validate(options);
+    }
+    match serve(options) {
+        Ok(()) => 0,
+        Err(e) => {
+            error!(
+                "error initializing configuration '{}': {e}",
+                config_name(options)
+            );
+            eprintln!(
+                "error initializing configuration '{}': {e}",
+                config_name(options)
+            );
+            1
+        }
+    }
+}
+
+fn serve(options: &Options) -> Result<(), StartError> {
+    // 1. Config.
+    let built = build(options)?;
+    info!(
+        "nuncio {} starting: {} listener(s), {} worker(s)",
+        env!("CARGO_PKG_VERSION"),
+        built.listeners.len(),
+        options.concurrency
+    );
+
+    // 2. Sockets.
+    raise_fd_limit();
+    let workers_n = options.concurrency;
+    let mut per_worker: Vec<Vec<WorkerListener>> = (0..workers_n).map(|_| Vec::new()).collect();
+    for config in &built.listeners {
+        let sockets = bind_sockets(config, workers_n).map_err(|e| {
+            StartError::Io(format!(
+                "cannot listen on {} (listener '{}'): {e}",
+                config.address, config.name
+            ))
+        })?;
+        info!(
+            "listener '{}' listening on {}",
+            config.name, sockets.address
+        );
+        let stat_prefix = format!("listener.{}", stat_address(sockets.address));
+        for (i, socket) in sockets.per_worker.into_iter().enumerate() {
+            per_worker[i].push(WorkerListener {
+                config: config.clone(),
+                socket,
+                stat_prefix: stat_prefix.clone(),
+            });
+        }
+    }
+
+    // 3. Main dispatcher, admin, signals.
+    let dispatcher =
+        Dispatcher::new("main_thread").map_err(|e| StartError::Io(format!("dispatcher: {e}")))?;
+    let admin = AdminServer::new(built.stats.clone());
+    let admin_handler = ConnectionHandler::new(
+        dispatcher.clone(),
+        usize::MAX,
+        "main_thread",
+        built.stats.clone(),
+    );
+    if let Some(address) = built.bootstrap.admin.as_ref().and_then(|a| a.address) {
+        let bound = start_admin(&admin, &admin_handler, address)?;
+        info!("admin address: {bound}");
+    }
+
+    // 4. Workers.
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::with_capacity(workers_n);
+    for (index, listeners) in per_worker.into_iter().enumerate() {
+        let worker = Worker::start(
+            index,
+            listeners,
+            built.worker_stats[index].clone(),
+            started.clone(),
+        )
+        .map_err(|e| StartError::Io(format!("cannot start worker {index}: {e}")))?;
+        workers.push(worker);
+    }
+    if started.load(Ordering::Acquire) == workers_n {
+        admin.set_state(ServerState::Live);
+        info!("all workers started: server is LIVE");
+    }
+    if built
+        .bootstrap
+        .static_resources
+        .listeners
+        .iter()
+        .any(|l| l.name == "echo")
+        && options.config_path.is_none()
+    {
+        info!("try: echo hello | nc -q1 127.0.0.1 10000   and   curl http://127.0.0.1:9901/ready");
+    }
+
+    // Shutdown: drain on the first signal, exit at once on the second.
+    let drained = Arc::new(AtomicUsize::new(0));
+    let draining = Arc::new(AtomicBool::new(false));
+    let workers = Rc::new(std::cell::RefCell::new(workers));
+    let drain_timer = {
+        let d = dispatcher.clone();
+        dispatcher.create_timer(move || {
+            warn!("drain time is up: exiting with connections still open");
+            d.exit();
+        })
+    };
+    let drain_timer = Rc::new(drain_timer);
+    let on_signal = {
+        let dispatcher = dispatcher.clone();
+        let admin = admin.clone();
+        let workers = workers.clone();
+        let drained = drained.clone();
+        let draining = draining.clone();
+        let drain_timer = drain_timer.clone();
+        let drain_time = options.drain_time;
+        move |name: &str| {
+            if draining.swap(true, Ordering::AcqRel) {
+                info!("caught {name} again: exiting now");
+                dispatcher.exit();
+                return;
+            }
+            info!(
+                "caught {name}: draining (up to {}s; signal again to exit now)",
+                drain_time.as_secs()
+            );
+            admin.set_state(ServerState::Draining);
+            let poster = dispatcher.poster();
+            let n = workers.borrow().len();
+            for worker in workers.borrow().iter() {
+                let drained = drained.clone();
+                let poster = poster.clone();
+                worker.post(move |h| {
+                    h.stop_listeners();
+                    let remaining = h.num_connections();
+                    if remaining > 0 {
+                        info!("draining {remaining} connection(s)");
+                    }
+                    h.start_draining(Box::new(move || {
+                        if drained.fetch_add(1, Ordering::AcqRel) + 1 == n {
+                            poster.exit();
+                        }
+                    }));
+                });
+            }
+            drain_timer.enable(drain_time.max(Duration::from_millis(1)));
+        }
+    };
+    let on_signal = Rc::new(on_signal);
+    let _sigterm = {
+        let f = on_signal.clone();
+        dispatcher
+            .listen_for_signal(Signal::SIGTERM, move || f("SIGTERM"))
+            .map_err(|e| StartError::Io(format!("signal: {e}")))?
+    };
+    let _sigint = {
+        let f = on_signal.clone();
+        dispatcher
+            .listen_for_signal(Signal::SIGINT, move || f("SIGINT"))
+            .map_err(|e| StartError::Io(format!("signal: {e}")))?
+    };
+
+    // 5. The main loop.
+    info!("starting main dispatch loop");
+    if let Err(e) = dispatcher.run(RunType::RunUntilExit) {
+        error!("main dispatcher failed: {e}");
+    }
+    info!("main dispatch loop exited");
+    for worker in workers.borrow_mut().iter_mut() {
+        worker.stop();
+    }
+    drop(admin_handler);
+    info!("exiting");
+    Ok(())
+}
+
+use std::rc::Rc;
+
+fn start_admin(
+    admin: &Arc<AdminServer>,
+    handler: &Rc<std::cell::RefCell<ConnectionHandler>>,
+    address: SocketAddr,
+) -> Result<SocketAddr, StartError> {
+    let config = admin.listener_config(address);
+    let sockets = bind_sockets(&config, 1)
+        .map_err(|e| StartError::Io(format!("cannot listen on admin address {address}: {e}")))?;
+    let socket = sockets
+        .per_worker
+        .into_iter()
+        .next()
+        .ok_or_else(|| StartError::Io("admin socket missing".to_string()))?;
+    handler
+        .borrow_mut()
+        .add_listener(config, socket, "listener.admin")
+        .map_err(|e| StartError::Io(format!("admin listener: {e}")))
+}
+
+/// Raises the soft fd limit to the hard limit: a proxy holds two fds per proxied connection.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                warn!("cannot raise the fd limit from {soft} to {hard}: {e}");
+            }
+        }
+        _ => {}
+    }
+}
