@@ -138,10 +138,11 @@ impl NamedListenerFilterConfigFactory for ProxyProtocolConfigFactory {
     fn create_listener_filter_factory(
         &self,
         filter: &Filter,
-        _cx: &FactoryContext<'_>,
+        cx: &FactoryContext<'_>,
     ) -> config::Result<Arc<dyn ListenerFilterFactory>> {
         Ok(Arc::new(proxy_protocol::ProxyProtocolFactory::from_config(
             filter.typed_config.as_ref(),
+            cx.stats,
         )?))
     }
 }

@@ -25,7 +25,7 @@ use nix::sys::socket::{
 
 use crate::config::{self, Bootstrap, ConfigError};
 use crate::filters::{self, FactoryContext};
-use crate::network::filter_chain::{self as fc, FilterChainManager};
+use crate::network::filter_chain::FilterChainManager;
 use crate::network::listener::{FilterChain, ListenerConfig};
 
 /// Builds every listener of the config; the first error (with its path) stops the build.
@@ -42,31 +42,14 @@ fn build_listener(
     listener: &config::Listener,
     cx: &FactoryContext<'_>,
 ) -> config::Result<ListenerConfig> {
-    let mut chains = Vec::with_capacity(listener.filter_chains.len());
-    for chain in &listener.filter_chains {
-        let m = convert_match(&chain.filter_chain_match);
-        let mut built = build_chain(chain, cx)?;
-        built.name = chain.name.clone();
-        let mut fc_chain = fc::FilterChain::new(m, built);
-        fc_chain.name = chain.name.clone();
-        chains.push(fc_chain);
-    }
-    let default_chain = match &listener.default_filter_chain {
-        Some(chain) => Some(build_chain(chain, cx)?),
-        None => None,
-    };
-    if chains.is_empty() && default_chain.is_none() {
+    if listener.filter_chains.is_empty() && listener.default_filter_chain.is_none() {
         return Err(ConfigError::invalid(
             format!("{}.filter_chains", listener.path),
             "a listener needs at least one filter chain (or a default_filter_chain)",
         ));
     }
-    let filter_chains = FilterChainManager::new(chains, default_chain).map_err(|e| {
-        ConfigError::invalid(
-            format!("{}.filter_chains", listener.path),
-            format!("error adding listener '{}': {e}", listener.address),
-        )
-    })?;
+    let filter_chains =
+        FilterChainManager::from_listener(listener, |chain| build_chain(chain, cx))?;
     let mut listener_filters = Vec::new();
     for filter in &listener.listener_filters {
         listener_filters.push(filters::create_listener_filter_factory(filter, cx)?);
@@ -101,28 +84,6 @@ fn build_chain(
         name: chain.name.clone(),
         filter_factories,
     })
-}
-
-fn convert_match(m: &config::FilterChainMatch) -> fc::FilterChainMatch {
-    let cidr = |r: &config::CidrRange| {
-        // Both sides validate prefix lengths; a config range is always a valid network one.
-        fc::CidrRange::new(r.address, u32::from(r.prefix_len))
-            .unwrap_or_else(|_| fc::CidrRange::new(r.address, 0).expect("prefix 0 is valid"))
-    };
-    fc::FilterChainMatch {
-        destination_port: m.destination_port,
-        prefix_ranges: m.prefix_ranges.iter().map(cidr).collect(),
-        server_names: Vec::new(),
-        transport_protocol: String::new(),
-        application_protocols: Vec::new(),
-        source_type: match m.source_type {
-            config::SourceType::Any => fc::SourceType::Any,
-            config::SourceType::SameIpOrLoopback => fc::SourceType::SameIpOrLoopback,
-            config::SourceType::External => fc::SourceType::External,
-        },
-        source_prefix_ranges: m.source_prefix_ranges.iter().map(cidr).collect(),
-        source_ports: m.source_ports.clone(),
-    }
 }
 
 /// The sockets of one listener: one per worker (reuse_port) or one shared; and the address
