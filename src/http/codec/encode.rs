@@ -1,0 +1,159 @@
+//! Serialization: message heads and body framing into the connection's output buffer.
+//!
+//! Called by `ServerCodec::encode_*` (responses) and `ClientCodec::encode_*` (requests). Writes
+//! go into a caller-owned `BytesMut` that the connection reuses, so encoding does not allocate
+//! once that buffer has grown to its working size. Header names are written as stored
+//! (lower-case, as Envoy forwards them); the reason phrase is Envoy's for the status.
+
+use super::super::header_map::HeaderMap;
+use super::head::{reason_phrase, Method, RequestHead};
+use bytes::{BufMut, BytesMut};
+
+/// How the body being written is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyEncoder {
+    /// `content-length` was sent: body bytes go out as they are.
+    Length,
+    /// `transfer-encoding: chunked` was sent by us: each write is one chunk.
+    Chunked,
+    /// Close-delimited (HTTP/1.0 peer) or tunnel: bytes go out as they are.
+    Raw,
+    /// No body may be sent (response to HEAD, 204, 304): body bytes are dropped.
+    Discard,
+}
+
+impl BodyEncoder {
+    /// Frames `data` into `out`.
+    pub(crate) fn data(self, data: &[u8], out: &mut BytesMut) {
+        match self {
+            BodyEncoder::Chunked if !data.is_empty() => {
+                put_hex(data.len() as u64, out);
+                out.put_slice(b"\r\n");
+                out.put_slice(data);
+                out.put_slice(b"\r\n");
+            }
+            BodyEncoder::Length | BodyEncoder::Raw => out.put_slice(data),
+            BodyEncoder::Chunked | BodyEncoder::Discard => {}
+        }
+    }
+
+    /// Ends the body, with trailers when chunked.
+    pub(crate) fn end(self, trailers: Option<&HeaderMap>, out: &mut BytesMut) {
+        if self == BodyEncoder::Chunked {
+            out.put_slice(b"0\r\n");
+            if let Some(trailers) = trailers {
+                put_fields(trailers, out);
+            }
+            out.put_slice(b"\r\n");
+        }
+    }
+}
+
+/// `name: value\r\n` for every entry.
+pub(crate) fn put_fields(headers: &HeaderMap, out: &mut BytesMut) {
+    for (name, value) in headers.iter() {
+        out.reserve(name.len() + value.len() + 4);
+        out.put_slice(name.as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
+    }
+}
+
+/// `HTTP/1.1 200 OK\r\n`.
+pub(crate) fn put_status_line(status: u16, out: &mut BytesMut) {
+    out.put_slice(b"HTTP/1.1 ");
+    put_decimal(u64::from(status), out);
+    out.put_u8(b' ');
+    out.put_slice(reason_phrase(status).as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// `GET /path HTTP/1.1\r\nhost: authority\r\n` (CONNECT uses the authority as its target).
+pub(crate) fn put_request_line_and_host(head: &RequestHead, out: &mut BytesMut) {
+    out.put_slice(head.method.as_str().as_bytes());
+    out.put_u8(b' ');
+    if head.method == Method::Connect {
+        out.put_slice(head.authority().as_bytes());
+    } else {
+        out.put_slice(head.path().as_bytes());
+    }
+    out.put_slice(b" HTTP/1.1\r\nhost: ");
+    out.put_slice(head.authority().as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+pub(crate) fn put_decimal(mut n: u64, out: &mut BytesMut) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[at..]);
+}
+
+fn put_hex(mut n: u64, out: &mut BytesMut) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = HEX[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[at..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        let mut out = BytesMut::new();
+        put_decimal(0, &mut out);
+        out.put_u8(b' ');
+        put_decimal(u64::MAX, &mut out);
+        out.put_u8(b' ');
+        put_hex(0x1f40, &mut out);
+        assert_eq!(&out[..], b"0 18446744073709551615 1f40");
+    }
+
+    #[test]
+    fn chunked_body_framing() {
+        let mut out = BytesMut::new();
+        BodyEncoder::Chunked.data(b"hello", &mut out);
+        BodyEncoder::Chunked.data(b"", &mut out);
+        let trailers: HeaderMap = [("x-sum", "1")].into_iter().collect();
+        BodyEncoder::Chunked.end(Some(&trailers), &mut out);
+        assert_eq!(&out[..], b"5\r\nhello\r\n0\r\nx-sum: 1\r\n\r\n");
+    }
+
+    #[test]
+    fn discard_and_raw() {
+        let mut out = BytesMut::new();
+        BodyEncoder::Discard.data(b"dropped", &mut out);
+        BodyEncoder::Raw.data(b"as is", &mut out);
+        BodyEncoder::Raw.end(None, &mut out);
+        assert_eq!(&out[..], b"as is");
+    }
+
+    #[test]
+    fn status_line_uses_envoys_reason_phrase() {
+        let mut out = BytesMut::new();
+        put_status_line(431, &mut out);
+        put_status_line(599, &mut out);
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\nHTTP/1.1 599 Unknown\r\n"
+        );
+    }
+}

@@ -1,0 +1,294 @@
+//! Message heads: `RequestHead` and `ResponseHead`, what the codec hands to its caller.
+//!
+//! A head is the start line plus the header fields. The pseudo-values Envoy keeps as `:method`,
+//! `:path`, `:authority`, `:scheme` and `:status` entries are plain fields here; the framing
+//! facts the codec digested from the headers (body length, keep-alive, upgrade,
+//! `expect: 100-continue`) are fields too, so the connection manager never has to look them up.
+//! The `host` header of a request is not in `headers`: it is the `authority` (Envoy's
+//! `:authority`), and the encoder writes it back as `host`.
+
+use super::super::header_map::{HeaderMap, Span};
+
+/// The protocol version of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// A request method. The registered ones are variants; any other valid token is `Other`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Connect,
+    Options,
+    Trace,
+    Patch,
+    Other(Box<str>),
+}
+
+impl Method {
+    /// The method for a token (case-sensitive, as RFC 9110 §9.1 says).
+    pub fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "CONNECT" => Method::Connect,
+            "OPTIONS" => Method::Options,
+            "TRACE" => Method::Trace,
+            "PATCH" => Method::Patch,
+            other => Method::Other(other.into()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Connect => "CONNECT",
+            Method::Options => "OPTIONS",
+            Method::Trace => "TRACE",
+            Method::Patch => "PATCH",
+            Method::Other(token) => token,
+        }
+    }
+}
+
+/// The scheme of an absolute-form request target (`http://host/path`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// How the body of a message is delimited (RFC 9112 §6.3), as decided from its head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLength {
+    /// No body: a request without Content-Length/Transfer-Encoding, a response to HEAD, 1xx,
+    /// 204 or 304, or `content-length: 0`.
+    Empty,
+    /// Exactly this many bytes (`content-length`).
+    Length(u64),
+    /// `transfer-encoding: chunked`.
+    Chunked,
+    /// A response without length: the body ends when the upstream closes.
+    CloseDelimited,
+    /// After the head the connection is a byte tunnel in both directions (an upgrade or a
+    /// CONNECT request; a 101 or a 2xx-to-CONNECT response).
+    Tunnel,
+}
+
+impl BodyLength {
+    /// True when the head is the whole message (Envoy's `end_stream` on `decodeHeaders`).
+    pub fn is_empty(self) -> bool {
+        self == BodyLength::Empty || self == BodyLength::Length(0)
+    }
+}
+
+/// A decoded (or to-be-encoded) request head.
+#[derive(Clone, Debug)]
+pub struct RequestHead {
+    pub method: Method,
+    pub version: Version,
+    /// `Some` when the target was in absolute form; the path is then in origin form.
+    pub scheme: Option<Scheme>,
+    path: Span,
+    authority: Span,
+    /// The header fields, without `host` (that is `authority`).
+    pub headers: HeaderMap,
+    /// Body framing announced by the head.
+    pub body: BodyLength,
+    /// False when the client asked to close after this request (`connection: close`, or
+    /// HTTP/1.0 without `connection: keep-alive`).
+    pub keep_alive: bool,
+    /// True for an upgrade request (`connection: upgrade` plus an `upgrade` header).
+    pub upgrade: bool,
+    /// True when the request carries `expect: 100-continue`.
+    pub expect_continue: bool,
+}
+
+impl RequestHead {
+    /// A head for a request built by the proxy itself (tests, health checks).
+    pub fn new(method: Method, path: &str, authority: &str) -> RequestHead {
+        let mut headers = HeaderMap::new();
+        let path = headers.store(path.as_bytes());
+        let authority = headers.store(authority.as_bytes());
+        RequestHead {
+            method,
+            version: Version::Http11,
+            scheme: None,
+            path,
+            authority,
+            headers,
+            body: BodyLength::Empty,
+            keep_alive: true,
+            upgrade: false,
+            expect_continue: false,
+        }
+    }
+
+    /// Assembles a decoded head (codec only).
+    pub(crate) fn from_parts(
+        method: Method,
+        version: Version,
+        path: Span,
+        authority: Span,
+        headers: HeaderMap,
+    ) -> RequestHead {
+        RequestHead {
+            method,
+            version,
+            scheme: None,
+            path,
+            authority,
+            headers,
+            body: BodyLength::Empty,
+            keep_alive: true,
+            upgrade: false,
+            expect_continue: false,
+        }
+    }
+
+    /// The path and query in origin form (`/a/b?c`), `*` for asterisk-form, empty for CONNECT.
+    pub fn path(&self) -> &str {
+        // The codec only accepts visible ASCII in the target, so this is valid UTF-8.
+        std::str::from_utf8(self.headers.resolve(self.path)).unwrap_or("")
+    }
+
+    /// Replaces the path (route rewrites).
+    pub fn set_path(&mut self, path: &str) {
+        self.path = self.headers.store(path.as_bytes());
+    }
+
+    /// The authority: the `host` header, or the authority of an absolute-form target.
+    pub fn authority(&self) -> &str {
+        std::str::from_utf8(self.headers.resolve(self.authority)).unwrap_or("")
+    }
+
+    /// Replaces the authority (host rewrites).
+    pub fn set_authority(&mut self, authority: &str) {
+        self.authority = self.headers.store(authority.as_bytes());
+    }
+
+    pub(crate) fn set_path_span(&mut self, span: Span) {
+        self.path = span;
+    }
+
+    pub(crate) fn set_authority_span(&mut self, span: Span) {
+        self.authority = span;
+    }
+}
+
+/// A decoded (or to-be-encoded) response head.
+#[derive(Clone, Debug)]
+pub struct ResponseHead {
+    pub version: Version,
+    pub status: u16,
+    pub headers: HeaderMap,
+    /// Body framing announced by the head (and the request it answers).
+    pub body: BodyLength,
+    /// False when the upstream said `connection: close` (or spoke HTTP/1.0 without keep-alive).
+    pub keep_alive: bool,
+}
+
+impl ResponseHead {
+    /// A response head with no headers yet.
+    pub fn new(status: u16) -> ResponseHead {
+        ResponseHead {
+            version: Version::Http11,
+            status,
+            headers: HeaderMap::new(),
+            body: BodyLength::Empty,
+            keep_alive: true,
+        }
+    }
+
+    /// True for 1xx: not the final response.
+    pub fn is_informational(&self) -> bool {
+        (100..200).contains(&self.status)
+    }
+}
+
+/// The reason phrase Envoy writes for a status (the upstream's own phrase is not forwarded).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        102 => "Processing",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Payload Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Entity",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
+        _ => "Unknown",
+    }
+}

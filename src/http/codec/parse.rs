@@ -1,0 +1,575 @@
+//! Head parsing: request and status lines and header fields (httparse), validated the way
+//! Envoy 1.40 validates them, digested into a `RequestHead`/`ResponseHead`.
+//!
+//! Called by `ServerCodec` (requests) and `ClientCodec` (responses) once `find_head_end` has
+//! seen the blank line ending a head, so httparse runs once per head rather than once per read
+//! (a slowloris feeding one byte at a time costs a scan of the new byte, not a re-parse).
+//!
+//! Zero copy: httparse gives slices into the read buffer; we keep them as offsets, lower-case
+//! the names in place, then split the head off the buffer and freeze it: the `HeaderMap`
+//! shares those bytes. Only the fixed array of httparse slots lives on the stack.
+//!
+//! Rules (each checked against Envoy 1.40; deliberate differences marked DIFF):
+//! - head bytes (request line, fields, blank line) > `max_request_headers_kb` → 431
+//!   `http1.headers_too_large`; more than `max_headers_count` fields → 431
+//!   `http1.too_many_headers`.
+//! - control characters (NUL, DEL, ...) anywhere in the head → 400 `http1.invalid_characters`;
+//!   other malformations (space before the colon, empty name, bad method token, bare CR, obs-fold
+//!   (DIFF: Envoy 1.40 unfolds), non-ASCII target) → 400 `http1.codec_error`.
+//! - a well-formed version other than HTTP/1.1 (or HTTP/1.0 unless accepted) → 426 `low_version`.
+//! - Content-Length and Transfer-Encoding together → 400
+//!   `http1.content_length_and_chunked_not_allowed`; Transfer-Encoding other than exactly one
+//!   `chunked` → 501 `http1.invalid_transfer_encoding`; a Content-Length that is not digits, is
+//!   repeated (even with the same value) or overflows → 400 `http1.codec_error`.
+//! - HTTP/1.1 without Host → 400 `missing_host_header`; a Host that is not an authority → 400
+//!   `http.invalid_authority`; two Host fields → 400 (DIFF: Envoy joins them with a comma;
+//!   RFC 9112 §3.2 requires 400).
+//! - absolute-form targets: the URL's authority replaces Host, the path is kept in origin form.
+
+use super::super::header_map::{HeaderMap, Span};
+use super::decode::trim_end;
+use super::error::CodecError;
+use super::head::{BodyLength, Method, RequestHead, ResponseHead, Scheme, Version};
+use super::Http1Settings;
+use bytes::BytesMut;
+use std::mem::MaybeUninit;
+
+/// httparse slots kept on the stack; a larger `max_headers_count` uses a heap array.
+const STACK_HEADERS: usize = 128;
+
+/// Offset just past the empty line that ends a head, searching from `from`. Accepts bare-LF
+/// line ends as Envoy does (RFC 9112 §2.2 allows it); callers resume from `len - 2`.
+pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(pos) = buf.get(i..)?.iter().position(|&b| b == b'\n') {
+        let lf = i + pos;
+        match (buf.get(lf + 1), buf.get(lf + 2)) {
+            (Some(b'\n'), _) => return Some(lf + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(lf + 3),
+            (None, _) | (Some(b'\r'), None) => return None,
+            _ => i = lf + 1,
+        }
+    }
+    None
+}
+
+/// Why httparse refused a head: control characters get Envoy's `invalid_characters`, the rest
+/// is a generic codec error.
+pub(crate) fn classify_invalid(head: &[u8]) -> CodecError {
+    let control = head
+        .iter()
+        .any(|&b| (b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n') || b == 0x7f);
+    if control {
+        CodecError::InvalidCharacters
+    } else {
+        CodecError::Malformed("malformed message head")
+    }
+}
+
+fn map_httparse_error(error: httparse::Error, head: &[u8]) -> CodecError {
+    match error {
+        httparse::Error::TooManyHeaders => CodecError::TooManyHeaders,
+        httparse::Error::Version if well_formed_other_version(head) => {
+            CodecError::UnsupportedVersion
+        }
+        _ => classify_invalid(head),
+    }
+}
+
+/// True when the request line ends in `HTTP/<digit>.<digit>` (Envoy answers 426 to those).
+fn well_formed_other_version(head: &[u8]) -> bool {
+    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let line = trim_end(
+        head[..line_end]
+            .strip_suffix(b"\r")
+            .unwrap_or(&head[..line_end]),
+    );
+    let mut parts = line.split(|&b| b == b' ').filter(|part| !part.is_empty());
+    let version = parts.nth(2).unwrap_or(&[]);
+    parts.next().is_none()
+        && matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit())
+}
+
+/// Runs `parse` with enough httparse slots to detect one field more than allowed.
+fn with_slots<'b, R>(
+    max_headers: usize,
+    parse: impl FnOnce(&mut [MaybeUninit<httparse::Header<'b>>]) -> R,
+) -> R {
+    if max_headers < STACK_HEADERS {
+        let mut stack = [const { MaybeUninit::<httparse::Header<'b>>::uninit() }; STACK_HEADERS];
+        parse(&mut stack[..max_headers + 1])
+    } else {
+        let mut heap: Vec<MaybeUninit<httparse::Header<'b>>> =
+            (0..=max_headers).map(|_| MaybeUninit::uninit()).collect();
+        parse(&mut heap)
+    }
+}
+
+/// The framing-relevant facts found in the header fields.
+#[derive(Default)]
+struct Fields {
+    host: Option<Span>,
+    host_count: usize,
+    content_length: Option<u64>,
+    content_length_count: usize,
+    transfer_encoding_count: usize,
+    transfer_encoding_chunked: bool,
+    connection_close: bool,
+    connection_keep_alive: bool,
+    connection_upgrade: bool,
+    upgrade: bool,
+    expect_continue: bool,
+    content_length_valid: bool,
+}
+
+/// Records every field of `fields` into `map` (as offsets from `base`), except `host` for
+/// requests, and collects the framing facts.
+fn scan_fields(
+    fields: &[httparse::Header<'_>],
+    base: usize,
+    map: &mut HeaderMap,
+    is_request: bool,
+) -> Fields {
+    let mut facts = Fields {
+        content_length_valid: true,
+        ..Fields::default()
+    };
+    for field in fields {
+        let name = field.name.as_bytes();
+        let value = trim_end(field.value);
+        let name_span = Span::received(name.as_ptr() as usize - base, name.len());
+        let value_span = Span::received(value.as_ptr() as usize - base, value.len());
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") && is_request => {
+                facts.host_count += 1;
+                facts.host = Some(value_span);
+                continue;
+            }
+            14 if name.eq_ignore_ascii_case(b"content-length") => {
+                facts.content_length_count += 1;
+                match parse_content_length(value) {
+                    Some(n) => facts.content_length = Some(n),
+                    None => facts.content_length_valid = false,
+                }
+            }
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                facts.transfer_encoding_count += 1;
+                facts.transfer_encoding_chunked = value.eq_ignore_ascii_case(b"chunked");
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => {
+                for token in value.split(|&b| b == b',') {
+                    let token = trim_end(token.trim_ascii_start());
+                    if token.eq_ignore_ascii_case(b"close") {
+                        facts.connection_close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        facts.connection_keep_alive = true;
+                    } else if token.eq_ignore_ascii_case(b"upgrade") {
+                        facts.connection_upgrade = true;
+                    }
+                }
+            }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => facts.upgrade = true,
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                facts.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+            }
+            _ => {}
+        }
+        map.push_received(name_span, value_span);
+    }
+    facts
+}
+
+/// A Content-Length value: one or more ASCII digits (leading zeros allowed, as in Envoy), no
+/// sign, no list, no overflow.
+fn parse_content_length(value: &[u8]) -> Option<u64> {
+    if value.is_empty() {
+        return None;
+    }
+    value.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
+/// Checks the Content-Length/Transfer-Encoding combination (same rules for both roles) and
+/// returns the announced framing, `None` when neither is present.
+fn message_framing(facts: &Fields) -> Result<Option<BodyLength>, CodecError> {
+    if facts.transfer_encoding_count > 0 {
+        if facts.content_length_count > 0 {
+            return Err(CodecError::ContentLengthAndChunked);
+        }
+        if facts.transfer_encoding_count > 1 || !facts.transfer_encoding_chunked {
+            return Err(CodecError::InvalidTransferEncoding);
+        }
+        return Ok(Some(BodyLength::Chunked));
+    }
+    if facts.content_length_count > 1 || !facts.content_length_valid {
+        return Err(CodecError::InvalidContentLength);
+    }
+    Ok(facts.content_length.map(|n| {
+        if n == 0 {
+            BodyLength::Empty
+        } else {
+            BodyLength::Length(n)
+        }
+    }))
+}
+
+/// Characters an authority (`host[:port]`, IP literals, userinfo) may contain.
+fn valid_authority(authority: &[u8]) -> bool {
+    authority.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'%'
+                    | b'@'
+            )
+    })
+}
+
+/// The request target, split per RFC 9112 §3.2.
+enum Target {
+    /// origin-form `/p?q` or asterisk-form `*`: the path is the target itself.
+    Path,
+    /// absolute-form: scheme, authority offset/len, and the path part (may be empty or start
+    /// with `?`, then the path is fixed up to begin with `/`).
+    Absolute {
+        scheme: Scheme,
+        authority: (usize, usize),
+        path: (usize, usize),
+    },
+    /// authority-form (CONNECT): the target is the authority, there is no path.
+    Authority,
+}
+
+fn split_target(method: &Method, target: &[u8]) -> Result<Target, CodecError> {
+    if target.iter().any(|&b| !(0x21..=0x7e).contains(&b)) {
+        // httparse already refused controls and spaces; what is left is non-ASCII.
+        return Err(CodecError::Malformed("non-ASCII request target"));
+    }
+    if *method == Method::Connect {
+        return if !target.is_empty() && valid_authority(target) && !target.starts_with(b"/") {
+            Ok(Target::Authority)
+        } else {
+            Err(CodecError::InvalidUrl)
+        };
+    }
+    if target.starts_with(b"/") || target == b"*" {
+        return Ok(Target::Path);
+    }
+    let (scheme, rest_at) = if target.len() > 7 && target[..7].eq_ignore_ascii_case(b"http://") {
+        (Scheme::Http, 7)
+    } else if target.len() > 8 && target[..8].eq_ignore_ascii_case(b"https://") {
+        (Scheme::Https, 8)
+    } else {
+        return Err(CodecError::InvalidUrl);
+    };
+    let rest = &target[rest_at..];
+    let authority_len = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?' || b == b'#')
+        .unwrap_or(rest.len());
+    let authority = &rest[..authority_len];
+    if authority.is_empty() || !valid_authority(authority) {
+        return Err(CodecError::InvalidUrl);
+    }
+    Ok(Target::Absolute {
+        scheme,
+        authority: (rest_at, authority_len),
+        path: (rest_at + authority_len, rest.len() - authority_len),
+    })
+}
+
+/// Parses the request head occupying `buf[..end]` (as found by `find_head_end`) and splits it
+/// off `buf`.
+pub(crate) fn parse_request(
+    buf: &mut BytesMut,
+    end: usize,
+    settings: &Http1Settings,
+) -> Result<RequestHead, CodecError> {
+    if end > settings.max_head_bytes() {
+        return Err(CodecError::HeadersTooLarge);
+    }
+    let max_headers = settings.max_headers_count as usize;
+    let base = buf.as_ptr() as usize;
+    let mut map = HeaderMap::with_received(bytes::Bytes::new(), 0);
+    // Everything httparse borrows is digested into offsets inside this block.
+    let (method, version, target_at, target_len, target, facts) =
+        with_slots(max_headers, |slots| {
+            let mut request = httparse::Request::new(&mut []);
+            let mut config = httparse::ParserConfig::default();
+            // Envoy accepts `GET  / HTTP/1.1` (several spaces between the parts).
+            config.allow_multiple_spaces_in_request_line_delimiters(true);
+            match config.parse_request_with_uninit_headers(&mut request, &buf[..end], slots) {
+                Ok(httparse::Status::Complete(_)) => {}
+                Ok(httparse::Status::Partial) => {
+                    return Err(CodecError::Malformed("incomplete request head"))
+                }
+                Err(error) => return Err(map_httparse_error(error, &buf[..end])),
+            }
+            if request.headers.len() > max_headers {
+                return Err(CodecError::TooManyHeaders);
+            }
+            let (Some(method), Some(target), Some(version)) =
+                (request.method, request.path, request.version)
+            else {
+                return Err(CodecError::Malformed("incomplete request line"));
+            };
+            let method = Method::from_token(method);
+            let target = target.as_bytes();
+            let split = split_target(&method, target)?;
+            map = HeaderMap::with_received(bytes::Bytes::new(), request.headers.len());
+            let facts = scan_fields(request.headers, base, &mut map, true);
+            let version = if version == 0 {
+                Version::Http10
+            } else {
+                Version::Http11
+            };
+            Ok((
+                method,
+                version,
+                target.as_ptr() as usize - base,
+                target.len(),
+                split,
+                facts,
+            ))
+        })?;
+
+    if version == Version::Http10 && !settings.accept_http_10 {
+        return Err(CodecError::UnsupportedVersion);
+    }
+    let framing = message_framing(&facts)?;
+    if facts.host_count > 1 {
+        return Err(CodecError::MultipleHost);
+    }
+
+    // Freeze the head: lower-case the names in place first (the map shares these bytes).
+    for (name, _) in map.iter_spans() {
+        let (start, len) = name.bounds();
+        buf[start..start + len].make_ascii_lowercase();
+    }
+    let received = buf.split_to(end).freeze();
+    map.set_received(received);
+
+    let path = Span::received(target_at, target_len);
+    let mut head = RequestHead::from_parts(method, version, path, Span::EMPTY, map);
+    match target {
+        Target::Path => {}
+        Target::Authority => {
+            head.set_path("");
+            head.set_authority_span(path);
+        }
+        Target::Absolute {
+            scheme,
+            authority,
+            path,
+        } => {
+            head.scheme = Some(scheme);
+            head.set_authority_span(Span::received(target_at + authority.0, authority.1));
+            let suffix = &head
+                .headers
+                .resolve(Span::received(target_at + path.0, path.1));
+            if suffix.starts_with(b"/") {
+                let span = Span::received(target_at + path.0, path.1);
+                head.set_path_span(span);
+            } else {
+                // `http://a` or `http://a?q`: origin form needs the leading slash.
+                let mut fixed = Vec::with_capacity(suffix.len() + 1);
+                fixed.push(b'/');
+                fixed.extend_from_slice(suffix);
+                head.set_path(std::str::from_utf8(&fixed).unwrap_or("/"));
+            }
+        }
+    }
+    if head.scheme.is_none() && !matches!(target, Target::Authority) {
+        match (facts.host, version) {
+            (Some(host), _) => {
+                if !valid_authority(head.headers.resolve(host)) {
+                    return Err(CodecError::InvalidAuthority);
+                }
+                head.set_authority_span(host);
+            }
+            (None, Version::Http11) => return Err(CodecError::MissingHost),
+            (None, Version::Http10) => {
+                if let Some(host) = &settings.default_host_for_http_10 {
+                    head.set_authority(host);
+                }
+            }
+        }
+    } else if let Some(host) = facts.host {
+        if !valid_authority(head.headers.resolve(host)) {
+            return Err(CodecError::InvalidAuthority);
+        }
+    }
+
+    head.keep_alive = match version {
+        Version::Http11 => !facts.connection_close,
+        Version::Http10 => facts.connection_keep_alive && !facts.connection_close,
+    };
+    head.upgrade = facts.connection_upgrade && facts.upgrade;
+    head.expect_continue = facts.expect_continue;
+    head.body = if head.upgrade || head.method == Method::Connect {
+        if framing == Some(BodyLength::Chunked) && head.method == Method::Connect {
+            // Envoy: `transfer-encoding` on CONNECT is a 501.
+            return Err(CodecError::InvalidTransferEncoding);
+        }
+        BodyLength::Tunnel
+    } else {
+        framing.unwrap_or(BodyLength::Empty)
+    };
+    Ok(head)
+}
+
+/// What the client codec must remember about the request a response answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RequestContext {
+    pub(crate) head: bool,
+    pub(crate) connect: bool,
+    pub(crate) upgrade: bool,
+}
+
+/// Parses the response head occupying `buf[..end]` and splits it off `buf`.
+pub(crate) fn parse_response(
+    buf: &mut BytesMut,
+    end: usize,
+    settings: &Http1Settings,
+    request: RequestContext,
+) -> Result<ResponseHead, CodecError> {
+    if end > settings.max_head_bytes() {
+        return Err(CodecError::HeadersTooLarge);
+    }
+    let max_headers = settings.max_headers_count as usize;
+    let base = buf.as_ptr() as usize;
+    let mut map = HeaderMap::with_received(bytes::Bytes::new(), 0);
+    let (status, version, facts) = with_slots(max_headers, |slots| {
+        let mut response = httparse::Response::new(&mut []);
+        let config = httparse::ParserConfig::default();
+        match config.parse_response_with_uninit_headers(&mut response, &buf[..end], slots) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(CodecError::Malformed("incomplete response head"))
+            }
+            Err(httparse::Error::TooManyHeaders) => return Err(CodecError::TooManyHeaders),
+            Err(_) => return Err(classify_invalid(&buf[..end])),
+        }
+        if response.headers.len() > max_headers {
+            return Err(CodecError::TooManyHeaders);
+        }
+        let (Some(status), Some(version)) = (response.code, response.version) else {
+            return Err(CodecError::Malformed("incomplete status line"));
+        };
+        map = HeaderMap::with_received(bytes::Bytes::new(), response.headers.len());
+        let facts = scan_fields(response.headers, base, &mut map, false);
+        let version = if version == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        };
+        Ok((status, version, facts))
+    })?;
+    if !(100..=599).contains(&status) {
+        return Err(CodecError::Malformed("invalid status code"));
+    }
+    let framing = message_framing(&facts)?;
+
+    for (name, _) in map.iter_spans() {
+        let (start, len) = name.bounds();
+        buf[start..start + len].make_ascii_lowercase();
+    }
+    map.set_received(buf.split_to(end).freeze());
+
+    let mut head = ResponseHead::new(status);
+    head.version = version;
+    head.headers = map;
+    // RFC 9112 §6.3, in order.
+    head.body = match status {
+        101 if request.upgrade => BodyLength::Tunnel,
+        101 => return Err(CodecError::UnexpectedUpgrade),
+        100..=199 | 204 | 304 => BodyLength::Empty,
+        _ if request.head => BodyLength::Empty,
+        200..=299 if request.connect => BodyLength::Tunnel,
+        _ => framing.unwrap_or(BodyLength::CloseDelimited),
+    };
+    head.keep_alive = match version {
+        Version::Http11 => !facts.connection_close,
+        Version::Http10 => facts.connection_keep_alive && !facts.connection_close,
+    } && head.body != BodyLength::CloseDelimited;
+    Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_head_end_handles_crlf_and_bare_lf_and_resumes() {
+        assert_eq!(
+            find_head_end(b"GET / HTTP/1.1\r\nh: a\r\n\r\nBODY", 0),
+            Some(24)
+        );
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\nh: a\n\nBODY", 0), Some(21));
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nh: a\r\n\r", 0), None);
+        assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nh: a\r\n", 0), None);
+        let buf = b"GET / HTTP/1.1\r\nh: a\r\n\r\n";
+        assert_eq!(find_head_end(buf, buf.len() - 4), Some(buf.len()));
+    }
+
+    #[test]
+    fn content_length_values() {
+        assert_eq!(parse_content_length(b"0"), Some(0));
+        assert_eq!(parse_content_length(b"03"), Some(3));
+        assert_eq!(
+            parse_content_length(b"18446744073709551615"),
+            Some(u64::MAX)
+        );
+        for bad in [
+            &b""[..],
+            b"+3",
+            b"-3",
+            b"3, 3",
+            b"3 3",
+            b"0x3",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(parse_content_length(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn other_versions_are_recognised() {
+        assert!(well_formed_other_version(b"GET / HTTP/1.2\r\n"));
+        assert!(well_formed_other_version(b"GET / HTTP/2.0\r\n"));
+        assert!(!well_formed_other_version(b"GET / http/1.1\r\n"));
+        assert!(!well_formed_other_version(b"GET / HTTP/11\r\n"));
+        assert!(!well_formed_other_version(b"GET /a b HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn authority_characters() {
+        assert!(valid_authority(b"example.com:8080"));
+        assert!(valid_authority(b"[::1]:80"));
+        assert!(valid_authority(b""));
+        assert!(!valid_authority(b"a b"));
+        assert!(!valid_authority(b"a/b"));
+    }
+}

@@ -1,0 +1,291 @@
+//! `ServerCodec`: the downstream side of an HTTP/1 connection (Envoy's `ServerConnectionImpl`).
+//!
+//! Decodes requests from the bytes the connection read and encodes the responses the HTTP
+//! connection manager produces. Sans-IO: no socket, no clock; the caller passes its read buffer
+//! to `decode` and its write buffer to `encode_*`.
+//!
+//! ```text
+//! loop {
+//!     match codec.decode(&mut read_buf)? {          // Ok(None): need more bytes
+//!         Some(RequestEvent::Headers(head)) => ...  // decodeHeaders
+//!         Some(RequestEvent::Data(bytes)) => ...    // decodeData
+//!         Some(RequestEvent::Trailers(map)) => ...  // decodeTrailers
+//!         Some(RequestEvent::MessageComplete) => ...// onMessageComplete
+//!         None => break,
+//!     }
+//! }
+//! codec.encode_headers(&response, end_stream, &mut write_buf); ...
+//! ```
+//!
+//! Requests are answered one at a time, in order: after a request head the codec decodes that
+//! request's body, but yields the next (pipelined) request head only once the response to the
+//! current one has been fully encoded. Bytes of later requests simply wait in the read buffer,
+//! so a smuggled request is parsed (and judged) on its own, after the first answer.
+
+use super::super::header_map::HeaderMap;
+use super::decode::{BodyDecoder, BodyEvent};
+use super::encode::{self, BodyEncoder};
+use super::error::CodecError;
+use super::head::{BodyLength, Method, RequestHead, ResponseHead, Version};
+use super::parse::{self, find_head_end};
+use super::{Http1Settings, RequestEvent};
+use bytes::{Buf, BytesMut};
+use std::sync::Arc;
+
+/// Reading side.
+#[derive(Debug)]
+enum Reading {
+    /// Waiting for a request head; `scanned` bytes were already searched for its end.
+    Head { scanned: usize },
+    /// Decoding the body of the current request.
+    Body(BodyDecoder),
+    /// The codec failed; it yields this error forever (the connection must close).
+    Failed(CodecError),
+}
+
+/// Writing side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Writing {
+    /// No response started (or only 1xx heads were written).
+    Head,
+    /// Writing the response body.
+    Body(BodyEncoder),
+    /// The response is complete.
+    Done,
+}
+
+/// What the response encoder must know about the request it answers.
+#[derive(Clone, Copy, Debug)]
+struct Responding {
+    head_request: bool,
+    version: Version,
+    keep_alive: bool,
+    /// An upgrade or CONNECT request: only a 101 (or 2xx to CONNECT) keeps the connection.
+    tunnel: bool,
+}
+
+/// The server role of the HTTP/1 codec.
+#[doc(alias = "ServerConnectionImpl")]
+#[derive(Debug)]
+pub struct ServerCodec {
+    settings: Arc<Http1Settings>,
+    reading: Reading,
+    writing: Writing,
+    /// `Some` from a request head until its response is complete.
+    responding: Option<Responding>,
+    /// Set when the connection must close once the current response is written.
+    close_after_response: bool,
+}
+
+impl ServerCodec {
+    pub fn new(settings: Arc<Http1Settings>) -> ServerCodec {
+        ServerCodec {
+            settings,
+            reading: Reading::Head { scanned: 0 },
+            writing: Writing::Done,
+            responding: None,
+            close_after_response: false,
+        }
+    }
+
+    /// Decodes the next event from `buf`, consuming the bytes it used. `Ok(None)` means more
+    /// bytes are needed (or the next request must wait for the current response).
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<RequestEvent>, CodecError> {
+        match &mut self.reading {
+            Reading::Failed(error) => Err(*error),
+            Reading::Head { scanned } => {
+                if self.responding.is_some() {
+                    return Ok(None);
+                }
+                if *scanned == 0 {
+                    // RFC 9112 §2.2: ignore empty lines before a request line (Envoy does).
+                    while matches!(buf.first(), Some(b'\r' | b'\n')) {
+                        if buf.first() == Some(&b'\r') && buf.get(1).is_none() {
+                            return Ok(None);
+                        }
+                        if buf.first() == Some(&b'\r') && buf.get(1) != Some(&b'\n') {
+                            break;
+                        }
+                        let skip = if buf.first() == Some(&b'\r') { 2 } else { 1 };
+                        buf.advance(skip);
+                    }
+                }
+                if buf.is_empty() {
+                    return Ok(None);
+                }
+                let Some(end) = find_head_end(buf, *scanned) else {
+                    if buf.len() > self.settings.max_head_bytes() {
+                        return self.fail(CodecError::HeadersTooLarge);
+                    }
+                    *scanned = buf.len().saturating_sub(2);
+                    return Ok(None);
+                };
+                let head = match parse::parse_request(buf, end, &self.settings) {
+                    Ok(head) => head,
+                    Err(error) => return self.fail(error),
+                };
+                self.start_request(&head);
+                Ok(Some(RequestEvent::Headers(head)))
+            }
+            Reading::Body(decoder) => {
+                let max = self.settings.max_head_bytes();
+                let count = self.settings.max_headers_count as usize;
+                match decoder.decode(buf, max, count) {
+                    Ok(None) => Ok(None),
+                    Ok(Some(BodyEvent::Data(bytes))) => Ok(Some(RequestEvent::Data(bytes))),
+                    Ok(Some(BodyEvent::Trailers(map))) => Ok(Some(RequestEvent::Trailers(map))),
+                    Ok(Some(BodyEvent::End)) => {
+                        self.reading = Reading::Head { scanned: 0 };
+                        Ok(Some(RequestEvent::MessageComplete))
+                    }
+                    Err(error) => self.fail(error),
+                }
+            }
+        }
+    }
+
+    /// The downstream closed its sending side. Returns `MessageComplete` for a tunnel, `None`
+    /// between requests, and `PrematureClose` in the middle of one (nothing to answer then).
+    pub fn on_eof(&mut self, buf: &BytesMut) -> Result<Option<RequestEvent>, CodecError> {
+        match &self.reading {
+            Reading::Failed(error) => Err(*error),
+            Reading::Head { .. } if buf.iter().all(|&b| b == b'\r' || b == b'\n') => Ok(None),
+            Reading::Head { .. } => self.fail(CodecError::PrematureClose),
+            Reading::Body(decoder) => match decoder.on_eof() {
+                Ok(Some(_)) => {
+                    self.reading = Reading::Head { scanned: 0 };
+                    Ok(Some(RequestEvent::MessageComplete))
+                }
+                Ok(None) => Ok(None),
+                Err(error) => self.fail(error),
+            },
+        }
+    }
+
+    fn fail(&mut self, error: CodecError) -> Result<Option<RequestEvent>, CodecError> {
+        self.reading = Reading::Failed(error);
+        self.close_after_response = true;
+        Err(error)
+    }
+
+    fn start_request(&mut self, head: &RequestHead) {
+        let tunnel = head.body == BodyLength::Tunnel;
+        self.responding = Some(Responding {
+            head_request: head.method == Method::Head,
+            version: head.version,
+            keep_alive: head.keep_alive,
+            tunnel,
+        });
+        self.writing = Writing::Head;
+        self.reading = Reading::Body(match head.body {
+            BodyLength::Empty => BodyDecoder::Length(0),
+            BodyLength::Length(n) => BodyDecoder::Length(n),
+            BodyLength::Chunked => BodyDecoder::chunked(),
+            BodyLength::CloseDelimited | BodyLength::Tunnel => BodyDecoder::Eof,
+        });
+    }
+
+    /// True once the connection must be closed after the bytes already encoded are written
+    /// (the request asked for it, the response is close-delimited, or decoding failed).
+    pub fn should_close(&self) -> bool {
+        self.close_after_response && self.responding.is_none()
+    }
+
+    /// True while a response is owed (a request head was decoded and its response is not
+    /// complete).
+    pub fn is_responding(&self) -> bool {
+        self.responding.is_some()
+    }
+
+    /// Writes `100 Continue` (the connection manager answers `expect: 100-continue` itself).
+    pub fn encode_100_continue(&mut self, out: &mut BytesMut) {
+        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    /// Writes a response head. `end_stream` means there is no body. Adds the framing headers:
+    /// `content-length` is passed through; otherwise `content-length: 0` when `end_stream`,
+    /// `transfer-encoding: chunked` toward HTTP/1.1 clients, close-delimited toward HTTP/1.0.
+    /// Adds `connection: close` when the connection will close after this response.
+    pub fn encode_headers(&mut self, head: &ResponseHead, end_stream: bool, out: &mut BytesMut) {
+        // A local reply to a request the codec rejected has no request context.
+        let request = self.responding.unwrap_or(Responding {
+            head_request: false,
+            version: Version::Http11,
+            keep_alive: false,
+            tunnel: false,
+        });
+        encode::put_status_line(head.status, out);
+        encode::put_fields(&head.headers, out);
+        if head.is_informational() && head.status != 101 {
+            out.extend_from_slice(b"\r\n");
+            return;
+        }
+        let switching = head.status == 101 || (request.tunnel && (200..300).contains(&head.status));
+        let no_body = request.head_request || head.status == 204 || head.status == 304;
+        let has_length = head.headers.contains("content-length");
+        let mut close = !request.keep_alive
+            || !head.keep_alive
+            || (request.tunnel && !switching)
+            || matches!(self.reading, Reading::Failed(_))
+            || connection_says_close(&head.headers);
+        let encoder = if switching {
+            BodyEncoder::Raw
+        } else if no_body {
+            BodyEncoder::Discard
+        } else if has_length {
+            BodyEncoder::Length
+        } else if end_stream {
+            out.extend_from_slice(b"content-length: 0\r\n");
+            BodyEncoder::Discard
+        } else if request.version == Version::Http10 {
+            close = true;
+            BodyEncoder::Raw
+        } else {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+            BodyEncoder::Chunked
+        };
+        if close && !head.headers.contains("connection") {
+            out.extend_from_slice(b"connection: close\r\n");
+        } else if !close && request.version == Version::Http10 {
+            out.extend_from_slice(b"connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        self.close_after_response |= close;
+        self.writing = Writing::Body(encoder);
+        if end_stream && !switching {
+            self.finish_response();
+        }
+    }
+
+    /// Writes body bytes of the current response; `end_stream` ends it.
+    pub fn encode_data(&mut self, data: &[u8], end_stream: bool, out: &mut BytesMut) {
+        if let Writing::Body(encoder) = self.writing {
+            encoder.data(data, out);
+            if end_stream {
+                encoder.end(None, out);
+                self.finish_response();
+            }
+        }
+    }
+
+    /// Ends the current response with trailers (written only when the body is chunked).
+    pub fn encode_trailers(&mut self, trailers: &HeaderMap, out: &mut BytesMut) {
+        if let Writing::Body(encoder) = self.writing {
+            encoder.end(Some(trailers), out);
+            self.finish_response();
+        }
+    }
+
+    fn finish_response(&mut self) {
+        self.writing = Writing::Done;
+        self.responding = None;
+    }
+}
+
+fn connection_says_close(headers: &HeaderMap) -> bool {
+    headers.get_all("connection").any(|value| {
+        value
+            .split(|&b| b == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
