@@ -40,10 +40,8 @@ fn socket_address<'a>(address: &Node<'a>) -> Result<RawSocketAddress<'a>> {
     socket.opt("protocol", |p| p.enum_str(&["TCP"], &["UDP"]))?;
     let host_node = socket.required("address")?;
     let host = host_node.non_empty_str()?;
-    // port_value is optional in the proto (0 when absent), as in Envoy.
-    let port = socket
-        .opt("port_value", |p| p.as_u32_in(0, 65535))?
-        .unwrap_or(0) as u16;
+    // Envoy requires the port (`port_specifier` is a required oneof); 0 lets the OS pick one.
+    let port = socket.required("port_value")?.as_u32_in(0, 65535)? as u16;
     Ok(RawSocketAddress {
         host,
         host_node,
@@ -149,20 +147,9 @@ impl CidrRange {
         node.check_fields(&["address_prefix", "prefix_len"], &[])?;
         let prefix_node = node.required("address_prefix")?;
         let ip = parse_ip(&prefix_node, prefix_node.as_str()?)?;
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix_len = match node.get("prefix_len") {
-            Some(len_node) => {
-                let len = len_node.u32_value()?;
-                if len > max {
-                    return Err(len_node.error(format!(
-                        "prefix_len {len} is too long for {ip} (at most {max})"
-                    )));
-                }
-                len as u8
-            }
-            None => 0,
-        };
-        Ok(CidrRange::new(ip, prefix_len))
+        // Envoy accepts a prefix_len longer than the address and treats it as the full length.
+        let prefix_len = node.opt("prefix_len", Node::u32_value)?.unwrap_or(0);
+        Ok(CidrRange::new(ip, prefix_len.min(128) as u8))
     }
 
     /// The range `ip/prefix_len` (`prefix_len` clamped to the family's width), masked.
@@ -286,10 +273,14 @@ mod tests {
         );
         assert_eq!(
             err("a: {socket_address: {address: 10.0.0.1}}", true),
+            "a.socket_address.port_value: required field is missing"
+        );
+        assert_eq!(
+            err("a: {socket_address: {address: 10.0.0.1, port_value: 0}}", true),
             "a.socket_address.port_value: an upstream endpoint needs a port_value between 1 and 65535"
         );
         assert_eq!(
-            err("a: {socket_address: {address: ''}}", true),
+            err("a: {socket_address: {address: '', port_value: 1}}", true),
             "a.socket_address.address: must not be empty"
         );
         assert_eq!(
@@ -321,13 +312,10 @@ mod tests {
         });
         assert!(host.contains("1.2.3.4".parse().unwrap()));
         assert!(!host.contains("1.2.3.5".parse().unwrap()));
-        let e = with_node("a: {address_prefix: 1.2.3.4, prefix_len: 33}", |n| {
-            CidrRange::parse(n).unwrap_err().to_string()
+        let long = with_node("a: {address_prefix: 1.2.3.4, prefix_len: 40}", |n| {
+            CidrRange::parse(n).unwrap()
         });
-        assert_eq!(
-            e,
-            "a.prefix_len: prefix_len 33 is too long for 1.2.3.4 (at most 32)"
-        );
+        assert_eq!(long.to_string(), "1.2.3.4/32");
         let e = with_node("a: {address_prefix: 1.2.3}", |n| {
             CidrRange::parse(n).unwrap_err().to_string()
         });

@@ -95,6 +95,10 @@ impl Bootstrap {
     /// Reads a whole document (`Value` from [`parse_yaml`](super::parse_yaml)).
     pub fn parse(document: Value) -> Result<Bootstrap> {
         let root = Node::root(&document);
+        if document.is_null() {
+            // Envoy refuses an empty file too ("Unable to convert YAML as JSON").
+            return Err(root.error("the config document is empty"));
+        }
         root.check_fields(&BOOTSTRAP_FIELDS, &BOOTSTRAP_UNSUPPORTED)?;
         let node = root.opt("node", parse_server_node)?;
         let static_resources = root
@@ -272,8 +276,10 @@ mod tests {
     const LISTENER: &str = "{address: {socket_address: {address: 127.0.0.1, port_value: 10000}}, filter_chains: [{filters: [{name: envoy.filters.network.echo}]}]}";
 
     #[test]
-    fn empty_document_is_an_empty_server() {
-        let b = load_str("").unwrap();
+    fn empty_documents() {
+        assert_eq!(err(""), "the config document is empty");
+        assert_eq!(err("# nothing\n"), "the config document is empty");
+        let b = load_str("{}").unwrap();
         assert!(b.static_resources.listeners.is_empty());
         assert!(b.admin.is_none());
         let b = load_str("static_resources: {}\nnode: {id: a, cluster: b}").unwrap();
@@ -335,6 +341,17 @@ mod tests {
             "static_resources.listeners[1].name: duplicate listener name 'a' (also static_resources.listeners[0])"
         );
         let zero = LISTENER.replace("10000", "0");
+        let unnamed = load_str(&format!(
+            "static_resources: {{listeners: [{zero}, {zero}]}}"
+        ))
+        .unwrap();
+        let names: Vec<_> = unnamed
+            .static_resources
+            .listeners
+            .iter()
+            .map(|l| l.name.as_str())
+            .collect();
+        assert_eq!(names, ["127.0.0.1:0#0", "127.0.0.1:0#1"]);
         assert_eq!(
             load_str(&format!(
                 "static_resources: {{listeners: [{}, {}]}}",

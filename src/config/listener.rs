@@ -84,7 +84,8 @@ const TLS: &str = "comes with TLS";
 #[derive(Clone, Debug, PartialEq)]
 pub struct Listener {
     /// `name`. Envoy makes up a UUID when it is absent; nuncio uses the address
-    /// (`127.0.0.1:10000`), which is stable across restarts.
+    /// (`127.0.0.1:10000`), which is stable across restarts, followed by the listener's position
+    /// when the port is 0 (`127.0.0.1:0#2`).
     pub name: String,
     /// `address.socket_address`: an IP literal and a port (0: the OS picks one).
     pub address: SocketAddr,
@@ -107,6 +108,19 @@ pub struct Listener {
     pub enable_reuse_port: bool,
     /// Path of this listener in the document (`static_resources.listeners[0]`).
     pub path: String,
+}
+
+/// The name of an unnamed listener: its address, made unique with its position in the list
+/// when the port is 0 (several such listeners may share the address).
+fn default_name(address: SocketAddr, path: &str) -> String {
+    let position = path
+        .strip_suffix(']')
+        .and_then(|p| p.rsplit_once('['))
+        .map(|(_, index)| index);
+    match position {
+        Some(index) if address.port() == 0 => format!("{address}#{index}"),
+        _ => address.to_string(),
+    }
 }
 
 /// A filter chain: the network filters for the connections its match selects.
@@ -283,7 +297,7 @@ impl Listener {
         let address = parse_listen_address(&node.required("address")?)?;
         let name = match node.get("name") {
             Some(n) => n.as_str()?.to_string(),
-            None => address.to_string(),
+            None => default_name(address, node.path()),
         };
         let filter_chains = node.list("filter_chains", FilterChain::parse)?;
         let default_filter_chain = node.opt("default_filter_chain", FilterChain::parse)?;

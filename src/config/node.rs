@@ -227,10 +227,16 @@ impl<'a> Node<'a> {
 
     /// The path of a field of this mapping (whether or not it is present).
     pub fn field_path(&self, field: &str) -> String {
-        if self.path.is_empty() {
-            field.to_string()
-        } else {
-            format!("{}.{}", self.path, field)
+        let plain = !field.is_empty()
+            && field
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.@/-:*".contains(c));
+        match (plain, self.path.is_empty()) {
+            (true, true) => field.to_string(),
+            (true, false) => format!("{}.{}", self.path, field),
+            // A key with spaces, control characters or nothing in it is shown quoted and
+            // escaped, so the path stays one readable line: `a["bad key"]`.
+            (false, _) => format!("{}[{:?}]", self.path, field),
         }
     }
 
@@ -628,6 +634,22 @@ mod tests {
         assert_eq!(
             err_string(items[0].required("d")),
             "a.b[0].d: required field is missing"
+        );
+    }
+
+    #[test]
+    fn odd_keys_are_quoted_in_paths() {
+        let v = doc("a:\n  \"b c\": 1\n  \"\": 2\n  \"x\\ny\": 3\n  envoy.ext.v3.X: 4\n");
+        let a = Node::root(&v).required("a").unwrap();
+        let keys: Vec<String> = a
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|(_, n)| n.path().to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            ["a[\"b c\"]", "a[\"\"]", "a[\"x\\ny\"]", "a.envoy.ext.v3.X"]
         );
     }
 
