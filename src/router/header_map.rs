@@ -1,0 +1,141 @@
+//! `HeaderMapAccess`: the little the route table needs from a header map.
+//!
+//! The route table matches on request headers and edits request and response headers, but it
+//! must not depend on the codec's `HeaderMap` (src/http/codec/), which is built alongside it. This
+//! trait is the contract: the codec's map implements it, and [`VecHeaderMap`] implements it for
+//! tests and for callers that have no map of their own.
+//!
+//! Names are lower-case (the route table lower-cases every configured name at load time); an
+//! implementation compares them as given. As in Envoy, the request line is reachable through
+//! pseudo-header names:
+//! - `:authority` (and its HTTP/1 spelling `host`) is the Host header,
+//! - `:path` is the request target in origin form (path and query),
+//! - `:method` and `:scheme` are the method and the scheme (`http`/`https`) the connection
+//!   manager decided on.
+//!
+//! Setting `:path` or `:authority` rewrites the request line / Host header.
+
+/// Read and write access to one message's headers. See the module docs for the name contract.
+pub trait HeaderMapAccess {
+    /// Every value of the header `name`, in the order they arrived. Empty when absent.
+    fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a;
+
+    /// Appends a header line `name: value` (after any existing ones).
+    fn add(&mut self, name: &str, value: String);
+
+    /// Removes every header called `name`.
+    fn remove(&mut self, name: &str);
+
+    /// The first value of `name`.
+    fn get<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.get_all(name).next()
+    }
+
+    /// Whether `name` is present (possibly with an empty value).
+    fn contains(&self, name: &str) -> bool {
+        self.get_all(name).next().is_some()
+    }
+
+    /// Replaces every `name` header with one `name: value` (Envoy's `setReferenceKey`: remove,
+    /// then append, so the header moves to the end).
+    fn set(&mut self, name: &str, value: String) {
+        self.remove(name);
+        self.add(name, value);
+    }
+}
+
+/// A header map as an ordered list of `(name, value)` pairs, names lower-case.
+///
+/// Pseudo-headers are plain entries here: `host` is stored as `:authority` (both names read it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VecHeaderMap {
+    /// The header lines in order.
+    pub entries: Vec<(String, String)>,
+}
+
+impl VecHeaderMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A map of `(name, value)` pairs; `host` is stored as `:authority`.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        let mut map = VecHeaderMap::new();
+        for (name, value) in pairs {
+            map.add(&name.to_ascii_lowercase(), value.to_string());
+        }
+        map
+    }
+
+    /// A request with `:method GET`, `:scheme http`, the given authority and path, and extra
+    /// headers.
+    pub fn request(authority: &str, path: &str, headers: &[(&str, &str)]) -> Self {
+        let mut map = VecHeaderMap::from_pairs(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", authority),
+            (":path", path),
+        ]);
+        for (name, value) in headers {
+            map.add(&name.to_ascii_lowercase(), value.to_string());
+        }
+        map
+    }
+
+    /// The values of `name`, collected (for assertions).
+    pub fn values<'a>(&'a self, name: &'a str) -> Vec<&'a str> {
+        self.get_all(name).collect()
+    }
+}
+
+/// `host` and `:authority` are one header.
+fn canonical(name: &str) -> &str {
+    if name == "host" {
+        ":authority"
+    } else {
+        name
+    }
+}
+
+impl HeaderMapAccess for VecHeaderMap {
+    fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        let name = canonical(name);
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn add(&mut self, name: &str, value: String) {
+        self.entries.push((canonical(name).to_string(), value));
+    }
+
+    fn remove(&mut self, name: &str) {
+        let name = canonical(name);
+        self.entries.retain(|(n, _)| n != name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_authority_are_one_header() {
+        let mut map = VecHeaderMap::request("a.com", "/", &[]);
+        assert_eq!(map.get("host"), Some("a.com"));
+        map.set("host", "b.com".into());
+        assert_eq!(map.values(":authority"), vec!["b.com"]);
+    }
+
+    #[test]
+    fn set_removes_every_value_and_appends() {
+        let mut map = VecHeaderMap::from_pairs(&[("x", "1"), ("y", "2"), ("x", "3")]);
+        map.set("x", "4".into());
+        assert_eq!(
+            map.entries,
+            vec![("y".into(), "2".into()), ("x".into(), "4".into())]
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! `RetryPolicy`: a route's (or virtual host's) `retry_policy`, as configured.
+//!
+//! Read at config load; the per-request decisions live in [`RetryState`](super::RetryState),
+//! which starts from this policy and the request's `x-envoy-*` retry headers.
+//!
+//! `retry_on` is a comma-separated list (whitespace around items ignored). As in Envoy, an
+//! unknown item is ignored (logged here at warn level): Envoy 1.40 accepts
+//! `retry_on: "5xx,bogus"`.
+
+use std::time::Duration;
+
+use super::header_matcher::HeaderMatcher;
+use crate::config::{ErrorKind, Node, Result};
+
+/// A set of retry conditions (Envoy's `RetryPolicy::RETRY_ON_*` bits).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetryOn(pub u32);
+
+impl RetryOn {
+    /// `5xx`: any 5xx response, and any reset / connect failure.
+    pub const FIVE_XX: RetryOn = RetryOn(1 << 0);
+    /// `gateway-error`: 502, 503, 504, and any reset / connect failure.
+    pub const GATEWAY_ERROR: RetryOn = RetryOn(1 << 1);
+    /// `connect-failure`: the upstream connection could not be made (or timed out).
+    pub const CONNECT_FAILURE: RetryOn = RetryOn(1 << 2);
+    /// `retriable-4xx`: 409.
+    pub const RETRIABLE_4XX: RetryOn = RetryOn(1 << 3);
+    /// `refused-stream`: an HTTP/2 REFUSED_STREAM reset.
+    pub const REFUSED_STREAM: RetryOn = RetryOn(1 << 4);
+    /// `retriable-status-codes`: a status in `retriable_status_codes`.
+    pub const RETRIABLE_STATUS_CODES: RetryOn = RetryOn(1 << 5);
+    /// `reset`: any reset (no response headers).
+    pub const RESET: RetryOn = RetryOn(1 << 6);
+    /// `reset-before-request`: a reset before the request was fully sent upstream.
+    pub const RESET_BEFORE_REQUEST: RetryOn = RetryOn(1 << 7);
+    /// `envoy-ratelimited`: a response carrying `x-envoy-ratelimited`.
+    pub const ENVOY_RATE_LIMITED: RetryOn = RetryOn(1 << 8);
+    /// `retriable-headers`: a response matching `retriable_headers`.
+    pub const RETRIABLE_HEADERS: RetryOn = RetryOn(1 << 9);
+    /// `http3-post-connect-failure`: HTTP/3 only; accepted, never fires here.
+    pub const HTTP3_POST_CONNECT_FAILURE: RetryOn = RetryOn(1 << 10);
+    /// gRPC `cancelled` (grpc-status 1).
+    pub const GRPC_CANCELLED: RetryOn = RetryOn(1 << 16);
+    /// gRPC `deadline-exceeded` (4).
+    pub const GRPC_DEADLINE_EXCEEDED: RetryOn = RetryOn(1 << 17);
+    /// gRPC `resource-exhausted` (8).
+    pub const GRPC_RESOURCE_EXHAUSTED: RetryOn = RetryOn(1 << 18);
+    /// gRPC `unavailable` (14).
+    pub const GRPC_UNAVAILABLE: RetryOn = RetryOn(1 << 19);
+    /// gRPC `internal` (13).
+    pub const GRPC_INTERNAL: RetryOn = RetryOn(1 << 20);
+
+    /// The names Envoy accepts in `retry_on` and `x-envoy-retry-on`.
+    const NAMES: &'static [(&'static str, RetryOn)] = &[
+        ("5xx", RetryOn::FIVE_XX),
+        ("gateway-error", RetryOn::GATEWAY_ERROR),
+        ("connect-failure", RetryOn::CONNECT_FAILURE),
+        ("retriable-4xx", RetryOn::RETRIABLE_4XX),
+        ("refused-stream", RetryOn::REFUSED_STREAM),
+        ("retriable-status-codes", RetryOn::RETRIABLE_STATUS_CODES),
+        ("reset", RetryOn::RESET),
+        ("reset-before-request", RetryOn::RESET_BEFORE_REQUEST),
+        ("envoy-ratelimited", RetryOn::ENVOY_RATE_LIMITED),
+        ("retriable-headers", RetryOn::RETRIABLE_HEADERS),
+        (
+            "http3-post-connect-failure",
+            RetryOn::HTTP3_POST_CONNECT_FAILURE,
+        ),
+        ("cancelled", RetryOn::GRPC_CANCELLED),
+        ("deadline-exceeded", RetryOn::GRPC_DEADLINE_EXCEEDED),
+        ("resource-exhausted", RetryOn::GRPC_RESOURCE_EXHAUSTED),
+        ("unavailable", RetryOn::GRPC_UNAVAILABLE),
+        ("internal", RetryOn::GRPC_INTERNAL),
+    ];
+
+    /// The gRPC conditions (the `x-envoy-retry-grpc-on` set).
+    pub const ANY_GRPC: RetryOn = RetryOn(0x1f << 16);
+
+    /// Parses a comma-separated list; also returns the items it did not know.
+    pub fn parse(list: &str) -> (RetryOn, Vec<&str>) {
+        let mut on = RetryOn::default();
+        let mut unknown = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match RetryOn::NAMES.iter().find(|(name, _)| *name == item) {
+                Some((_, bit)) => on = on | *bit,
+                None => unknown.push(item),
+            }
+        }
+        (on, unknown)
+    }
+
+    /// Whether any condition of `other` is in this set.
+    pub fn any(self, other: RetryOn) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Whether the set is empty (no retries).
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::ops::BitOr for RetryOn {
+    type Output = RetryOn;
+    fn bitor(self, rhs: RetryOn) -> RetryOn {
+        RetryOn(self.0 | rhs.0)
+    }
+}
+
+/// Envoy's default retry back-off base interval (`upstream.base_retry_backoff_ms`).
+pub const DEFAULT_BASE_INTERVAL: Duration = Duration::from_millis(25);
+
+/// A configured retry policy. `Default` is what a route without one gets: no conditions, one
+/// retry (used when the request asks for retries with `x-envoy-retry-on`).
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// When to retry.
+    pub retry_on: RetryOn,
+    /// How many retries (not attempts); `x-envoy-max-retries` overrides it.
+    pub num_retries: u32,
+    /// A timeout for each attempt (`None`: only the route's global timeout).
+    pub per_try_timeout: Option<Duration>,
+    /// Statuses retried under `retriable-status-codes`.
+    pub retriable_status_codes: Vec<u32>,
+    /// Back-off base (default 25 ms).
+    pub base_interval: Duration,
+    /// Back-off cap (default 10 × base).
+    pub max_interval: Duration,
+    /// Response header conditions for `retriable-headers`.
+    pub retriable_headers: Vec<HeaderMatcher>,
+    /// When non-empty, retries happen only for requests matching one of these.
+    pub retriable_request_headers: Vec<HeaderMatcher>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retry_on: RetryOn::default(),
+            num_retries: 1,
+            per_try_timeout: None,
+            retriable_status_codes: Vec::new(),
+            base_interval: DEFAULT_BASE_INTERVAL,
+            max_interval: DEFAULT_BASE_INTERVAL * 10,
+            retriable_headers: Vec::new(),
+            retriable_request_headers: Vec::new(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Reads a `RetryPolicy` message.
+    pub fn parse(node: &Node) -> Result<RetryPolicy> {
+        node.check_fields(
+            &[
+                "retry_on",
+                "num_retries",
+                "per_try_timeout",
+                "retriable_status_codes",
+                "retry_back_off",
+                "retriable_headers",
+                "retriable_request_headers",
+            ],
+            &[
+                "per_try_idle_timeout",
+                "retry_priority",
+                "retry_host_predicate",
+                "retry_options_predicates",
+                "host_selection_retry_max_attempts",
+                "rate_limited_retry_back_off",
+            ],
+        )?;
+        let mut policy = RetryPolicy::default();
+        if let Some(n) = node.get("retry_on") {
+            let (on, unknown) = RetryOn::parse(n.as_str()?);
+            for item in unknown {
+                log::warn!(
+                    "{}: unknown retry_on value '{item}' ignored (as Envoy does)",
+                    n.path()
+                );
+            }
+            policy.retry_on = on;
+        }
+        if let Some(n) = node.opt("num_retries", Node::u32_value)? {
+            policy.num_retries = n;
+        }
+        policy.per_try_timeout = node
+            .opt("per_try_timeout", Node::duration)?
+            .filter(|d| !d.is_zero());
+        policy.retriable_status_codes = node.list("retriable_status_codes", Node::as_u32)?;
+        if let Some(backoff) = node.get("retry_back_off") {
+            backoff.check_fields(&["base_interval", "max_interval"], &[])?;
+            let base_node = backoff.required("base_interval")?;
+            let base = base_node.duration()?;
+            if base < Duration::from_millis(1) {
+                return Err(base_node.error("must be at least 1ms"));
+            }
+            policy.base_interval = base;
+            policy.max_interval = base * 10;
+            if let Some(max_node) = backoff.get("max_interval") {
+                let max = max_node.duration()?;
+                if max < base {
+                    return Err(max_node.error_of(
+                        ErrorKind::Invalid,
+                        "max_interval must be greater than or equal to the base_interval",
+                    ));
+                }
+                policy.max_interval = max;
+            }
+        }
+        policy.retriable_headers = node.list("retriable_headers", HeaderMatcher::parse)?;
+        policy.retriable_request_headers =
+            node.list("retriable_request_headers", HeaderMatcher::parse)?;
+        Ok(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_yaml;
+
+    fn policy(yaml: &str) -> Result<RetryPolicy> {
+        let doc = parse_yaml(yaml).unwrap();
+        RetryPolicy::parse(&Node::root(&doc))
+    }
+
+    #[test]
+    fn retry_on_list_parsing() {
+        let (on, unknown) = RetryOn::parse(" 5xx , connect-failure,,bogus");
+        assert_eq!(on, RetryOn::FIVE_XX | RetryOn::CONNECT_FAILURE);
+        assert_eq!(unknown, vec!["bogus"]);
+        let (on, _) = RetryOn::parse("unavailable,cancelled");
+        assert!(on.any(RetryOn::ANY_GRPC));
+        assert!(!on.any(RetryOn::FIVE_XX));
+    }
+
+    #[test]
+    fn defaults() {
+        let p = policy("retry_on: 5xx").unwrap();
+        assert_eq!(p.num_retries, 1);
+        assert_eq!(p.base_interval, Duration::from_millis(25));
+        assert_eq!(p.max_interval, Duration::from_millis(250));
+        assert_eq!(p.per_try_timeout, None);
+    }
+
+    #[test]
+    fn full_policy() {
+        let p = policy(
+            r#"
+retry_on: "retriable-status-codes,reset"
+num_retries: 3
+per_try_timeout: 0.5s
+retriable_status_codes: [418, 503]
+retry_back_off: {base_interval: 0.1s}
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.num_retries, 3);
+        assert_eq!(p.per_try_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(p.retriable_status_codes, vec![418, 503]);
+        assert_eq!(p.base_interval, Duration::from_millis(100));
+        assert_eq!(p.max_interval, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            policy("retry_back_off: {base_interval: 1s, max_interval: 0.5s}")
+                .unwrap_err()
+                .to_string(),
+            "retry_back_off.max_interval: max_interval must be greater than or equal to the base_interval"
+        );
+        assert_eq!(
+            policy("retry_back_off: {max_interval: 0.5s}")
+                .unwrap_err()
+                .to_string(),
+            "retry_back_off.base_interval: required field is missing"
+        );
+        assert_eq!(
+            policy("retry_host_predicate: []").unwrap_err().to_string(),
+            "retry_host_predicate: not supported by nuncio"
+        );
+    }
+}

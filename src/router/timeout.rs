@@ -1,0 +1,180 @@
+//! The upstream timeouts of a routed request (Envoy's `FilterUtility::finalTimeout` and
+//! `setTimeoutHeaders`).
+//!
+//! The route gives the global timeout (`timeout`, default 15 s, `0s` disables) and the retry
+//! policy the per-try timeout. A trusted client may override both with
+//! `x-envoy-upstream-rq-timeout-ms` and `x-envoy-upstream-rq-per-try-timeout-ms` (both are
+//! consumed: not forwarded). A per-try timeout not shorter than the global one is dropped. The
+//! upstream is told the time it has in `x-envoy-expected-rq-timeout-ms` (unless the router
+//! suppresses Envoy headers). Called by the router filter before `RetryState::create`.
+
+use std::time::Duration;
+
+use super::header_map::HeaderMapAccess;
+use super::retry_policy::RetryPolicy;
+
+/// The timeouts in force for one request; `None` means no timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeoutData {
+    /// From the start of the first attempt until the upstream response is complete.
+    pub global_timeout: Option<Duration>,
+    /// For each attempt.
+    pub per_try_timeout: Option<Duration>,
+}
+
+/// Computes the timeouts of a request routed with `route_timeout` and `policy`, consuming the
+/// override headers and (if `insert_expected_timeout`) setting
+/// `x-envoy-expected-rq-timeout-ms`.
+pub fn final_timeout<H: HeaderMapAccess + ?Sized>(
+    route_timeout: Option<Duration>,
+    policy: &RetryPolicy,
+    request: &mut H,
+    insert_expected_timeout: bool,
+) -> TimeoutData {
+    let mut global = route_timeout;
+    let mut per_try = policy.per_try_timeout;
+    if let Some(ms) = header_ms(request, "x-envoy-upstream-rq-timeout-ms") {
+        global = ms;
+    }
+    request.remove("x-envoy-upstream-rq-timeout-ms");
+    if let Some(ms) = header_ms(request, "x-envoy-upstream-rq-per-try-timeout-ms") {
+        per_try = ms;
+    }
+    request.remove("x-envoy-upstream-rq-per-try-timeout-ms");
+    if let (Some(p), Some(g)) = (per_try, global) {
+        if p >= g {
+            per_try = None;
+        }
+    }
+    let timeout = TimeoutData {
+        global_timeout: global,
+        per_try_timeout: per_try,
+    };
+    set_timeout_headers(Duration::ZERO, &timeout, request, insert_expected_timeout);
+    timeout
+}
+
+/// Sets `x-envoy-expected-rq-timeout-ms` for an attempt starting `elapsed` after the first:
+/// the per-try timeout (or the global one), never past what is left of the global one, at
+/// least 1 ms. Called again for each retry.
+pub fn set_timeout_headers<H: HeaderMapAccess + ?Sized>(
+    elapsed: Duration,
+    timeout: &TimeoutData,
+    request: &mut H,
+    insert_expected_timeout: bool,
+) {
+    let global = timeout.global_timeout.map_or(0, |d| d.as_millis() as u64);
+    let mut expected = timeout.per_try_timeout.map_or(0, |d| d.as_millis() as u64);
+    if expected == 0 {
+        expected = global;
+    }
+    if expected == 0 || !insert_expected_timeout {
+        return;
+    }
+    if global > 0 {
+        let elapsed = elapsed.as_millis() as u64;
+        expected = if elapsed >= global {
+            1
+        } else {
+            expected.min(global - elapsed)
+        };
+    }
+    request.set("x-envoy-expected-rq-timeout-ms", expected.to_string());
+}
+
+/// A header of milliseconds: `Some(None)` for `0` (no timeout), `None` if absent or not a
+/// number (then ignored, as Envoy does).
+fn header_ms<H: HeaderMapAccess + ?Sized>(request: &H, name: &str) -> Option<Option<Duration>> {
+    let ms: u64 = request.get(name)?.trim().parse().ok()?;
+    Some((ms > 0).then(|| Duration::from_millis(ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::header_map::VecHeaderMap;
+
+    const S15: Option<Duration> = Some(Duration::from_secs(15));
+
+    #[test]
+    fn route_timeout_and_expected_header() {
+        let mut req = VecHeaderMap::request("h", "/", &[]);
+        let t = final_timeout(S15, &RetryPolicy::default(), &mut req, true);
+        assert_eq!(t.global_timeout, S15);
+        assert_eq!(t.per_try_timeout, None);
+        assert_eq!(req.get("x-envoy-expected-rq-timeout-ms"), Some("15000"));
+    }
+
+    #[test]
+    fn no_timeout_no_header() {
+        let mut req = VecHeaderMap::request("h", "/", &[]);
+        let t = final_timeout(None, &RetryPolicy::default(), &mut req, true);
+        assert_eq!(t.global_timeout, None);
+        assert!(!req.contains("x-envoy-expected-rq-timeout-ms"));
+    }
+
+    #[test]
+    fn header_overrides_are_consumed() {
+        let mut req = VecHeaderMap::request(
+            "h",
+            "/",
+            &[
+                ("x-envoy-upstream-rq-timeout-ms", "2000"),
+                ("x-envoy-upstream-rq-per-try-timeout-ms", "500"),
+            ],
+        );
+        let t = final_timeout(S15, &RetryPolicy::default(), &mut req, true);
+        assert_eq!(t.global_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(t.per_try_timeout, Some(Duration::from_millis(500)));
+        assert!(!req.contains("x-envoy-upstream-rq-timeout-ms"));
+        assert!(!req.contains("x-envoy-upstream-rq-per-try-timeout-ms"));
+        assert_eq!(req.get("x-envoy-expected-rq-timeout-ms"), Some("500"));
+    }
+
+    #[test]
+    fn zero_header_disables_and_junk_is_ignored() {
+        let mut req = VecHeaderMap::request("h", "/", &[("x-envoy-upstream-rq-timeout-ms", "0")]);
+        assert_eq!(
+            final_timeout(S15, &RetryPolicy::default(), &mut req, true).global_timeout,
+            None
+        );
+        let mut req = VecHeaderMap::request("h", "/", &[("x-envoy-upstream-rq-timeout-ms", "x")]);
+        assert_eq!(
+            final_timeout(S15, &RetryPolicy::default(), &mut req, true).global_timeout,
+            S15
+        );
+        assert!(!req.contains("x-envoy-upstream-rq-timeout-ms"));
+    }
+
+    #[test]
+    fn per_try_not_shorter_than_global_is_dropped() {
+        let policy = RetryPolicy {
+            per_try_timeout: Some(Duration::from_secs(20)),
+            ..RetryPolicy::default()
+        };
+        let mut req = VecHeaderMap::request("h", "/", &[]);
+        assert_eq!(
+            final_timeout(S15, &policy, &mut req, false).per_try_timeout,
+            None
+        );
+        assert!(!req.contains("x-envoy-expected-rq-timeout-ms"));
+        // Without a global timeout the per-try timeout stays.
+        let mut req = VecHeaderMap::request("h", "/", &[]);
+        let t = final_timeout(None, &policy, &mut req, true);
+        assert_eq!(t.per_try_timeout, Some(Duration::from_secs(20)));
+        assert_eq!(req.get("x-envoy-expected-rq-timeout-ms"), Some("20000"));
+    }
+
+    #[test]
+    fn retries_get_what_is_left() {
+        let t = TimeoutData {
+            global_timeout: Some(Duration::from_secs(1)),
+            per_try_timeout: Some(Duration::from_millis(400)),
+        };
+        let mut req = VecHeaderMap::new();
+        set_timeout_headers(Duration::from_millis(800), &t, &mut req, true);
+        assert_eq!(req.get("x-envoy-expected-rq-timeout-ms"), Some("200"));
+        set_timeout_headers(Duration::from_millis(1500), &t, &mut req, true);
+        assert_eq!(req.values("x-envoy-expected-rq-timeout-ms"), vec!["1"]);
+    }
+}
