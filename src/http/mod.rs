@@ -4,3 +4,16 @@ pub mod codec;
 pub mod header_map;
 
 pub use header_map::HeaderMap;
+
+pub mod config;
+pub mod conn_manager;
+pub mod conn_manager_io;
+pub mod conn_manager_stats;
+pub mod conn_manager_utility;
+pub mod filter;
+pub mod filter_manager;
+pub mod filter_registry;
+pub mod filters;
+
+#[cfg(test)]
+mod conn_manager_tests;

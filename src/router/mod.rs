@@ -66,3 +66,7 @@ pub use route_result::{DirectResponse, Forward, Redirect, Route, RouteResult, Se
 pub use string_matcher::StringMatcher;
 pub use timeout::{final_timeout, set_timeout_headers, TimeoutData};
 pub use virtual_host::VirtualHost;
+
+pub mod filter;
+pub mod upstream_request;
+pub mod upstream_stats;

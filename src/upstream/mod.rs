@@ -18,6 +18,7 @@
 pub mod cluster;
 pub mod cluster_manager;
 pub mod clusters_text;
+pub mod conn_pool;
 pub mod dns;
 pub mod host_set;
 pub mod load_balancer;

@@ -1,0 +1,1100 @@
+//! The HTTP connection manager of one downstream connection (Envoy's `ConnectionManagerImpl`
+//! and its `ActiveStream`): drives the server codec over the connection's bytes, creates one
+//! stream per request with its HTTP filter chain and router, and writes the responses back.
+//!
+//! Sans-IO: every side effect goes through [`ConnectionIo`] (implemented over the worker's
+//! network `FilterContext` by `http::conn_manager_filter`, and in memory by the tests). Called
+//! with:
+//! - `on_data`: bytes from downstream (Envoy's `onData` → codec `dispatch`);
+//! - `on_upstream_data` / `on_upstream_event`: the router's upstream connection;
+//! - `on_downstream_event`: the downstream connection closed or crossed a watermark;
+//! - `on_timer`: one of [`HcmTimer`].
+//!
+//! The request walk (ARCHITECTURE.md): `on_data` → `ServerCodec::decode` →
+//! `on_request_headers` (Envoy's `ActiveStream::decodeHeaders`: header edits, filter chain
+//! creation) → `FilterManager` decoder filters → `RouterFilter::decode_headers` (route, host,
+//! pool, `UpstreamRequest::encode_headers`) → upstream bytes → `RouterFilter::on_upstream_data`
+//! (`ClientCodec::decode`) → [`UpstreamOutcome`]s → encoder filters → [`DownstreamSink`]
+//! (`ServerCodec::encode_*` → `ConnectionIo::write`, Envoy's `ConnectionImpl::write`).
+//!
+//! HTTP/1 has one stream at a time: the codec yields a pipelined request only once the
+//! previous response is complete; its bytes wait in `pending_input` meanwhile.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::router::filter::{RouterFilter, UpstreamOutcome};
+
+use super::codec::{
+    reason_phrase, CodecError, Http1Settings, Method, RequestEvent, RequestHead, ResponseHead,
+    ServerCodec,
+};
+use super::config::HcmConfig;
+use super::conn_manager_io::{CloseHow, ConnectionIo, HcmTimer, RouteTable};
+use super::conn_manager_stats::HcmStats;
+use super::conn_manager_utility::{mutate_request_headers, mutate_response_headers};
+use super::filter::{ChainSink, FilterCallbacks, LocalReply, ResponseFlag, StreamFilterState};
+use super::filter_manager::{local_reply_headers, ChainOutcome, FilterManager};
+use super::filter_registry::FilterChainBuilder;
+use super::HeaderMap;
+
+/// What every connection of one `http_connection_manager` config shares (built once).
+pub struct HcmShared {
+    pub config: HcmConfig,
+    pub routes: Arc<dyn RouteTable>,
+    pub codec_settings: Arc<Http1Settings>,
+    pub stats: HcmStats,
+    /// Per-stream buffer limit (the listener's `per_connection_buffer_limit_bytes`).
+    pub buffer_limit: usize,
+}
+
+/// One request/response exchange (Envoy's `ActiveStream`).
+pub struct ActiveStream<U> {
+    pub id: u64,
+    filters: FilterManager,
+    state: StreamFilterState,
+    router: RouterFilter<U>,
+    /// The codec delivered the whole request (Envoy's `remote_complete`).
+    request_complete: bool,
+    /// The decoder chain got its end of stream.
+    decode_end_pushed: bool,
+    head_request: bool,
+    started: Instant,
+    request_id: Option<String>,
+    /// The request asks for an upgrade we allow.
+    upgrade: bool,
+    response_status: Option<u16>,
+}
+
+/// The HTTP connection manager of one downstream connection.
+pub struct ConnectionManager<U> {
+    shared: Arc<HcmShared>,
+    codec: ServerCodec,
+    stream: Option<ActiveStream<U>>,
+    /// Pipelined bytes waiting for the current response to finish.
+    pending_input: BytesMut,
+    /// Encoding scratch for downstream writes.
+    out: BytesMut,
+    /// Router outcomes of the event being handled (reused).
+    outcomes: Vec<UpstreamOutcome>,
+    next_stream_id: u64,
+    requests: u32,
+    /// A close was requested: ignore further input.
+    closing: bool,
+    /// After a 101: bytes pass through in both directions.
+    tunnel: bool,
+    created: Option<Instant>,
+}
+
+impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
+    pub fn new(shared: Arc<HcmShared>) -> Self {
+        let codec = ServerCodec::new(shared.codec_settings.clone());
+        ConnectionManager {
+            shared,
+            codec,
+            stream: None,
+            pending_input: BytesMut::new(),
+            out: BytesMut::new(),
+            outcomes: Vec::new(),
+            next_stream_id: 1,
+            requests: 0,
+            closing: false,
+            tunnel: false,
+            created: None,
+        }
+    }
+
+    pub fn has_active_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// The upstream connection the active stream uses, if any.
+    pub fn upstream_conn(&self) -> Option<U> {
+        self.stream.as_ref().and_then(|s| s.router.upstream_conn())
+    }
+
+    /// The connection was accepted (Envoy's `onNewConnection`).
+    pub fn on_new_connection<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        let stats = &self.shared.stats;
+        stats.downstream_cx_total.inc();
+        stats.downstream_cx_active.inc();
+        stats.downstream_cx_http1_total.inc();
+        stats.downstream_cx_http1_active.inc();
+        self.created = Some(io.now());
+        self.arm_idle(io);
+    }
+
+    fn arm_idle<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        if let Some(idle) = self.shared.config.idle_timeout {
+            io.arm_timer(HcmTimer::ConnectionIdle, idle);
+        }
+    }
+
+    fn arm_stream_idle<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        if let Some(idle) = self.shared.config.stream_idle_timeout {
+            io.arm_timer(HcmTimer::StreamIdle, idle);
+        }
+    }
+
+    // === downstream bytes (Envoy's ConnectionManagerImpl::onData) ===
+
+    pub fn on_data<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        data: &mut BytesMut,
+        end_stream: bool,
+        io: &mut Io,
+    ) {
+        self.shared
+            .stats
+            .downstream_cx_rx_bytes_total
+            .add(data.len() as u64);
+        if self.closing {
+            data.clear();
+            return;
+        }
+        if self.tunnel {
+            if let Some(stream) = self.stream.as_mut() {
+                stream.router.tunnel_write(data, end_stream, io);
+            }
+            data.clear();
+            return;
+        }
+        log::trace!("[C{}] dispatching {} bytes", io.connection_id(), data.len());
+        if self.stream.is_none() && !data.is_empty() && self.pending_input.is_empty() {
+            // The first bytes of a request: the request head must follow in time.
+            if let Some(t) = self.shared.config.request_headers_timeout {
+                io.arm_timer(HcmTimer::RequestHeaders, t);
+            }
+        }
+        if !self.pending_input.is_empty() {
+            self.pending_input.extend_from_slice(data);
+            data.clear();
+            let mut buf = std::mem::take(&mut self.pending_input);
+            self.dispatch(&mut buf, io);
+            self.pending_input = buf;
+        } else {
+            self.dispatch(data, io);
+            if !data.is_empty() && self.codec.is_responding() && !self.closing {
+                // Pipelined: keep the next request's bytes until this response is done.
+                self.pending_input.extend_from_slice(data);
+                data.clear();
+            }
+        }
+        if end_stream && !self.closing {
+            self.on_downstream_eof(io);
+        }
+    }
+
+    /// Decodes as many request events as `buf` holds and the codec yields.
+    fn dispatch<Io: ConnectionIo<Upstream = U>>(&mut self, buf: &mut BytesMut, io: &mut Io) {
+        loop {
+            if self.closing {
+                buf.clear();
+                return;
+            }
+            match self.codec.decode(buf) {
+                Ok(Some(event)) => self.on_request_event(event, io),
+                Ok(None) => return,
+                Err(error) => {
+                    buf.clear();
+                    self.on_codec_error(error, io);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_request_event<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        event: RequestEvent,
+        io: &mut Io,
+    ) {
+        match event {
+            RequestEvent::Headers(head) => self.on_request_headers(head, io),
+            RequestEvent::Data(bytes) => {
+                self.arm_stream_idle(io);
+                self.push_request_data(bytes, false, io);
+            }
+            RequestEvent::Trailers(trailers) => {
+                self.arm_stream_idle(io);
+                self.push_request_trailers(trailers, io);
+            }
+            RequestEvent::MessageComplete => self.on_message_complete(io),
+        }
+    }
+
+    /// Envoy's `ActiveStream::decodeHeaders`.
+    fn on_request_headers<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        mut head: RequestHead,
+        io: &mut Io,
+    ) {
+        io.disarm_timer(HcmTimer::RequestHeaders);
+        io.disarm_timer(HcmTimer::ConnectionIdle);
+        let shared = self.shared.clone();
+        let stats = &shared.stats;
+        stats.downstream_rq_total.inc();
+        stats.downstream_rq_http1_total.inc();
+        stats.downstream_rq_active.inc();
+        self.requests += 1;
+        let id = self.next_stream_id;
+        self.next_stream_id += 1;
+        let conn_id = io.connection_id();
+        log::debug!(
+            "[C{conn_id}][S{id}] request headers complete (end_stream={}): {} {} {}",
+            head.body.is_empty(),
+            head.method.as_str(),
+            head.authority(),
+            head.path()
+        );
+        let end_stream = head.body.is_empty();
+        let upgrade_value = head.headers.get_str("upgrade").unwrap_or("").to_string();
+        let upgrade = head.upgrade && shared.config.upgrade_allowed(&upgrade_value);
+        let mut builder = FilterChainBuilder::default();
+        for (_, factory) in &shared.config.filters {
+            factory.create_filters(&mut builder);
+        }
+        let mut stream = ActiveStream {
+            id,
+            filters: FilterManager::new(builder.decoders, builder.encoders, shared.buffer_limit),
+            state: StreamFilterState::default(),
+            router: RouterFilter::new(shared.codec_settings.clone(), shared.buffer_limit),
+            // A head without body is the whole request (its MessageComplete follows).
+            request_complete: end_stream,
+            decode_end_pushed: end_stream,
+            head_request: head.method == Method::Head,
+            started: io.now(),
+            request_id: None,
+            upgrade,
+            response_status: None,
+        };
+        if head.expect_continue {
+            // Envoy answers `expect: 100-continue` itself (proxy_100_continue false).
+            self.codec.encode_100_continue(&mut self.out);
+            io.write(&mut self.out, false);
+        }
+        stream.request_id = mutate_request_headers(
+            &mut head,
+            &shared.config,
+            io.remote_address(),
+            upgrade,
+            || io.random(),
+        );
+        self.arm_stream_idle(io);
+        if let Some(t) = shared.config.request_timeout {
+            io.arm_timer(HcmTimer::Request, t);
+        }
+        self.stream = Some(stream);
+        if head.upgrade && !upgrade {
+            // Envoy: an upgrade the config does not allow is refused.
+            stats.downstream_rq_ws_on_non_ws_route.inc();
+            self.send_local_reply(LocalReply::new(403, "", "upgrade_failed"), io);
+            return;
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let mut cb = FilterCallbacks {
+            now: io.now(),
+            connection_id: conn_id,
+            stream_id: id,
+            state: &mut stream.state,
+        };
+        let mut sink = RouterSink {
+            router: &mut stream.router,
+            io,
+            shared: &shared,
+        };
+        log::trace!(
+            "[C{conn_id}][S{id}] decode headers through {} filters",
+            stream.filters.decoder.len()
+        );
+        let outcome = stream
+            .filters
+            .decoder
+            .push_headers(head, end_stream, &mut sink, &mut cb);
+        self.after_decode(outcome, io);
+    }
+
+    fn push_request_data<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        bytes: Bytes,
+        end_stream: bool,
+        io: &mut Io,
+    ) {
+        let shared = self.shared.clone();
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if end_stream {
+            stream.decode_end_pushed = true;
+        }
+        let mut data = BytesMut::from(bytes);
+        let mut cb = FilterCallbacks {
+            now: io.now(),
+            connection_id: io.connection_id(),
+            stream_id: stream.id,
+            state: &mut stream.state,
+        };
+        let mut sink = RouterSink {
+            router: &mut stream.router,
+            io,
+            shared: &shared,
+        };
+        let outcome = stream
+            .filters
+            .decoder
+            .push_data(&mut data, end_stream, &mut sink, &mut cb);
+        self.after_decode(outcome, io);
+    }
+
+    fn push_request_trailers<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        trailers: HeaderMap,
+        io: &mut Io,
+    ) {
+        let shared = self.shared.clone();
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        stream.decode_end_pushed = true;
+        let mut cb = FilterCallbacks {
+            now: io.now(),
+            connection_id: io.connection_id(),
+            stream_id: stream.id,
+            state: &mut stream.state,
+        };
+        let mut sink = RouterSink {
+            router: &mut stream.router,
+            io,
+            shared: &shared,
+        };
+        let outcome = stream
+            .filters
+            .decoder
+            .push_trailers(trailers, &mut sink, &mut cb);
+        self.after_decode(outcome, io);
+    }
+
+    /// Envoy's `onMessageComplete`: the request is fully read.
+    fn on_message_complete<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if stream.request_complete {
+            return;
+        }
+        stream.request_complete = true;
+        io.disarm_timer(HcmTimer::Request);
+        log::trace!("[C{}][S{}] request complete", io.connection_id(), stream.id);
+        if !stream.decode_end_pushed {
+            self.push_request_data(Bytes::new(), true, io);
+        }
+        self.maybe_finish_stream(io);
+    }
+
+    /// Handles what a push through the decoder chain ended with.
+    fn after_decode<Io: ConnectionIo<Upstream = U>>(&mut self, outcome: ChainOutcome, io: &mut Io) {
+        match outcome {
+            ChainOutcome::Ok => {}
+            ChainOutcome::LocalReply => {
+                let reply = self
+                    .stream
+                    .as_mut()
+                    .and_then(|s| s.state.local_reply.take());
+                if let Some(reply) = reply {
+                    self.send_local_reply(reply, io);
+                }
+            }
+            ChainOutcome::BufferOverflow => {
+                self.shared.stats.downstream_rq_too_large.inc();
+                self.send_local_reply(
+                    LocalReply::new(413, "Payload Too Large", "request_payload_too_large"),
+                    io,
+                );
+            }
+        }
+        self.maybe_finish_stream(io);
+    }
+
+    /// Sends a local reply on the active stream (through the encoder filters), or resets the
+    /// stream if its response already started.
+    fn send_local_reply<Io: ConnectionIo<Upstream = U>>(&mut self, reply: LocalReply, io: &mut Io) {
+        let shared = self.shared.clone();
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        log::debug!(
+            "[C{}][S{}] local reply {} '{}' ({})",
+            io.connection_id(),
+            stream.id,
+            reply.status,
+            reply.body,
+            reply.details
+        );
+        let head_request = stream.head_request;
+        let request_id = stream.request_id.clone();
+        let mut cb = FilterCallbacks {
+            now: io.now(),
+            connection_id: io.connection_id(),
+            stream_id: stream.id,
+            state: &mut stream.state,
+        };
+        let mut sink = DownstreamSink {
+            codec: &mut self.codec,
+            out: &mut self.out,
+            io,
+            shared: &shared,
+            request_id: request_id.as_deref(),
+            status: &mut stream.response_status,
+        };
+        let sent = stream
+            .filters
+            .send_local_reply(reply, head_request, &mut sink, &mut cb);
+        if !sent {
+            self.reset_stream(io);
+        }
+    }
+
+    // === upstream side (events of the router's connection) ===
+
+    pub fn on_upstream_data<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        upstream: U,
+        data: &mut BytesMut,
+        end_stream: bool,
+        io: &mut Io,
+    ) {
+        let Some(stream) = self.stream.as_mut() else {
+            data.clear();
+            return;
+        };
+        if stream.router.upstream_conn() != Some(upstream) {
+            data.clear();
+            return;
+        }
+        if self.tunnel {
+            io.write(data, end_stream);
+            return;
+        }
+        self.arm_stream_idle(io);
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let mut cb = FilterCallbacks {
+            now: io.now(),
+            connection_id: io.connection_id(),
+            stream_id: stream.id,
+            state: &mut stream.state,
+        };
+        stream
+            .router
+            .on_upstream_data(data, end_stream, &mut cb, io, &mut self.outcomes);
+        self.process_outcomes(io);
+    }
+
+    pub fn on_upstream_event<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        upstream: U,
+        event: UpstreamEvent,
+        io: &mut Io,
+    ) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if stream.router.upstream_conn() != Some(upstream) {
+            return;
+        }
+        let mut cb = FilterCallbacks {
+            now: io.now(),
+            connection_id: io.connection_id(),
+            stream_id: stream.id,
+            state: &mut stream.state,
+        };
+        match event {
+            UpstreamEvent::Connected => {
+                log::debug!(
+                    "[C{}][S{}] upstream {:?} connected",
+                    cb.connection_id,
+                    cb.stream_id,
+                    upstream
+                );
+                stream.router.on_upstream_connected(&mut cb, io);
+            }
+            UpstreamEvent::Closed => {
+                if self.tunnel {
+                    // The upstream ended the tunnel: so do we.
+                    self.closing = true;
+                    io.close(CloseHow::FlushWrite);
+                    return;
+                }
+                stream
+                    .router
+                    .on_upstream_closed(&mut cb, io, &mut self.outcomes);
+            }
+            UpstreamEvent::AboveHighWatermark => stream.router.on_upstream_watermark(true, io),
+            UpstreamEvent::BelowLowWatermark => stream.router.on_upstream_watermark(false, io),
+        }
+        self.process_outcomes(io);
+    }
+
+    /// Pushes the router's outcomes through the encoder filters to the downstream.
+    fn process_outcomes<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        let shared = self.shared.clone();
+        let mut outcomes = std::mem::take(&mut self.outcomes);
+        for outcome in outcomes.drain(..) {
+            let Some(stream) = self.stream.as_mut() else {
+                break;
+            };
+            if let UpstreamOutcome::Headers(head, _) = &outcome {
+                if head.status == 101 && stream.upgrade {
+                    self.tunnel = true;
+                    shared.stats.downstream_cx_upgrades_total.inc();
+                    shared.stats.downstream_cx_upgrades_active.inc();
+                }
+            }
+            let request_id = stream.request_id.clone();
+            let route_id = stream.router.route_id();
+            let mut cb = FilterCallbacks {
+                now: io.now(),
+                connection_id: io.connection_id(),
+                stream_id: stream.id,
+                state: &mut stream.state,
+            };
+            let mut sink = DownstreamSink {
+                codec: &mut self.codec,
+                out: &mut self.out,
+                io,
+                shared: &shared,
+                request_id: request_id.as_deref(),
+                status: &mut stream.response_status,
+            };
+            let chain = &mut stream.filters.encoder;
+            let result = match outcome {
+                UpstreamOutcome::Headers(mut head, end) => {
+                    if let (Some(route_id), Some(request)) = (route_id, stream.router.request()) {
+                        shared
+                            .routes
+                            .finalize_response(route_id, &mut head, request);
+                    }
+                    chain.push_headers(head, end, &mut sink, &mut cb)
+                }
+                UpstreamOutcome::Data(bytes, end) => {
+                    let mut data = BytesMut::from(bytes);
+                    chain.push_data(&mut data, end, &mut sink, &mut cb)
+                }
+                UpstreamOutcome::Trailers(trailers) => {
+                    chain.push_trailers(trailers, &mut sink, &mut cb)
+                }
+                UpstreamOutcome::End => {
+                    chain.push_data(&mut BytesMut::new(), true, &mut sink, &mut cb)
+                }
+                UpstreamOutcome::LocalReply(reply) => {
+                    self.send_local_reply(reply, io);
+                    ChainOutcome::Ok
+                }
+                UpstreamOutcome::Reset => {
+                    shared
+                        .stats
+                        .rq_reset_after_downstream_response_started
+                        .inc();
+                    self.reset_stream(io);
+                    ChainOutcome::Ok
+                }
+            };
+            match result {
+                ChainOutcome::Ok => {}
+                ChainOutcome::LocalReply => {
+                    let reply = self
+                        .stream
+                        .as_mut()
+                        .and_then(|s| s.state.local_reply.take());
+                    if let Some(reply) = reply {
+                        self.send_local_reply(reply, io);
+                    }
+                }
+                ChainOutcome::BufferOverflow => {
+                    // Envoy: a response too big to buffer is a 500 if nothing was sent yet.
+                    self.send_local_reply(
+                        LocalReply::new(500, "Internal Server Error", "response_payload_too_large"),
+                        io,
+                    );
+                }
+            }
+        }
+        self.outcomes = outcomes;
+        self.maybe_finish_stream(io);
+    }
+
+    // === downstream connection events ===
+
+    pub fn on_downstream_event<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        event: DownstreamEvent,
+        io: &mut Io,
+    ) {
+        match event {
+            DownstreamEvent::RemoteClose | DownstreamEvent::LocalClose => {
+                self.on_connection_closed(event, io)
+            }
+            DownstreamEvent::AboveHighWatermark => {
+                if let Some(stream) = self.stream.as_mut() {
+                    stream.router.on_downstream_watermark(true, io);
+                }
+            }
+            DownstreamEvent::BelowLowWatermark => {
+                if let Some(stream) = self.stream.as_mut() {
+                    stream.router.on_downstream_watermark(false, io);
+                }
+            }
+        }
+    }
+
+    fn on_connection_closed<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        event: DownstreamEvent,
+        io: &mut Io,
+    ) {
+        let stats = &self.shared.stats;
+        stats.downstream_cx_destroy.inc();
+        stats.downstream_cx_active.dec();
+        stats.downstream_cx_http1_active.dec();
+        if self.tunnel {
+            stats.downstream_cx_upgrades_active.dec();
+        }
+        let remote = event == DownstreamEvent::RemoteClose;
+        if remote {
+            stats.downstream_cx_destroy_remote.inc();
+        } else {
+            stats.downstream_cx_destroy_local.inc();
+        }
+        if let Some(created) = self.created {
+            stats
+                .downstream_cx_length_ms
+                .record(io.now().saturating_duration_since(created).as_millis() as u64);
+        }
+        if let Some(mut stream) = self.stream.take() {
+            stats.downstream_cx_destroy_active_rq.inc();
+            if remote {
+                stats.downstream_cx_destroy_remote_active_rq.inc();
+                stats.downstream_rq_rx_reset.inc();
+                stream
+                    .state
+                    .response_flags
+                    .set(ResponseFlag::DownstreamConnectionTermination);
+            } else {
+                stats.downstream_cx_destroy_local_active_rq.inc();
+            }
+            log::debug!(
+                "[C{}][S{}] stream reset: connection closed",
+                io.connection_id(),
+                stream.id
+            );
+            self.destroy_stream(stream, io);
+        }
+        self.closing = true;
+        for timer in HcmTimer::ALL {
+            io.disarm_timer(timer);
+        }
+    }
+
+    /// The downstream half-closed: an incomplete request is a premature close.
+    fn on_downstream_eof<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        let mut empty = BytesMut::new();
+        match self.codec.on_eof(&self.pending_input) {
+            Ok(Some(RequestEvent::MessageComplete)) => self.on_message_complete(io),
+            Ok(_) => {
+                if self.stream.is_none() {
+                    self.closing = true;
+                    io.close(CloseHow::FlushWrite);
+                }
+            }
+            Err(_) => {
+                // A request cut short: nothing to answer (Envoy resets the stream).
+                self.closing = true;
+                if let Some(stream) = self.stream.take() {
+                    self.shared.stats.downstream_rq_rx_reset.inc();
+                    self.destroy_stream(stream, io);
+                }
+                io.close(CloseHow::NoFlush);
+            }
+        }
+        empty.clear();
+    }
+
+    // === timers ===
+
+    pub fn on_timer<Io: ConnectionIo<Upstream = U>>(&mut self, timer: HcmTimer, io: &mut Io) {
+        let stats = &self.shared.stats;
+        match timer {
+            HcmTimer::ConnectionIdle => {
+                if self.stream.is_none() {
+                    log::debug!("[C{}] idle timeout", io.connection_id());
+                    stats.downstream_cx_idle_timeout.inc();
+                    self.closing = true;
+                    io.close(CloseHow::FlushWrite);
+                }
+            }
+            HcmTimer::Drain => {
+                stats.downstream_cx_drain_close.inc();
+                self.closing = true;
+                io.close(CloseHow::FlushWrite);
+            }
+            HcmTimer::RequestHeaders => {
+                stats.downstream_rq_header_timeout.inc();
+                if self.stream.is_some() {
+                    return;
+                }
+                log::debug!("[C{}] request header timeout", io.connection_id());
+                self.reply_without_stream(408, "request header timeout", io);
+            }
+            HcmTimer::StreamIdle => {
+                let Some(stream) = self.stream.as_mut() else {
+                    return;
+                };
+                stats.downstream_rq_idle_timeout.inc();
+                stream
+                    .state
+                    .response_flags
+                    .set(ResponseFlag::StreamIdleTimeout);
+                let status = if stream.request_complete { 504 } else { 408 };
+                self.send_local_reply(
+                    LocalReply::new(status, "stream timeout", "stream_idle_timeout"),
+                    io,
+                );
+                self.close_after_reply(io);
+            }
+            HcmTimer::Request => {
+                if self.stream.is_none() {
+                    return;
+                }
+                stats.downstream_rq_timeout.inc();
+                self.send_local_reply(
+                    LocalReply::new(408, "request timeout", "request_overall_timeout"),
+                    io,
+                );
+                self.close_after_reply(io);
+            }
+            router_timer => {
+                let Some(stream) = self.stream.as_mut() else {
+                    return;
+                };
+                let mut cb = FilterCallbacks {
+                    now: io.now(),
+                    connection_id: io.connection_id(),
+                    stream_id: stream.id,
+                    state: &mut stream.state,
+                };
+                stream
+                    .router
+                    .on_timer(router_timer, &mut cb, io, &mut self.outcomes);
+                self.process_outcomes(io);
+            }
+        }
+        self.maybe_finish_stream(io);
+    }
+
+    /// A timeout answered an incomplete request: the connection cannot be reused.
+    fn close_after_reply<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        if let Some(stream) = self.stream.take() {
+            self.destroy_stream(stream, io);
+        }
+        self.closing = true;
+        io.close(CloseHow::FlushWriteAndDelay);
+    }
+
+    /// Starts draining (server shutdown / drain): close when idle, no keep-alive.
+    pub fn start_drain<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        if self.stream.is_none() {
+            self.shared.stats.downstream_cx_drain_close.inc();
+            self.closing = true;
+            io.close(CloseHow::FlushWrite);
+        } else {
+            io.arm_timer(HcmTimer::Drain, self.shared.config.drain_timeout);
+        }
+    }
+
+    // === stream completion ===
+
+    /// A malformed request (Envoy's codec error path): answer with the codec's status and
+    /// close, since the framing of whatever follows is in doubt.
+    fn on_codec_error<Io: ConnectionIo<Upstream = U>>(&mut self, error: CodecError, io: &mut Io) {
+        log::debug!(
+            "[C{}] request decode error: {} ({})",
+            io.connection_id(),
+            error,
+            error.details()
+        );
+        self.shared.stats.downstream_cx_protocol_error.inc();
+        let status = error.status();
+        if let Some(stream) = self.stream.as_mut() {
+            stream
+                .state
+                .response_flags
+                .set(ResponseFlag::DownstreamProtocolError);
+            if !stream.filters.encoder.headers_delivered {
+                self.send_local_reply(
+                    LocalReply::new(status, reason_phrase(status), error.details()),
+                    io,
+                );
+            }
+            if let Some(stream) = self.stream.take() {
+                self.destroy_stream(stream, io);
+            }
+            self.closing = true;
+            io.close(CloseHow::FlushWriteAndDelay);
+            return;
+        }
+        if status == 0 {
+            self.closing = true;
+            io.close(CloseHow::NoFlush);
+            return;
+        }
+        self.shared.stats.downstream_rq_total.inc();
+        self.shared.stats.downstream_rq_http1_total.inc();
+        self.reply_without_stream(status, reason_phrase(status), io);
+    }
+
+    /// A reply when no stream exists (the head never parsed): straight to the codec, then close.
+    fn reply_without_stream<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        status: u16,
+        body: &str,
+        io: &mut Io,
+    ) {
+        let reply = LocalReply::new(status, body, "");
+        let mut head = local_reply_headers(&reply);
+        mutate_response_headers(&mut head, &self.shared.config, None);
+        self.shared.stats.charge_response(status);
+        self.shared.stats.downstream_rq_completed.inc();
+        self.codec
+            .encode_headers(&head, body.is_empty(), &mut self.out);
+        if !body.is_empty() {
+            self.codec.encode_data(body.as_bytes(), true, &mut self.out);
+        }
+        self.shared
+            .stats
+            .downstream_cx_tx_bytes_total
+            .add(self.out.len() as u64);
+        io.write(&mut self.out, false);
+        self.closing = true;
+        io.close(CloseHow::FlushWriteAndDelay);
+    }
+
+    /// Resets the active stream after its response started: the only way to tell an HTTP/1
+    /// client is to close the connection.
+    fn reset_stream<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        self.shared.stats.downstream_rq_tx_reset.inc();
+        if let Some(mut stream) = self.stream.take() {
+            stream
+                .state
+                .response_flags
+                .set(ResponseFlag::UpstreamConnectionTermination);
+            self.destroy_stream(stream, io);
+        }
+        self.closing = true;
+        io.close(CloseHow::NoFlush);
+    }
+
+    /// Ends the stream once both directions are done (Envoy's `doEndStream`).
+    fn maybe_finish_stream<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        let done = self
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.filters.encoder.complete);
+        if !done || self.tunnel {
+            return;
+        }
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        let request_complete = stream.request_complete;
+        self.destroy_stream(stream, io);
+        if self.closing {
+            return;
+        }
+        let max_reached = self
+            .shared
+            .config
+            .max_requests_per_connection
+            .is_some_and(|max| self.requests >= max);
+        if !request_complete {
+            // HTTP/1: answered before the request was read; its remaining bytes cannot be
+            // framed reliably, so the connection closes (Envoy does the same).
+            self.shared
+                .stats
+                .downstream_rq_response_before_rq_complete
+                .inc();
+            self.closing = true;
+            io.close(CloseHow::FlushWriteAndDelay);
+            return;
+        }
+        if self.codec.should_close() || io.draining() || max_reached {
+            if io.draining() {
+                self.shared.stats.downstream_cx_drain_close.inc();
+            }
+            self.closing = true;
+            io.close(CloseHow::FlushWriteAndDelay);
+            return;
+        }
+        self.arm_idle(io);
+        if !self.pending_input.is_empty() {
+            // The next pipelined request.
+            let mut buf = std::mem::take(&mut self.pending_input);
+            if let Some(t) = self.shared.config.request_headers_timeout {
+                io.arm_timer(HcmTimer::RequestHeaders, t);
+            }
+            self.dispatch(&mut buf, io);
+            if self.pending_input.is_empty() {
+                self.pending_input = buf;
+            } else {
+                self.pending_input.extend_from_slice(&buf);
+            }
+        }
+    }
+
+    /// Stream teardown: stats, filters' `on_destroy`, the router's upstream, timers.
+    fn destroy_stream<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        mut stream: ActiveStream<U>,
+        io: &mut Io,
+    ) {
+        let stats = &self.shared.stats;
+        stats.downstream_rq_active.dec();
+        if stream.filters.encoder.complete {
+            stats.downstream_rq_completed.inc();
+        }
+        let elapsed = io.now().saturating_duration_since(stream.started);
+        stats.downstream_rq_time.record(elapsed.as_millis() as u64);
+        stream.router.on_destroy(io);
+        stream.filters.destroy();
+        io.disarm_timer(HcmTimer::StreamIdle);
+        io.disarm_timer(HcmTimer::Request);
+        log::debug!(
+            "[C{}][S{}] stream done: status={} flags={} details={} in {:?}",
+            io.connection_id(),
+            stream.id,
+            stream
+                .response_status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
+            stream.state.response_flags,
+            if stream.state.response_code_details.is_empty() {
+                "via_upstream"
+            } else {
+                stream.state.response_code_details
+            },
+            elapsed
+        );
+    }
+}
+
+/// Events of the router's upstream connection, as the connection manager needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamEvent {
+    Connected,
+    /// Closed by either side, or a connect failure (before `Connected`).
+    Closed,
+    AboveHighWatermark,
+    BelowLowWatermark,
+}
+
+/// Events of the downstream connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DownstreamEvent {
+    RemoteClose,
+    LocalClose,
+    AboveHighWatermark,
+    BelowLowWatermark,
+}
+
+/// The decoder chain's end: the router filter.
+struct RouterSink<'a, U, Io> {
+    router: &'a mut RouterFilter<U>,
+    io: &'a mut Io,
+    shared: &'a HcmShared,
+}
+
+impl<U, Io> ChainSink<RequestHead> for RouterSink<'_, U, Io>
+where
+    U: Copy + Eq + std::hash::Hash + std::fmt::Debug,
+    Io: ConnectionIo<Upstream = U>,
+{
+    fn on_headers(&mut self, head: &mut RequestHead, end_stream: bool, cb: &mut FilterCallbacks) {
+        self.router.decode_headers(
+            head,
+            end_stream,
+            self.shared.routes.as_ref(),
+            cb,
+            self.io,
+            &self.shared.stats,
+        );
+    }
+    fn on_data(&mut self, data: &mut BytesMut, end_stream: bool, cb: &mut FilterCallbacks) {
+        self.router.decode_data(data, end_stream, cb, self.io);
+    }
+    fn on_trailers(&mut self, trailers: &mut HeaderMap, cb: &mut FilterCallbacks) {
+        self.router.decode_trailers(trailers, cb, self.io);
+    }
+}
+
+/// The encoder chain's end: the codec and the downstream connection (Envoy's
+/// `ResponseEncoder` → `ConnectionImpl::write`).
+struct DownstreamSink<'a, Io> {
+    codec: &'a mut ServerCodec,
+    out: &'a mut BytesMut,
+    io: &'a mut Io,
+    shared: &'a HcmShared,
+    request_id: Option<&'a str>,
+    status: &'a mut Option<u16>,
+}
+
+impl<Io: ConnectionIo> DownstreamSink<'_, Io> {
+    fn flush(&mut self) {
+        if !self.out.is_empty() {
+            self.shared
+                .stats
+                .downstream_cx_tx_bytes_total
+                .add(self.out.len() as u64);
+            self.io.write(self.out, false);
+        }
+    }
+}
+
+impl<Io: ConnectionIo> ChainSink<ResponseHead> for DownstreamSink<'_, Io> {
+    fn on_headers(&mut self, head: &mut ResponseHead, end_stream: bool, cb: &mut FilterCallbacks) {
+        mutate_response_headers(head, &self.shared.config, self.request_id);
+        *self.status = Some(head.status);
+        self.shared.stats.charge_response(head.status);
+        log::debug!(
+            "[C{}][S{}] encoding headers via codec (end_stream={end_stream}): {}",
+            cb.connection_id,
+            cb.stream_id,
+            head.status
+        );
+        self.codec.encode_headers(head, end_stream, self.out);
+        self.flush();
+    }
+    fn on_data(&mut self, data: &mut BytesMut, end_stream: bool, cb: &mut FilterCallbacks) {
+        log::trace!(
+            "[C{}][S{}] encoding data via codec (size={} end_stream={end_stream})",
+            cb.connection_id,
+            cb.stream_id,
+            data.len()
+        );
+        self.codec.encode_data(data, end_stream, self.out);
+        data.clear();
+        self.flush();
+    }
+    fn on_trailers(&mut self, trailers: &mut HeaderMap, cb: &mut FilterCallbacks) {
+        log::trace!(
+            "[C{}][S{}] encoding trailers via codec",
+            cb.connection_id,
+            cb.stream_id
+        );
+        self.codec.encode_trailers(trailers, self.out);
+        self.flush();
+    }
+}

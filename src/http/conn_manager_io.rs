@@ -1,0 +1,205 @@
+//! What the HTTP connection manager needs from the world around it, as one trait
+//! ([`ConnectionIo`]), so that `ConnectionManager` is sans-IO: the network read filter
+//! (`http::conn_manager_filter`) implements it over the worker's `FilterContext` (sockets,
+//! timers, pools, clusters); unit tests implement it in memory with a simulated clock.
+//!
+//! Also the small views of the route table and of a cluster the router filter consumes
+//! ([`RouteTable`], [`ClusterView`]), so the router filter does not depend on how those are
+//! stored.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use crate::upstream::conn_pool::{ConnPools, PoolSettings};
+
+use super::codec::{RequestHead, ResponseHead};
+
+/// How to close a connection (Envoy's `ConnectionCloseType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseHow {
+    /// Write what is buffered, then close.
+    FlushWrite,
+    /// Close now, dropping buffered data.
+    NoFlush,
+    /// Flush, then give the peer the delayed-close timeout to close first.
+    FlushWriteAndDelay,
+}
+
+/// The connection manager's timers; at most one of each is armed at a time (HTTP/1 has one
+/// stream at a time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HcmTimer {
+    /// `common_http_protocol_options.idle_timeout`: no stream for this long closes the
+    /// connection.
+    ConnectionIdle,
+    /// `stream_idle_timeout`: no activity on the stream.
+    StreamIdle,
+    /// `request_timeout`: the whole request must arrive within it.
+    Request,
+    /// `request_headers_timeout`: the request head must arrive within it.
+    RequestHeaders,
+    /// `drain_timeout` after a drain started.
+    Drain,
+    /// The route's `timeout` (Envoy's global timeout), from the end of the request.
+    RouteTimeout,
+    /// The retry policy's `per_try_timeout`.
+    PerTryTimeout,
+    /// The backoff before the next retry.
+    RetryBackoff,
+    /// The cluster's `connect_timeout`.
+    ConnectTimeout,
+}
+
+impl HcmTimer {
+    pub const ALL: [HcmTimer; 9] = [
+        HcmTimer::ConnectionIdle,
+        HcmTimer::StreamIdle,
+        HcmTimer::Request,
+        HcmTimer::RequestHeaders,
+        HcmTimer::Drain,
+        HcmTimer::RouteTimeout,
+        HcmTimer::PerTryTimeout,
+        HcmTimer::RetryBackoff,
+        HcmTimer::ConnectTimeout,
+    ];
+
+    pub fn token(self) -> u64 {
+        self as u64
+    }
+
+    pub fn from_token(token: u64) -> Option<HcmTimer> {
+        HcmTimer::ALL.get(token as usize).copied()
+    }
+}
+
+/// One cluster as the router sees it on this worker.
+pub trait ClusterView {
+    fn name(&self) -> &str;
+    /// The load balancer's pick (Envoy's `chooseHost`); `None`: no healthy host.
+    fn choose_host(&self) -> Option<SocketAddr>;
+    fn connect_timeout(&self) -> Duration;
+    fn pool_settings(&self) -> PoolSettings;
+    /// `per_connection_buffer_limit_bytes` for upstream connections.
+    fn buffer_limit(&self) -> u32;
+    /// `cluster.<name>.*` stats.
+    fn stats(&self) -> &crate::router::upstream_stats::ClusterStats;
+}
+
+/// The route table as the router filter uses it.
+pub trait RouteTable: Send + Sync {
+    /// Routes `head`, applying the matched route's request header edits and rewrites to it.
+    fn route(&self, head: &mut RequestHead, random: u64) -> RouteDecision;
+    /// Applies the matched route's response header edits (same `route_id` as returned).
+    fn finalize_response(
+        &self,
+        route_id: usize,
+        response: &mut ResponseHead,
+        request: &RequestHead,
+    );
+}
+
+/// What to do with a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteDecision {
+    /// 404, empty body, `NR`.
+    NoRoute,
+    /// A `direct_response`.
+    DirectResponse { status: u16, body: String },
+    /// A `redirect`: `location` header, empty body.
+    Redirect { status: u16, location: String },
+    /// Proxy to a cluster.
+    Forward(ForwardDecision),
+}
+
+/// The parts of a forwarding route the router filter needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardDecision {
+    pub cluster: String,
+    /// Identifies the route for `finalize_response`.
+    pub route_id: usize,
+    /// The route timeout (default 15 s); `None` disables it.
+    pub timeout: Option<Duration>,
+    pub retry: RetrySettings,
+}
+
+/// A route's retry policy (resolved with the `x-envoy-retry-on` / `x-envoy-max-retries`
+/// request headers).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetrySettings {
+    pub retry_on_5xx: bool,
+    pub retry_on_gateway_error: bool,
+    pub retry_on_reset: bool,
+    pub retry_on_connect_failure: bool,
+    pub retry_on_retriable_4xx: bool,
+    pub retriable_status_codes: Vec<u16>,
+    pub num_retries: u32,
+    pub per_try_timeout: Option<Duration>,
+    pub base_interval: Duration,
+    pub max_interval: Duration,
+}
+
+impl RetrySettings {
+    pub fn enabled(&self) -> bool {
+        self.num_retries > 0
+            && (self.retry_on_5xx
+                || self.retry_on_gateway_error
+                || self.retry_on_reset
+                || self.retry_on_connect_failure
+                || self.retry_on_retriable_4xx
+                || !self.retriable_status_codes.is_empty())
+    }
+
+    /// Whether an upstream response with `status` should be retried.
+    pub fn retry_status(&self, status: u16) -> bool {
+        (self.retry_on_5xx && status >= 500)
+            || (self.retry_on_gateway_error && matches!(status, 502..=504))
+            || (self.retry_on_retriable_4xx && status == 409)
+            || self.retriable_status_codes.contains(&status)
+    }
+}
+
+/// The side effects the connection manager asks of its environment.
+pub trait ConnectionIo {
+    /// Handle of an upstream connection.
+    type Upstream: Copy + Eq + Hash + Debug;
+
+    /// The time of the current event (the dispatcher's cached time; simulated in tests).
+    fn now(&self) -> Instant;
+    /// The downstream connection's id (for logs: `[C12]`).
+    fn connection_id(&self) -> u64;
+    fn remote_address(&self) -> Option<SocketAddr>;
+    /// Whether the server is draining (Envoy's drain manager): no keep-alive.
+    fn draining(&self) -> bool;
+
+    /// Writes to the downstream connection (takes the bytes).
+    fn write(&mut self, data: &mut BytesMut, end_stream: bool);
+    fn close(&mut self, how: CloseHow);
+    fn read_disable(&mut self, disable: bool);
+    fn arm_timer(&mut self, timer: HcmTimer, after: Duration);
+    fn disarm_timer(&mut self, timer: HcmTimer);
+
+    /// Opens an upstream connection; its events come back to this connection manager.
+    fn connect(&mut self, address: SocketAddr, buffer_limit: u32) -> io::Result<Self::Upstream>;
+    fn write_upstream(&mut self, id: Self::Upstream, data: &mut BytesMut, end_stream: bool);
+    fn close_upstream(&mut self, id: Self::Upstream, how: CloseHow);
+    fn read_disable_upstream(&mut self, id: Self::Upstream, disable: bool);
+    /// A pooled connection is lent to this connection manager: route its events here.
+    fn adopt_upstream(&mut self, id: Self::Upstream);
+    /// The connection goes back to the pool: its events no longer come here.
+    fn release_upstream(&mut self, id: Self::Upstream);
+    /// An idle pooled connection is still open and quiet (no EOF, no stray bytes).
+    fn upstream_usable(&mut self, id: Self::Upstream) -> bool;
+
+    /// The worker's connection pools.
+    fn pools(&mut self) -> &mut ConnPools<Self::Upstream>;
+    /// A cluster of this worker's cluster manager.
+    fn cluster(&mut self, name: &str) -> Option<Rc<dyn ClusterView>>;
+    /// A random number (request ids, weighted clusters, retry jitter).
+    fn random(&mut self) -> u64;
+}

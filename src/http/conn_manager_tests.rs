@@ -1,0 +1,575 @@
+//! Unit tests of `ConnectionManager` + `RouterFilter` + `ConnPools` driven through an
+//! in-memory `ConnectionIo` with a simulated clock: bytes in, bytes out, no sockets.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use crate::config::{parse_yaml, Node, Thresholds};
+use crate::http::codec::{Http1Settings, RequestHead, ResponseHead};
+use crate::http::config::HcmConfig;
+use crate::http::conn_manager::{ConnectionManager, HcmShared, UpstreamEvent};
+use crate::http::conn_manager_io::*;
+use crate::http::conn_manager_stats::HcmStats;
+use crate::http::filter_registry::HttpFilterFactoryContext;
+use crate::router::upstream_stats::ClusterStats;
+use crate::stats::Store;
+use crate::upstream::conn_pool::{ConnPools, PoolSettings};
+
+struct FakeCluster {
+    host: Option<SocketAddr>,
+    stats: ClusterStats,
+    max_connections: u32,
+}
+
+impl ClusterView for FakeCluster {
+    fn name(&self) -> &str {
+        "app"
+    }
+    fn choose_host(&self) -> Option<SocketAddr> {
+        self.host
+    }
+    fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+    fn pool_settings(&self) -> PoolSettings {
+        PoolSettings {
+            thresholds: Thresholds {
+                max_connections: self.max_connections,
+                ..Thresholds::default()
+            },
+            idle_timeout: Some(Duration::from_secs(3600)),
+            max_requests_per_connection: None,
+        }
+    }
+    fn buffer_limit(&self) -> u32 {
+        1 << 20
+    }
+    fn stats(&self) -> &ClusterStats {
+        &self.stats
+    }
+}
+
+/// `/direct` → 200 direct response; `/none` → no route; `/retry` → 5xx retried once with a
+/// 1 s timeout; anything else → cluster `app` (timeout 2 s, or `missing`'s for `/missing`).
+struct Routes;
+
+impl RouteTable for Routes {
+    fn route(&self, head: &mut RequestHead, _random: u64) -> RouteDecision {
+        let path = head.path().to_string();
+        if path == "/direct" {
+            return RouteDecision::DirectResponse {
+                status: 200,
+                body: "direct".into(),
+            };
+        }
+        if path == "/none" {
+            return RouteDecision::NoRoute;
+        }
+        let mut retry = RetrySettings::default();
+        if path == "/retry" {
+            retry.retry_on_5xx = true;
+            retry.num_retries = 1;
+            retry.base_interval = Duration::from_millis(25);
+            retry.max_interval = Duration::from_millis(250);
+        }
+        RouteDecision::Forward(ForwardDecision {
+            cluster: if path == "/missing" {
+                "missing".into()
+            } else {
+                "app".into()
+            },
+            route_id: 0,
+            timeout: Some(Duration::from_secs(2)),
+            retry,
+        })
+    }
+    fn finalize_response(&self, _: usize, response: &mut ResponseHead, _: &RequestHead) {
+        response.headers.insert("x-route", "yes");
+    }
+}
+
+struct FakeIo {
+    now: Instant,
+    written: Vec<u8>,
+    closed: Option<CloseHow>,
+    timers: HashMap<HcmTimer, Instant>,
+    next_upstream: u32,
+    connects: Vec<(u32, SocketAddr)>,
+    upstream_written: HashMap<u32, Vec<u8>>,
+    upstream_closed: HashSet<u32>,
+    /// Connections whose upstream closed while idle.
+    dead: HashSet<u32>,
+    pools: ConnPools<u32>,
+    cluster: Rc<FakeCluster>,
+    fail_connect: bool,
+    rng: u64,
+}
+
+impl FakeIo {
+    fn new(host: Option<SocketAddr>) -> Self {
+        FakeIo {
+            now: Instant::now(),
+            written: Vec::new(),
+            closed: None,
+            timers: HashMap::new(),
+            next_upstream: 1,
+            connects: Vec::new(),
+            upstream_written: HashMap::new(),
+            upstream_closed: HashSet::new(),
+            dead: HashSet::new(),
+            pools: ConnPools::default(),
+            cluster: Rc::new(FakeCluster {
+                host,
+                stats: ClusterStats::new(&Store::new(), "app"),
+                max_connections: 1024,
+            }),
+            fail_connect: false,
+            rng: 7,
+        }
+    }
+
+    fn take_written(&mut self) -> String {
+        String::from_utf8_lossy(&std::mem::take(&mut self.written)).into_owned()
+    }
+
+    fn take_upstream(&mut self, id: u32) -> String {
+        String::from_utf8_lossy(&self.upstream_written.remove(&id).unwrap_or_default()).into_owned()
+    }
+
+    /// Advances the clock and returns the timers that fired, earliest first.
+    fn advance(&mut self, by: Duration) -> Vec<HcmTimer> {
+        self.now += by;
+        let mut fired: Vec<(Instant, HcmTimer)> = self
+            .timers
+            .iter()
+            .filter(|(_, at)| **at <= self.now)
+            .map(|(t, at)| (*at, *t))
+            .collect();
+        fired.sort_by_key(|(at, _)| *at);
+        for (_, t) in &fired {
+            self.timers.remove(t);
+        }
+        fired.into_iter().map(|(_, t)| t).collect()
+    }
+}
+
+impl ConnectionIo for FakeIo {
+    type Upstream = u32;
+    fn now(&self) -> Instant {
+        self.now
+    }
+    fn connection_id(&self) -> u64 {
+        1
+    }
+    fn remote_address(&self) -> Option<SocketAddr> {
+        "127.0.0.1:5000".parse().ok()
+    }
+    fn draining(&self) -> bool {
+        false
+    }
+    fn write(&mut self, data: &mut BytesMut, _end_stream: bool) {
+        self.written.extend_from_slice(data);
+        data.clear();
+    }
+    fn close(&mut self, how: CloseHow) {
+        self.closed = Some(how);
+    }
+    fn read_disable(&mut self, _disable: bool) {}
+    fn arm_timer(&mut self, timer: HcmTimer, after: Duration) {
+        self.timers.insert(timer, self.now + after);
+    }
+    fn disarm_timer(&mut self, timer: HcmTimer) {
+        self.timers.remove(&timer);
+    }
+    fn connect(&mut self, address: SocketAddr, _buffer_limit: u32) -> io::Result<u32> {
+        if self.fail_connect {
+            return Err(io::Error::from(io::ErrorKind::ConnectionRefused));
+        }
+        let id = self.next_upstream;
+        self.next_upstream += 1;
+        self.connects.push((id, address));
+        Ok(id)
+    }
+    fn write_upstream(&mut self, id: u32, data: &mut BytesMut, _end_stream: bool) {
+        self.upstream_written
+            .entry(id)
+            .or_default()
+            .extend_from_slice(data);
+        data.clear();
+    }
+    fn close_upstream(&mut self, id: u32, _how: CloseHow) {
+        self.upstream_closed.insert(id);
+    }
+    fn read_disable_upstream(&mut self, _id: u32, _disable: bool) {}
+    fn adopt_upstream(&mut self, _id: u32) {}
+    fn release_upstream(&mut self, _id: u32) {}
+    fn upstream_usable(&mut self, id: u32) -> bool {
+        !self.dead.contains(&id) && !self.upstream_closed.contains(&id)
+    }
+    fn pools(&mut self) -> &mut ConnPools<u32> {
+        &mut self.pools
+    }
+    fn cluster(&mut self, name: &str) -> Option<Rc<dyn ClusterView>> {
+        (name == "app").then(|| self.cluster.clone() as Rc<dyn ClusterView>)
+    }
+    fn random(&mut self) -> u64 {
+        self.rng = self
+            .rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.rng
+    }
+}
+
+fn shared(extra: &str) -> Arc<HcmShared> {
+    let yaml = format!(
+        "stat_prefix: ingress
+route_config: {{}}
+http_filters:
+- name: envoy.filters.http.router
+{extra}"
+    );
+    let doc = parse_yaml(&yaml).unwrap();
+    let config = HcmConfig::parse(&Node::root(&doc), &HttpFilterFactoryContext::default()).unwrap();
+    Arc::new(HcmShared {
+        routes: Arc::new(Routes),
+        codec_settings: Arc::new(Http1Settings::default()),
+        stats: HcmStats::new(&Store::new(), "ingress"),
+        buffer_limit: 1 << 20,
+        config,
+    })
+}
+
+fn host() -> SocketAddr {
+    "127.0.0.1:8080".parse().unwrap()
+}
+
+fn setup(extra: &str) -> (ConnectionManager<u32>, FakeIo, Arc<HcmShared>) {
+    let shared = shared(extra);
+    let mut hcm = ConnectionManager::new(shared.clone());
+    let mut io = FakeIo::new(Some(host()));
+    hcm.on_new_connection(&mut io);
+    (hcm, io, shared)
+}
+
+fn send(hcm: &mut ConnectionManager<u32>, io: &mut FakeIo, bytes: &str) {
+    let mut data = BytesMut::from(bytes);
+    hcm.on_data(&mut data, false, io);
+}
+
+fn upstream_reply(hcm: &mut ConnectionManager<u32>, io: &mut FakeIo, id: u32, bytes: &str) {
+    let mut data = BytesMut::from(bytes);
+    hcm.on_upstream_data(id, &mut data, false, io);
+}
+
+const GET: &str = "GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n";
+const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nserver: upstream\r\n\r\nhi";
+
+// === a proxied GET ===
+
+#[test]
+fn get_is_proxied_and_response_returned() {
+    let (mut hcm, mut io, shared) = setup("");
+    send(&mut hcm, &mut io, GET);
+    assert_eq!(io.connects, [(1, host())]);
+    assert!(
+        io.take_upstream(1).is_empty(),
+        "nothing written before connect"
+    );
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    let up = io.take_upstream(1);
+    assert!(
+        up.starts_with("GET /a HTTP/1.1\r\nhost: example.com\r\n"),
+        "{up}"
+    );
+    assert!(up.contains("x-forwarded-proto: http\r\n"), "{up}");
+    assert!(up.contains("x-request-id: "), "{up}");
+    assert!(
+        up.contains("x-envoy-expected-rq-timeout-ms: 2000\r\n"),
+        "{up}"
+    );
+    io.now += Duration::from_millis(3);
+    upstream_reply(&mut hcm, &mut io, 1, OK);
+    let down = io.take_written();
+    assert!(down.starts_with("HTTP/1.1 200 OK\r\n"), "{down}");
+    assert!(down.contains("server: nuncio\r\n"), "{down}");
+    assert!(!down.contains("server: upstream"), "{down}");
+    assert!(
+        down.contains("x-envoy-upstream-service-time: 3\r\n"),
+        "{down}"
+    );
+    assert!(down.contains("x-route: yes\r\n"), "{down}");
+    assert!(down.ends_with("\r\n\r\nhi"), "{down}");
+    assert_eq!(io.closed, None);
+    assert!(!hcm.has_active_stream());
+    assert_eq!(shared.stats.downstream_rq_2xx.value(), 1);
+    assert_eq!(shared.stats.downstream_rq_completed.value(), 1);
+    assert_eq!(io.cluster.stats.upstream_rq_total.value(), 1);
+    // The connection went back to the pool.
+    assert_eq!(io.pools.cluster("app").hosts[&host()].ready.len(), 1);
+}
+
+#[test]
+fn keep_alive_reuses_the_pooled_connection() {
+    let (mut hcm, mut io, _) = setup("");
+    send(&mut hcm, &mut io, GET);
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    upstream_reply(&mut hcm, &mut io, 1, OK);
+    io.take_written();
+    io.take_upstream(1);
+    send(&mut hcm, &mut io, GET);
+    assert_eq!(io.connects.len(), 1, "no second connect");
+    assert!(io.take_upstream(1).starts_with("GET /a HTTP/1.1"));
+    upstream_reply(&mut hcm, &mut io, 1, OK);
+    assert!(io.take_written().ends_with("hi"));
+}
+
+#[test]
+fn pooled_connection_closed_while_idle_is_not_reused() {
+    let (mut hcm, mut io, _) = setup("");
+    send(&mut hcm, &mut io, GET);
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    upstream_reply(&mut hcm, &mut io, 1, OK);
+    io.take_written();
+    io.dead.insert(1);
+    send(&mut hcm, &mut io, GET);
+    assert_eq!(io.connects.len(), 2, "a fresh connection");
+    assert!(io.upstream_closed.contains(&1));
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (mut hcm, mut io, _) = setup("");
+    send(
+        &mut hcm,
+        &mut io,
+        &format!("{GET}GET /b HTTP/1.1\r\nHost: x\r\n\r\n"),
+    );
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    let up = io.take_upstream(1);
+    assert!(up.starts_with("GET /a ") && !up.contains("GET /b"), "{up}");
+    upstream_reply(&mut hcm, &mut io, 1, OK);
+    // The second request goes out on the same connection once the first is answered.
+    let up = io.take_upstream(1);
+    assert!(up.starts_with("GET /b "), "{up}");
+    upstream_reply(&mut hcm, &mut io, 1, "HTTP/1.1 204 No Content\r\n\r\n");
+    let down = io.take_written();
+    let first = down.find("200 OK").unwrap();
+    let second = down.find("204 No Content").unwrap();
+    assert!(first < second);
+}
+
+#[test]
+fn post_body_streams_upstream_and_chunked_response_is_relayed() {
+    let (mut hcm, mut io, _) = setup("");
+    send(
+        &mut hcm,
+        &mut io,
+        "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhel",
+    );
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    send(&mut hcm, &mut io, "lo");
+    let up = io.take_upstream(1);
+    assert!(up.contains("content-length: 5\r\n"), "{up}");
+    assert!(up.ends_with("\r\n\r\nhello"), "{up}");
+    upstream_reply(
+        &mut hcm,
+        &mut io,
+        1,
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    );
+    let down = io.take_written();
+    assert!(down.contains("transfer-encoding: chunked\r\n"), "{down}");
+    assert!(down.ends_with("3\r\nabc\r\n0\r\n\r\n"), "{down}");
+}
+
+// === local replies ===
+
+#[test]
+fn no_route_is_404_empty() {
+    let (mut hcm, mut io, shared) = setup("");
+    send(&mut hcm, &mut io, "GET /none HTTP/1.1\r\nHost: h\r\n\r\n");
+    let down = io.take_written();
+    assert!(down.starts_with("HTTP/1.1 404 Not Found\r\n"), "{down}");
+    assert!(down.contains("content-length: 0\r\n"), "{down}");
+    assert_eq!(shared.stats.no_route.value(), 1);
+    assert_eq!(io.closed, None);
+}
+
+#[test]
+fn direct_response_has_text_plain_body() {
+    let (mut hcm, mut io, shared) = setup("");
+    send(&mut hcm, &mut io, "GET /direct HTTP/1.1\r\nHost: h\r\n\r\n");
+    let down = io.take_written();
+    assert!(down.starts_with("HTTP/1.1 200 OK\r\n"), "{down}");
+    assert!(down.contains("content-type: text/plain\r\n"), "{down}");
+    assert!(down.ends_with("\r\n\r\ndirect"), "{down}");
+    assert_eq!(shared.stats.rq_direct_response.value(), 1);
+}
+
+#[test]
+fn no_healthy_upstream_is_503() {
+    let shared = shared("");
+    let mut hcm = ConnectionManager::new(shared);
+    let mut io = FakeIo::new(None);
+    hcm.on_new_connection(&mut io);
+    send(&mut hcm, &mut io, GET);
+    let down = io.take_written();
+    assert!(
+        down.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{down}"
+    );
+    assert!(down.ends_with("no healthy upstream"), "{down}");
+}
+
+#[test]
+fn connect_failure_is_503_with_envoys_body() {
+    let (mut hcm, mut io, _) = setup("");
+    send(&mut hcm, &mut io, GET);
+    hcm.on_upstream_event(1, UpstreamEvent::Closed, &mut io);
+    let down = io.take_written();
+    assert!(down.starts_with("HTTP/1.1 503 "), "{down}");
+    assert!(
+        down.ends_with("upstream connect error or disconnect/reset before headers. reset reason: connection failure"),
+        "{down}"
+    );
+    assert_eq!(io.cluster.stats.upstream_cx_connect_fail.value(), 1);
+}
+
+#[test]
+fn route_timeout_is_504() {
+    let (mut hcm, mut io, _) = setup("");
+    send(&mut hcm, &mut io, GET);
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    for timer in io.advance(Duration::from_secs(2)) {
+        hcm.on_timer(timer, &mut io);
+    }
+    let down = io.take_written();
+    assert!(
+        down.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"),
+        "{down}"
+    );
+    assert!(down.ends_with("upstream request timeout"), "{down}");
+    assert!(io.upstream_closed.contains(&1));
+    assert_eq!(io.cluster.stats.upstream_rq_timeout.value(), 1);
+}
+
+#[test]
+fn retry_on_5xx_gets_the_second_answer() {
+    let (mut hcm, mut io, _) = setup("");
+    send(&mut hcm, &mut io, "GET /retry HTTP/1.1\r\nHost: h\r\n\r\n");
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    upstream_reply(
+        &mut hcm,
+        &mut io,
+        1,
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+    );
+    assert!(io.take_written().is_empty(), "the 503 is not forwarded");
+    for timer in io.advance(Duration::from_millis(300)) {
+        hcm.on_timer(timer, &mut io);
+    }
+    assert_eq!(io.connects.len(), 2);
+    hcm.on_upstream_event(2, UpstreamEvent::Connected, &mut io);
+    upstream_reply(&mut hcm, &mut io, 2, OK);
+    assert!(io.take_written().starts_with("HTTP/1.1 200 OK"));
+    assert_eq!(io.cluster.stats.upstream_rq_retry.value(), 1);
+}
+
+#[test]
+fn circuit_breaker_overflow_is_503_overloaded() {
+    let shared = shared("");
+    let mut hcm = ConnectionManager::new(shared);
+    let mut io = FakeIo::new(Some(host()));
+    io.cluster = Rc::new(FakeCluster {
+        host: Some(host()),
+        stats: ClusterStats::new(&Store::new(), "app"),
+        max_connections: 0,
+    });
+    hcm.on_new_connection(&mut io);
+    send(&mut hcm, &mut io, GET);
+    let down = io.take_written();
+    assert!(down.starts_with("HTTP/1.1 503 "), "{down}");
+    assert!(down.contains("x-envoy-overloaded: true\r\n"), "{down}");
+    assert!(down.ends_with("reset reason: overflow"), "{down}");
+}
+
+#[test]
+fn malformed_request_is_400_and_closes() {
+    let (mut hcm, mut io, _) = setup("");
+    send(
+        &mut hcm,
+        &mut io,
+        "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    let down = io.take_written();
+    assert!(down.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{down}");
+    assert!(down.contains("connection: close\r\n"), "{down}");
+    assert!(io.closed.is_some());
+    assert!(io.connects.is_empty());
+}
+
+#[test]
+fn expect_100_continue_is_answered_by_the_proxy() {
+    let (mut hcm, mut io, _) = setup("");
+    send(
+        &mut hcm,
+        &mut io,
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
+    );
+    assert_eq!(io.take_written(), "HTTP/1.1 100 Continue\r\n\r\n");
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    assert!(!io.take_upstream(1).contains("expect:"));
+}
+
+// === timeouts ===
+
+#[test]
+fn idle_connection_times_out() {
+    let (mut hcm, mut io, shared) = setup("common_http_protocol_options: {idle_timeout: 1s}\n");
+    for timer in io.advance(Duration::from_secs(1)) {
+        hcm.on_timer(timer, &mut io);
+    }
+    assert_eq!(io.closed, Some(CloseHow::FlushWrite));
+    assert_eq!(shared.stats.downstream_cx_idle_timeout.value(), 1);
+}
+
+#[test]
+fn stream_idle_timeout_on_incomplete_request_is_408() {
+    let (mut hcm, mut io, _) = setup("stream_idle_timeout: 1s\n");
+    send(
+        &mut hcm,
+        &mut io,
+        "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nab",
+    );
+    for timer in io.advance(Duration::from_secs(1)) {
+        hcm.on_timer(timer, &mut io);
+    }
+    let down = io.take_written();
+    assert!(
+        down.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{down}"
+    );
+    assert!(down.ends_with("stream timeout"), "{down}");
+}
+
+#[test]
+fn request_header_timeout_is_408() {
+    let (mut hcm, mut io, _) = setup("request_headers_timeout: 1s\n");
+    send(&mut hcm, &mut io, "GET / HTTP/1.1\r\nHost");
+    for timer in io.advance(Duration::from_secs(1)) {
+        hcm.on_timer(timer, &mut io);
+    }
+    let down = io.take_written();
+    assert!(
+        down.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{down}"
+    );
+    assert!(down.ends_with("request header timeout"), "{down}");
+}

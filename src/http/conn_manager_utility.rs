@@ -1,0 +1,247 @@
+//! Request and response header edits the connection manager makes around the filter chain
+//! (Envoy's `ConnectionManagerUtility::mutateRequestHeaders` / `mutateResponseHeaders`):
+//! hop-by-hop removal, `x-forwarded-for`, `x-forwarded-proto`, `x-request-id`, `server`, and
+//! path normalization.
+//!
+//! Called by `ConnectionManager` when a request head arrives (before the decoder filters) and
+//! when a response head leaves (after the encoder filters).
+
+use std::net::SocketAddr;
+
+use super::codec::{RequestHead, ResponseHead};
+use super::config::{HcmConfig, ServerHeaderTransformation};
+use super::HeaderMap;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [&str; 5] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes the hop-by-hop headers and every header the `connection` header names. `upgrade`
+/// (and `connection: upgrade`) survive on an upgrade being forwarded; `te: trailers` survives.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let mut named: Vec<String> = Vec::new();
+    for value in headers.get_all("connection") {
+        for token in value.split(|&b| b == b',') {
+            let token = String::from_utf8_lossy(token.trim_ascii()).to_ascii_lowercase();
+            if !token.is_empty() && token != "close" && token != "keep-alive" && token != "upgrade"
+            {
+                named.push(token);
+            }
+        }
+    }
+    for name in &named {
+        // Never let a client strip the framing or routing headers through `connection`.
+        if !matches!(
+            name.as_str(),
+            "host" | "content-length" | ":authority" | ":path"
+        ) {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        if keep_upgrade && (name == "upgrade" || name == "connection") {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert("connection", "upgrade");
+    }
+    let te_trailers = headers.get_str("te").is_some_and(|v| {
+        v.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+    });
+    headers.remove("te");
+    if te_trailers {
+        headers.insert("te", "trailers");
+    }
+}
+
+/// A random UUID version 4 in its canonical text form.
+pub fn uuid_v4(mut random: impl FnMut() -> u64) -> String {
+    let hi = random();
+    let lo = random();
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&hi.to_be_bytes());
+    bytes[8..].copy_from_slice(&lo.to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    format!(
+        "{}-{}-{}-{}-{}",
+        hex(&bytes[0..4]),
+        hex(&bytes[4..6]),
+        hex(&bytes[6..8]),
+        hex(&bytes[8..10]),
+        hex(&bytes[10..16])
+    )
+}
+
+/// Envoy's `mutateRequestHeaders`. Returns the request id (for the response and logs).
+pub fn mutate_request_headers(
+    head: &mut RequestHead,
+    config: &HcmConfig,
+    remote: Option<SocketAddr>,
+    keep_upgrade: bool,
+    random: impl FnMut() -> u64,
+) -> Option<String> {
+    remove_hop_by_hop(&mut head.headers, keep_upgrade);
+    head.headers.remove("expect");
+
+    // x-forwarded-for: the edge proxy (use_remote_address) appends the peer it saw.
+    if config.use_remote_address && !config.skip_xff_append {
+        if let Some(remote) = remote {
+            let ip = remote.ip().to_string();
+            match head.headers.get_str("x-forwarded-for") {
+                Some(existing) if !existing.is_empty() => {
+                    let joined = format!("{existing}, {ip}");
+                    head.headers.insert("x-forwarded-for", joined);
+                }
+                _ => head.headers.insert("x-forwarded-for", ip),
+            }
+        }
+    }
+    // x-forwarded-proto: the edge sets it from the connection; inner hops keep what came.
+    if config.use_remote_address || !head.headers.contains("x-forwarded-proto") {
+        head.headers.insert("x-forwarded-proto", "http");
+    }
+    // x-request-id: kept if present (unless an edge proxy distrusts it), else generated.
+    if config.generate_request_id {
+        let edge_external = config.use_remote_address
+            && !config.preserve_external_request_id
+            && !remote.is_some_and(|r| is_internal(r.ip()));
+        if edge_external || !head.headers.contains("x-request-id") {
+            head.headers.insert("x-request-id", uuid_v4(random));
+        }
+    }
+    if config.normalize_path || config.merge_slashes {
+        let path = head.path().to_string();
+        let normalized = normalize_path(&path, config.normalize_path, config.merge_slashes);
+        if normalized != path {
+            head.set_path(&normalized);
+        }
+    }
+    head.headers.get_str("x-request-id").map(str::to_string)
+}
+
+/// Envoy's default internal addresses: RFC 1918, loopback, unique-local IPv6.
+fn is_internal(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+/// RFC 3986 §5.2.4 dot-segment removal (`normalize_path`) and `//` merging (`merge_slashes`)
+/// on the path part; the query is kept as is.
+pub fn normalize_path(path: &str, dots: bool, merge: bool) -> String {
+    let (p, query) = match path.find('?') {
+        Some(i) => (&path[..i], &path[i..]),
+        None => (path, ""),
+    };
+    let mut p = p.to_string();
+    if merge {
+        while p.contains("//") {
+            p = p.replace("//", "/");
+        }
+    }
+    if dots && p.starts_with('/') {
+        let trailing = p.ends_with('/') || p.ends_with("/.") || p.ends_with("/..");
+        let mut out: Vec<&str> = Vec::new();
+        for seg in p.split('/').skip(1) {
+            match seg {
+                "." => {}
+                ".." => {
+                    out.pop();
+                }
+                s => out.push(s),
+            }
+        }
+        let mut joined = String::with_capacity(p.len());
+        for seg in &out {
+            joined.push('/');
+            joined.push_str(seg);
+        }
+        if joined.is_empty() || (trailing && !joined.ends_with('/')) {
+            joined.push('/');
+        }
+        p = joined;
+    }
+    format!("{p}{query}")
+}
+
+/// Envoy's `mutateResponseHeaders`: hop-by-hop removal (a 101 keeps its upgrade headers),
+/// `server`, and `x-request-id` when configured.
+pub fn mutate_response_headers(
+    head: &mut ResponseHead,
+    config: &HcmConfig,
+    request_id: Option<&str>,
+) {
+    remove_hop_by_hop(&mut head.headers, head.status == 101);
+    if head.status == 101 {
+        // remove_hop_by_hop set `connection: upgrade` back; keep `upgrade` as the upstream sent.
+    }
+    match config.server_header_transformation {
+        ServerHeaderTransformation::Overwrite => head.headers.insert("server", &config.server_name),
+        ServerHeaderTransformation::AppendIfAbsent if !head.headers.contains("server") => {
+            head.headers.insert("server", &config.server_name)
+        }
+        _ => {}
+    }
+    if config.always_set_request_id_in_response {
+        if let Some(id) = request_id {
+            head.headers.insert("x-request-id", id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.append("connection", "close, x-secret");
+        h.append("x-secret", "1");
+        h.append("keep-alive", "timeout=5");
+        h.append("transfer-encoding", "chunked");
+        h.append("te", "trailers, deflate");
+        h.append("x-keep", "yes");
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.get_str("x-secret"), None);
+        assert_eq!(h.get_str("connection"), None);
+        assert_eq!(h.get_str("keep-alive"), None);
+        assert_eq!(h.get_str("transfer-encoding"), None);
+        assert_eq!(h.get_str("te"), Some("trailers"));
+        assert_eq!(h.get_str("x-keep"), Some("yes"));
+    }
+
+    #[test]
+    fn uuid_v4_shape() {
+        let mut n = 0u64;
+        let id = uuid_v4(|| {
+            n += 0x1111_1111_1111_1111;
+            n
+        });
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn path_normalization() {
+        assert_eq!(
+            normalize_path("/a/./b/../c?x=/../", true, false),
+            "/a/c?x=/../"
+        );
+        assert_eq!(normalize_path("/../..", true, false), "/");
+        assert_eq!(normalize_path("//a///b", false, true), "/a/b");
+        assert_eq!(normalize_path("/a/b/", true, true), "/a/b/");
+    }
+}

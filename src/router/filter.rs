@@ -1,0 +1,1058 @@
+//! The router filter (Envoy's `Router::Filter`): the terminal HTTP decoder filter. It routes the
+//! request, picks a host, gets a connection from the worker's pool, sends the request upstream
+//! and turns the upstream's response into events for the encoder chain; it owns retries, the
+//! route timeout and Envoy's upstream local replies.
+//!
+//! Called by the connection manager (`http::conn_manager`): as the sink of the decoder filter
+//! chain (`decode_*`), and with the upstream connection's bytes, events and timers
+//! (`on_upstream_*`, `on_timer`). It calls the route table, the cluster view, the pool and the
+//! I/O through `ConnectionIo`, and reports what the downstream must see as
+//! [`UpstreamOutcome`]s, which the connection manager pushes through the encoder filters.
+//!
+//! Envoy's local replies, exactly (status, body, response flag, details):
+//! - no route: 404, empty, `NR`, `route_not_found`
+//! - unknown cluster: 503, empty, `NC`-like (`cluster_not_found`)
+//! - no host: 503 `no healthy upstream`, `UH`
+//! - circuit breaker: 503 `upstream connect error or disconnect/reset before headers. reset
+//!   reason: overflow` + `x-envoy-overloaded: true`, `UO`
+//! - connect failure: 503 `... reset reason: connection failure`, `UF`
+//! - connection closed before the response head: 503 `... reset reason: connection
+//!   termination`, `UC`
+//! - route timeout: 504 `upstream request timeout`, `UT`
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::http::codec::{CodecError, Http1Settings, RequestHead, ResponseEvent, ResponseHead};
+use crate::http::conn_manager_io::{
+    ClusterView, ConnectionIo, ForwardDecision, HcmTimer, RouteDecision, RouteTable,
+};
+use crate::http::filter::{FilterCallbacks, LocalReply, ResponseFlag};
+use crate::http::HeaderMap;
+use crate::upstream::conn_pool::{OverflowKind, PoolDecision};
+
+use super::upstream_request::{UpstreamRequest, UpstreamState};
+
+/// The prefix of Envoy's upstream reset bodies.
+pub const RESET_BEFORE_HEADERS: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: ";
+
+/// What the downstream must see, produced from upstream events.
+#[derive(Debug)]
+pub enum UpstreamOutcome {
+    /// The response head (`end_stream`: no body follows).
+    Headers(ResponseHead, bool),
+    Data(Bytes, bool),
+    Trailers(HeaderMap),
+    /// The response ended after body data (an empty end-of-stream frame).
+    End,
+    /// Answer locally (nothing was sent downstream yet).
+    LocalReply(LocalReply),
+    /// The response had started: the downstream stream must be reset (connection closed).
+    Reset,
+}
+
+/// Why an attempt failed before the response head (Envoy's `StreamResetReason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetReason {
+    ConnectionFailure,
+    ConnectionTimeout,
+    ConnectionTermination,
+    Overflow,
+    ProtocolError,
+}
+
+impl ResetReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetReason::ConnectionFailure => "connection failure",
+            ResetReason::ConnectionTimeout => "connection timeout",
+            ResetReason::ConnectionTermination => "connection termination",
+            ResetReason::Overflow => "overflow",
+            ResetReason::ProtocolError => "protocol error",
+        }
+    }
+
+    fn flag(self) -> ResponseFlag {
+        match self {
+            ResetReason::ConnectionFailure | ResetReason::ConnectionTimeout => {
+                ResponseFlag::UpstreamConnectionFailure
+            }
+            ResetReason::ConnectionTermination => ResponseFlag::UpstreamConnectionTermination,
+            ResetReason::Overflow => ResponseFlag::UpstreamOverflow,
+            ResetReason::ProtocolError => ResponseFlag::UpstreamProtocolError,
+        }
+    }
+
+    fn details(self) -> &'static str {
+        match self {
+            ResetReason::ConnectionFailure => {
+                "upstream_reset_before_response_started{connection_failure}"
+            }
+            ResetReason::ConnectionTimeout => {
+                "upstream_reset_before_response_started{connection_timeout}"
+            }
+            ResetReason::ConnectionTermination => {
+                "upstream_reset_before_response_started{connection_termination}"
+            }
+            ResetReason::Overflow => "upstream_reset_before_response_started{overflow}",
+            ResetReason::ProtocolError => "upstream_reset_before_response_started{protocol_error}",
+        }
+    }
+
+    /// Envoy's local reply for a reset before the response head.
+    pub fn local_reply(self) -> LocalReply {
+        let status = if self == ResetReason::ProtocolError {
+            502
+        } else {
+            503
+        };
+        let reply = LocalReply::new(
+            status,
+            format!("{RESET_BEFORE_HEADERS}{}", self.as_str()),
+            self.details(),
+        );
+        if self == ResetReason::Overflow {
+            reply.with_header("x-envoy-overloaded", "true")
+        } else {
+            reply
+        }
+    }
+}
+
+/// The router filter of one stream.
+pub struct RouterFilter<U> {
+    settings: Arc<Http1Settings>,
+    /// The forwarding decision (cluster, timeout, retries), once routed.
+    decision: Option<ForwardDecision>,
+    cluster: Option<Rc<dyn ClusterView>>,
+    /// The request head as sent upstream (kept for retries).
+    request: Option<RequestHead>,
+    /// Request body not yet written to the current attempt, plus (while retries are possible)
+    /// everything already written, from `body_sent` on.
+    body: BytesMut,
+    /// Bytes of `body` already written to the current attempt.
+    body_sent: usize,
+    /// The body is kept for a retry (retries configured and the body fits the buffer limit).
+    retain_body: bool,
+    buffer_limit: usize,
+    trailers: Option<HeaderMap>,
+    /// The downstream request is complete.
+    downstream_end: bool,
+    upstream: Option<UpstreamRequest<U>>,
+    retries_left: u32,
+    attempts: u32,
+    /// The response head went downstream: no retry, no local reply any more.
+    response_started: bool,
+    /// Routing finished with a local reply or the stream is over: ignore everything.
+    done: bool,
+    /// Encoding scratch for upstream writes.
+    out: BytesMut,
+    /// Upstream read-disabled because the downstream is above its high watermark.
+    upstream_read_disabled: bool,
+    /// When the downstream request completed (route timeout start).
+    pub upstream_host: Option<std::net::SocketAddr>,
+}
+
+impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
+    pub fn new(settings: Arc<Http1Settings>, buffer_limit: usize) -> Self {
+        RouterFilter {
+            settings,
+            decision: None,
+            cluster: None,
+            request: None,
+            body: BytesMut::new(),
+            body_sent: 0,
+            retain_body: false,
+            buffer_limit,
+            trailers: None,
+            downstream_end: false,
+            upstream: None,
+            retries_left: 0,
+            attempts: 0,
+            response_started: false,
+            done: false,
+            out: BytesMut::new(),
+            upstream_read_disabled: false,
+            upstream_host: None,
+        }
+    }
+
+    /// The upstream connection of the current attempt, if any.
+    pub fn upstream_conn(&self) -> Option<U> {
+        self.upstream.as_ref().map(|u| u.conn)
+    }
+
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.decision.as_ref().map(|d| d.cluster.as_str())
+    }
+
+    pub fn route_id(&self) -> Option<usize> {
+        self.decision.as_ref().map(|d| d.route_id)
+    }
+
+    /// The request head as forwarded (for response header edits).
+    pub fn request(&self) -> Option<&RequestHead> {
+        self.request.as_ref()
+    }
+
+    // === decoding: the request from downstream ===
+
+    /// Envoy's `Router::Filter::decodeHeaders`: route, pick a host, get a connection.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode_headers<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        head: &mut RequestHead,
+        end_stream: bool,
+        routes: &dyn RouteTable,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+        stats: &crate::http::conn_manager_stats::HcmStats,
+    ) {
+        stats.rq_total.inc();
+        let random = io.random();
+        let decision = match routes.route(head, random) {
+            RouteDecision::NoRoute => {
+                log::debug!(
+                    "[C{}][S{}] no route match for URL '{}'",
+                    cb.connection_id,
+                    cb.stream_id,
+                    head.path()
+                );
+                stats.no_route.inc();
+                cb.set_response_flag(ResponseFlag::NoRouteFound);
+                cb.send_local_reply(LocalReply::new(404, "", "route_not_found"));
+                self.done = true;
+                return;
+            }
+            RouteDecision::DirectResponse { status, body } => {
+                stats.rq_direct_response.inc();
+                cb.send_local_reply(LocalReply::new(status, body, "direct_response"));
+                self.done = true;
+                return;
+            }
+            RouteDecision::Redirect { status, location } => {
+                stats.rq_redirect.inc();
+                cb.send_local_reply(
+                    LocalReply::new(status, "", "direct_response")
+                        .with_header("location", location),
+                );
+                self.done = true;
+                return;
+            }
+            RouteDecision::Forward(decision) => decision,
+        };
+        log::debug!(
+            "[C{}][S{}] cluster '{}' match for URL '{}'",
+            cb.connection_id,
+            cb.stream_id,
+            decision.cluster,
+            head.path()
+        );
+        let Some(cluster) = io.cluster(&decision.cluster) else {
+            log::debug!(
+                "[C{}][S{}] unknown cluster '{}'",
+                cb.connection_id,
+                cb.stream_id,
+                decision.cluster
+            );
+            cb.send_local_reply(LocalReply::new(503, "", "cluster_not_found"));
+            self.done = true;
+            return;
+        };
+        // Envoy's router headers: the expected timeout, for the upstream's information.
+        if let Some(timeout) = decision.timeout {
+            head.headers.insert(
+                "x-envoy-expected-rq-timeout-ms",
+                timeout.as_millis().to_string(),
+            );
+        }
+        self.retries_left = if decision.retry.enabled() {
+            decision.retry.num_retries
+        } else {
+            0
+        };
+        self.retain_body = self.retries_left > 0;
+        self.downstream_end = end_stream;
+        self.request = Some(head.clone());
+        self.cluster = Some(cluster);
+        self.decision = Some(decision);
+        if end_stream {
+            self.arm_route_timeout(io);
+        }
+        self.start_attempt(cb, io);
+    }
+
+    /// Envoy's `decodeData`: stream to the upstream if connected, else buffer.
+    pub fn decode_data<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        data: &mut BytesMut,
+        end_stream: bool,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        if self.done {
+            return;
+        }
+        self.downstream_end |= end_stream;
+        if self.retain_body && self.body.len() + data.len() > self.buffer_limit {
+            // Too big to replay: no more retries for this request (Envoy's retry buffer limit).
+            self.retain_body = false;
+            self.retries_left = 0;
+        }
+        self.body.extend_from_slice(data);
+        data.clear();
+        if end_stream {
+            self.arm_route_timeout(io);
+        }
+        self.flush_request(cb, io);
+        // Flow control: a body piling up before the upstream can take it stops the reads.
+        let unsent = self.body.len() - self.body_sent;
+        if unsent > self.buffer_limit {
+            io.read_disable(true);
+        }
+    }
+
+    pub fn decode_trailers<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        trailers: &mut HeaderMap,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        if self.done {
+            return;
+        }
+        self.downstream_end = true;
+        self.trailers = Some(std::mem::take(trailers));
+        self.arm_route_timeout(io);
+        self.flush_request(cb, io);
+    }
+
+    fn arm_route_timeout<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        if let Some(timeout) = self.decision.as_ref().and_then(|d| d.timeout) {
+            io.arm_timer(HcmTimer::RouteTimeout, timeout);
+        }
+    }
+
+    /// Starts one try: pick a host, then a pooled or a new connection.
+    fn start_attempt<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        self.attempts += 1;
+        self.body_sent = 0;
+        let stats = cluster.stats();
+        stats.upstream_rq_total.inc();
+        let Some(host) = cluster.choose_host() else {
+            stats.upstream_cx_none_healthy.inc();
+            cb.set_response_flag(ResponseFlag::NoHealthyUpstream);
+            self.fail_locally(
+                LocalReply::new(503, "no healthy upstream", "no_healthy_upstream"),
+                cb,
+                io,
+            );
+            return;
+        };
+        self.upstream_host = Some(host);
+        let settings = cluster.pool_settings();
+        let now = io.now();
+        let mut dead = Vec::new();
+        let decision = 'pick: {
+            if let Err(kind) = io.pools().check_requests(cluster.name(), &settings) {
+                break 'pick PoolDecision::Overflow(kind);
+            }
+            // Never lend a connection the upstream closed while it sat idle: ask the socket.
+            while let Some(client) =
+                io.pools()
+                    .pop_idle(cluster.name(), host, &settings, now, &mut dead)
+            {
+                if io.upstream_usable(client.id) {
+                    io.pools().lend(cluster.name(), host);
+                    break 'pick PoolDecision::Reuse {
+                        id: client.id,
+                        requests: client.requests,
+                    };
+                }
+                io.pools().discard_idle(cluster.name());
+                dead.push(client.id);
+            }
+            match io.pools().connect_new(cluster.name(), host, &settings) {
+                Ok(()) => PoolDecision::Connect,
+                Err(kind) => PoolDecision::Overflow(kind),
+            }
+        };
+        for id in dead {
+            log::debug!(
+                "[C{}][S{}] pooled connection {:?} closed by upstream while idle: not reused",
+                cb.connection_id,
+                cb.stream_id,
+                id
+            );
+            io.close_upstream(id, crate::http::conn_manager_io::CloseHow::NoFlush);
+            stats.upstream_cx_destroy_remote.inc();
+            stats.upstream_cx_destroy.inc();
+            stats.upstream_cx_active.dec();
+        }
+        match decision {
+            PoolDecision::Reuse { id, requests } => {
+                log::debug!(
+                    "[C{}][S{}] using existing connection {:?} to {}",
+                    cb.connection_id,
+                    cb.stream_id,
+                    id,
+                    host
+                );
+                io.adopt_upstream(id);
+                self.upstream = Some(UpstreamRequest::new(
+                    host,
+                    id,
+                    true,
+                    requests,
+                    self.settings.clone(),
+                ));
+                stats.upstream_rq_active.inc();
+                self.on_pool_ready(cb, io);
+            }
+            PoolDecision::Connect => match io.connect(host, cluster.buffer_limit()) {
+                Ok(id) => {
+                    log::debug!(
+                        "[C{}][S{}] creating a new connection {:?} to {}",
+                        cb.connection_id,
+                        cb.stream_id,
+                        id,
+                        host
+                    );
+                    stats.upstream_cx_total.inc();
+                    stats.upstream_cx_http1_total.inc();
+                    stats.upstream_cx_active.inc();
+                    stats.upstream_rq_active.inc();
+                    self.upstream = Some(UpstreamRequest::new(
+                        host,
+                        id,
+                        false,
+                        0,
+                        self.settings.clone(),
+                    ));
+                    io.arm_timer(HcmTimer::ConnectTimeout, cluster.connect_timeout());
+                }
+                Err(e) => {
+                    log::debug!(
+                        "[C{}][S{}] connect to {} failed at once: {}",
+                        cb.connection_id,
+                        cb.stream_id,
+                        host,
+                        e
+                    );
+                    io.pools().on_stream_failed(cluster.name(), host);
+                    stats.upstream_cx_connect_fail.inc();
+                    self.on_reset_before_headers(ResetReason::ConnectionFailure, cb, io);
+                }
+            },
+            PoolDecision::Overflow(kind) => {
+                match kind {
+                    OverflowKind::Requests => stats.upstream_rq_pending_overflow.inc(),
+                    OverflowKind::Connections => {
+                        stats.upstream_cx_overflow.inc();
+                        stats.upstream_rq_pending_overflow.inc();
+                    }
+                }
+                cb.set_response_flag(ResponseFlag::UpstreamOverflow);
+                self.fail_locally(ResetReason::Overflow.local_reply(), cb, io);
+            }
+        }
+    }
+
+    /// The connection is ready for this request (Envoy's `onPoolReady`): send what we have.
+    fn on_pool_ready<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        let Some(upstream) = self.upstream.as_mut() else {
+            return;
+        };
+        let Some(request) = self.request.as_ref() else {
+            return;
+        };
+        let body_pending = self.body.len() > self.body_sent;
+        let end = self.downstream_end && !body_pending && self.trailers.is_none();
+        log::trace!(
+            "[C{}][S{}] encoding request headers upstream (end_stream={end})",
+            cb.connection_id,
+            cb.stream_id
+        );
+        upstream.encode_headers(request, end, io.now(), &mut self.out);
+        let conn = upstream.conn;
+        if end {
+            io.write_upstream(conn, &mut self.out, false);
+            return;
+        }
+        // The body (and trailers) follow in the same write when already here.
+        self.flush_request(cb, io);
+        if !self.out.is_empty() {
+            io.write_upstream(conn, &mut self.out, false);
+        }
+    }
+
+    /// Writes the request body (and trailers) the current attempt has not seen yet.
+    fn flush_request<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        _cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        let Some(upstream) = self.upstream.as_mut() else {
+            return;
+        };
+        if !upstream.connected() || !upstream.headers_sent || upstream.request_complete {
+            return;
+        }
+        let unsent = &self.body[self.body_sent..];
+        let end = self.downstream_end && self.trailers.is_none();
+        if !unsent.is_empty() || end {
+            upstream.encode_data(unsent, end, &mut self.out);
+            self.body_sent = self.body.len();
+        }
+        if self.downstream_end {
+            if let Some(trailers) = &self.trailers {
+                upstream.encode_trailers(trailers, &mut self.out);
+            }
+        }
+        if !self.retain_body {
+            // Nothing to replay: drop what was written.
+            self.body.clear();
+            self.body_sent = 0;
+            io.read_disable(false);
+        }
+        if !self.out.is_empty() {
+            let conn = upstream.conn;
+            io.write_upstream(conn, &mut self.out, false);
+        }
+    }
+
+    // === upstream events ===
+
+    /// The new connection finished connecting (Envoy's `onPoolReady` for a new client).
+    pub fn on_upstream_connected<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        io.disarm_timer(HcmTimer::ConnectTimeout);
+        if let Some(upstream) = self.upstream.as_mut() {
+            upstream.state = UpstreamState::AwaitingHeaders;
+            if let Some(timeout) = self.decision.as_ref().and_then(|d| d.retry.per_try_timeout) {
+                io.arm_timer(HcmTimer::PerTryTimeout, timeout);
+            }
+        }
+        self.on_pool_ready(cb, io);
+    }
+
+    /// Bytes from the upstream: decode the response, report outcomes.
+    pub fn on_upstream_data<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        data: &mut BytesMut,
+        end_stream: bool,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+        out: &mut Vec<UpstreamOutcome>,
+    ) {
+        loop {
+            let Some(upstream) = self.upstream.as_mut() else {
+                data.clear();
+                return;
+            };
+            let event = match upstream.decode(data) {
+                Ok(Some(event)) => event,
+                Ok(None) if end_stream => match upstream.on_eof(data) {
+                    Ok(Some(event)) => event,
+                    Ok(None) => {
+                        self.on_upstream_closed(cb, io, out);
+                        return;
+                    }
+                    Err(e) => {
+                        self.on_upstream_protocol_error(e, cb, io, out);
+                        return;
+                    }
+                },
+                Ok(None) => return,
+                Err(e) => {
+                    self.on_upstream_protocol_error(e, cb, io, out);
+                    return;
+                }
+            };
+            if !self.on_response_event(event, cb, io, out) {
+                return;
+            }
+        }
+    }
+
+    /// One decoded response event. Returns false when decoding must stop (retry, done).
+    fn on_response_event<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        event: ResponseEvent,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+        out: &mut Vec<UpstreamOutcome>,
+    ) -> bool {
+        match event {
+            ResponseEvent::Informational(head) => {
+                // 100-continue was answered by the connection manager; Envoy drops upstream
+                // 1xx heads (proxy_100_continue false).
+                log::trace!(
+                    "[C{}][S{}] dropping upstream {} response",
+                    cb.connection_id,
+                    cb.stream_id,
+                    head.status
+                );
+                true
+            }
+            ResponseEvent::Headers(mut head) => {
+                io.disarm_timer(HcmTimer::PerTryTimeout);
+                let Some(cluster) = self.cluster.clone() else {
+                    return false;
+                };
+                let status = head.status;
+                let now = io.now();
+                let Some(upstream) = self.upstream.as_ref() else {
+                    return false;
+                };
+                let elapsed = upstream
+                    .sent_at
+                    .map(|t| now.saturating_duration_since(t))
+                    .unwrap_or_default();
+                cluster.stats().charge_response(status);
+                if self.should_retry_status(status) {
+                    log::debug!(
+                        "[C{}][S{}] upstream {} is retriable: retrying",
+                        cb.connection_id,
+                        cb.stream_id,
+                        status
+                    );
+                    cluster.stats().upstream_rq_retry.inc();
+                    self.abandon_attempt(io);
+                    self.schedule_retry(io);
+                    return false;
+                }
+                if self.attempts > 1 {
+                    cluster.stats().upstream_rq_retry_success.inc();
+                }
+                head.headers.insert(
+                    "x-envoy-upstream-service-time",
+                    elapsed.as_millis().to_string(),
+                );
+                cluster
+                    .stats()
+                    .upstream_rq_time
+                    .record(elapsed.as_millis() as u64);
+                self.response_started = true;
+                let end = head.body.is_empty() && head.status != 101;
+                log::debug!(
+                    "[C{}][S{}] upstream headers complete: end_stream={end}",
+                    cb.connection_id,
+                    cb.stream_id
+                );
+                out.push(UpstreamOutcome::Headers(head, end));
+                if end {
+                    // The codec still yields MessageComplete next; nothing more goes down.
+                }
+                true
+            }
+            ResponseEvent::Data(bytes) => {
+                out.push(UpstreamOutcome::Data(bytes, false));
+                true
+            }
+            ResponseEvent::Trailers(trailers) => {
+                out.push(UpstreamOutcome::Trailers(trailers));
+                true
+            }
+            ResponseEvent::MessageComplete => {
+                let had_body = !matches!(
+                    out.last(),
+                    Some(UpstreamOutcome::Headers(_, true)) | Some(UpstreamOutcome::Trailers(_))
+                );
+                if had_body {
+                    out.push(UpstreamOutcome::End);
+                }
+                self.finish_upstream(io);
+                false
+            }
+        }
+    }
+
+    fn should_retry_status(&self, status: u16) -> bool {
+        if self.response_started || self.retries_left == 0 {
+            return false;
+        }
+        let Some(decision) = &self.decision else {
+            return false;
+        };
+        decision.retry.retry_status(status)
+            && self.downstream_end
+            && (self.retain_body || self.body.is_empty())
+    }
+
+    /// The response is complete: the connection goes back to the pool or is closed.
+    fn finish_upstream<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        io.disarm_timer(HcmTimer::RouteTimeout);
+        io.disarm_timer(HcmTimer::PerTryTimeout);
+        self.done = true;
+        let Some(upstream) = self.upstream.take() else {
+            return;
+        };
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let stats = cluster.stats();
+        stats.upstream_rq_completed.inc();
+        stats.upstream_rq_active.dec();
+        let reusable = upstream.reusable();
+        let settings = cluster.pool_settings();
+        let now = io.now();
+        if self.upstream_read_disabled {
+            io.read_disable_upstream(upstream.conn, false);
+            self.upstream_read_disabled = false;
+        }
+        let pooled = io.pools().release(
+            cluster.name(),
+            upstream.host,
+            upstream.conn,
+            upstream.requests,
+            reusable,
+            &settings,
+            now,
+        );
+        if pooled {
+            log::debug!(
+                "response complete: connection {:?} back to the pool",
+                upstream.conn
+            );
+            io.release_upstream(upstream.conn);
+        } else {
+            if reusable {
+                stats.upstream_cx_max_requests.inc();
+            }
+            log::debug!("response complete: closing connection {:?}", upstream.conn);
+            stats.upstream_cx_destroy_local.inc();
+            stats.upstream_cx_destroy.inc();
+            stats.upstream_cx_active.dec();
+            io.close_upstream(
+                upstream.conn,
+                crate::http::conn_manager_io::CloseHow::NoFlush,
+            );
+        }
+    }
+
+    /// Drops the current attempt's connection (closed, never pooled).
+    fn abandon_attempt<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        let Some(upstream) = self.upstream.take() else {
+            return;
+        };
+        if let Some(cluster) = self.cluster.clone() {
+            io.pools().on_stream_failed(cluster.name(), upstream.host);
+            let stats = cluster.stats();
+            stats.upstream_rq_active.dec();
+            stats.upstream_cx_destroy_local.inc();
+            stats.upstream_cx_destroy.inc();
+            stats.upstream_cx_active.dec();
+        }
+        io.disarm_timer(HcmTimer::ConnectTimeout);
+        io.disarm_timer(HcmTimer::PerTryTimeout);
+        io.close_upstream(
+            upstream.conn,
+            crate::http::conn_manager_io::CloseHow::NoFlush,
+        );
+    }
+
+    fn schedule_retry<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        self.retries_left -= 1;
+        let (base, max) = self
+            .decision
+            .as_ref()
+            .map(|d| (d.retry.base_interval, d.retry.max_interval))
+            .unwrap_or((Duration::from_millis(25), Duration::from_millis(250)));
+        // Envoy's jittered exponential backoff: random in [0, base * 2^(n-1)), capped at max.
+        let n = self.attempts.saturating_sub(1).min(16);
+        let ceiling = (base.as_millis() as u64)
+            .saturating_mul(1 << n)
+            .min(max.as_millis() as u64)
+            .max(1);
+        let delay = Duration::from_millis(io.random() % ceiling);
+        io.arm_timer(HcmTimer::RetryBackoff, delay);
+    }
+
+    /// The upstream connection closed (EOF or error) while this attempt used it.
+    pub fn on_upstream_closed<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+        out: &mut Vec<UpstreamOutcome>,
+    ) {
+        let Some(upstream) = self.upstream.take() else {
+            return;
+        };
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let stats = cluster.stats();
+        io.pools().on_stream_failed(cluster.name(), upstream.host);
+        stats.upstream_rq_active.dec();
+        stats.upstream_cx_destroy.inc();
+        stats.upstream_cx_destroy_remote.inc();
+        stats.upstream_cx_active.dec();
+        io.disarm_timer(HcmTimer::PerTryTimeout);
+        let reason = if upstream.connected() {
+            stats.upstream_rq_rx_reset.inc();
+            ResetReason::ConnectionTermination
+        } else {
+            io.disarm_timer(HcmTimer::ConnectTimeout);
+            stats.upstream_cx_connect_fail.inc();
+            ResetReason::ConnectionFailure
+        };
+        log::debug!(
+            "[C{}][S{}] upstream reset: {}",
+            cb.connection_id,
+            cb.stream_id,
+            reason.as_str()
+        );
+        if self.response_started {
+            cb.set_response_flag(ResponseFlag::UpstreamConnectionTermination);
+            self.done = true;
+            out.push(UpstreamOutcome::Reset);
+            return;
+        }
+        self.on_reset_before_headers(reason, cb, io);
+        if let Some(reply) = cb.state.local_reply.take() {
+            out.push(UpstreamOutcome::LocalReply(reply));
+        }
+    }
+
+    fn on_upstream_protocol_error<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        error: CodecError,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+        out: &mut Vec<UpstreamOutcome>,
+    ) {
+        log::debug!(
+            "[C{}][S{}] upstream protocol error: {}",
+            cb.connection_id,
+            cb.stream_id,
+            error
+        );
+        if let Some(cluster) = self.cluster.clone() {
+            cluster.stats().upstream_cx_protocol_error.inc();
+        }
+        self.abandon_attempt(io);
+        cb.set_response_flag(ResponseFlag::UpstreamProtocolError);
+        self.done = true;
+        if self.response_started {
+            out.push(UpstreamOutcome::Reset);
+            return;
+        }
+        io.disarm_timer(HcmTimer::RouteTimeout);
+        out.push(UpstreamOutcome::LocalReply(
+            ResetReason::ProtocolError.local_reply(),
+        ));
+    }
+
+    /// A reset before the response head: retry, or Envoy's 503.
+    fn on_reset_before_headers<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        reason: ResetReason,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        let retriable = self.decision.as_ref().is_some_and(|d| match reason {
+            ResetReason::ConnectionFailure | ResetReason::ConnectionTimeout => {
+                d.retry.retry_on_connect_failure
+                    || d.retry.retry_on_reset
+                    || d.retry.retry_on_5xx
+                    || d.retry.retry_on_gateway_error
+            }
+            ResetReason::ConnectionTermination => {
+                d.retry.retry_on_reset || d.retry.retry_on_5xx || d.retry.retry_on_gateway_error
+            }
+            _ => false,
+        });
+        if retriable && self.decision.as_ref().is_some_and(|d| d.retry.enabled()) {
+            if self.retries_left > 0 && (self.retain_body || self.body.is_empty()) {
+                if let Some(cluster) = &self.cluster {
+                    cluster.stats().upstream_rq_retry.inc();
+                }
+                self.schedule_retry(io);
+                return;
+            }
+            cb.set_response_flag(ResponseFlag::UpstreamRetryLimitExceeded);
+        }
+        cb.set_response_flag(reason.flag());
+        self.fail_locally(reason.local_reply(), cb, io);
+    }
+
+    fn fail_locally<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        reply: LocalReply,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        io.disarm_timer(HcmTimer::RouteTimeout);
+        io.disarm_timer(HcmTimer::PerTryTimeout);
+        self.done = true;
+        cb.send_local_reply(reply);
+    }
+
+    // === timers ===
+
+    pub fn on_timer<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        timer: HcmTimer,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+        out: &mut Vec<UpstreamOutcome>,
+    ) {
+        match timer {
+            HcmTimer::RetryBackoff if !self.done => {
+                self.start_attempt(cb, io);
+                if let Some(reply) = cb.state.local_reply.take() {
+                    out.push(UpstreamOutcome::LocalReply(reply));
+                }
+            }
+            HcmTimer::ConnectTimeout => {
+                let connecting = self.upstream.as_ref().is_some_and(|u| !u.connected());
+                if !connecting {
+                    return;
+                }
+                if let Some(cluster) = &self.cluster {
+                    cluster.stats().upstream_cx_connect_timeout.inc();
+                    cluster.stats().upstream_cx_connect_fail.inc();
+                }
+                self.abandon_attempt(io);
+                self.on_reset_before_headers(ResetReason::ConnectionTimeout, cb, io);
+                if let Some(reply) = cb.state.local_reply.take() {
+                    out.push(UpstreamOutcome::LocalReply(reply));
+                }
+            }
+            HcmTimer::PerTryTimeout => {
+                if self.response_started || self.done {
+                    return;
+                }
+                if let Some(cluster) = &self.cluster {
+                    cluster.stats().upstream_rq_per_try_timeout.inc();
+                }
+                self.abandon_attempt(io);
+                if self.retries_left > 0 && (self.retain_body || self.body.is_empty()) {
+                    if let Some(cluster) = &self.cluster {
+                        cluster.stats().upstream_rq_retry.inc();
+                    }
+                    self.schedule_retry(io);
+                } else {
+                    self.on_route_timeout(cb, io, out);
+                }
+            }
+            HcmTimer::RouteTimeout => {
+                if self.done && self.upstream.is_none() {
+                    return;
+                }
+                self.abandon_attempt(io);
+                self.on_route_timeout(cb, io, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_route_timeout<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+        out: &mut Vec<UpstreamOutcome>,
+    ) {
+        io.disarm_timer(HcmTimer::RetryBackoff);
+        if let Some(cluster) = &self.cluster {
+            cluster.stats().upstream_rq_timeout.inc();
+        }
+        cb.set_response_flag(ResponseFlag::UpstreamRequestTimeout);
+        self.done = true;
+        if self.response_started {
+            out.push(UpstreamOutcome::Reset);
+            return;
+        }
+        out.push(UpstreamOutcome::LocalReply(LocalReply::new(
+            504,
+            "upstream request timeout",
+            "upstream_response_timeout",
+        )));
+    }
+
+    // === flow control and teardown ===
+
+    /// The downstream's write buffer crossed a watermark: pause or resume the upstream reads.
+    pub fn on_downstream_watermark<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        above: bool,
+        io: &mut Io,
+    ) {
+        if let Some(upstream) = &self.upstream {
+            if above != self.upstream_read_disabled {
+                io.read_disable_upstream(upstream.conn, above);
+                self.upstream_read_disabled = above;
+            }
+        }
+    }
+
+    /// The upstream connection's write buffer crossed a watermark: pause or resume the
+    /// downstream reads (request body flow control).
+    pub fn on_upstream_watermark<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        above: bool,
+        io: &mut Io,
+    ) {
+        io.read_disable(above);
+    }
+
+    /// The stream is going away (downstream reset or done): drop the attempt's connection
+    /// unless it was already returned.
+    pub fn on_destroy<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        for timer in [
+            HcmTimer::RouteTimeout,
+            HcmTimer::PerTryTimeout,
+            HcmTimer::RetryBackoff,
+            HcmTimer::ConnectTimeout,
+        ] {
+            io.disarm_timer(timer);
+        }
+        if self.upstream.is_some() {
+            if let Some(cluster) = &self.cluster {
+                cluster.stats().upstream_rq_tx_reset.inc();
+            }
+            self.abandon_attempt(io);
+        }
+        self.done = true;
+    }
+
+    /// The response started downstream (a 101 turns the exchange into a tunnel).
+    pub fn response_started(&self) -> bool {
+        self.response_started
+    }
+
+    /// Tunnel mode (after a 101): downstream bytes go straight to the upstream.
+    pub fn tunnel_write<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        data: &mut BytesMut,
+        end_stream: bool,
+        io: &mut Io,
+    ) {
+        if let Some(upstream) = &self.upstream {
+            io.write_upstream(upstream.conn, data, end_stream);
+        }
+    }
+
+    pub fn now_or(&self, now: Instant) -> Instant {
+        now
+    }
+}

@@ -1,0 +1,93 @@
+//! `cluster.<name>.upstream_rq_*` / `upstream_cx_*` stats the router and the pools keep, with
+//! Envoy's names. Handles are created once per cluster per worker; per-status-code counters
+//! (`upstream_rq_200`) are created on first use and cached.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::stats::{Counter, Gauge, Histogram, ImportMode, Store, Unit};
+
+/// The stats of one cluster, as the router updates them.
+pub struct ClusterStats {
+    scope: Store,
+    pub upstream_rq_total: Counter,
+    pub upstream_rq_completed: Counter,
+    pub upstream_rq_active: Gauge,
+    pub upstream_rq_time: Histogram,
+    pub upstream_rq_timeout: Counter,
+    pub upstream_rq_per_try_timeout: Counter,
+    pub upstream_rq_retry: Counter,
+    pub upstream_rq_retry_success: Counter,
+    pub upstream_rq_retry_overflow: Counter,
+    pub upstream_rq_pending_overflow: Counter,
+    pub upstream_rq_rx_reset: Counter,
+    pub upstream_rq_tx_reset: Counter,
+    pub upstream_cx_total: Counter,
+    pub upstream_cx_http1_total: Counter,
+    pub upstream_cx_active: Gauge,
+    pub upstream_cx_connect_fail: Counter,
+    pub upstream_cx_connect_timeout: Counter,
+    pub upstream_cx_overflow: Counter,
+    pub upstream_cx_max_requests: Counter,
+    pub upstream_cx_destroy: Counter,
+    pub upstream_cx_destroy_remote: Counter,
+    pub upstream_cx_destroy_local: Counter,
+    pub upstream_cx_protocol_error: Counter,
+    pub upstream_cx_none_healthy: Counter,
+    pub upstream_cx_rx_bytes_total: Counter,
+    pub upstream_cx_tx_bytes_total: Counter,
+    by_code: RefCell<HashMap<u16, (Counter, Counter)>>,
+}
+
+impl ClusterStats {
+    /// Handles under `cluster.<name>.` of `store`.
+    pub fn new(store: &Store, cluster: &str) -> ClusterStats {
+        let scope = store.scope(&format!("cluster.{cluster}"));
+        let c = |name: &str| scope.counter(name);
+        ClusterStats {
+            upstream_rq_total: c("upstream_rq_total"),
+            upstream_rq_completed: c("upstream_rq_completed"),
+            upstream_rq_active: scope.gauge("upstream_rq_active", ImportMode::Accumulate),
+            upstream_rq_time: scope.histogram("upstream_rq_time", Unit::Milliseconds),
+            upstream_rq_timeout: c("upstream_rq_timeout"),
+            upstream_rq_per_try_timeout: c("upstream_rq_per_try_timeout"),
+            upstream_rq_retry: c("upstream_rq_retry"),
+            upstream_rq_retry_success: c("upstream_rq_retry_success"),
+            upstream_rq_retry_overflow: c("upstream_rq_retry_overflow"),
+            upstream_rq_pending_overflow: c("upstream_rq_pending_overflow"),
+            upstream_rq_rx_reset: c("upstream_rq_rx_reset"),
+            upstream_rq_tx_reset: c("upstream_rq_tx_reset"),
+            upstream_cx_total: c("upstream_cx_total"),
+            upstream_cx_http1_total: c("upstream_cx_http1_total"),
+            upstream_cx_active: scope.gauge("upstream_cx_active", ImportMode::Accumulate),
+            upstream_cx_connect_fail: c("upstream_cx_connect_fail"),
+            upstream_cx_connect_timeout: c("upstream_cx_connect_timeout"),
+            upstream_cx_overflow: c("upstream_cx_overflow"),
+            upstream_cx_max_requests: c("upstream_cx_max_requests"),
+            upstream_cx_destroy: c("upstream_cx_destroy"),
+            upstream_cx_destroy_remote: c("upstream_cx_destroy_remote"),
+            upstream_cx_destroy_local: c("upstream_cx_destroy_local"),
+            upstream_cx_protocol_error: c("upstream_cx_protocol_error"),
+            upstream_cx_none_healthy: c("upstream_cx_none_healthy"),
+            upstream_cx_rx_bytes_total: c("upstream_cx_rx_bytes_total"),
+            upstream_cx_tx_bytes_total: c("upstream_cx_tx_bytes_total"),
+            by_code: RefCell::new(HashMap::new()),
+            scope,
+        }
+    }
+
+    /// `upstream_rq_<code>` and `upstream_rq_<n>xx` for a response (Envoy's
+    /// `chargeResponseStat`), plus `upstream_rq_completed`.
+    pub fn charge_response(&self, status: u16) {
+        let mut by_code = self.by_code.borrow_mut();
+        let (code, class) = by_code.entry(status).or_insert_with(|| {
+            (
+                self.scope.counter(&format!("upstream_rq_{status}")),
+                self.scope
+                    .counter(&format!("upstream_rq_{}xx", status / 100)),
+            )
+        });
+        code.inc();
+        class.inc();
+    }
+}
