@@ -14,6 +14,11 @@
 //!   manager decided on.
 //!
 //! Setting `:path` or `:authority` rewrites the request line / Host header.
+//!
+//! Implemented here for the codec's types: `RequestHead` (pseudo-headers from its fields;
+//! `:scheme` is the head's `scheme`, `http` when unset: the connection manager sets it),
+//! `ResponseHead` and a bare `HeaderMap` (values that are not UTF-8 are invisible to the route
+//! table, as they cannot match a configured string).
 
 /// Read and write access to one message's headers. See the module docs for the name contract.
 pub trait HeaderMapAccess {
@@ -117,6 +122,99 @@ impl HeaderMapAccess for VecHeaderMap {
     }
 }
 
+// === the codec's types ===
+
+use crate::http::codec::{RequestHead, ResponseHead, Scheme};
+use crate::http::HeaderMap;
+
+/// The values of one name: a pseudo-header's single value, or a header map's entries.
+enum Values<'a, I> {
+    One(Option<&'a str>),
+    Many(I),
+}
+
+impl<'a, I: Iterator<Item = &'a str>> Iterator for Values<'a, I> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            Values::One(v) => v.take(),
+            Values::Many(i) => i.next(),
+        }
+    }
+}
+
+fn utf8_values<'a>(map: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    map.get_all(name)
+        .filter_map(|v| std::str::from_utf8(v).ok())
+}
+
+impl HeaderMapAccess for HeaderMap {
+    fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        utf8_values(self, name)
+    }
+
+    fn add(&mut self, name: &str, value: String) {
+        self.append(name, value);
+    }
+
+    fn remove(&mut self, name: &str) {
+        HeaderMap::remove(self, name);
+    }
+}
+
+impl HeaderMapAccess for RequestHead {
+    fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        match name {
+            ":authority" | "host" => Values::One(Some(self.authority())),
+            ":path" => Values::One(Some(self.path())),
+            ":method" => Values::One(Some(self.method.as_str())),
+            ":scheme" => Values::One(Some(match self.scheme {
+                Some(Scheme::Https) => "https",
+                _ => "http",
+            })),
+            _ => Values::Many(utf8_values(&self.headers, name)),
+        }
+    }
+
+    fn add(&mut self, name: &str, value: String) {
+        match name {
+            ":authority" | "host" => self.set_authority(&value),
+            ":path" => self.set_path(&value),
+            ":scheme" => {
+                self.scheme = Some(if value == "https" {
+                    Scheme::Https
+                } else {
+                    Scheme::Http
+                })
+            }
+            // The method is not editable by the route table.
+            ":method" => {}
+            _ => self.headers.append(name, value),
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        // Pseudo-headers cannot be removed (the route table refuses to configure that).
+        if !name.starts_with(':') && name != "host" {
+            self.headers.remove(name);
+        }
+    }
+}
+
+impl HeaderMapAccess for ResponseHead {
+    fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        utf8_values(&self.headers, name)
+    }
+
+    fn add(&mut self, name: &str, value: String) {
+        self.headers.append(name, value);
+    }
+
+    fn remove(&mut self, name: &str) {
+        self.headers.remove(name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +225,51 @@ mod tests {
         assert_eq!(map.get("host"), Some("a.com"));
         map.set("host", "b.com".into());
         assert_eq!(map.values(":authority"), vec!["b.com"]);
+    }
+
+    #[test]
+    fn request_head_pseudo_headers() {
+        use crate::http::codec::Method;
+        let mut head = RequestHead::new(Method::Post, "/a?b", "h.com:8080");
+        head.headers.append("x-a", "1");
+        head.headers.append("X-A", "2");
+        assert_eq!(head.get(":path"), Some("/a?b"));
+        assert_eq!(head.get("host"), Some("h.com:8080"));
+        assert_eq!(head.get(":method"), Some("POST"));
+        assert_eq!(head.get(":scheme"), Some("http"));
+        assert_eq!(head.get_all("x-a").collect::<Vec<_>>(), vec!["1", "2"]);
+        head.set(":path", "/new".into());
+        head.set(":authority", "other.com".into());
+        head.set("x-a", "3".into());
+        head.remove("host");
+        assert_eq!(head.path(), "/new");
+        assert_eq!(head.authority(), "other.com");
+        assert_eq!(
+            head.headers.get_all("x-a").collect::<Vec<_>>(),
+            vec![b"3".as_slice()]
+        );
+    }
+
+    #[test]
+    fn route_a_codec_request_head() {
+        use crate::config::{parse_yaml, Node};
+        use crate::http::codec::Method;
+        use crate::router::{RouteConfig, RouteConfigOptions, RouteResult};
+        let doc = parse_yaml(
+            "virtual_hosts: [{name: a, domains: [h.com], routes: [{match: {prefix: /a, headers: [{name: x-a, string_match: {exact: '2'}}]}, route: {cluster: c, prefix_rewrite: /z}}]}]",
+        )
+        .unwrap();
+        let config = RouteConfig::parse(&Node::root(&doc), &RouteConfigOptions::default()).unwrap();
+        let mut head = RequestHead::new(Method::Get, "/a/b", "H.com");
+        head.headers.append("x-a", "1");
+        head.headers.append("x-a", "2");
+        let RouteResult::Forward(f) = config.route(&head, 0) else {
+            panic!("not routed");
+        };
+        assert_eq!(f.cluster_name(), "c");
+        f.finalize_request_headers(&mut head, &Default::default(), true);
+        assert_eq!(head.path(), "/z/b");
+        assert_eq!(head.headers.get_str("x-envoy-original-path"), Some("/a/b"));
     }
 
     #[test]

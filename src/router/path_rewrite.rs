@@ -116,9 +116,11 @@ fn re2_substitution(sub: &str, groups: usize) -> std::result::Result<String, Str
                     }
                     out.push_str(&format!("${{{n}}}"));
                 }
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "substitution '{sub}': a backslash must be followed by a digit or a backslash"
-                )),
+                ))
+                }
             },
             '$' => out.push_str("$$"),
             c => out.push(c),
