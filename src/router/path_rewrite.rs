@@ -170,6 +170,20 @@ mod tests {
     }
 
     #[test]
+    fn empty_matches_and_dollars_as_envoy() {
+        // Observed on Envoy 1.40: `x*` -> `-` turns /empty/ab into -/-e-m-p-t-y-/-a-b-.
+        let r = rewrite(r#"regex_rewrite: {pattern: {regex: "x*"}, substitution: "-"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.apply("/empty/ab", 0), "-/-e-m-p-t-y-/-a-b-");
+        // `$` is literal in an RE2 rewrite: /dollar -> /$1d.
+        let r = rewrite(r#"regex_rewrite: {pattern: {regex: "dollar"}, substitution: "$1d"}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.apply("/dollar", 0), "/$1d");
+    }
+
+    #[test]
     fn errors() {
         let err = |y: &str| rewrite(y).unwrap_err().to_string();
         assert_eq!(

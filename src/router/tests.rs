@@ -305,6 +305,50 @@ fn query_parameters_as_envoy() {
 }
 
 #[test]
+fn pseudo_header_and_missing_as_empty_matchers_as_envoy() {
+    let c = load(&format!(
+        r#"
+virtual_hosts:
+- name: default
+  domains: ["*"]
+  routes:
+  - {{match: {{prefix: /pfi, headers: [{{name: x-a, present_match: false, invert_match: true}}]}}, {}}}
+  - {{match: {{prefix: /meth, headers: [{{name: ":method", string_match: {{exact: POST}}}}]}}, {}}}
+  - {{match: {{prefix: /pathhdr, headers: [{{name: ":path", string_match: {{suffix: "?x"}}}}]}}, {}}}
+  - {{match: {{prefix: /tmiss, headers: [{{name: x-t, string_match: {{exact: ""}}, treat_missing_header_as_empty: true}}]}}, {}}}
+"#,
+        dr("pfi"),
+        dr("post"),
+        dr("pathhdr"),
+        dr("tmiss"),
+    ));
+    assert_eq!(answer(&c, "h", "/pfi", &[]), "404");
+    assert_eq!(answer(&c, "h", "/pfi", &[("x-a", "1")]), "pfi");
+    let mut post = VecHeaderMap::request("h", "/meth", &[]);
+    post.set(":method", "POST".into());
+    assert_eq!(describe(c.route(&post, 0)), "post");
+    assert_eq!(answer(&c, "h", "/meth", &[]), "404");
+    assert_eq!(answer(&c, "h", "/pathhdr?x", &[]), "pathhdr");
+    assert_eq!(answer(&c, "h", "/pathhdr?y", &[]), "404");
+    assert_eq!(answer(&c, "h", "/tmiss", &[]), "tmiss");
+    assert_eq!(answer(&c, "h", "/tmiss", &[("x-t", "v")]), "404");
+}
+
+#[test]
+fn direct_response_status_range_as_envoy() {
+    let route = |status: u32| {
+        load_with(
+            &format!("virtual_hosts: [{{name: a, domains: ['*'], routes: [{{match: {{prefix: /}}, direct_response: {{status: {status}}}}}]}}]"),
+            PortStripping::Keep,
+        )
+    };
+    assert!(route(199).is_err());
+    assert!(route(200).is_ok());
+    assert!(route(599).is_ok());
+    assert!(route(600).is_err());
+}
+
+#[test]
 fn route_errors_name_their_path() {
     let vh = |route: &str| {
         error(&format!(
