@@ -661,7 +661,8 @@ mod tests {
     /// attempts the upstream saw.
     #[test]
     fn attempts_observed_on_envoy() {
-        let cases: &[(&[(&str, &str)], u16, u32)] = &[
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Headers, u16, u32)] = &[
             (&[("x-envoy-retry-on", "5xx")], 503, 2),
             (
                 &[("x-envoy-retry-on", "5xx"), ("x-envoy-max-retries", "3")],
