@@ -7,8 +7,9 @@
 //! 10^(d-1))` where `d = floor(log10 v)` and `m` is its leading two digits (10..=99); values 1..=9
 //! land in `[v, v + 0.1)` (circllhist's bins for integers below ten) and 0 in an exact zero bin.
 //! The relative error is thus at most 10%, and at most 1% above 100. Every bound of Envoy's
-//! default Prometheus buckets is a bin edge, and the percentiles are interpolated within a bin
-//! exactly as circllhist does, so our `/stats` prints the numbers Envoy prints.
+//! default Prometheus buckets is a bin edge, and percentiles are computed from the bins the way
+//! Envoy 1.40 computes them (see `HistogramStatistics::quantile`), so `/stats` prints the numbers
+//! Envoy prints.
 //!
 //! Storage: each shard (one per worker, see `store.rs`) owns one `HistogramShard` per histogram,
 //! cache-line aligned, whose decades of 90 bins are allocated on first use. Recording is three
@@ -122,6 +123,15 @@ pub(crate) struct HistogramStat {
     pub(crate) unit: Unit,
     pub(crate) used: AtomicBool,
     pub(crate) shards: Mutex<Vec<Arc<HistogramShard>>>,
+    /// Cumulative statistics at the last `merge` and the interval they closed.
+    pub(crate) merged: Mutex<MergeState>,
+}
+
+/// What `Store::merge_histograms` keeps per histogram.
+#[derive(Default)]
+pub(crate) struct MergeState {
+    last_cumulative: HistogramStatistics,
+    pub(crate) interval: HistogramStatistics,
 }
 
 impl HistogramStat {
@@ -134,6 +144,24 @@ impl HistogramStat {
             shard.merge_into(&mut bins, &mut sum);
         }
         HistogramStatistics::from_bins(&bins, sum)
+    }
+
+    /// Closes an interval (Envoy's `ParentHistogramImpl::merge`, run every stats flush): the
+    /// interval statistics become what was recorded since the previous merge.
+    pub(crate) fn merge(&self) {
+        let now = self.statistics();
+        let mut m = self.merged.lock().unwrap_or_else(|e| e.into_inner());
+        m.interval = now.since(&m.last_cumulative);
+        m.last_cumulative = now;
+    }
+
+    /// The statistics of the last closed interval (empty before the first merge).
+    pub(crate) fn interval(&self) -> HistogramStatistics {
+        self.merged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .interval
+            .clone()
     }
 }
 
@@ -279,25 +307,28 @@ impl HistogramStatistics {
     }
 
     /// The approximate `q`-quantile (`q` in 0..=1), or `None` for an empty histogram (Envoy
-    /// prints `nan`). Interpolates linearly inside the bin holding the `q * count`-th value, as
-    /// circllhist's `hist_approx_quantile` does.
+    /// prints `nan`).
+    ///
+    /// This is what Envoy 1.40 prints (observed, not guessed): the `c` values of a bin
+    /// `[left, left + width)` are taken to sit evenly inside it, at `left + width * (k + 1) /
+    /// (c + 1)` for `k` in `0..c`, and the quantile is the `ceil(q * count)`-th of those values
+    /// (a type-1, inverted-CDF quantile; the first value for `q = 0`). So a single sample of 3
+    /// prints as 3.05 at every quantile, and two samples of 4 as 4.0333… and 4.0666….
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.sample_count == 0 {
             return None;
         }
-        let target = q.clamp(0.0, 1.0) * self.sample_count as f64;
-        let mut lower = 0.0;
+        let rank = ((q.clamp(0.0, 1.0) * self.sample_count as f64).ceil() as u64)
+            .clamp(1, self.sample_count);
+        let mut below = 0u64;
         for bin in &self.bins {
-            let upper = lower + bin.count as f64;
-            if target <= upper {
-                if bin.width == 0.0 {
-                    return Some(bin.left);
-                }
-                return Some(bin.left + (target - lower) / (upper - lower) * bin.width);
+            if rank <= below + bin.count {
+                let k = (rank - below) as f64; // 1-based position inside the bin
+                return Some(bin.left + bin.width * k / (bin.count as f64 + 1.0));
             }
-            lower = upper;
+            below += bin.count;
         }
-        // Rounding left `target` a hair above the total: it belongs to the last bin's top.
+        // Unreachable while `sample_count` is the sum of the bins; answer the top bin's edge.
         self.bins.last().map(|b| b.left + b.width)
     }
 
@@ -340,16 +371,41 @@ mod tests {
         assert_eq!(bin_bounds(0, 3), (3.0, 0.1));
     }
 
+    fn quantiles(values: &[u64]) -> Vec<f64> {
+        let h = HistogramStatistics::from_values(values);
+        h.computed_quantiles()
+            .iter()
+            .map(|q| q.expect("non-empty"))
+            .collect()
+    }
+
     #[test]
-    fn one_value_spreads_over_its_bin_like_envoy() {
-        // Envoy prints a single 12 ms sample as P0(nan,12) P50(nan,12.5) P100(nan,13).
-        let h = HistogramStatistics::from_values(&[12]);
-        assert_eq!(h.quantile(0.0), Some(12.0));
-        assert_eq!(h.quantile(0.5), Some(12.5));
-        assert_eq!(h.quantile(1.0), Some(13.0));
-        let h = HistogramStatistics::from_values(&[1]);
-        assert_eq!(h.quantile(0.25), Some(1.025));
-        assert_eq!(h.quantile(1.0), Some(1.1));
+    fn one_value_sits_mid_bin_like_envoy() {
+        // Envoy 1.40 prints one connection of 3 requests as P0(nan,3.05) ... P100(nan,3.05).
+        assert_eq!(quantiles(&[3]), vec![3.05; 10]);
+        assert_eq!(quantiles(&[265]), vec![265.0; 10]);
+    }
+
+    #[test]
+    fn quantiles_match_envoy_output() {
+        // Observed on Envoy 1.40 (`cluster.app.upstream_rq_time`, six requests of 0,0,0,0,3,18 ms):
+        // P0(nan,0) P25(nan,0) P50(nan,0) P75(nan,3.05) P90(nan,18.5) ... P100(nan,18.5)
+        assert_eq!(
+            quantiles(&[0, 0, 0, 0, 3, 18]),
+            vec![0.0, 0.0, 0.0, 3.05, 18.5, 18.5, 18.5, 18.5, 18.5, 18.5]
+        );
+        // Four connections of 150..170 ms (one in [150,160), three in [160,170)):
+        // P0(155) P25(155) P50(162.5) P75(165) P90(167.5) ... P100(167.5)
+        assert_eq!(
+            quantiles(&[158, 161, 163, 166]),
+            vec![155.0, 155.0, 162.5, 165.0, 167.5, 167.5, 167.5, 167.5, 167.5, 167.5]
+        );
+        // Two samples in one small bin print with full precision, as Envoy's
+        // `P0(nan,2.033333333333333) P25(nan,2.066666666666667)` (`http.admin.downstream_cx_length_ms`).
+        let q = quantiles(&[2, 2, 5, 6, 7, 7, 20]);
+        assert_eq!(format!("{}", q[0]), "2.033333333333333");
+        assert_eq!(format!("{}", q[1]), "2.066666666666667");
+        assert_eq!(format!("{}", quantiles(&[6, 6])[9]), "6.066666666666666");
     }
 
     #[test]
@@ -362,7 +418,7 @@ mod tests {
         assert!((p50 - 500.0).abs() <= 10.0, "{p50}");
         let p99 = h.quantile(0.99).unwrap();
         assert!((p99 - 990.0).abs() <= 10.0, "{p99}");
-        assert_eq!(h.quantile(1.0), Some(1100.0)); // 1000 is in [1000, 1100)
+        assert_eq!(h.quantile(1.0), Some(1050.0)); // 1000 alone in [1000, 1100)
         assert_eq!(HistogramStatistics::default().quantile(0.5), None);
     }
 
@@ -388,6 +444,7 @@ mod tests {
             unit: Unit::Milliseconds,
             used: AtomicBool::new(false),
             shards: Mutex::new(vec![shard.clone()]),
+            merged: Mutex::new(MergeState::default()),
         });
         let h = Histogram::new(shard, stat);
         h.record(5);
@@ -399,6 +456,6 @@ mod tests {
         assert_eq!(interval.sample_count(), 2);
         assert_eq!(interval.sample_sum(), 550);
         assert_eq!(interval.bins().len(), 2);
-        assert_eq!(interval.quantile(0.0), Some(50.0));
+        assert_eq!(interval.quantile(0.0), Some(50.5));
     }
 }

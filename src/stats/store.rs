@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::counter::Counter;
 use super::gauge::{Gauge, ImportMode};
-use super::histogram::{Histogram, HistogramShard, HistogramStat, HistogramStatistics, Unit};
+use super::histogram::{
+    Histogram, HistogramShard, HistogramStat, HistogramStatistics, MergeState, Unit,
+};
 use super::shard::{Segment, Shard, MAX_SEGMENTS, SEGMENT_SLOTS};
 
 /// The kinds of stat; a counter and a gauge may share a name, as in Envoy.
@@ -122,8 +124,22 @@ pub struct HistogramValue {
     pub unit: Unit,
     /// Ever recorded into.
     pub used: bool,
-    /// Every shard merged.
-    pub statistics: HistogramStatistics,
+    /// Every shard merged, everything ever recorded.
+    pub cumulative: HistogramStatistics,
+    /// What was recorded between the last two `Store::merge_histograms` (Envoy's interval
+    /// statistics; empty, printed `nan`, before the second merge or when nothing was recorded).
+    pub interval: HistogramStatistics,
+}
+
+/// Every stat read at one moment (each value is read separately; there is no global atomicity).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Counters, sorted by name.
+    pub counters: Vec<StatValue>,
+    /// Gauges, sorted by name.
+    pub gauges: Vec<StatValue>,
+    /// Histograms, sorted by name.
+    pub histograms: Vec<HistogramValue>,
 }
 
 /// The stats store: a cheap-clone view (`Send + Sync`) of the shared registry, bound to one
@@ -257,6 +273,7 @@ impl Store {
                         unit,
                         used: AtomicBool::new(false),
                         shards: Mutex::new(Vec::new()),
+                        merged: Mutex::new(MergeState::default()),
                     });
                     let i = reg.histogram_list.len();
                     reg.histogram_list.push(stat.clone());
@@ -290,6 +307,25 @@ impl Store {
             for &slot in &slots {
                 shard.swap(slot, 0);
             }
+        }
+    }
+
+    /// Closes the current histogram interval: the interval statistics shown by the admin
+    /// endpoint become what was recorded since the previous call. The server calls it every
+    /// stats flush interval (Envoy's `stats_flush_interval`, 5 s by default).
+    pub fn merge_histograms(&self) {
+        let stats: Vec<Arc<HistogramStat>> = lock(&self.inner.registry).histogram_list.clone();
+        for h in stats {
+            h.merge();
+        }
+    }
+
+    /// Everything in the store, merged and sorted: what the admin endpoint renders.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            counters: self.counters(),
+            gauges: self.gauges(),
+            histograms: self.histograms(),
         }
     }
 
@@ -333,7 +369,8 @@ impl Store {
                 name: h.name.clone(),
                 unit: h.unit,
                 used: h.used.load(Ordering::Relaxed),
-                statistics: h.statistics(),
+                cumulative: h.statistics(),
+                interval: h.interval(),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -401,9 +438,9 @@ mod tests {
         assert_eq!(g.value(), 120_000);
         let hs = store.histograms();
         assert_eq!(hs.len(), 1);
-        assert_eq!(hs[0].statistics.sample_count(), 200_000);
+        assert_eq!(hs[0].cumulative.sample_count(), 200_000);
         assert_eq!(
-            hs[0].statistics.sample_sum(),
+            hs[0].cumulative.sample_sum(),
             2 * 1000 * (0..100).sum::<u64>()
         );
     }
@@ -455,6 +492,22 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn merge_closes_an_interval() {
+        let store = Store::new();
+        let h = store.for_worker().histogram("rq_time", Unit::Milliseconds);
+        h.record(3);
+        store.merge_histograms();
+        h.record(40);
+        h.record(41);
+        store.merge_histograms();
+        h.record(500);
+        let v = &store.snapshot().histograms[0];
+        assert_eq!(v.cumulative.sample_count(), 4);
+        assert_eq!(v.interval.sample_count(), 2);
+        assert_eq!(v.interval.sample_sum(), 81);
     }
 
     #[test]
