@@ -62,6 +62,7 @@ pub trait NamedListenerFilterConfigFactory: Sync {
 pub static NETWORK_FILTERS: &[&dyn NamedNetworkFilterConfigFactory] = &[
     &network::echo::EchoConfigFactory,
     &network::tcp_proxy::TcpProxyConfigFactory,
+    &crate::http::conn_manager_filter::HttpConnectionManagerFactory,
 ];
 
 /// Every listener filter nuncio has.

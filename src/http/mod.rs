@@ -15,5 +15,7 @@ pub mod filter_manager;
 pub mod filter_registry;
 pub mod filters;
 
+pub mod conn_manager_filter;
 #[cfg(test)]
 mod conn_manager_tests;
+pub mod route_adapter;

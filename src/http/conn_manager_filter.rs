@@ -1,0 +1,485 @@
+//! `envoy.filters.network.http_connection_manager`: the network read filter that runs the
+//! sans-IO `ConnectionManager` on a downstream connection, and its factory (Envoy's
+//! `HttpConnectionManagerFilterConfigFactory`).
+//!
+//! The filter translates between the worker's connection model (`network::filter`: a
+//! `FilterContext` per callback, client connections whose events come back to their owner,
+//! per-filter timers) and the connection manager's [`ConnectionIo`]. It also owns the two
+//! per-worker things the router needs:
+//! - the worker's HTTP/1 connection pools (`upstream::conn_pool`), in a thread-local: a pooled
+//!   connection is handed to the filter of the stream using it (`set_owner`) and detached
+//!   again when it goes back to the pool;
+//! - the worker's view of each cluster ([`ClusterView`]), built lazily per worker.
+//!
+//! Called by the worker's `ConnectionHandler` (`on_new_connection`, `on_data`, `on_event`,
+//! `on_upstream_data`, `on_upstream_event`, `on_timer`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use reactor::Timer;
+
+use crate::config::{self, Bootstrap, EndpointAddress, Filter};
+use crate::filters::{FactoryContext, NamedNetworkFilterConfigFactory};
+use crate::network::connection::{CloseType, ConnectionEvent, ConnectionId, State};
+use crate::network::connection_handler::ConnectionOwner;
+use crate::network::filter::{FilterContext, FilterStatus, ReadFilter};
+use crate::network::listener::NetworkFilterFactoryCb;
+use crate::router::upstream_stats::ClusterStats;
+use crate::router::RouteConfigOptions;
+use crate::stats::Store;
+use crate::upstream::conn_pool::{ConnPools, PoolSettings};
+
+use super::codec::Http1Settings;
+use super::config::HcmConfig;
+use super::conn_manager::{ConnectionManager, DownstreamEvent, HcmShared, UpstreamEvent};
+use super::conn_manager_io::{CloseHow, ClusterView, ConnectionIo, HcmTimer};
+use super::conn_manager_stats::HcmStats;
+use super::filter_manager::DEFAULT_BUFFER_LIMIT;
+use super::filter_registry::HttpFilterFactoryContext;
+use super::route_adapter::ConfiguredRoutes;
+
+thread_local! {
+    /// This worker's HTTP/1 connection pools (Envoy keeps them in the thread-local cluster).
+    static POOLS: Rc<RefCell<ConnPools<ConnectionId>>> = Rc::new(RefCell::new(ConnPools::default()));
+    /// This worker's cluster views, by name.
+    static VIEWS: RefCell<HashMap<String, Rc<WorkerCluster>>> = RefCell::new(HashMap::new());
+}
+
+/// A cluster's hosts and settings as read from the config, shared by every worker.
+/// (Round robin over the endpoints; the cluster manager's per-worker load balancers replace it
+/// once workers expose them to filters.)
+pub struct StaticCluster {
+    pub name: String,
+    pub hosts: Vec<SocketAddr>,
+    next: AtomicUsize,
+    pub connect_timeout: Duration,
+    pub buffer_limit: u32,
+    pub pool: PoolSettings,
+}
+
+impl StaticCluster {
+    pub fn from_config(cluster: &config::Cluster) -> StaticCluster {
+        let mut hosts = Vec::new();
+        for endpoint in cluster.lb_endpoints() {
+            match &endpoint.address {
+                EndpointAddress::Ip(addr) => hosts.push(*addr),
+                EndpointAddress::Dns { hostname, port } => {
+                    if let Ok(mut addrs) = (hostname.as_str(), *port).to_socket_addrs() {
+                        hosts.extend(addrs.next());
+                    }
+                }
+            }
+        }
+        StaticCluster {
+            name: cluster.name.clone(),
+            hosts,
+            next: AtomicUsize::new(0),
+            connect_timeout: cluster.connect_timeout,
+            buffer_limit: cluster.per_connection_buffer_limit_bytes,
+            pool: PoolSettings {
+                thresholds: cluster.circuit_breakers.default,
+                idle_timeout: cluster.http_protocol_options.idle_timeout,
+                max_requests_per_connection: cluster
+                    .http_protocol_options
+                    .max_requests_per_connection,
+            },
+        }
+    }
+}
+
+/// One cluster on one worker: the shared settings plus this worker's stats handles.
+pub struct WorkerCluster {
+    cluster: Arc<StaticCluster>,
+    stats: ClusterStats,
+}
+
+impl ClusterView for WorkerCluster {
+    fn name(&self) -> &str {
+        &self.cluster.name
+    }
+    fn choose_host(&self) -> Option<SocketAddr> {
+        let hosts = &self.cluster.hosts;
+        if hosts.is_empty() {
+            return None;
+        }
+        let n = self.cluster.next.fetch_add(1, Ordering::Relaxed);
+        Some(hosts[n % hosts.len()])
+    }
+    fn connect_timeout(&self) -> Duration {
+        self.cluster.connect_timeout
+    }
+    fn pool_settings(&self) -> PoolSettings {
+        self.cluster.pool
+    }
+    fn buffer_limit(&self) -> u32 {
+        self.cluster.buffer_limit
+    }
+    fn stats(&self) -> &ClusterStats {
+        &self.stats
+    }
+}
+
+/// What every connection of this HCM config shares, plus how to build cluster views.
+pub struct HcmFilterConfig {
+    pub shared: Arc<HcmShared>,
+    clusters: HashMap<String, Arc<StaticCluster>>,
+    /// One store view per worker (stats handles are created on the worker that uses them).
+    worker_stats: Vec<Store>,
+}
+
+/// The network read filter of one downstream connection.
+pub struct HttpConnectionManagerFilter {
+    hcm: ConnectionManager<ConnectionId>,
+    config: Arc<HcmFilterConfig>,
+    pools: Rc<RefCell<ConnPools<ConnectionId>>>,
+    timers: [Option<Timer>; 9],
+    worker: usize,
+    rng: u64,
+}
+
+impl HttpConnectionManagerFilter {
+    pub fn new(config: Arc<HcmFilterConfig>, worker: usize) -> Self {
+        HttpConnectionManagerFilter {
+            hcm: ConnectionManager::new(config.shared.clone()),
+            config,
+            pools: POOLS.with(Rc::clone),
+            timers: Default::default(),
+            worker,
+            rng: seed(),
+        }
+    }
+
+    fn io<'s, 'c, 'h>(
+        &'s mut self,
+        cx: &'c mut FilterContext<'h>,
+    ) -> (&'s mut ConnectionManager<ConnectionId>, CxIo<'s, 'c, 'h>) {
+        let now = cx.dispatcher().now();
+        (
+            &mut self.hcm,
+            CxIo {
+                cx,
+                timers: &mut self.timers,
+                pools: self.pools.borrow_mut(),
+                config: &self.config,
+                worker: self.worker,
+                rng: &mut self.rng,
+                now,
+            },
+        )
+    }
+}
+
+fn seed() -> u64 {
+    let t = Instant::now();
+    let addr = &t as *const Instant as u64;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    (nanos ^ addr.rotate_left(32)) | 1
+}
+
+/// [`ConnectionIo`] over one filter callback's context.
+struct CxIo<'s, 'c, 'h> {
+    cx: &'c mut FilterContext<'h>,
+    timers: &'s mut [Option<Timer>; 9],
+    /// The worker's pools, borrowed for this one callback (callbacks never nest).
+    pools: std::cell::RefMut<'s, ConnPools<ConnectionId>>,
+    config: &'s Arc<HcmFilterConfig>,
+    worker: usize,
+    rng: &'s mut u64,
+    now: Instant,
+}
+
+fn close_type(how: CloseHow) -> CloseType {
+    match how {
+        CloseHow::FlushWrite => CloseType::FlushWrite,
+        CloseHow::NoFlush => CloseType::NoFlush,
+        CloseHow::FlushWriteAndDelay => CloseType::FlushWriteAndDelay,
+    }
+}
+
+impl ConnectionIo for CxIo<'_, '_, '_> {
+    type Upstream = ConnectionId;
+
+    fn now(&self) -> Instant {
+        self.now
+    }
+    fn connection_id(&self) -> u64 {
+        self.cx.connection_id().global_id()
+    }
+    fn remote_address(&self) -> Option<SocketAddr> {
+        self.cx.connection().map(|c| c.remote_address())
+    }
+    fn draining(&self) -> bool {
+        self.cx.draining()
+    }
+    fn write(&mut self, data: &mut BytesMut, end_stream: bool) {
+        self.cx.write(data, end_stream);
+    }
+    fn close(&mut self, how: CloseHow) {
+        self.cx.close(close_type(how));
+    }
+    fn read_disable(&mut self, disable: bool) {
+        self.cx.read_disable(disable);
+    }
+    fn arm_timer(&mut self, timer: HcmTimer, after: Duration) {
+        let slot = &mut self.timers[timer as usize];
+        if slot.is_none() {
+            *slot = Some(self.cx.create_timer(timer.token()));
+        }
+        if let Some(t) = slot {
+            t.enable(after);
+        }
+    }
+    fn disarm_timer(&mut self, timer: HcmTimer) {
+        if let Some(t) = &self.timers[timer as usize] {
+            t.disable();
+        }
+    }
+    fn connect(&mut self, address: SocketAddr, buffer_limit: u32) -> io::Result<ConnectionId> {
+        self.cx.create_client_connection(address, buffer_limit)
+    }
+    fn write_upstream(&mut self, id: ConnectionId, data: &mut BytesMut, end_stream: bool) {
+        self.cx.write_to(id, data, end_stream);
+    }
+    fn close_upstream(&mut self, id: ConnectionId, how: CloseHow) {
+        self.cx.close_connection(id, close_type(how));
+    }
+    fn read_disable_upstream(&mut self, id: ConnectionId, disable: bool) {
+        self.cx.read_disable_connection(id, disable);
+    }
+    fn adopt_upstream(&mut self, id: ConnectionId) {
+        let owner = self.cx.this_filter();
+        self.cx.set_owner(id, owner);
+    }
+    fn release_upstream(&mut self, id: ConnectionId) {
+        // Detached: no filter sees its events; an EOF closes it, stray bytes stay buffered,
+        // and `upstream_usable` refuses it either way.
+        self.cx.set_owner(id, ConnectionOwner::FilterChain);
+    }
+    fn upstream_usable(&mut self, id: ConnectionId) -> bool {
+        let Some(conn) = self.cx.connection_of(id) else {
+            return false;
+        };
+        if conn.state() != State::Open || conn.read_end_stream() || !conn.read_buffer.is_empty() {
+            return false;
+        }
+        // The FIN may be in the socket but not yet read by this loop iteration: peek.
+        match conn.raw_fd() {
+            Some(fd) => peek_idle(fd),
+            None => false,
+        }
+    }
+    fn pools(&mut self) -> &mut ConnPools<ConnectionId> {
+        &mut self.pools
+    }
+    fn cluster(&mut self, name: &str) -> Option<Rc<dyn ClusterView>> {
+        let found = VIEWS.with(|views| views.borrow().get(name).cloned());
+        if let Some(view) = found {
+            return Some(view);
+        }
+        let cluster = self.config.clusters.get(name)?.clone();
+        let store = self
+            .config
+            .worker_stats
+            .get(self.worker)
+            .cloned()
+            .unwrap_or_default();
+        let view = Rc::new(WorkerCluster {
+            stats: ClusterStats::new(&store, name),
+            cluster,
+        });
+        VIEWS.with(|views| views.borrow_mut().insert(name.to_string(), view.clone()));
+        Some(view)
+    }
+    fn random(&mut self) -> u64 {
+        let mut x = *self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *self.rng = x;
+        x
+    }
+}
+
+/// True when an idle upstream socket has neither data nor EOF waiting.
+fn peek_idle(fd: std::os::fd::RawFd) -> bool {
+    use nix::sys::socket::{recv, MsgFlags};
+    let mut byte = [0u8; 1];
+    match recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+        Err(nix::errno::Errno::EAGAIN) => true,
+        // 0 = EOF; > 0 = unsolicited bytes; other errors = broken.
+        _ => false,
+    }
+}
+
+impl ReadFilter for HttpConnectionManagerFilter {
+    fn on_new_connection(&mut self, cx: &mut FilterContext<'_>) -> FilterStatus {
+        let (hcm, mut io) = self.io(cx);
+        hcm.on_new_connection(&mut io);
+        FilterStatus::Continue
+    }
+
+    fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        end_stream: bool,
+        cx: &mut FilterContext<'_>,
+    ) -> FilterStatus {
+        let (hcm, mut io) = self.io(cx);
+        hcm.on_data(data, end_stream, &mut io);
+        FilterStatus::StopIteration
+    }
+
+    fn on_event(&mut self, event: ConnectionEvent, cx: &mut FilterContext<'_>) {
+        let event = match event {
+            ConnectionEvent::RemoteClose => DownstreamEvent::RemoteClose,
+            ConnectionEvent::LocalClose => DownstreamEvent::LocalClose,
+            ConnectionEvent::AboveWriteBufferHighWatermark => DownstreamEvent::AboveHighWatermark,
+            ConnectionEvent::BelowWriteBufferLowWatermark => DownstreamEvent::BelowLowWatermark,
+            ConnectionEvent::Connected => return,
+        };
+        let (hcm, mut io) = self.io(cx);
+        hcm.on_downstream_event(event, &mut io);
+    }
+
+    fn on_upstream_data(
+        &mut self,
+        upstream: ConnectionId,
+        data: &mut BytesMut,
+        end_stream: bool,
+        cx: &mut FilterContext<'_>,
+    ) {
+        let (hcm, mut io) = self.io(cx);
+        hcm.on_upstream_data(upstream, data, end_stream, &mut io);
+    }
+
+    fn on_upstream_event(
+        &mut self,
+        upstream: ConnectionId,
+        event: ConnectionEvent,
+        cx: &mut FilterContext<'_>,
+    ) {
+        let event = match event {
+            ConnectionEvent::Connected => UpstreamEvent::Connected,
+            ConnectionEvent::RemoteClose | ConnectionEvent::LocalClose => UpstreamEvent::Closed,
+            ConnectionEvent::AboveWriteBufferHighWatermark => UpstreamEvent::AboveHighWatermark,
+            ConnectionEvent::BelowWriteBufferLowWatermark => UpstreamEvent::BelowLowWatermark,
+        };
+        let (hcm, mut io) = self.io(cx);
+        hcm.on_upstream_event(upstream, event, &mut io);
+    }
+
+    fn on_timer(&mut self, token: u64, cx: &mut FilterContext<'_>) {
+        let Some(timer) = HcmTimer::from_token(token) else {
+            return;
+        };
+        let (hcm, mut io) = self.io(cx);
+        hcm.on_timer(timer, &mut io);
+    }
+}
+
+/// Builds the shared config from a filter's `typed_config`.
+pub fn build_config(
+    filter: &Filter,
+    bootstrap: &Bootstrap,
+    store: &Store,
+    worker_stats: &[Store],
+    context: &HttpFilterFactoryContext,
+) -> config::Result<HcmFilterConfig> {
+    let node = filter.config_node();
+    let config = HcmConfig::parse(&node, context)?;
+    let cluster_names: std::collections::HashSet<String> = bootstrap
+        .static_resources
+        .clusters
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let route_node = crate::config::Node::with_path(
+        &config.route_config.value,
+        config.route_config.path.clone(),
+    );
+    let routes = crate::router::RouteConfig::parse(
+        &route_node,
+        &RouteConfigOptions {
+            clusters: Some(&cluster_names),
+            ..RouteConfigOptions::default()
+        },
+    )?;
+    let codec_settings = Arc::new(Http1Settings {
+        max_request_headers_kb: config.max_request_headers_kb,
+        max_headers_count: config.max_headers_count,
+        accept_http_10: config.accept_http_10,
+        default_host_for_http_10: config.default_host_for_http_10.clone(),
+    });
+    let clusters = bootstrap
+        .static_resources
+        .clusters
+        .iter()
+        .map(|c| (c.name.clone(), Arc::new(StaticCluster::from_config(c))))
+        .collect();
+    let stats = HcmStats::new(store, &config.stat_prefix);
+    Ok(HcmFilterConfig {
+        shared: Arc::new(HcmShared {
+            config,
+            routes: Arc::new(ConfiguredRoutes { config: routes }),
+            codec_settings,
+            stats,
+            buffer_limit: DEFAULT_BUFFER_LIMIT,
+        }),
+        clusters,
+        worker_stats: worker_stats.to_vec(),
+    })
+}
+
+/// The registry entry (Envoy's `HttpConnectionManagerFilterConfigFactory`).
+pub struct HttpConnectionManagerFactory;
+
+impl NamedNetworkFilterConfigFactory for HttpConnectionManagerFactory {
+    fn name(&self) -> &'static str {
+        "envoy.filters.network.http_connection_manager"
+    }
+    fn config_type(&self) -> &'static str {
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    }
+    fn create_filter_factory(
+        &self,
+        filter: &Filter,
+        cx: &FactoryContext<'_>,
+    ) -> config::Result<NetworkFilterFactoryCb> {
+        let context = HttpFilterFactoryContext {
+            health_check_failed: health_check_failed_flag(),
+        };
+        let config = Arc::new(build_config(
+            filter,
+            cx.bootstrap,
+            cx.stats,
+            cx.worker_stats,
+            &context,
+        )?);
+        Ok(Arc::new(move |fm, worker| {
+            fm.add_read_filter(Box::new(HttpConnectionManagerFilter::new(
+                config.clone(),
+                worker,
+            )))
+        }))
+    }
+}
+
+/// The server-wide "failing health checks" flag (admin `POST /healthcheck/fail` sets it,
+/// `POST /healthcheck/ok` clears it; the health_check filter reads it).
+pub fn health_check_failed_flag() -> Arc<std::sync::atomic::AtomicBool> {
+    static FLAG: std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>> =
+        std::sync::OnceLock::new();
+    FLAG.get_or_init(|| Arc::new(std::sync::atomic::AtomicBool::new(false)))
+        .clone()
+}
