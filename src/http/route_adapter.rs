@@ -1,72 +1,15 @@
-//! The route table (`router::RouteConfig`) as the router filter consumes it
-//! ([`RouteTable`]), and the codec's message heads as the route table reads and edits them
-//! ([`HeaderMapAccess`] for `RequestHead` / `ResponseHead`, with Envoy's pseudo-header names).
+//! The route table (`router::RouteConfig`) as the router filter consumes it ([`RouteTable`]).
+//! The codec's heads are read and edited through the router's `HeaderMapAccess` impls.
 //!
 //! Called by the router filter once per request (`route`) and once per response
 //! (`finalize_response`).
 
 use std::time::SystemTime;
 
-use crate::router::{
-    final_timeout, FormatterContext, HeaderMapAccess, RetryOn, Route, RouteConfig, RouteResult,
-};
+use crate::router::{final_timeout, FormatterContext, RetryOn, Route, RouteConfig, RouteResult};
 
 use super::codec::{RequestHead, ResponseHead};
 use super::conn_manager_io::{ForwardDecision, RetrySettings, RouteDecision, RouteTable};
-
-impl HeaderMapAccess for RequestHead {
-    fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        let pseudo: Option<&'a str> = match name {
-            ":authority" | "host" => Some(self.authority()),
-            ":path" => Some(self.path()),
-            ":method" => Some(self.method.as_str()),
-            ":scheme" => Some("http"),
-            _ => None,
-        };
-        let is_pseudo = pseudo.is_some();
-        pseudo.into_iter().chain(
-            self.headers
-                .get_all(name)
-                .filter(move |_| !is_pseudo)
-                .filter_map(|v| std::str::from_utf8(v).ok()),
-        )
-    }
-
-    fn add(&mut self, name: &str, value: String) {
-        match name {
-            ":authority" | "host" => self.set_authority(&value),
-            ":path" => self.set_path(&value),
-            n if n.starts_with(':') => {}
-            _ => self.headers.append(name, value),
-        }
-    }
-
-    fn remove(&mut self, name: &str) {
-        if !name.starts_with(':') && name != "host" {
-            self.headers.remove(name);
-        }
-    }
-}
-
-impl HeaderMapAccess for ResponseHead {
-    fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .get_all(name)
-            .filter_map(|v| std::str::from_utf8(v).ok())
-    }
-
-    fn add(&mut self, name: &str, value: String) {
-        if !name.starts_with(':') {
-            self.headers.append(name, value);
-        }
-    }
-
-    fn remove(&mut self, name: &str) {
-        if !name.starts_with(':') {
-            self.headers.remove(name);
-        }
-    }
-}
 
 /// `RouteConfig` behind the router filter's [`RouteTable`].
 pub struct ConfiguredRoutes {
