@@ -1,0 +1,442 @@
+//! The HTTP connection manager, router and connection pools end to end: the real `nuncio`
+//! binary between real clients (raw sockets) and real upstreams on 127.0.0.1.
+
+mod http_support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::thread;
+use std::time::Duration;
+
+use http_support::*;
+
+// === proxying ===
+
+#[test]
+fn get_is_proxied_with_keep_alive_and_one_upstream_connection() {
+    let up = HttpUpstream::hello();
+    let proxy = Nuncio::start(&simple(up.addr));
+    let mut client = Client::connect(proxy.listener);
+    for _ in 0..3 {
+        client.send(b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-Custom: v\r\n\r\n");
+        let r = client.read_response().expect("response");
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.body_str(), "hello");
+        assert_eq!(r.header("server"), Some("nuncio"));
+        assert!(r.header("x-envoy-upstream-service-time").is_some(), "{r:?}");
+    }
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(
+        up.connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "keep-alive upstream"
+    );
+    let first = &reqs[0];
+    assert_eq!(
+        (first.method.as_str(), first.path.as_str()),
+        ("GET", "/a?b=1")
+    );
+    assert_eq!(first.header("host"), Some("example.com"));
+    assert_eq!(first.header("x-custom"), Some("v"));
+    assert_eq!(first.header("x-forwarded-proto"), Some("http"));
+    let id = first.header("x-request-id").expect("x-request-id");
+    assert_eq!(id.len(), 36);
+    assert_eq!(&id[14..15], "4", "UUIDv4: {id}");
+    assert!(first.header("x-envoy-expected-rq-timeout-ms").is_some());
+    proxy.wait_stat("http.ingress.downstream_rq_2xx", 3);
+    assert_eq!(proxy.stat("http.ingress.downstream_rq_total"), 3);
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_200"), 3);
+    assert_eq!(proxy.stat("cluster.app.upstream_cx_total"), 1);
+}
+
+#[test]
+fn request_id_is_kept_and_hop_by_hop_headers_removed() {
+    let up = HttpUpstream::hello();
+    let proxy = Nuncio::start(&simple(up.addr));
+    let r = request(
+        proxy.listener,
+        "GET / HTTP/1.1\r\nHost: h\r\nx-request-id: abc\r\nConnection: keep-alive, x-drop\r\nx-drop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let got = &up.requests()[0];
+    assert_eq!(got.header("x-request-id"), Some("abc"));
+    assert_eq!(got.header("x-drop"), None);
+    assert_eq!(got.header("keep-alive"), None);
+    assert_eq!(got.header("te"), Some("trailers"));
+}
+
+#[test]
+fn post_bodies_are_forwarded_with_content_length_and_chunked() {
+    let up = HttpUpstream::start(|req, _| Reply::ok(&String::from_utf8_lossy(&req.body)));
+    let proxy = Nuncio::start(&simple(up.addr));
+    let mut client = Client::connect(proxy.listener);
+    client.send(b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world");
+    let r = client.read_response().unwrap();
+    assert_eq!(r.body_str(), "hello world");
+    client.send(
+        b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    let r = client.read_response().unwrap();
+    assert_eq!(r.status, 200);
+    let reqs = up.requests();
+    assert_eq!(reqs[0].header("content-length"), Some("11"));
+    assert_eq!(reqs[1].header("transfer-encoding"), Some("chunked"));
+    assert!(String::from_utf8_lossy(&reqs[1].body).contains("hello"));
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let up = HttpUpstream::start(|req, _| Reply::ok(&req.path));
+    let proxy = Nuncio::start(&simple(up.addr));
+    let mut client = Client::connect(proxy.listener);
+    client.send(b"GET /one HTTP/1.1\r\nHost: h\r\n\r\nGET /two HTTP/1.1\r\nHost: h\r\n\r\nGET /three HTTP/1.1\r\nHost: h\r\n\r\n");
+    for path in ["/one", "/two", "/three"] {
+        let r = client.read_response().unwrap();
+        assert_eq!(r.body_str(), path);
+    }
+}
+
+#[test]
+fn chunked_response_with_trailers_is_relayed() {
+    let up = HttpUpstream::start(|_, _| {
+        Reply::raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\nx-trailer: t\r\n\r\n")
+    });
+    let proxy = Nuncio::start(&simple(up.addr));
+    let mut client = Client::connect(proxy.listener);
+    client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    let r = client.read_response().unwrap();
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.body_str(), "hello world");
+    // The connection is still usable afterwards.
+    client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(client.read_response().unwrap().status, 200);
+}
+
+#[test]
+fn expect_100_continue_is_answered_by_the_proxy_and_stripped() {
+    let up = HttpUpstream::start(|req, _| Reply::ok(&String::from_utf8_lossy(&req.body)));
+    let proxy = Nuncio::start(&simple(up.addr));
+    let mut client = Client::connect(proxy.listener);
+    client.send(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    let r = client.read_response().unwrap();
+    assert_eq!(r.status, 100);
+    client.send(b"body");
+    let r = client.read_response().unwrap();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "body"));
+    assert_eq!(up.requests()[0].header("expect"), None);
+}
+
+// === the upstream side ===
+
+#[test]
+fn upstream_closing_idle_connections_never_causes_a_503() {
+    // The upstream answers keep-alive and then hangs up (as an upstream's idle timeout would):
+    // each pooled connection is dead by the time the next request wants it.
+    let up = HttpUpstream::start(|_, _| Reply::ok("x").closing());
+    let proxy = Nuncio::start(&simple(up.addr));
+    let mut client = Client::connect(proxy.listener);
+    for i in 0..40 {
+        client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        let r = client.read_response().unwrap();
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+        // Give the FIN time to arrive (the race without it is covered by the peek).
+        if i % 2 == 0 {
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert_eq!(proxy.stat("http.ingress.downstream_rq_5xx"), 0);
+}
+
+#[test]
+fn upstream_connection_refused_is_503_with_envoys_body() {
+    let addr = format!("127.0.0.1:{}", refused_port()).parse().unwrap();
+    let proxy = Nuncio::start(&simple(addr));
+    let r = get(proxy.listener, "/");
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        r.body_str(),
+        "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+    );
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    proxy.wait_stat("cluster.app.upstream_cx_connect_fail", 1);
+}
+
+#[test]
+fn upstream_timeout_is_504() {
+    let up = HttpUpstream::start(|_, _| Reply::ok("late").after(Duration::from_secs(3)));
+    let routes = "              - match: {prefix: \"/slow\"}\n                route: {cluster: app, timeout: 0.3s}\n";
+    let proxy = Nuncio::start(&config(up.addr, "", routes, "", ""));
+    let r = get(proxy.listener, "/slow");
+    assert_eq!(r.status, 504);
+    assert_eq!(r.body_str(), "upstream request timeout");
+    proxy.wait_stat("cluster.app.upstream_rq_timeout", 1);
+}
+
+#[test]
+fn retry_on_5xx_returns_the_retried_answer() {
+    let up = HttpUpstream::start(|_, n| {
+        if n == 0 {
+            Reply::status(503)
+        } else {
+            Reply::ok("second")
+        }
+    });
+    let routes = "              - match: {prefix: \"/r\"}\n                route: {cluster: app, retry_policy: {retry_on: 5xx, num_retries: 2}}\n";
+    let proxy = Nuncio::start(&config(up.addr, "", routes, "", ""));
+    let r = get(proxy.listener, "/r");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "second"));
+    assert_eq!(up.requests().len(), 2);
+    proxy.wait_stat("cluster.app.upstream_rq_retry", 1);
+}
+
+#[test]
+fn x_envoy_max_retries_header_enables_retries() {
+    let up = HttpUpstream::start(|_, n| {
+        if n < 2 {
+            Reply::status(502)
+        } else {
+            Reply::ok("third")
+        }
+    });
+    let proxy = Nuncio::start(&simple(up.addr));
+    let r = request(
+        proxy.listener,
+        "GET / HTTP/1.1\r\nHost: h\r\nx-envoy-retry-on: gateway-error\r\nx-envoy-max-retries: 2\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "third"));
+}
+
+#[test]
+fn malformed_upstream_response_is_a_local_reply() {
+    let up = HttpUpstream::start(|_, _| Reply::raw("HTTP/1.1 abc\r\n\r\n").closing());
+    let proxy = Nuncio::start(&simple(up.addr));
+    let r = get(proxy.listener, "/");
+    assert!(r.status == 502 || r.status == 503, "{r:?}");
+    assert!(
+        r.body_str()
+            .starts_with("upstream connect error or disconnect/reset before headers"),
+        "{r:?}"
+    );
+}
+
+// === local replies from routes and the connection manager ===
+
+#[test]
+fn direct_response_and_redirect_and_no_route() {
+    let up = HttpUpstream::hello();
+    let routes = "              - match: {path: \"/direct\"}\n                direct_response: {status: 202, body: {inline_string: \"made here\"}}\n              - match: {path: \"/moved\"}\n                redirect: {path_redirect: \"/new\"}\n";
+    let cfg = config(up.addr, "", routes, "", "");
+    let proxy = Nuncio::start(&cfg);
+    let r = get(proxy.listener, "/direct");
+    assert_eq!((r.status, r.body_str().as_str()), (202, "made here"));
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    let r = get(proxy.listener, "/moved");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("http://example.com/new"));
+    assert!(up.requests().is_empty());
+
+    let cfg = cfg.replace("domains: [\"*\"]", "domains: [\"only.example\"]");
+    let proxy = Nuncio::start(&cfg);
+    let r = get(proxy.listener, "/");
+    assert_eq!(r.status, 404);
+    assert!(r.body.is_empty());
+    proxy.wait_stat("http.ingress.no_route", 1);
+}
+
+#[test]
+fn http_10_gets_426_unless_accepted() {
+    let up = HttpUpstream::hello();
+    let proxy = Nuncio::start(&simple(up.addr));
+    let r = request(proxy.listener, "GET / HTTP/1.0\r\nHost: h\r\n\r\n").unwrap();
+    assert_eq!(r.status, 426);
+    let cfg = config(
+        up.addr,
+        "          http_protocol_options: {accept_http_10: true}\n",
+        "",
+        "",
+        "",
+    );
+    let proxy = Nuncio::start(&cfg);
+    let r = request(proxy.listener, "GET / HTTP/1.0\r\nHost: h\r\n\r\n").unwrap();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "hello"));
+}
+
+#[test]
+fn malformed_request_is_400_and_the_connection_closes() {
+    let up = HttpUpstream::hello();
+    let proxy = Nuncio::start(&simple(up.addr));
+    let mut client = Client::connect(proxy.listener);
+    client.send(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    let r = client.read_response().unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(client.closed());
+    assert!(up.requests().is_empty(), "nothing smuggled upstream");
+}
+
+#[test]
+fn connection_close_from_the_client_is_honoured() {
+    let up = HttpUpstream::hello();
+    let proxy = Nuncio::start(&simple(up.addr));
+    let mut client = Client::connect(proxy.listener);
+    client.send(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    let r = client.read_response().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(client.closed());
+}
+
+// === timeouts ===
+
+#[test]
+fn idle_connection_is_closed_after_idle_timeout() {
+    let up = HttpUpstream::hello();
+    let cfg = config(
+        up.addr,
+        "          common_http_protocol_options: {idle_timeout: 0.2s}\n",
+        "",
+        "",
+        "",
+    );
+    let proxy = Nuncio::start(&cfg);
+    let mut client = Client::connect(proxy.listener);
+    assert!(client.closed(), "closed by the idle timeout");
+    proxy.wait_stat("http.ingress.downstream_cx_idle_timeout", 1);
+}
+
+#[test]
+fn request_header_timeout_is_408() {
+    let up = HttpUpstream::hello();
+    let cfg = config(
+        up.addr,
+        "          request_headers_timeout: 0.2s\n",
+        "",
+        "",
+        "",
+    );
+    let proxy = Nuncio::start(&cfg);
+    let mut client = Client::connect(proxy.listener);
+    client.send(b"GET / HTTP/1.1\r\nHost");
+    let r = client.read_response().unwrap();
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (408, "request header timeout")
+    );
+}
+
+#[test]
+fn stream_idle_timeout_on_a_stalled_body_is_408() {
+    let up = HttpUpstream::hello();
+    let cfg = config(up.addr, "          stream_idle_timeout: 0.2s\n", "", "", "");
+    let proxy = Nuncio::start(&cfg);
+    let mut client = Client::connect(proxy.listener);
+    client.send(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc");
+    let r = client.read_response().unwrap();
+    assert_eq!((r.status, r.body_str().as_str()), (408, "stream timeout"));
+}
+
+// === HTTP filters ===
+
+#[test]
+fn health_check_filter_answers_locally() {
+    let up = HttpUpstream::hello();
+    let filters = r#"          - name: envoy.filters.http.health_check
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck
+              pass_through_mode: false
+              headers: [{name: ":path", string_match: {exact: "/healthz"}}]
+"#;
+    let proxy = Nuncio::start(&config(up.addr, "", "", filters, ""));
+    let r = get(proxy.listener, "/healthz");
+    assert_eq!(r.status, 200);
+    assert!(up.requests().is_empty());
+    assert_eq!(get(proxy.listener, "/other").body_str(), "hello");
+}
+
+#[test]
+fn local_ratelimit_answers_429_when_the_bucket_is_empty() {
+    let up = HttpUpstream::hello();
+    let filters = r#"          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: rl
+              token_bucket: {max_tokens: 2, tokens_per_fill: 1, fill_interval: 60s}
+              filter_enabled: {runtime_key: e, default_value: {numerator: 100, denominator: HUNDRED}}
+              filter_enforced: {runtime_key: f, default_value: {numerator: 100, denominator: HUNDRED}}
+"#;
+    let proxy = Nuncio::start(&config(up.addr, "", "", filters, ""));
+    assert_eq!(get(proxy.listener, "/").status, 200);
+    assert_eq!(get(proxy.listener, "/").status, 200);
+    let r = get(proxy.listener, "/");
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (429, "local_rate_limited")
+    );
+    assert_eq!(r.header("x-envoy-ratelimited"), Some("true"));
+    assert_eq!(up.requests().len(), 2);
+}
+
+// === upgrades ===
+
+#[test]
+fn websocket_upgrade_becomes_a_tunnel_when_configured() {
+    // A raw upstream: answers 101 then echoes bytes upper-cased.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                return;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").unwrap();
+        loop {
+            let n = match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let up: Vec<u8> = buf[..n].to_ascii_uppercase();
+            if s.write_all(&up).is_err() {
+                return;
+            }
+        }
+    });
+    let cfg = config(
+        addr,
+        "          upgrade_configs: [{upgrade_type: websocket}]\n",
+        "",
+        "",
+        "",
+    );
+    let proxy = Nuncio::start(&cfg);
+    let mut client = Client::connect(proxy.listener);
+    client
+        .send(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    let r = client.read_response_for(true).unwrap();
+    assert_eq!(r.status, 101, "{r:?}");
+    client.send(b"ping");
+    let mut got = [0u8; 4];
+    client.stream.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"PING");
+}
+
+#[test]
+fn upgrade_without_upgrade_configs_is_403() {
+    let up = HttpUpstream::hello();
+    let proxy = Nuncio::start(&simple(up.addr));
+    let r = request(
+        proxy.listener,
+        "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 403);
+    assert!(up.requests().is_empty());
+}

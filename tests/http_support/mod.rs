@@ -1,0 +1,585 @@
+//! Helpers for the HTTP integration tests: the real `nuncio` binary on a generated config
+//! (listener and admin on OS-chosen ports, learned from its log), a scriptable HTTP/1.1
+//! upstream on 127.0.0.1 that records every byte it receives, and a raw-socket HTTP client
+//! that reads exactly one response.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+static NEXT_FILE: AtomicUsize = AtomicUsize::new(0);
+
+/// A running nuncio.
+pub struct Nuncio {
+    child: Child,
+    pub listener: SocketAddr,
+    pub admin: SocketAddr,
+    pub log: Arc<Mutex<Vec<String>>>,
+    _lines: Receiver<String>,
+}
+
+impl Nuncio {
+    /// Starts nuncio on `config` (one listener, an admin block) with one worker.
+    pub fn start(config: &str) -> Nuncio {
+        Self::start_with(config, &["--concurrency", "1"])
+    }
+
+    pub fn start_with(config: &str, extra: &[&str]) -> Nuncio {
+        let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("nuncio-http-{}-{n}.yaml", std::process::id()));
+        std::fs::write(&path, config).expect("write config");
+        let level = std::env::var("NUNCIO_TEST_LOG").unwrap_or_else(|_| "info".into());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nuncio"))
+            .arg("-c")
+            .arg(&path)
+            .args(["-l", &level])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nuncio");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, lines) = mpsc::channel();
+        {
+            let log = log.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if std::env::var("NUNCIO_TEST_LOG").is_ok() {
+                        eprintln!("{line}");
+                    }
+                    log.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut listener = None;
+        let mut admin = None;
+        let deadline = Instant::now() + TIMEOUT;
+        while listener.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = lines.recv_timeout(left) else {
+                panic!("nuncio did not start:\n{}", log.lock().unwrap().join("\n"));
+            };
+            if let Some((_, addr)) = line.split_once("' listening on ") {
+                listener = addr.trim().parse().ok();
+            }
+            if let Some((_, addr)) = line.split_once("admin address: ") {
+                admin = addr.trim().parse().ok();
+            }
+        }
+        let nuncio = Nuncio {
+            child,
+            listener: listener.unwrap(),
+            admin: admin.unwrap(),
+            log,
+            _lines: lines,
+        };
+        nuncio.wait_ready();
+        nuncio
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(r) = request(self.admin, "GET /ready HTTP/1.1\r\nhost: a\r\n\r\n") {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        panic!("nuncio never became ready");
+    }
+
+    /// Every numeric stat from the admin `/stats`.
+    pub fn stats(&self) -> HashMap<String, u64> {
+        let r = request(self.admin, "GET /stats HTTP/1.1\r\nhost: a\r\n\r\n").expect("stats");
+        r.body_str()
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+            .collect()
+    }
+
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats().get(name).copied().unwrap_or(0)
+    }
+
+    /// Polls a stat until it reaches `value`.
+    pub fn wait_stat(&self, name: &str, value: u64) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let v = self.stat(name);
+            if v == value {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!("stat {name} is {v}, never became {value}");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `VmRSS` in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Nuncio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP response as read off the wire.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// Header lines (names lower-cased), in order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The raw head, for exact checks.
+    pub head: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A client connection that reads whole responses.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    fn fill(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    /// Reads one response (to a request that was not HEAD).
+    pub fn read_response(&mut self) -> std::io::Result<Response> {
+        self.read_response_for(false)
+    }
+
+    pub fn read_response_for(&mut self, head_request: bool) -> std::io::Result<Response> {
+        let end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if self.fill()? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "EOF before a response head: {:?}",
+                        String::from_utf8_lossy(&self.buf)
+                    ),
+                ));
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        self.buf.drain(..end);
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let mut body = Vec::new();
+        if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
+        } else if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            while self.buf.len() < len {
+                if self.fill()? == 0 {
+                    break;
+                }
+            }
+            let take = len.min(self.buf.len());
+            body = self.buf.drain(..take).collect();
+        } else if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            loop {
+                let line_end = loop {
+                    if let Some(i) = find(&self.buf, b"\r\n") {
+                        break i;
+                    }
+                    if self.fill()? == 0 {
+                        return Ok(Response {
+                            status,
+                            headers,
+                            body,
+                            head,
+                        });
+                    }
+                };
+                let size_line = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+                let size =
+                    usize::from_str_radix(size_line.split(';').next().unwrap_or("0").trim(), 16)
+                        .unwrap_or(0);
+                self.buf.drain(..line_end + 2);
+                if size == 0 {
+                    // Trailers up to the empty line.
+                    loop {
+                        if let Some(i) = find(&self.buf, b"\r\n") {
+                            let line = self.buf.drain(..i + 2).collect::<Vec<_>>();
+                            if line.len() == 2 {
+                                break;
+                            }
+                            continue;
+                        }
+                        if self.fill()? == 0 {
+                            break;
+                        }
+                    }
+                    break;
+                }
+                while self.buf.len() < size + 2 {
+                    if self.fill()? == 0 {
+                        break;
+                    }
+                }
+                body.extend(self.buf.drain(..size.min(self.buf.len())));
+                let crlf = 2.min(self.buf.len());
+                self.buf.drain(..crlf);
+            }
+        } else {
+            while self.fill()? > 0 {}
+            body = std::mem::take(&mut self.buf);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+            head,
+        })
+    }
+
+    /// True when the peer closed (EOF within the timeout).
+    pub fn closed(&mut self) -> bool {
+        matches!(self.fill(), Ok(0) | Err(_))
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Sends `raw` on a new connection and reads one response.
+pub fn request(addr: SocketAddr, raw: &str) -> std::io::Result<Response> {
+    let mut c = Client::connect(addr);
+    c.send(raw.as_bytes());
+    c.read_response()
+}
+
+/// `GET path` with keep-alive on a new connection.
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nhost: example.com\r\n\r\n"),
+    )
+    .expect("response")
+}
+
+// === the upstream ===
+
+/// A request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Everything received for it, raw.
+    pub raw: Vec<u8>,
+    /// Which connection (accept order) it came on.
+    pub connection: usize,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the upstream answers: raw bytes, then whether to close.
+pub struct Reply {
+    pub bytes: Vec<u8>,
+    pub close: bool,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn ok(body: &str) -> Reply {
+        Reply {
+            bytes: format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nserver: upstream\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+            close: false,
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn raw(bytes: &str) -> Reply {
+        Reply {
+            bytes: bytes.as_bytes().to_vec(),
+            close: false,
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn status(code: u16) -> Reply {
+        Reply::raw(&format!("HTTP/1.1 {code} X\r\ncontent-length: 0\r\n\r\n"))
+    }
+    pub fn closing(mut self) -> Reply {
+        self.close = true;
+        self
+    }
+    pub fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+type Handler = dyn Fn(&Received, usize) -> Reply + Send + Sync;
+
+/// A scriptable HTTP/1.1 upstream on 127.0.0.1:0: keep-alive, one thread per connection,
+/// every request recorded.
+pub struct HttpUpstream {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl HttpUpstream {
+    /// `handler(request, n)` where `n` counts requests from 0.
+    pub fn start(
+        handler: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
+    ) -> HttpUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let addr = listener.local_addr().unwrap();
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (rec, conns) = (received.clone(), connections.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let n = conns.fetch_add(1, Ordering::SeqCst);
+                let (rec, handler) = (rec.clone(), handler.clone());
+                thread::spawn(move || serve(stream, n, rec, handler));
+            }
+        });
+        HttpUpstream {
+            addr,
+            received,
+            connections,
+        }
+    }
+
+    /// Answers every request `200 hello`.
+    pub fn hello() -> HttpUpstream {
+        HttpUpstream::start(|_, _| Reply::ok("hello"))
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+fn serve(
+    mut stream: TcpStream,
+    conn: usize,
+    rec: Arc<Mutex<Vec<Received>>>,
+    handler: Arc<Handler>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let start: Vec<String> = lines
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let mut raw: Vec<u8> = buf.drain(..end).collect();
+        let mut body = Vec::new();
+        if let Some(len) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            while buf.len() < len {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            body = buf.drain(..len).collect();
+            raw.extend_from_slice(&body);
+        } else if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            // Read to the terminating 0-chunk and empty line (no trailers with CRLF pairs inside).
+            loop {
+                if let Some(i) = find(&buf, b"0\r\n\r\n") {
+                    let all: Vec<u8> = buf.drain(..i + 5).collect();
+                    raw.extend_from_slice(&all);
+                    body = all;
+                    break;
+                }
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+        }
+        let request = Received {
+            method: start.first().cloned().unwrap_or_default(),
+            path: start.get(1).cloned().unwrap_or_default(),
+            headers,
+            body,
+            raw,
+            connection: conn,
+        };
+        let n = {
+            let mut rec = rec.lock().unwrap();
+            rec.push(request.clone());
+            rec.len() - 1
+        };
+        let reply = handler(&request, n);
+        if !reply.delay.is_zero() {
+            thread::sleep(reply.delay);
+        }
+        if stream.write_all(&reply.bytes).is_err() {
+            return;
+        }
+        if reply.close {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// A port with nothing listening (bound then released).
+pub fn refused_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A config with one HTTP listener (port 0), `hcm_extra` fields in the HCM, `routes` as the
+/// virtual host's routes, `filters` before the router, and cluster `app` at `upstream`.
+pub fn config(
+    upstream: SocketAddr,
+    hcm_extra: &str,
+    routes: &str,
+    filters: &str,
+    cluster_extra: &str,
+) -> String {
+    format!(
+        r#"static_resources:
+  listeners:
+  - name: http
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+{hcm_extra}          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+{routes}              - match: {{prefix: "/"}}
+                route: {{cluster: app}}
+          http_filters:
+{filters}          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+  - name: app
+    connect_timeout: 1s
+{cluster_extra}    load_assignment:
+      cluster_name: app
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+"#,
+        port = upstream.port()
+    )
+}
+
+/// The simplest proxy config to `upstream`.
+pub fn simple(upstream: SocketAddr) -> String {
+    config(upstream, "", "", "", "")
+}
