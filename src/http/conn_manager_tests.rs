@@ -573,3 +573,23 @@ fn request_header_timeout_is_408() {
     );
     assert!(down.ends_with("request header timeout"), "{down}");
 }
+
+#[test]
+fn reused_connection_dying_before_the_response_is_replayed_once() {
+    let (mut hcm, mut io, _) = setup("");
+    send(&mut hcm, &mut io, GET);
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    upstream_reply(&mut hcm, &mut io, 1, OK);
+    io.take_written();
+    // Passes the idle check, then the upstream's FIN arrives under the new request.
+    send(&mut hcm, &mut io, GET);
+    assert_eq!(io.connects.len(), 1);
+    let mut eof = BytesMut::new();
+    hcm.on_upstream_data(1, &mut eof, true, &mut io);
+    assert_eq!(io.connects.len(), 2, "replayed on a new connection");
+    assert!(io.take_written().is_empty(), "no 503 to the client");
+    hcm.on_upstream_event(2, UpstreamEvent::Connected, &mut io);
+    assert!(io.take_upstream(2).starts_with("GET /a "));
+    upstream_reply(&mut hcm, &mut io, 2, OK);
+    assert!(io.take_written().starts_with("HTTP/1.1 200 OK"));
+}

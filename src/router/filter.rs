@@ -153,8 +153,13 @@ pub struct RouterFilter<U> {
     out: BytesMut,
     /// Upstream read-disabled because the downstream is above its high watermark.
     upstream_read_disabled: bool,
-    /// When the downstream request completed (route timeout start).
+    /// The host of the current attempt.
     pub upstream_host: Option<std::net::SocketAddr>,
+    /// The request had body bytes (a replay needs them retained).
+    saw_body: bool,
+    /// A reused pooled connection died under this request before any response byte and the
+    /// request was replayed once on a new connection.
+    replayed_after_stale_connection: bool,
 }
 
 impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
@@ -178,6 +183,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             out: BytesMut::new(),
             upstream_read_disabled: false,
             upstream_host: None,
+            saw_body: false,
+            replayed_after_stale_connection: false,
         }
     }
 
@@ -298,6 +305,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             return;
         }
         self.downstream_end |= end_stream;
+        self.saw_body |= !data.is_empty();
         if self.retain_body && self.body.len() + data.len() > self.buffer_limit {
             // Too big to replay: no more retries for this request (Envoy's retry buffer limit).
             self.retain_body = false;
@@ -576,6 +584,13 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                         self.on_upstream_closed(cb, io, out);
                         return;
                     }
+                    Err(CodecError::PrematureClose)
+                        if upstream.state != UpstreamState::Receiving =>
+                    {
+                        // Closed before any response: a reset, not a protocol error.
+                        self.on_upstream_closed(cb, io, out);
+                        return;
+                    }
                     Err(e) => {
                         self.on_upstream_protocol_error(e, cb, io, out);
                         return;
@@ -825,6 +840,30 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             cb.set_response_flag(ResponseFlag::UpstreamConnectionTermination);
             self.done = true;
             out.push(UpstreamOutcome::Reset);
+            return;
+        }
+        // A pooled connection can pass the idle check and still die under the request (the
+        // upstream's FIN was in flight). Nothing of a response arrived, so the request never
+        // reached the application on that connection: replay it once on a new connection
+        // instead of failing it (what a client would do, RFC 9112 §9.3.1).
+        let replayable = !self.saw_body || self.retain_body;
+        if reason == ResetReason::ConnectionTermination
+            && !upstream.new_connection
+            && !self.replayed_after_stale_connection
+            && replayable
+            && !self.done
+        {
+            log::debug!(
+                "[C{}][S{}] reused connection {:?} closed before the response: replaying on a new connection",
+                cb.connection_id,
+                cb.stream_id,
+                upstream.conn
+            );
+            self.replayed_after_stale_connection = true;
+            self.start_attempt(cb, io);
+            if let Some(reply) = cb.state.local_reply.take() {
+                out.push(UpstreamOutcome::LocalReply(reply));
+            }
             return;
         }
         self.on_reset_before_headers(reason, cb, io);
