@@ -430,6 +430,20 @@ impl ClusterManagerHandle {
             .collect()
     }
 
+    /// This thread's thread-local cluster manager, if this thread registered as a worker of this
+    /// manager (Envoy's TLS slot lookup). A filter that keeps only the handle (it is `Send`, so
+    /// it fits in a shared filter config) finds its worker's manager here per connection.
+    pub fn thread_local(&self) -> Option<Rc<ThreadLocalClusterManager>> {
+        let id = self.shared.id;
+        SLOTS.with(|slots| {
+            slots
+                .borrow()
+                .iter()
+                .find(|(slot_id, _)| *slot_id == id)
+                .and_then(|(_, weak)| weak.upgrade())
+        })
+    }
+
     /// Called once by each worker, on the worker's thread, before it serves connections: its
     /// thread-local cluster manager, with the current snapshots, kept current from now on
     /// through `dispatcher`'s post queue. Stats handles come from `store` (the worker's shard).
@@ -623,7 +637,9 @@ static_resources:
         assert_eq!(all[0].0.stats.max_host_weight.value(), 3);
 
         let dispatcher = Dispatcher::new("worker_test").unwrap();
+        assert!(handle.thread_local().is_none());
         let tlcm = handle.register_worker(&dispatcher, &store.for_worker());
+        assert!(Rc::ptr_eq(&handle.thread_local().unwrap(), &tlcm));
         let id = tlcm.cluster_id("a").unwrap();
         assert_eq!(handle.cluster_id("a"), Some(id));
         assert!(tlcm.cluster_id("nope").is_none());
