@@ -12,6 +12,9 @@
 //! at the end of each stream), and by the server (`reopen_all` on SIGUSR1 and POST /reopen_logs,
 //! `shutdown` on exit). Calls `config::Node` for parsing and `std::fs` for files.
 
+mod access_log_manager;
+mod config;
+mod filter;
 mod formatter;
 #[cfg(test)]
 mod formatter_tests;
@@ -19,6 +22,11 @@ mod response_flags;
 mod start_time;
 mod stream_info;
 
+pub use access_log_manager::{
+    AccessLog, AccessLogFile, AccessLogManager, DEFAULT_FLUSH_INTERVAL, FLUSH_SIZE, MAX_BUFFER,
+};
+pub use config::{AccessLogConfig, Destination};
+pub use filter::{AccessLogFilter, Comparison, ComparisonOp};
 pub use formatter::{FormatError, Formatter, DEFAULT_FORMAT};
 pub use response_flags::{ResponseFlag, ResponseFlags};
 pub use start_time::TimeFormat;
