@@ -405,43 +405,58 @@ mod tests {
         let rotated = dir.join("access.log.1");
         let manager = AccessLogManager::new(Duration::from_millis(5)).expect("flush thread");
         let log = file_log(&manager, &path, "%CONNECTION_ID%\\n");
-        let per_thread = 20_000u64;
+        let stop = Arc::new(AtomicBool::new(false));
+        // Two writers log ids t, t+2, t+4, ... until told to stop; they return how many.
         let writers: Vec<_> = (0..2u64)
             .map(|t| {
-                let log = log.clone();
+                let (log, stop) = (log.clone(), stop.clone());
                 std::thread::spawn(move || {
-                    for i in 0..per_thread {
-                        let info = StreamInfo {
-                            connection_id: Some(t * per_thread + i),
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) || n < 1000 {
+                        log.log(&StreamInfo {
+                            connection_id: Some(t + 2 * n),
                             ..StreamInfo::default()
-                        };
-                        log.log(&info);
+                        });
+                        n += 1;
                     }
+                    n
                 })
             })
             .collect();
+        let wait_for_lines = |p: &std::path::Path| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while lines(p).len() < 1000 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
         // Rotate while both threads write: rename, then reopen (what logrotate + SIGUSR1 do).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while lines(&path).len() < 1000 && Instant::now() < deadline {
-            std::thread::yield_now();
-        }
+        wait_for_lines(&path);
         std::fs::rename(&path, &rotated).expect("rename");
         manager.reopen_all();
-        for w in writers {
-            w.join().expect("writer");
-        }
+        wait_for_lines(&path);
+        stop.store(true, Ordering::Relaxed);
+        let total: u64 = writers.into_iter().map(|w| w.join().expect("writer")).sum();
         manager.shutdown();
-        let mut all: Vec<u64> = lines(&rotated)
+        let (old, new) = (lines(&rotated), lines(&path));
+        assert!(
+            old.len() >= 1000 && new.len() >= 1000,
+            "both files got lines: {} {}",
+            old.len(),
+            new.len()
+        );
+        let mut all: Vec<u64> = old
             .iter()
-            .chain(lines(&path).iter())
+            .chain(new.iter())
             .map(|l| l.parse().expect("id"))
             .collect();
-        assert!(
-            !lines(&rotated).is_empty() && !lines(&path).is_empty(),
-            "both files got lines"
-        );
         all.sort_unstable();
-        assert_eq!(all, (0..2 * per_thread).collect::<Vec<_>>());
+        let logged = all.len() as u64;
+        all.dedup();
+        assert_eq!(
+            (logged, all.len() as u64),
+            (total, total),
+            "every line exactly once"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
