@@ -96,11 +96,12 @@ impl HistogramShard {
         }
     }
 
-    fn record(&self, value: u64) {
+    fn record(&self, value: u64, count: u64) {
         let (decade, index) = bin_of(value);
-        self.decades[decade].get_or_init(Decade::new).0[index].fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(value, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        self.decades[decade].get_or_init(Decade::new).0[index].fetch_add(count, Ordering::Relaxed);
+        self.sum
+            .fetch_add(value.wrapping_mul(count), Ordering::Relaxed);
+        self.count.fetch_add(count, Ordering::Relaxed);
     }
 
     /// Adds this shard's bins into `bins` (indexed `decade * BINS_PER_DECADE + index`).
@@ -181,7 +182,17 @@ impl Histogram {
     /// Records one value (in the histogram's unit).
     #[inline]
     pub fn record(&self, value: u64) {
-        self.shard.record(value);
+        self.record_n(value, 1);
+    }
+
+    /// Records `count` values equal to `value` at once (for feeding pre-bucketed counts, e.g.
+    /// the reactor's own loop-duration buckets). Recording zero values changes nothing.
+    #[inline]
+    pub fn record_n(&self, value: u64, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.shard.record(value, count);
         // Read first: after the first record this line is only ever read, so it stays shared in
         // every core's cache instead of bouncing between workers.
         if !self.stat.used.load(Ordering::Relaxed) {
@@ -256,7 +267,7 @@ impl HistogramStatistics {
     pub fn from_values(values: &[u64]) -> HistogramStatistics {
         let shard = HistogramShard::new();
         for &v in values {
-            shard.record(v);
+            shard.record(v, 1);
         }
         let mut bins = vec![0u64; DECADES * BINS_PER_DECADE];
         let mut sum = 0;
@@ -450,8 +461,9 @@ mod tests {
         h.record(5);
         h.record(50);
         let first = h.statistics();
-        h.record(50);
-        h.record(500);
+        h.record_n(50, 1);
+        h.record_n(500, 1);
+        h.record_n(7, 0);
         let interval = h.statistics().since(&first);
         assert_eq!(interval.sample_count(), 2);
         assert_eq!(interval.sample_sum(), 550);
