@@ -376,6 +376,8 @@ impl ConnectionHandler {
             }
             let filter = &mut socket.filters[socket.index];
             let mut cx = ListenerFilterContext::new(&mut socket.addresses);
+            // How many bytes `on_data` saw in this pass (None: `on_accept` ran instead).
+            let mut seen = None;
             let status = if !socket.accepted {
                 socket.accepted = true;
                 trace!("listener filter {}: onAccept", socket.index);
@@ -390,8 +392,13 @@ impl ConnectionHandler {
                     }
                     Peek::Data(bytes, full) => {
                         let status = filter.on_data(&bytes, &mut cx);
+                        seen = Some(bytes.len());
+                        // A filter may raise max_read_bytes once it knows its header's
+                        // length (proxy_protocol v2 with TLVs): only a filter still wanting
+                        // more than it may read is stuck.
                         if status == ListenerFilterStatus::StopIteration
                             && full
+                            && filter.max_read_bytes() <= bytes.len()
                             && !cx.close_requested()
                         {
                             debug!("listener filter wants more than it may read: closing");
@@ -422,10 +429,15 @@ impl ConnectionHandler {
                         // Nothing to peek for: only the timeout can move this socket on.
                         return;
                     }
-                    // Bytes may already be waiting (no new edge would come): peek now.
+                    // Bytes may already be waiting (no new edge would come): peek now, and
+                    // run the filter again only if there is more than it has just seen (else
+                    // wait for the next READ edge: re-running on the same bytes would spin).
                     if socket.accepted {
                         match peek_for(socket.filters[socket.index].as_mut(), &socket.stream) {
                             Peek::WouldBlock => return,
+                            Peek::Data(bytes, _) if seen.is_some_and(|s| bytes.len() <= s) => {
+                                return
+                            }
                             _ => continue,
                         }
                     }
