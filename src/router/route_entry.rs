@@ -171,16 +171,25 @@ pub struct WeightedCluster {
     pub(crate) response_headers: HeaderParser,
 }
 
-/// `weighted_clusters`.
+/// `weighted_clusters`. Only built by the parser, which guarantees a non-empty list and a
+/// positive total (so `pick` cannot divide by zero).
 #[derive(Clone, Debug)]
 pub struct WeightedClusters {
-    /// The clusters in configured order.
-    pub clusters: Vec<WeightedCluster>,
-    /// The sum of the weights (> 0).
-    pub total_weight: u64,
+    clusters: Vec<WeightedCluster>,
+    total_weight: u64,
 }
 
 impl WeightedClusters {
+    /// The clusters in configured order.
+    pub fn clusters(&self) -> &[WeightedCluster] {
+        &self.clusters
+    }
+
+    /// The sum of the weights (> 0).
+    pub fn total_weight(&self) -> u64 {
+        self.total_weight
+    }
+
     /// The cluster for `random_value`, as Envoy picks it: `random % total` falls in one
     /// cluster's `[begin, begin + weight)` in configured order.
     pub fn pick(&self, random_value: u64) -> &WeightedCluster {
@@ -192,9 +201,11 @@ impl WeightedClusters {
                 return cluster;
             }
         }
-        // Unreachable: `selected < total_weight == end` after the loop, and the list is
-        // non-empty (checked at load).
-        &self.clusters[self.clusters.len() - 1]
+        // Not reached: after the loop `end == total_weight > selected`. The parser guarantees a
+        // non-empty list, so `last` exists.
+        self.clusters
+            .last()
+            .unwrap_or_else(|| unreachable!("weighted_clusters is never empty"))
     }
 
     fn parse(node: &Node, ctx: &ParseContext) -> Result<WeightedClusters> {
