@@ -23,7 +23,7 @@
 //! The simple emulation re-arms each level-triggered fd after its callback (`EPOLL_CTL_MOD`
 //! with `EPOLLET` makes the kernel re-check readiness and queue a fresh edge if the fd is still
 //! ready). It is correct but costs one syscall per callback: in the `pingpong` benchmark it
-//! measured 5% *more* CPU per event than libevent; the level set measured 4% less. With the
+//! measured 5% *more* CPU per event than libevent; the level set measured 5% less. With the
 //! level set the per-event cost is libevent's (no syscall beyond the callback's own) and the
 //! overhead is one zero-timeout `epoll_wait` per iteration while level fds are active,
 //! amortised over the batch. A scheme where the callback reports whether it drained the fd

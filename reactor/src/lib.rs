@@ -60,7 +60,7 @@
 //!
 //! The first version re-armed each level fd after its callback (`EPOLL_CTL_MOD`, which makes
 //! the kernel re-check readiness). Correct, but one syscall per callback: the `pingpong`
-//! benchmark measured it 5% above libevent in CPU per event, against 4% below with the level
+//! benchmark measured it 5% above libevent in CPU per event, against 5% below with the level
 //! set (see the README for the figures).
 
 mod deferred;

@@ -100,12 +100,13 @@ impl Poster {
                 return false;
             }
             q.callbacks.push_back(cb);
+            // Under the lock, so the dispatcher's subtraction never comes before this addition.
+            self.queue
+                .stats
+                .post_queue_depth
+                .fetch_add(1, Ordering::Relaxed);
             q.callbacks.len() == 1
         };
-        self.queue
-            .stats
-            .post_queue_depth
-            .fetch_add(1, Ordering::Relaxed);
         if was_empty {
             self.wake();
         }

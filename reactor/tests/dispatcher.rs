@@ -23,7 +23,10 @@ fn non_block_runs_one_pass_without_waiting() {
     t.enable(Duration::from_secs(60));
     let start = Instant::now();
     d.run(RunType::NonBlock).unwrap();
-    assert!(start.elapsed() < Duration::from_millis(50));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "did not wait for the timer"
+    );
     assert_eq!(d.stats().snapshot().loop_iterations_total, 1);
 }
 

@@ -33,8 +33,9 @@ fn expiry_is_never_early_and_at_most_a_few_ms_late() {
     d.run(RunType::Block).unwrap();
     let late = fired_at.get().unwrap() - start;
     assert!(late >= Duration::from_millis(25), "early: {late:?}");
-    // The contract is 1 ms under no load; the test machine is shared, so allow scheduling noise.
-    assert!(late < Duration::from_millis(25 + 15), "late: {late:?}");
+    // The contract is 1 ms late under no load (the wheel's unit tests check it on a simulated
+    // clock); a shared CI machine adds scheduling noise, so only gross lateness fails here.
+    assert!(late < Duration::from_millis(25 + 250), "late: {late:?}");
     assert!(!t.enabled());
 }
 
@@ -51,10 +52,13 @@ fn disable_cancels_and_enable_re_arms() {
     assert_eq!(count.get(), 0);
     t.enable(Duration::from_millis(50));
     t.enable(Duration::from_millis(1)); // re-arm replaces the earlier deadline
-    let start = Instant::now();
+    let (c, seen) = (count.clone(), Rc::new(Cell::new(None)));
+    let s2 = seen.clone();
+    let sentinel = d.create_timer(move || s2.set(Some(c.get())));
+    sentinel.enable(Duration::from_millis(20));
     d.run(RunType::Block).unwrap();
-    assert_eq!(count.get(), 1);
-    assert!(start.elapsed() < Duration::from_millis(40));
+    assert_eq!(seen.get(), Some(1), "fired before the 20 ms sentinel");
+    assert_eq!(count.get(), 1, "and only once");
 }
 
 #[test]
