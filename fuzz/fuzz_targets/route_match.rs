@@ -26,7 +26,7 @@ virtual_hosts:
 - name: exact
   domains: ["a.com", "a.com:8080", "[::1]:80"]
   routes:
-  - match: {prefix: /h, headers: [{name: x-a, string_match: {exact: v, ignore_case: true}}, {name: x-r, range_match: {start: -5, end: 50}}]}
+  - match: {prefix: /h, runtime_fraction: {default_value: {numerator: 90}}, headers: [{name: x-a, string_match: {exact: v, ignore_case: true}}, {name: x-r, range_match: {start: -5, end: 50}}]}
     route: {cluster: c1, prefix_rewrite: /H}
   - match: {prefix: /q, query_parameters: [{name: a, string_match: {prefix: "1"}}, {name: b}]}
     route: {cluster: c1, regex_rewrite: {pattern: {regex: "(.)"}, substitution: "\\1\\1"}}

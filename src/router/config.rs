@@ -124,8 +124,8 @@ impl RouteConfig {
     }
 
     /// Routes a request (Envoy's `ConfigImpl::route`): finds the virtual host, then the first
-    /// matching route, and says what to do. `random_value` picks among `weighted_clusters`
-    /// (the stream's random number in Envoy). Reads `headers`, changes nothing: the caller
+    /// matching route, and says what to do. `random_value` is the stream's random number (as
+    /// in Envoy): it decides `runtime_fraction` matches and picks among `weighted_clusters`. Reads `headers`, changes nothing: the caller
     /// applies the result (`Forward::finalize_request_headers`, ...).
     pub fn route<'c, H: HeaderMapAccess + ?Sized>(
         &'c self,
@@ -135,7 +135,7 @@ impl RouteConfig {
         let Some(virtual_host) = self.virtual_host(headers) else {
             return RouteResult::NoRoute;
         };
-        let Some((entry, matched_len)) = virtual_host.route(headers) else {
+        let Some((entry, matched_len)) = virtual_host.route(headers, random_value) else {
             return RouteResult::NoRoute;
         };
         let route = Route {

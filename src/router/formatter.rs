@@ -490,7 +490,10 @@ mod tests {
             fmt("%START_TIME(%Y/%m/%d %H:%M:%S %z)%", &req),
             "2026/11/26 10:22:14 +0000"
         );
-        assert_eq!(fmt("%START_TIME(%E6S|%3f)%", &req), "14.940000|940");
+        assert_eq!(
+            fmt("%START_TIME(%E6S|%3f|%9f)%", &req),
+            "14.940000|940|940000000"
+        );
         assert!(HeaderFormatter::parse("%START_TIME(%a)%").is_err());
     }
 

@@ -287,6 +287,61 @@ request_headers_to_add:
         );
     }
 
+    /// The same edits run through Envoy 1.40 (echo upstream): the forwarded order is below.
+    #[test]
+    fn observed_on_envoy() {
+        let p = parser(
+            r#"
+request_headers_to_add:
+- header: {key: x-append, value: new}
+- header: {key: x-absent, value: new}
+  append_action: ADD_IF_ABSENT
+- header: {key: x-absent2, value: new}
+  append_action: ADD_IF_ABSENT
+- header: {key: x-over, value: new}
+  append_action: OVERWRITE_IF_EXISTS_OR_ADD
+- header: {key: x-overif, value: new}
+  append_action: OVERWRITE_IF_EXISTS
+- header: {key: x-overif2, value: new}
+  append_action: OVERWRITE_IF_EXISTS
+- header: {key: x-legacy, value: new}
+  append: false
+- header: {key: x-dup, value: "1"}
+- header: {key: x-dup, value: "2"}
+  append_action: ADD_IF_ABSENT
+request_headers_to_remove: [x-gone]
+"#,
+        );
+        let out = apply(
+            &p,
+            &[
+                ("x-append", "old"),
+                ("x-absent", "old"),
+                ("x-over", "o1"),
+                ("x-over", "o2"),
+                ("x-overif", "old"),
+                ("x-legacy", "old"),
+                ("x-gone", "1"),
+                ("x-keep", "k"),
+            ],
+        );
+        assert_eq!(
+            out,
+            pairs(&[
+                ("x-append", "old"),
+                ("x-absent", "old"),
+                ("x-keep", "k"),
+                ("x-over", "new"),
+                ("x-overif", "new"),
+                ("x-legacy", "new"),
+                ("x-append", "new"),
+                ("x-absent2", "new"),
+                ("x-dup", "1"),
+                ("x-dup", "2"),
+            ])
+        );
+    }
+
     #[test]
     fn legacy_append_false_overwrites() {
         let p = parser("request_headers_to_add: [{header: {key: X-A, value: v}, append: false}]");

@@ -2,7 +2,9 @@
 //! its `Prefix`/`Path`/`Regex`/`PathSeparatedPrefix` subclasses) and its action (`route`,
 //! `redirect` or `direct_response`).
 //!
-//! Matching a route is a conjunction of: the path condition (on `:path` without its query and
+//! Matching a route is a conjunction of: `runtime_fraction` (the stream's random number
+//! modulo the denominator is below the numerator: `default_value` only, there is no runtime
+//! layer), `grpc` (a gRPC content-type), the path condition (on `:path` without its query and
 //! fragment), every header matcher, every query-parameter matcher. It allocates nothing.
 //! The path conditions, as Envoy 1.40 does them:
 //! - `prefix`: the path starts with it (`case_sensitive: false` compares ASCII case-blind);
@@ -516,6 +518,10 @@ pub struct RouteEntry {
     pub path: PathMatcher,
     headers: Vec<HeaderMatcher>,
     query_parameters: Vec<QueryParameterMatcher>,
+    /// `runtime_fraction`: `(numerator, denominator)` of the share of requests that match.
+    runtime_fraction: Option<(u64, u64)>,
+    /// `grpc: {}`: only gRPC requests (content-type `application/grpc[+...|;...]`).
+    grpc: bool,
     /// What to do.
     pub action: Action,
     pub(crate) request_headers: HeaderParser,
@@ -524,7 +530,23 @@ pub struct RouteEntry {
 
 impl RouteEntry {
     /// If this route matches the request, the length of the matched part of `:path`.
-    pub fn matches<H: HeaderMapAccess + ?Sized>(&self, headers: &H, path: &str) -> Option<usize> {
+    /// `random_value` is the stream's random number (the one weighted clusters use), for
+    /// `runtime_fraction`.
+    pub fn matches<H: HeaderMapAccess + ?Sized>(
+        &self,
+        headers: &H,
+        path: &str,
+        random_value: u64,
+    ) -> Option<usize> {
+        if let Some((numerator, denominator)) = self.runtime_fraction {
+            // Envoy's `evaluateFractionalPercent`.
+            if random_value % denominator >= numerator {
+                return None;
+            }
+        }
+        if self.grpc && !is_grpc_request(headers) {
+            return None;
+        }
         let matched = self.path.matches(path)?;
         if !self.headers.iter().all(|m| m.matches(headers)) {
             return None;
@@ -571,12 +593,12 @@ impl RouteEntry {
                 "case_sensitive",
                 "headers",
                 "query_parameters",
+                "runtime_fraction",
+                "grpc",
             ],
             &[
                 "connect_matcher",
                 "path_match_policy",
-                "runtime_fraction",
-                "grpc",
                 "tls_context",
                 "dynamic_metadata",
                 "filter_state",
@@ -612,6 +634,14 @@ impl RouteEntry {
             path: PathMatcher::parse(&m)?,
             headers: m.list("headers", HeaderMatcher::parse)?,
             query_parameters: m.list("query_parameters", QueryParameterMatcher::parse)?,
+            runtime_fraction: m.opt("runtime_fraction", parse_runtime_fraction)?,
+            grpc: match m.get("grpc") {
+                Some(g) => {
+                    g.check_fields(&[], &[])?;
+                    true
+                }
+                None => false,
+            },
             action,
             request_headers: HeaderParser::parse(
                 node,
@@ -625,4 +655,35 @@ impl RouteEntry {
             )?,
         })
     }
+}
+
+/// Envoy's `Grpc::Common::isGrpcRequestHeaders`: content-type `application/grpc`, optionally
+/// followed by `+suffix` or `;params`.
+fn is_grpc_request<H: HeaderMapAccess + ?Sized>(headers: &H) -> bool {
+    const GRPC: &str = "application/grpc";
+    headers.get("content-type").is_some_and(|ct| {
+        starts_with(ct, GRPC, false)
+            && matches!(ct.as_bytes().get(GRPC.len()), None | Some(b'+' | b';'))
+    })
+}
+
+/// `runtime_fraction` (a `RuntimeFractionalPercent`): nuncio has no runtime layer, so the
+/// `default_value` applies, as in Envoy when the `runtime_key` is not set in the runtime.
+fn parse_runtime_fraction(node: &Node) -> Result<(u64, u64)> {
+    node.check_fields(&["default_value", "runtime_key"], &[])?;
+    if let Some(key) = node.get("runtime_key") {
+        key.as_str()?;
+    }
+    let value = node.required("default_value")?;
+    value.check_fields(&["numerator", "denominator"], &[])?;
+    let numerator = u64::from(value.opt("numerator", Node::as_u32)?.unwrap_or(0));
+    let denominator = match value.get("denominator") {
+        None => 100,
+        Some(d) => match d.enum_str(&["HUNDRED", "TEN_THOUSAND", "MILLION"], &[])? {
+            "TEN_THOUSAND" => 10_000,
+            "MILLION" => 1_000_000,
+            _ => 100,
+        },
+    };
+    Ok((numerator, denominator))
 }

@@ -335,6 +335,36 @@ virtual_hosts:
 }
 
 #[test]
+fn runtime_fraction_and_grpc_matches() {
+    let c = load(&format!(
+        r#"
+virtual_hosts:
+- name: default
+  domains: ["*"]
+  routes:
+  - {{match: {{prefix: /, grpc: {{}}}}, {}}}
+  - {{match: {{prefix: /, runtime_fraction: {{default_value: {{numerator: 25}}, runtime_key: canary}}}}, {}}}
+  - {{match: {{prefix: /}}, {}}}
+"#,
+        dr("grpc"),
+        dr("canary"),
+        dr("stable"),
+    ));
+    let route = |random: u64, content_type: &str| {
+        let req = VecHeaderMap::request("h", "/", &[("content-type", content_type)]);
+        describe(c.route(&req, random))
+    };
+    assert_eq!(route(0, "application/grpc"), "grpc");
+    assert_eq!(route(0, "application/grpc+proto"), "grpc");
+    assert_eq!(route(0, "application/grpc;x=1"), "grpc");
+    // random % 100 < 25 takes the canary.
+    assert_eq!(route(0, "application/grpcx"), "canary");
+    assert_eq!(route(124, "text/plain"), "canary");
+    assert_eq!(route(125, "text/plain"), "stable");
+    assert_eq!(route(99, "text/plain"), "stable");
+}
+
+#[test]
 fn direct_response_status_range_as_envoy() {
     let route = |status: u32| {
         load_with(
@@ -369,11 +399,11 @@ fn route_errors_name_their_path() {
     );
     assert_eq!(
         vh("{match: {prefix: /, bogus: 1}, route: {cluster: up}}"),
-        "virtual_hosts[0].routes[0].match.bogus: unknown field (supported: prefix, path, safe_regex, path_separated_prefix, case_sensitive, headers, query_parameters)"
+        "virtual_hosts[0].routes[0].match.bogus: unknown field (supported: prefix, path, safe_regex, path_separated_prefix, case_sensitive, headers, query_parameters, runtime_fraction, grpc)"
     );
     assert_eq!(
-        vh("{match: {prefix: /, runtime_fraction: {}}, route: {cluster: up}}"),
-        "virtual_hosts[0].routes[0].match.runtime_fraction: not supported by nuncio"
+        vh("{match: {prefix: /, tls_context: {}}, route: {cluster: up}}"),
+        "virtual_hosts[0].routes[0].match.tls_context: not supported by nuncio"
     );
     assert_eq!(
         vh("{match: {prefix: /}, route: {cluster: up}, typed_per_filter_config: {}}"),
@@ -761,4 +791,10 @@ fn forward_then_timeouts_then_retry_state() {
         state.should_retry_reset(ResetReason::ConnectionFailure, false, false, true, 3),
         RetryStatus::Yes(d) if d == Duration::from_millis(3)
     ));
+}
+
+#[test]
+fn route_config_is_shared_across_workers() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<RouteConfig>();
 }

@@ -27,11 +27,15 @@ pub struct VirtualHost {
 
 impl VirtualHost {
     /// The first route matching the request, with the length of the matched part of `:path`.
-    pub fn route<H: HeaderMapAccess + ?Sized>(&self, headers: &H) -> Option<(&RouteEntry, usize)> {
+    pub fn route<H: HeaderMapAccess + ?Sized>(
+        &self,
+        headers: &H,
+        random_value: u64,
+    ) -> Option<(&RouteEntry, usize)> {
         let path = headers.get(":path").unwrap_or("");
         self.routes
             .iter()
-            .find_map(|r| r.matches(headers, path).map(|len| (r, len)))
+            .find_map(|r| r.matches(headers, path, random_value).map(|len| (r, len)))
     }
 
     /// Reads a `VirtualHost` message (its domains are checked by `RouteMatcher`).
