@@ -56,8 +56,8 @@ impl ClientCodec {
     }
 
     /// Writes a request head (always HTTP/1.1 upstream, `host` first, as Envoy does). Framing:
-    /// `content-length` passed through; none when `end_stream` (Envoy sends no length on a
-    /// bodiless request); otherwise `transfer-encoding: chunked`. Upgrade and CONNECT requests
+    /// `content-length` passed through; when `end_stream`, `content-length: 0` except for
+    /// GET/HEAD/DELETE/TRACE/CONNECT (as Envoy); otherwise `transfer-encoding: chunked`. Upgrade and CONNECT requests
     /// become tunnels.
     pub fn encode_headers(&mut self, head: &RequestHead, end_stream: bool, out: &mut BytesMut) {
         encode::put_request_line_and_host(head, out);
@@ -68,6 +68,14 @@ impl ClientCodec {
         } else if head.headers.contains("content-length") {
             BodyEncoder::Length
         } else if end_stream {
+            // Envoy announces an empty body explicitly unless the method has no body by
+            // definition (its `requestShouldHaveNoBody`: GET, HEAD, DELETE, TRACE, CONNECT).
+            if !matches!(
+                head.method,
+                Method::Get | Method::Head | Method::Delete | Method::Trace | Method::Connect
+            ) {
+                out.extend_from_slice(b"content-length: 0\r\n");
+            }
             BodyEncoder::Discard
         } else {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
@@ -116,7 +124,7 @@ impl ClientCodec {
                     return self.fail(CodecError::Malformed("response bytes without a request"));
                 };
                 let Some(end) = find_head_end(buf, *scanned) else {
-                    if buf.len() > self.settings.max_head_bytes() {
+                    if buf.len() > self.settings.max_response_head_bytes() {
                         return self.fail(CodecError::HeadersTooLarge);
                     }
                     *scanned = buf.len().saturating_sub(2);
@@ -141,7 +149,7 @@ impl ClientCodec {
                 Ok(Some(ResponseEvent::Headers(head)))
             }
             Reading::Body(decoder) => {
-                let max = self.settings.max_head_bytes();
+                let max = self.settings.max_response_head_bytes();
                 let count = self.settings.max_headers_count as usize;
                 match decoder.decode(buf, max, count) {
                     Ok(None) => Ok(None),

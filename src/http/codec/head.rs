@@ -25,8 +25,9 @@ impl Version {
     }
 }
 
-/// A request method. The registered ones are variants; any other valid token is `Other`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A request method. The common ones are variants; the other methods Envoy 1.40 accepts are
+/// `Other` (Envoy's HTTP/1 parser only knows a fixed list; any other token is a 400).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     Get,
     Head,
@@ -37,13 +38,43 @@ pub enum Method {
     Options,
     Trace,
     Patch,
-    Other(Box<str>),
+    Other(&'static str),
 }
 
+/// The methods Envoy 1.40 accepts besides the variants (observed: `QUERY`, `PRI`, `M-SEARCH`,
+/// lower-case or unknown tokens are answered 400 `http1.codec_error`).
+const OTHER_METHODS: &[&str] = &[
+    "ACL",
+    "BIND",
+    "CHECKOUT",
+    "COPY",
+    "LINK",
+    "LOCK",
+    "MERGE",
+    "MKACTIVITY",
+    "MKCALENDAR",
+    "MKCOL",
+    "MOVE",
+    "MSEARCH",
+    "NOTIFY",
+    "PROPFIND",
+    "PROPPATCH",
+    "PURGE",
+    "REBIND",
+    "REPORT",
+    "SEARCH",
+    "SOURCE",
+    "SUBSCRIBE",
+    "UNBIND",
+    "UNLINK",
+    "UNLOCK",
+    "UNSUBSCRIBE",
+];
+
 impl Method {
-    /// The method for a token (case-sensitive, as RFC 9110 §9.1 says).
-    pub fn from_token(token: &str) -> Method {
-        match token {
+    /// The method for a token (case-sensitive, RFC 9110 §9.1), `None` if Envoy would reject it.
+    pub fn from_token(token: &str) -> Option<Method> {
+        Some(match token {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
             "POST" => Method::Post,
@@ -53,11 +84,11 @@ impl Method {
             "OPTIONS" => Method::Options,
             "TRACE" => Method::Trace,
             "PATCH" => Method::Patch,
-            other => Method::Other(other.into()),
-        }
+            other => Method::Other(OTHER_METHODS.iter().find(|m| **m == other)?),
+        })
     }
 
-    pub fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             Method::Get => "GET",
             Method::Head => "HEAD",

@@ -69,6 +69,10 @@ pub struct Http1Settings {
     /// `max_request_headers_kb`: limit on the raw bytes of a head (start line, fields, blank
     /// line), as Envoy 1.40 counts them. Default 60.
     pub max_request_headers_kb: u32,
+    /// Limit on the raw bytes of a response head from upstream, in KiB. Envoy 1.40 accepts
+    /// response heads up to 80 KiB by default (observed: 81920 bytes pass, one more is a 502
+    /// `upstream_reset_before_response_started{protocol_error}`).
+    pub max_response_headers_kb: u32,
     /// `common_http_protocol_options.max_headers_count`: limit on the number of fields
     /// (`host` included). Default 100.
     pub max_headers_count: u32,
@@ -83,6 +87,7 @@ impl Default for Http1Settings {
     fn default() -> Http1Settings {
         Http1Settings {
             max_request_headers_kb: 60,
+            max_response_headers_kb: 80,
             max_headers_count: 100,
             accept_http_10: false,
             default_host_for_http_10: None,
@@ -91,8 +96,13 @@ impl Default for Http1Settings {
 }
 
 impl Http1Settings {
-    /// The head size limit in bytes.
+    /// The request head size limit in bytes.
     pub fn max_head_bytes(&self) -> usize {
         self.max_request_headers_kb as usize * 1024
+    }
+
+    /// The response head size limit in bytes.
+    pub fn max_response_head_bytes(&self) -> usize {
+        self.max_response_headers_kb as usize * 1024
     }
 }

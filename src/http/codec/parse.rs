@@ -76,19 +76,27 @@ fn map_httparse_error(error: httparse::Error, head: &[u8]) -> CodecError {
     }
 }
 
-/// True when the request line ends in `HTTP/<digit>.<digit>` (Envoy answers 426 to those).
+/// True when the request line ends in a well-formed `HTTP/<digit>.<digit>` other than 1.0 and
+/// 1.1, or is an HTTP/0.9 simple request (`GET /`): Envoy answers 426 to both.
 fn well_formed_other_version(head: &[u8]) -> bool {
     let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-    let line = trim_end(
-        head[..line_end]
-            .strip_suffix(b"\r")
-            .unwrap_or(&head[..line_end]),
-    );
-    let mut parts = line.split(|&b| b == b' ').filter(|part| !part.is_empty());
-    let version = parts.nth(2).unwrap_or(&[]);
-    parts.next().is_none()
-        && matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit())
+    let line = head[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&head[..line_end]);
+    if line.ends_with(b" ") {
+        return false;
+    }
+    let parts: Vec<&[u8]> = line
+        .split(|&b| b == b' ')
+        .filter(|p| !p.is_empty())
+        .collect();
+    match parts[..] {
+        [method, target] => method.iter().all(u8::is_ascii_alphabetic) && target.starts_with(b"/"),
+        [_, _, version] => matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit()
+                && !(*major == b'1' && (*minor == b'0' || *minor == b'1'))),
+        _ => false,
+    }
 }
 
 /// Runs `parse` with enough httparse slots to detect one field more than allowed.
@@ -267,6 +275,10 @@ fn split_target(method: &Method, target: &[u8]) -> Result<Target, CodecError> {
         // httparse already refused controls and spaces; what is left is non-ASCII.
         return Err(CodecError::Malformed("non-ASCII request target"));
     }
+    if target.contains(&b'#') {
+        // A fragment is never sent (RFC 9110 §4.2.4); Envoy answers 400.
+        return Err(CodecError::Malformed("fragment in the request target"));
+    }
     if *method == Method::Connect {
         return if !target.is_empty() && valid_authority(target) && !target.starts_with(b"/") {
             Ok(Target::Authority)
@@ -335,7 +347,11 @@ pub(crate) fn parse_request(
             else {
                 return Err(CodecError::Malformed("incomplete request line"));
             };
-            let method = Method::from_token(method);
+            let Some(method) = Method::from_token(method) else {
+                return Err(CodecError::Malformed(
+                    "method unknown to Envoy's HTTP/1 parser",
+                ));
+            };
             let target = target.as_bytes();
             let split = split_target(&method, target)?;
             map = HeaderMap::with_received(bytes::Bytes::new(), request.headers.len());
@@ -455,7 +471,7 @@ pub(crate) fn parse_response(
     settings: &Http1Settings,
     request: RequestContext,
 ) -> Result<ResponseHead, CodecError> {
-    if end > settings.max_head_bytes() {
+    if end > settings.max_response_head_bytes() {
         return Err(CodecError::HeadersTooLarge);
     }
     let max_headers = settings.max_headers_count as usize;
@@ -562,6 +578,8 @@ mod tests {
         assert!(!well_formed_other_version(b"GET / http/1.1\r\n"));
         assert!(!well_formed_other_version(b"GET / HTTP/11\r\n"));
         assert!(!well_formed_other_version(b"GET /a b HTTP/1.1\r\n"));
+        assert!(well_formed_other_version(b"GET /\r\n"));
+        assert!(!well_formed_other_version(b"GET / HTTP/1.1 \r\n"));
     }
 
     #[test]

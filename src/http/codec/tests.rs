@@ -157,7 +157,15 @@ fn head_asterisk_form_and_extension_methods() {
     let head = accept(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
     assert_eq!(head.path(), "*");
     let head = accept(b"PURGE /x HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert_eq!(head.method.as_str(), "PURGE");
+    assert_eq!(head.method, Method::Other("PURGE"));
+    for method in ["QUERY", "PRI", "M-SEARCH", "get", "Get", "FOO_BAR"] {
+        let input = format!("{method} / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(
+            status_and_details(reject(input.as_bytes())),
+            (400, "http1.codec_error"),
+            "{method}"
+        );
+    }
 }
 
 #[test]
@@ -710,7 +718,7 @@ fn summarize_response(event: &ResponseEvent) -> String {
 fn receive(method: Method, input: &[u8], eof: bool) -> Result<Vec<String>, CodecError> {
     let mut whole = None;
     for step in (1..input.len().min(40)).chain([input.len().max(1)]) {
-        let (mut codec, _) = client_with_request(method.clone(), false);
+        let (mut codec, _) = client_with_request(method, false);
         let mut buf = BytesMut::new();
         let mut events: Vec<String> = Vec::new();
         let mut result = Ok(());
@@ -915,4 +923,27 @@ fn client_connection_close_response_is_not_reusable() {
         BytesMut::from(&b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"[..]);
     while let Ok(Some(_)) = codec.decode(&mut buf) {}
     assert!(!codec.is_reusable());
+}
+
+#[test]
+fn client_response_head_limit_is_80_kib() {
+    let response = |value_len: usize| {
+        let mut bytes = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx: ".to_vec();
+        bytes.extend(std::iter::repeat_n(b'a', value_len));
+        bytes.extend_from_slice(b"\r\n\r\n");
+        bytes
+    };
+    let at_limit = response(80 * 1024 - 43);
+    assert_eq!(at_limit.len(), 80 * 1024);
+    let (mut codec, _) = client_with_request(Method::Get, false);
+    assert!(matches!(
+        codec.decode(&mut BytesMut::from(&at_limit[..])),
+        Ok(Some(ResponseEvent::Headers(_)))
+    ));
+    let (mut codec, _) = client_with_request(Method::Get, false);
+    let over = response(80 * 1024 - 42);
+    assert_eq!(
+        codec.decode(&mut BytesMut::from(&over[..])).map(|_| ()),
+        Err(CodecError::HeadersTooLarge)
+    );
 }
