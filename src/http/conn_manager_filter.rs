@@ -420,6 +420,7 @@ pub fn build_config(
         max_headers_count: config.max_headers_count,
         accept_http_10: config.accept_http_10,
         default_host_for_http_10: config.default_host_for_http_10.clone(),
+        ..Http1Settings::default()
     });
     let clusters = bootstrap
         .static_resources
