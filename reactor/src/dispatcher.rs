@@ -17,9 +17,11 @@
 //! 6. **Reap deferred deletions.** Drop the objects passed to [`Dispatcher::deferred_delete`],
 //!    then free the slab slots of file events and timers dropped during this iteration.
 //!
-//! Timers run before file events and posts after them, as the issue orders the steps: a timer
-//! that fires in the same iteration as a read sees the state before the read (Envoy's idle
-//! timeout semantics), and a post made from a file event callback runs in the same iteration.
+//! Timers run before file events, the order the issue specifies, and posts after them, so a
+//! post made from a file event callback runs in the same iteration. libevent queues both kinds
+//! in one active list, I/O first; the difference shows only when a connection's timer and its fd
+//! are due in the same iteration (an idle timeout expiring just as data arrives): here the timer
+//! runs first. A timer disabled or re-armed by an earlier callback of its batch does not fire.
 //!
 //! # Callbacks and re-entrancy
 //! Callbacks live in slab slots keyed by the mio token. While a callback runs it is *taken out*
@@ -387,7 +389,13 @@ impl Inner {
         }
         let now = Instant::now();
         self.now.set(now);
-        self.stats.poll_wait_us.record(now - poll_start);
+        let waited = now - poll_start;
+        self.stats.poll_wait_us.record(waited);
+        if let Some(delay) = timeout.and_then(|t| waited.checked_sub(t)) {
+            if !delay.is_zero() {
+                self.stats.poll_delay_us.record(delay);
+            }
+        }
 
         self.in_iteration.set(true);
         // 3. Expire timers.

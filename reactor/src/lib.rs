@@ -15,6 +15,20 @@
 //! }
 //! ```
 //!
+//! ```
+//! use std::time::Duration;
+//! use reactor::{Dispatcher, RunType};
+//!
+//! let dispatcher = Dispatcher::new("main_thread")?;
+//! let d = dispatcher.clone();
+//! let timer = dispatcher.create_timer(move || {
+//!     println!("fired at {:?}", d.now());
+//! });
+//! timer.enable(Duration::from_millis(10));
+//! dispatcher.run(RunType::Block)?; // returns once nothing is left registered
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! Vocabulary (libevent's): an event is *pending* while registered and waiting, *active* once
 //! ready with its callback queued for step 4; an object is *deferred* between
 //! [`Dispatcher::deferred_delete`] and step 6.

@@ -82,8 +82,12 @@ pub struct DispatcherStats {
     pub post_queue_depth: AtomicU64,
     /// Time spent inside `poll` per iteration.
     pub poll_wait_us: Histogram,
-    /// Time spent running callbacks (timers, file events, posts, deferred deletes) per iteration.
+    /// Time spent running callbacks (timers, file events, posts, deferred deletes) per iteration
+    /// (Envoy's `loop_duration_us`).
     pub callback_us: Histogram,
+    /// How much longer `poll` took than the timeout it was given, recorded when positive and the
+    /// timeout was finite (Envoy's `poll_delay_us`: a loaded machine or a starved thread).
+    pub poll_delay_us: Histogram,
 }
 
 /// A plain-number copy of [`DispatcherStats`], for rendering.
@@ -101,6 +105,7 @@ pub struct DispatcherStatsSnapshot {
     /// Bucket counts; see [`HISTOGRAM_BUCKETS`] for the bounds.
     pub poll_wait_us: [u64; HISTOGRAM_BUCKETS],
     pub callback_us: [u64; HISTOGRAM_BUCKETS],
+    pub poll_delay_us: [u64; HISTOGRAM_BUCKETS],
 }
 
 impl DispatcherStats {
@@ -118,6 +123,7 @@ impl DispatcherStats {
             post_queue_depth: self.post_queue_depth.load(Relaxed),
             poll_wait_us: self.poll_wait_us.counts(),
             callback_us: self.callback_us.counts(),
+            poll_delay_us: self.poll_delay_us.counts(),
         }
     }
 }
