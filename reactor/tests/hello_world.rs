@@ -3,17 +3,20 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// The example binary, built with the test's own profile. `cargo test` builds examples too,
-/// but not when only this test is selected (`--test hello_world`), so ask cargo every time: a
-/// no-op when it is up to date, and never a stale binary.
+/// The example binary. `cargo test` builds examples next to the test binaries
+/// (`target/<profile>/examples/`), but not when only this test is selected
+/// (`--test hello_world`): if the binary is missing or older than the crate's sources, build it
+/// with the test's own profile. (Asking cargo unconditionally would not do: a workspace-wide
+/// `cargo test` builds the example with workspace-unified features, and a `-p reactor` build
+/// would rebuild it with other ones on every run.)
 fn example_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/hello_world-<hash>
@@ -21,25 +24,48 @@ fn example_binary() -> PathBuf {
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target/<profile>");
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args([
-        "build",
-        "-q",
-        "-p",
-        "reactor",
-        "--example",
-        "hello_world",
-        "--manifest-path",
-    ])
-    .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "building the hello_world example failed");
     let bin = profile_dir.join("examples").join("hello_world");
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = newest_mtime(&crate_dir.join("src"))
+        .max(newest_mtime(&crate_dir.join("examples")))
+        .max(newest_mtime(&crate_dir.join("Cargo.toml")));
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    if built.is_none_or(|b| b < sources) {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "reactor",
+            "--example",
+            "hello_world",
+            "--manifest-path",
+        ])
+        .arg(crate_dir.join("Cargo.toml"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the hello_world example failed");
+    }
     assert!(bin.exists(), "{} missing", bin.display());
     bin
+}
+
+/// The newest modification time of a file, or of any file under a directory.
+fn newest_mtime(path: &Path) -> SystemTime {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return newest;
+    };
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+            newest = newest.max(newest_mtime(&entry.path()));
+        }
+    } else if let Ok(m) = meta.modified() {
+        newest = m;
+    }
+    newest
 }
 
 /// Kills the child if the test fails half-way.
