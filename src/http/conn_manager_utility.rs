@@ -186,6 +186,10 @@ pub fn mutate_response_headers(
     if head.status == 101 {
         // remove_hop_by_hop set `connection: upgrade` back; keep `upgrade` as the upstream sent.
     }
+    // Envoy keeps the upstream's `date` and adds one when absent.
+    if !head.headers.contains("date") {
+        with_http_date(|date| head.headers.insert("date", date));
+    }
     match config.server_header_transformation {
         ServerHeaderTransformation::Overwrite => head.headers.insert("server", &config.server_name),
         ServerHeaderTransformation::AppendIfAbsent if !head.headers.contains("server") => {
@@ -200,8 +204,69 @@ pub fn mutate_response_headers(
     }
 }
 
+/// Calls `f` with the current time as an IMF-fixdate (`Thu, 26 Nov 2026 10:50:13 GMT`),
+/// formatted at most once per second per thread (Envoy's `DateProvider` cache).
+pub fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
+    use std::cell::RefCell;
+    thread_local!(static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != now {
+            *cache = (now, http_date(now));
+        }
+        f(&cache.1)
+    })
+}
+
+/// An IMF-fixdate for `secs` since the epoch (RFC 9110 §5.6.7).
+pub fn http_date(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm), days since 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn http_date_format() {
+        assert_eq!(super::http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(
+            super::http_date(1_795_690_213),
+            "Thu, 26 Nov 2026 10:50:13 GMT"
+        );
+        assert_eq!(
+            super::http_date(951_782_400),
+            "Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+    }
+
     use super::*;
 
     #[test]

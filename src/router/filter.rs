@@ -157,6 +157,12 @@ pub struct RouterFilter<U> {
     pub upstream_host: Option<std::net::SocketAddr>,
     /// The request had body bytes (a replay needs them retained).
     saw_body: bool,
+    /// Downstream reads are disabled because request body piled up before the upstream could
+    /// take it (one `read_disable(true)` outstanding).
+    body_read_disabled: bool,
+    /// Downstream reads are disabled because the upstream connection's write buffer is above
+    /// its high watermark (one `read_disable(true)` outstanding).
+    watermark_read_disabled: bool,
     /// A reused pooled connection died under this request before any response byte and the
     /// request was replayed once on a new connection.
     replayed_after_stale_connection: bool,
@@ -184,6 +190,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             upstream_read_disabled: false,
             upstream_host: None,
             saw_body: false,
+            body_read_disabled: false,
+            watermark_read_disabled: false,
             replayed_after_stale_connection: false,
         }
     }
@@ -319,8 +327,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         self.flush_request(cb, io);
         // Flow control: a body piling up before the upstream can take it stops the reads.
         let unsent = self.body.len() - self.body_sent;
-        if unsent > self.buffer_limit {
+        if unsent > self.buffer_limit && !self.body_read_disabled {
             io.read_disable(true);
+            self.body_read_disabled = true;
         }
     }
 
@@ -536,7 +545,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             // Nothing to replay: drop what was written.
             self.body.clear();
             self.body_sent = 0;
+        }
+        if self.body_read_disabled {
+            // What piled up is now with the upstream connection (its watermarks take over).
             io.read_disable(false);
+            self.body_read_disabled = false;
         }
         if !self.out.is_empty() {
             let conn = upstream.conn;
@@ -1051,7 +1064,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         above: bool,
         io: &mut Io,
     ) {
-        io.read_disable(above);
+        if above != self.watermark_read_disabled {
+            io.read_disable(above);
+            self.watermark_read_disabled = above;
+        }
     }
 
     /// The stream is going away (downstream reset or done): drop the attempt's connection
@@ -1070,6 +1086,15 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 cluster.stats().upstream_rq_tx_reset.inc();
             }
             self.abandon_attempt(io);
+        }
+        // Leave the downstream readable for the next request on the connection.
+        if self.body_read_disabled {
+            io.read_disable(false);
+            self.body_read_disabled = false;
+        }
+        if self.watermark_read_disabled {
+            io.read_disable(false);
+            self.watermark_read_disabled = false;
         }
         self.done = true;
     }
