@@ -42,18 +42,20 @@ fn main() {
     std::process::exit(instance::run(&options));
 }
 
-/// env_logger with Envoy's line shape: `[time][thread][level] message`. `-l` wins over
-/// `RUST_LOG`; without either, info.
+/// env_logger with Envoy's line shape: `[time][thread][level] message`, installed through
+/// `admin::logging` so that `POST /logging` changes levels live. `-l` wins over `RUST_LOG`;
+/// without either, info. With `-l`, env_logger passes everything (but mio's own trace lines)
+/// and the admin's level table decides; with `RUST_LOG`, its directives stay the outer bound.
 fn init_logging(options: &options::Options) {
-    let mut builder = match options.log_level {
-        Some(level) => {
-            let mut b = env_logger::Builder::new();
-            b.filter_level(level.filter());
-            // mio's own trace lines would drown ours.
-            b.filter_module("mio", level.filter().min(log::LevelFilter::Info));
-            b
-        }
-        None => env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")),
+    let use_env = options.log_level.is_none() && std::env::var_os("RUST_LOG").is_some();
+    let mut builder = if use_env {
+        env_logger::Builder::from_env(env_logger::Env::default())
+    } else {
+        let mut b = env_logger::Builder::new();
+        b.filter_level(log::LevelFilter::Trace);
+        // mio's own trace lines would drown ours.
+        b.filter_module("mio", log::LevelFilter::Info);
+        b
     };
     builder.format(|buf, record| {
         let thread = std::thread::current();
@@ -66,5 +68,13 @@ fn init_logging(options: &options::Options) {
             record.args()
         )
     });
-    builder.init();
+    let logger = builder.build();
+    let level = match options.log_level {
+        Some(level) => level.filter(),
+        None if use_env => logger.filter(),
+        None => log::LevelFilter::Info,
+    };
+    if let Err(e) = nuncio::admin::logging::init(logger, level) {
+        eprintln!("nuncio: cannot install the logger: {e}");
+    }
 }

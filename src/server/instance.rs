@@ -157,6 +157,7 @@ fn serve(options: &Options) -> Result<(), StartError> {
     raise_fd_limit();
     let workers_n = options.concurrency;
     let mut per_worker: Vec<Vec<WorkerListener>> = (0..workers_n).map(|_| Vec::new()).collect();
+    let mut bound_listeners = Vec::with_capacity(built.listeners.len());
     for config in &built.listeners {
         let sockets = bind_sockets(config, workers_n).map_err(|e| {
             StartError::Io(format!(
@@ -168,6 +169,7 @@ fn serve(options: &Options) -> Result<(), StartError> {
             "listener '{}' listening on {}",
             config.name, sockets.address
         );
+        bound_listeners.push((config.name.clone(), sockets.address));
         let stat_prefix = format!("listener.{}", stat_address(sockets.address));
         for (i, socket) in sockets.per_worker.into_iter().enumerate() {
             per_worker[i].push(WorkerListener {
@@ -181,7 +183,15 @@ fn serve(options: &Options) -> Result<(), StartError> {
     // 3. Main dispatcher, admin, signals.
     let dispatcher =
         Dispatcher::new("main_thread").map_err(|e| StartError::Io(format!("dispatcher: {e}")))?;
-    let admin = AdminServer::new(built.stats.clone());
+    let admin = AdminServer::new(
+        built.stats.clone(),
+        options.clone(),
+        built.bootstrap.clone(),
+        crate::http::conn_manager_filter::health_check_failed_flag(),
+    );
+    admin.set_listeners(bound_listeners);
+    admin.add_dispatcher("main_thread", "server.", dispatcher.stats());
+    // The cluster manager, once the server creates one: admin.set_cluster_manager(cm.handle()).
     let admin_handler = ConnectionHandler::new(
         dispatcher.clone(),
         usize::MAX,
@@ -204,8 +214,18 @@ fn serve(options: &Options) -> Result<(), StartError> {
             started.clone(),
         )
         .map_err(|e| StartError::Io(format!("cannot start worker {index}: {e}")))?;
+        admin.add_dispatcher(
+            &worker.name,
+            &format!("listener_manager.{}.", worker.name),
+            worker.dispatcher_stats.clone(),
+        );
         workers.push(worker);
     }
+    admin.set_control(Box::new(InstanceControl {
+        main: dispatcher.poster(),
+        workers: workers.iter().map(Worker::poster).collect(),
+        drain_time: options.drain_time,
+    }));
     if started.load(Ordering::Acquire) == workers_n {
         admin.set_state(ServerState::Live);
         info!("all workers started: server is LIVE");
@@ -287,6 +307,36 @@ fn serve(options: &Options) -> Result<(), StartError> {
             .map_err(|e| StartError::Io(format!("signal: {e}")))?
     };
 
+    // SIGUSR1: reopen the access logs (log rotation), as Envoy.
+    let _sigusr1 = {
+        let admin = admin.clone();
+        dispatcher
+            .listen_for_signal(Signal::SIGUSR1, move || {
+                info!("caught SIGUSR1: reopening access logs");
+                admin.reopen_logs();
+            })
+            .map_err(|e| StartError::Io(format!("signal: {e}")))?
+    };
+
+    // The stats flush (Envoy's stats_flush_interval, 5 s): server.* gauges, dispatcher
+    // histograms, histogram intervals.
+    let flush_timer = Rc::new(std::cell::RefCell::new(None::<reactor::Timer>));
+    {
+        let admin = admin.clone();
+        let weak = Rc::downgrade(&flush_timer);
+        let timer = dispatcher.create_timer(move || {
+            admin.flush_stats();
+            if let Some(t) = weak.upgrade() {
+                if let Some(t) = t.borrow().as_ref() {
+                    t.enable(STATS_FLUSH_INTERVAL);
+                }
+            }
+        });
+        timer.enable(STATS_FLUSH_INTERVAL);
+        *flush_timer.borrow_mut() = Some(timer);
+    }
+    admin.refresh_stats();
+
     // 5. The main loop.
     info!("starting main dispatch loop");
     if let Err(e) = dispatcher.run(RunType::RunUntilExit) {
@@ -302,6 +352,59 @@ fn serve(options: &Options) -> Result<(), StartError> {
 }
 
 use std::rc::Rc;
+
+/// How often the stats are flushed (Envoy's default `stats_flush_interval`).
+const STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What the admin endpoint may do to the running server (`/quitquitquit`,
+/// `/drain_listeners`, `/reopen_logs`); every action is a post to a dispatcher.
+struct InstanceControl {
+    main: reactor::Poster,
+    workers: Vec<reactor::Poster>,
+    drain_time: Duration,
+}
+
+impl InstanceControl {
+    fn stop_listeners(workers: &[reactor::Poster]) {
+        for w in workers {
+            w.post(Box::new(|| {
+                super::worker::with_handler(|h| h.stop_listeners());
+            }));
+        }
+    }
+}
+
+impl crate::admin::ServerControl for InstanceControl {
+    fn quit(&self) {
+        // The main loop returns and `serve` shuts down as after a second signal.
+        self.main.exit();
+    }
+
+    fn drain_listeners(&self, graceful: bool) {
+        if !graceful {
+            InstanceControl::stop_listeners(&self.workers);
+            return;
+        }
+        // Envoy keeps accepting during the graceful drain period, then stops the listeners.
+        // A short-lived thread waits it out so that no dispatcher needs a timer it does not own.
+        let workers = self.workers.clone();
+        let drain_time = self.drain_time;
+        let spawned = std::thread::Builder::new()
+            .name("drain_listeners".into())
+            .spawn(move || {
+                std::thread::sleep(drain_time);
+                InstanceControl::stop_listeners(&workers);
+            });
+        if let Err(e) = spawned {
+            warn!("drain_listeners: cannot start the drain timer thread ({e}); stopping now");
+            InstanceControl::stop_listeners(&self.workers);
+        }
+    }
+
+    fn reopen_logs(&self) {
+        // The access log manager (src/access_log) reopens its files here once it exists.
+    }
+}
 
 fn start_admin(
     admin: &Arc<AdminServer>,

@@ -56,6 +56,8 @@ pub struct Options {
     pub log_level: Option<LogLevel>,
     /// `--drain-time-s` (default 600): how long connections may finish after SIGTERM/SIGINT.
     pub drain_time: Duration,
+    /// `--file-flush-interval-msec` (default 10000): how often access log files are flushed.
+    pub file_flush_interval: Duration,
 }
 
 /// What the command line asks for.
@@ -95,6 +97,8 @@ OPTIONS:
                              RUST_LOG is used when -l is absent
         --drain-time-s N     seconds connections may finish after SIGTERM/SIGINT (default 600);
                              a second signal exits at once
+        --file-flush-interval-msec N
+                             how often buffered access log lines are written (default 10000)
         --version            print the version and exit
     -h, --help               print this help and exit
 ";
@@ -112,6 +116,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Options
         concurrency: default_concurrency(),
         log_level: None,
         drain_time: Duration::from_secs(600),
+        file_flush_interval: Duration::from_secs(10),
     };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -179,6 +184,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Options
                     }
                 };
             }
+            "--file-flush-interval-msec" => {
+                let v = value(&flag)?;
+                options.file_flush_interval = match v.parse::<u64>() {
+                    Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                    _ => {
+                        return Err(OptionsError(format!(
+                            "--file-flush-interval-msec: '{v}' is not a positive number of milliseconds"
+                        )))
+                    }
+                };
+            }
             other => return Err(OptionsError(format!("unknown argument '{other}'"))),
         }
     }
@@ -216,6 +232,8 @@ mod tests {
             "-l",
             "critical",
             "--drain-time-s=5",
+            "--file-flush-interval-msec",
+            "250",
         ])
         .unwrap();
         assert_eq!(o.config_path, Some(PathBuf::from("a.yaml")));
@@ -223,6 +241,7 @@ mod tests {
         assert_eq!(o.concurrency, 3);
         assert_eq!(o.log_level, Some(LogLevel::Critical));
         assert_eq!(o.drain_time, Duration::from_secs(5));
+        assert_eq!(o.file_flush_interval, Duration::from_millis(250));
         assert_eq!(
             run(&["--config-path=b.yaml"]).unwrap().config_path,
             Some(PathBuf::from("b.yaml"))
@@ -240,6 +259,7 @@ mod tests {
         assert!(run(&["--concurrency", "0"]).is_err());
         assert!(run(&["-l", "loud"]).is_err());
         assert!(run(&["--drain-time-s", "-1"]).is_err());
+        assert!(run(&["--file-flush-interval-msec", "0"]).is_err());
     }
 
     #[test]

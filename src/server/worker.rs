@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use log::{debug, error, info};
-use reactor::{Dispatcher, Poster, RunType};
+use reactor::{Dispatcher, DispatcherStats, Poster, RunType};
 
 use crate::network::connection_handler::ConnectionHandler;
 use crate::network::listener::ListenerConfig;
@@ -43,6 +43,9 @@ pub struct WorkerListener {
 /// The main thread's handle on a running worker.
 pub struct Worker {
     pub name: String,
+    /// The worker's dispatcher stats (read by the admin's `/reactor` without involving the
+    /// worker).
+    pub dispatcher_stats: Arc<DispatcherStats>,
     poster: Poster,
     thread: Option<JoinHandle<()>>,
 }
@@ -57,7 +60,7 @@ impl Worker {
         started: Arc<AtomicUsize>,
     ) -> std::io::Result<Worker> {
         let name = format!("worker_{index}");
-        let (tx, rx) = mpsc::channel::<std::io::Result<Poster>>();
+        let (tx, rx) = mpsc::channel::<std::io::Result<(Poster, Arc<DispatcherStats>)>>();
         let thread_name = name.clone();
         let thread = std::thread::Builder::new()
             .name(name.clone())
@@ -84,7 +87,7 @@ impl Worker {
                 }
                 HANDLER.with(|h| *h.borrow_mut() = Some(handler.clone()));
                 started.fetch_add(1, Ordering::AcqRel);
-                let _ = tx.send(Ok(dispatcher.poster()));
+                let _ = tx.send(Ok((dispatcher.poster(), dispatcher.stats())));
                 debug!("{thread_name}: entering dispatch loop");
                 if let Err(e) = dispatcher.run(RunType::RunUntilExit) {
                     error!("{thread_name}: dispatcher failed: {e}");
@@ -93,12 +96,13 @@ impl Worker {
                 HANDLER.with(|h| *h.borrow_mut() = None);
                 drop(handler);
             })?;
-        let poster = rx
+        let (poster, dispatcher_stats) = rx
             .recv()
             .map_err(|_| std::io::Error::other(format!("{name} died while starting")))??;
         info!("{name} started");
         Ok(Worker {
             name,
+            dispatcher_stats,
             poster,
             thread: Some(thread),
         })
@@ -107,6 +111,11 @@ impl Worker {
     /// Runs `f` on the worker thread, with its handler.
     pub fn post(&self, f: impl FnOnce(&mut ConnectionHandler) + Send + 'static) {
         self.poster.post(Box::new(move || with_handler(f)));
+    }
+
+    /// A poster to the worker's dispatcher (for closures that use [`with_handler`]).
+    pub fn poster(&self) -> Poster {
+        self.poster.clone()
     }
 
     /// Stops the worker's loop and waits for the thread (connections still open are closed

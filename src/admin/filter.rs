@@ -1,0 +1,134 @@
+//! The admin endpoint as a network filter on the admin listener: HTTP/1.1 through the codec's
+//! [`ServerCodec`], one [`AdminServer::handle`] call per request, keep-alive and pipelining as
+//! the codec allows them.
+//!
+//! Installed by the admin listener's filter chain (`AdminServer::listener_config`), so it runs
+//! on the main thread's dispatcher like any listener's filter runs on a worker. Request bodies
+//! are read and ignored (no admin endpoint takes one). A request the codec refuses gets the
+//! codec's status (400, 431, ...) with its reason phrase, and the connection is closed.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use log::debug;
+
+use super::server::{AdminResponse, AdminServer, AfterResponse};
+use crate::http::codec::{reason_phrase, RequestEvent, ResponseHead, ServerCodec};
+use crate::network::connection::{CloseType, ConnectionEvent};
+use crate::network::filter::{FilterContext, FilterStatus, ReadFilter};
+
+/// One admin connection.
+pub struct AdminFilter {
+    server: Arc<AdminServer>,
+    codec: ServerCodec,
+    /// Method and target of the request being read (answered at its MessageComplete).
+    request: Option<(String, String)>,
+    /// Set by `/quitquitquit`: quit once the connection is closed (response flushed).
+    quit_on_close: bool,
+    out: BytesMut,
+}
+
+impl AdminFilter {
+    pub fn new(server: Arc<AdminServer>) -> AdminFilter {
+        AdminFilter {
+            server,
+            codec: ServerCodec::new(Arc::default()),
+            request: None,
+            quit_on_close: false,
+            out: BytesMut::new(),
+        }
+    }
+
+    fn respond(&mut self, response: &AdminResponse) {
+        let mut head = ResponseHead::new(response.status);
+        head.headers.insert("content-type", response.content_type);
+        head.headers.insert("cache-control", "no-cache, max-age=0");
+        head.headers.insert("x-content-type-options", "nosniff");
+        head.headers
+            .insert("content-length", response.body.len().to_string());
+        if response.after == AfterResponse::Quit {
+            head.headers.insert("connection", "close");
+        }
+        let empty = response.body.is_empty();
+        self.codec.encode_headers(&head, empty, &mut self.out);
+        if !empty {
+            self.codec
+                .encode_data(response.body.as_bytes(), true, &mut self.out);
+        }
+    }
+}
+
+impl ReadFilter for AdminFilter {
+    fn on_data(
+        &mut self,
+        data: &mut BytesMut,
+        end_stream: bool,
+        cx: &mut FilterContext<'_>,
+    ) -> FilterStatus {
+        loop {
+            let event = match self.codec.decode(data) {
+                Ok(Some(event)) => event,
+                Ok(None) if end_stream => match self.codec.on_eof(data) {
+                    Ok(Some(event)) => event,
+                    Ok(None) | Err(_) => {
+                        data.clear();
+                        cx.close(CloseType::FlushWrite);
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    debug!("[{}] admin: bad request: {}", cx.connection_id(), e.details());
+                    data.clear();
+                    let body = if e.status() == 400 && e.details() == "missing_host_header" {
+                        String::new()
+                    } else {
+                        reason_phrase(e.status()).to_string()
+                    };
+                    self.respond(&AdminResponse {
+                        status: e.status(),
+                        content_type: "text/plain; charset=UTF-8",
+                        body,
+                        after: AfterResponse::Nothing,
+                    });
+                    cx.write(&mut self.out, false);
+                    cx.close(CloseType::FlushWrite);
+                    return FilterStatus::StopIteration;
+                }
+            };
+            match event {
+                RequestEvent::Headers(head) => {
+                    self.request = Some((head.method.as_str().to_string(), head.path().to_string()));
+                }
+                RequestEvent::Data(_) | RequestEvent::Trailers(_) => {}
+                RequestEvent::MessageComplete => {
+                    let Some((method, target)) = self.request.take() else {
+                        continue;
+                    };
+                    debug!("[{}] admin: {method} {target}", cx.connection_id());
+                    let response = self.server.handle(&method, &target);
+                    self.respond(&response);
+                    if response.after == AfterResponse::Quit {
+                        self.quit_on_close = true;
+                    }
+                }
+            }
+        }
+        if !self.out.is_empty() {
+            cx.write(&mut self.out, false);
+        }
+        if self.codec.should_close() || self.quit_on_close {
+            cx.close(CloseType::FlushWrite);
+        }
+        FilterStatus::StopIteration
+    }
+
+    fn on_event(&mut self, event: ConnectionEvent, _cx: &mut FilterContext<'_>) {
+        if matches!(event, ConnectionEvent::LocalClose | ConnectionEvent::RemoteClose)
+            && self.quit_on_close
+        {
+            self.quit_on_close = false;
+            self.server.quit();
+        }
+    }
+}
