@@ -103,7 +103,10 @@ fn host_json(host: &Host) -> Value {
     } else {
         "UNHEALTHY"
     };
-    m.insert("health_status".into(), json!({ "eds_health_status": health }));
+    m.insert(
+        "health_status".into(),
+        json!({ "eds_health_status": health }),
+    );
     m.insert("weight".into(), host.weight().into());
     if !host.hostname().is_empty() {
         m.insert("hostname".into(), host.hostname().into());

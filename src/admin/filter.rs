@@ -8,12 +8,14 @@
 //! codec's status (400, 431, ...) with its reason phrase, and the connection is closed.
 
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use bytes::BytesMut;
 use log::debug;
 
 use super::server::{AdminResponse, AdminServer, AfterResponse};
-use crate::http::codec::{reason_phrase, RequestEvent, ResponseHead, ServerCodec};
+use crate::access_log::StreamInfo;
+use crate::http::codec::{reason_phrase, RequestEvent, RequestHead, ResponseHead, ServerCodec};
 use crate::network::connection::{CloseType, ConnectionEvent};
 use crate::network::filter::{FilterContext, FilterStatus, ReadFilter};
 
@@ -21,8 +23,9 @@ use crate::network::filter::{FilterContext, FilterStatus, ReadFilter};
 pub struct AdminFilter {
     server: Arc<AdminServer>,
     codec: ServerCodec,
-    /// Method and target of the request being read (answered at its MessageComplete).
-    request: Option<(String, String)>,
+    /// The request being read (answered at its MessageComplete), when it started, and the
+    /// body bytes received.
+    request: Option<(RequestHead, SystemTime, Instant, u64)>,
     /// Set by `/quitquitquit`: quit once the connection is closed (response flushed).
     quit_on_close: bool,
     out: BytesMut,
@@ -78,7 +81,11 @@ impl ReadFilter for AdminFilter {
                 },
                 Ok(None) => break,
                 Err(e) => {
-                    debug!("[{}] admin: bad request: {}", cx.connection_id(), e.details());
+                    debug!(
+                        "[{}] admin: bad request: {}",
+                        cx.connection_id(),
+                        e.details()
+                    );
                     data.clear();
                     let body = if e.status() == 400 && e.details() == "missing_host_header" {
                         String::new()
@@ -98,19 +105,40 @@ impl ReadFilter for AdminFilter {
             };
             match event {
                 RequestEvent::Headers(head) => {
-                    self.request = Some((head.method.as_str().to_string(), head.path().to_string()));
+                    self.request = Some((head, SystemTime::now(), Instant::now(), 0));
                 }
-                RequestEvent::Data(_) | RequestEvent::Trailers(_) => {}
+                RequestEvent::Data(bytes) => {
+                    if let Some(r) = self.request.as_mut() {
+                        r.3 += bytes.len() as u64;
+                    }
+                }
+                RequestEvent::Trailers(_) => {}
                 RequestEvent::MessageComplete => {
-                    let Some((method, target)) = self.request.take() else {
+                    let Some((head, start_time, started, received)) = self.request.take() else {
                         continue;
                     };
+                    let (method, target) = (head.method.as_str(), head.path());
                     debug!("[{}] admin: {method} {target}", cx.connection_id());
-                    let response = self.server.handle(&method, &target);
+                    let response = self.server.handle(method, target);
                     self.respond(&response);
                     if response.after == AfterResponse::Quit {
                         self.quit_on_close = true;
                     }
+                    let connection = cx.connection();
+                    self.server.log_request(&StreamInfo {
+                        start_time: Some(start_time),
+                        request_headers: Some(&head),
+                        response_code: Some(response.status),
+                        response_code_details: Some("admin_filter_response"),
+                        bytes_received: received,
+                        bytes_sent: response.body.len() as u64,
+                        duration: Some(started.elapsed()),
+                        downstream_remote_address: connection.map(|c| c.remote_address()),
+                        downstream_local_address: connection.map(|c| c.local_address()),
+                        protocol: Some(head.version.as_str()),
+                        connection_id: Some(cx.connection_id().global_id()),
+                        ..Default::default()
+                    });
                 }
             }
         }
@@ -124,8 +152,10 @@ impl ReadFilter for AdminFilter {
     }
 
     fn on_event(&mut self, event: ConnectionEvent, _cx: &mut FilterContext<'_>) {
-        if matches!(event, ConnectionEvent::LocalClose | ConnectionEvent::RemoteClose)
-            && self.quit_on_close
+        if matches!(
+            event,
+            ConnectionEvent::LocalClose | ConnectionEvent::RemoteClose
+        ) && self.quit_on_close
         {
             self.quit_on_close = false;
             self.server.quit();

@@ -262,7 +262,10 @@ mod tests {
             "l"
         );
         let l = &d["configs"][2]["static_listeners"][0]["listener"];
-        assert_eq!(l["@type"], "type.googleapis.com/envoy.config.listener.v3.Listener");
+        assert_eq!(
+            l["@type"],
+            "type.googleapis.com/envoy.config.listener.v3.Listener"
+        );
         assert_eq!(l["name"], "l");
         assert_eq!(d["configs"][1]["static_clusters"], json!([]));
     }

@@ -34,7 +34,8 @@ pub fn from_yaml(value: &serde_yaml::Value) -> Value {
                 Value::from(i)
             } else {
                 let f = n.as_f64().unwrap_or(f64::NAN);
-                serde_json::Number::from_f64(f).map_or_else(|| Value::String(n.to_string()), Value::Number)
+                serde_json::Number::from_f64(f)
+                    .map_or_else(|| Value::String(n.to_string()), Value::Number)
             }
         }
         Y::String(s) => Value::String(s.clone()),

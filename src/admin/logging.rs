@@ -35,7 +35,9 @@ pub const LOGGERS: &[(&str, &[&str])] = &[
 const MAIN: usize = 6;
 
 /// Envoy's level names, in order of decreasing verbosity (`critical` logs as `error`).
-const LEVELS: [&str; 7] = ["trace", "debug", "info", "warning", "error", "critical", "off"];
+const LEVELS: [&str; 7] = [
+    "trace", "debug", "info", "warning", "error", "critical", "off",
+];
 
 /// Each logger's level, as an index into [`LEVELS`] (default info).
 static CURRENT: [AtomicU8; LOGGERS.len()] = [const { AtomicU8::new(2) }; LOGGERS.len()];
@@ -254,7 +256,8 @@ mod tests {
         assert!(!enabled("nuncio::http::x", log::Level::Trace));
         assert_eq!(log::max_level(), LevelFilter::Debug);
 
-        let (status, body) = handle_request(&Query::parse("/logging?paths=http:trace,admin:warning"));
+        let (status, body) =
+            handle_request(&Query::parse("/logging?paths=http:trace,admin:warning"));
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("  http: trace\n") && body.contains("  admin: warning\n"));
         assert!(enabled("nuncio::http::x", log::Level::Trace));
@@ -267,9 +270,18 @@ mod tests {
 
         for (q, e) in [
             ("level=loud", "error: unknown logger level\n\n"),
-            ("paths=http:debug,nosuch:info", "error: unknown logger name\n\n"),
-            ("paths=http", "error: empty logger name or empty logger level\n\n"),
-            ("level=info&paths=http:info", "error: invalid number of parameters\n\n"),
+            (
+                "paths=http:debug,nosuch:info",
+                "error: unknown logger name\n\n",
+            ),
+            (
+                "paths=http",
+                "error: empty logger name or empty logger level\n\n",
+            ),
+            (
+                "level=info&paths=http:info",
+                "error: invalid number of parameters\n\n",
+            ),
         ] {
             let (status, body) = handle_request(&Query::parse(&format!("/logging?{q}")));
             assert_eq!(status, 400);

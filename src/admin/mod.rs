@@ -5,7 +5,8 @@
 //! - `server`: [`AdminServer`], the state every request reads (stats store, server state,
 //!   listeners, cluster manager, dispatchers' stats) and the dispatch of a request to its
 //!   handler; [`ServerControl`], what the server lets the admin do to it (quit, drain, reopen).
-//! - `filter`: the network filter that speaks HTTP/1.1 on admin connections through the codec.
+//! - `filter`: the network filter that speaks HTTP/1.1 on admin connections through the codec;
+//!   `access_log`: the admin's own access log (`admin.access_log`).
 //! - `endpoints`: the endpoint table, `/help` and the `/` home page.
 //! - `query`: path and query-string parsing with percent-decoding.
 //! - the handlers' renderers: `clusters` (`/clusters` JSON), `info` (`/server_info`, `/memory`,
@@ -18,6 +19,7 @@
 //! `http::codec` and `reactor` (dispatcher stats snapshots). How it reads worker state without
 //! blocking a worker: see `server.rs` and `reactor_stats.rs`.
 
+pub mod access_log;
 pub mod clusters;
 pub mod endpoints;
 pub mod filter;

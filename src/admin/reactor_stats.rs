@@ -118,7 +118,10 @@ fn bucket_label(i: usize) -> String {
     if i + 1 == BUCKETS {
         format!("[{lo},inf)")
     } else {
-        format!("[{lo},{})", reactor::Histogram::bucket_lower_bound_us(i + 1))
+        format!(
+            "[{lo},{})",
+            reactor::Histogram::bucket_lower_bound_us(i + 1)
+        )
     }
 }
 
@@ -130,7 +133,10 @@ pub fn text(entries: &[(String, DispatcherStatsSnapshot)]) -> String {
         for (k, v) in scalars(s) {
             out.push_str(&format!("  {k}: {v}\n"));
         }
-        out.push_str(&format!("  events_per_wakeup: {:.2}\n", events_per_wakeup(s)));
+        out.push_str(&format!(
+            "  events_per_wakeup: {:.2}\n",
+            events_per_wakeup(s)
+        ));
         for (k, counts) in histograms(s) {
             let buckets: Vec<String> = (0..BUCKETS)
                 .filter(|&i| counts[i] > 0)
@@ -192,7 +198,11 @@ mod tests {
         let first = h.statistics().sample_count();
         assert_eq!(first, d.stats().snapshot().loop_iterations_total);
         DispatcherStatsFeeder::feed(&mut entries);
-        assert_eq!(h.statistics().sample_count(), first, "nothing new, nothing added");
+        assert_eq!(
+            h.statistics().sample_count(),
+            first,
+            "nothing new, nothing added"
+        );
         let timer = d.create_timer(|| {});
         timer.enable(Duration::from_millis(1));
         d.run(reactor::RunType::Block).unwrap();

@@ -18,20 +18,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use log::info;
-use regex::Regex;
 use reactor::DispatcherStats;
+use regex::Regex;
 
+use super::clusters;
 use super::endpoints;
+use super::filter::AdminFilter;
 use super::info;
 use super::json::pretty;
 use super::logging;
 use super::query::Query;
 use super::reactor_stats::{self, DispatcherEntry, DispatcherStatsFeeder};
-use super::clusters;
-use super::filter::AdminFilter;
+use crate::access_log::{AccessLog, StreamInfo};
+use crate::config::Bootstrap;
 use crate::network::filter_chain::{FilterChain as FcChain, FilterChainManager};
 use crate::network::listener::{FilterChain, ListenerConfig};
-use crate::config::Bootstrap;
 use crate::server::options::Options;
 use crate::stats::{
     MemoryUse, ServerState, ServerStats, StatsRequest, StatsRequestError, Store, TagProducer,
@@ -104,6 +105,7 @@ pub struct AdminServer {
     dispatchers: Mutex<Vec<DispatcherEntry>>,
     clusters: Mutex<Option<ClusterManagerHandle>>,
     control: Mutex<Option<Box<dyn ServerControl>>>,
+    access_logs: Mutex<Vec<AccessLog>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -137,6 +139,7 @@ impl AdminServer {
             dispatchers: Mutex::new(Vec::new()),
             clusters: Mutex::new(None),
             control: Mutex::new(None),
+            access_logs: Mutex::new(Vec::new()),
         })
     }
 
@@ -171,6 +174,18 @@ impl AdminServer {
     /// The cluster manager `/clusters` reads.
     pub fn set_cluster_manager(&self, handle: ClusterManagerHandle) {
         *lock(&self.clusters) = Some(handle);
+    }
+
+    /// The admin's own access logs (`admin.access_log`).
+    pub fn set_access_logs(&self, logs: Vec<AccessLog>) {
+        *lock(&self.access_logs) = logs;
+    }
+
+    /// Logs one admin request to the admin's access logs (a buffered write, no I/O here).
+    pub fn log_request(&self, info: &StreamInfo<'_>) {
+        for log in lock(&self.access_logs).iter() {
+            log.log(info);
+        }
     }
 
     /// What quit/drain/reopen call.
@@ -246,10 +261,7 @@ impl AdminServer {
     pub fn handle(&self, method: &str, target: &str) -> AdminResponse {
         let query = Query::parse(target);
         let Some(endpoint) = endpoints::find(&query.path) else {
-            return AdminResponse::text(
-                404,
-                format!("invalid path. {}", endpoints::help_text()),
-            );
+            return AdminResponse::text(404, format!("invalid path. {}", endpoints::help_text()));
         };
         if endpoint.mutates && method != "POST" {
             return AdminResponse::text(
@@ -278,9 +290,7 @@ impl AdminServer {
                     _ => AdminResponse::text(200, info::listeners_text(&listeners)),
                 }
             }
-            "/config_dump" => {
-                AdminResponse::json(&info::config_dump(&self.bootstrap, self.loaded))
-            }
+            "/config_dump" => AdminResponse::json(&info::config_dump(&self.bootstrap, self.loaded)),
             "/server_info" => AdminResponse::json(&info::server_info(
                 &self.options,
                 &self.bootstrap,
@@ -339,10 +349,7 @@ impl AdminServer {
         let request = match StatsRequest::from_query(&query.raw, prometheus) {
             Ok(r) => r,
             Err(StatsRequestError::InvalidFormat(_)) => {
-                return AdminResponse::text(
-                    400,
-                    "usage: /stats?format=(json|prometheus|text)\n",
-                )
+                return AdminResponse::text(400, "usage: /stats?format=(json|prometheus|text)\n")
             }
             Err(e) => return AdminResponse::text(400, format!("{e}\n")),
         };
@@ -435,7 +442,10 @@ mod tests {
         s.stats.counter("cluster.app.upstream_rq_total").add(12);
         let r = s.handle("GET", "/stats?filter=upstream_rq");
         assert_eq!(r.body, "cluster.app.upstream_rq_total: 12\n");
-        assert_eq!(s.handle("GET", "/stats?type=Foo").body, "invalid &type= param\n");
+        assert_eq!(
+            s.handle("GET", "/stats?type=Foo").body,
+            "invalid &type= param\n"
+        );
         assert_eq!(s.handle("GET", "/stats?format=xml").status, 400);
         let p = s.handle("GET", "/stats/prometheus");
         assert!(p

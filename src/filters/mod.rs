@@ -30,6 +30,9 @@ pub struct FactoryContext<'a> {
     /// One store view per worker, indexed by worker index: create per-worker handles here,
     /// at config time, so the hot path never looks a stat up.
     pub worker_stats: &'a [Store],
+    /// The server's access log files and flush thread: `create(&AccessLogConfig)` turns a
+    /// filter's `access_log[]` entry into a running `AccessLog`.
+    pub access_log_manager: &'a crate::access_log::AccessLogManager,
 }
 
 /// A network filter type (Envoy's `NamedNetworkFilterConfigFactory`).

@@ -171,6 +171,10 @@ impl ListenerImpl {
     pub fn stop(&mut self) {
         self.file_event = None;
         self.backoff_timer = None;
+        // Close the listen queue now (Linux: shutdown on a listening socket stops it and
+        // resets what waits in its backlog), so new connections are refused instead of
+        // piling up in a queue nobody accepts from; the fd itself goes with `self`.
+        let _ = nix::sys::socket::shutdown(self.raw_fd(), nix::sys::socket::Shutdown::Read);
     }
 
     /// Whether the listener still accepts.

@@ -25,6 +25,7 @@ use reactor::{Dispatcher, RunType, Signal};
 use super::listener_manager::{bind_sockets, build_listeners};
 use super::options::{Mode, Options};
 use super::worker::{Worker, WorkerListener};
+use crate::access_log::AccessLogManager;
 use crate::admin::{AdminServer, ServerState};
 use crate::config::{self, Bootstrap};
 use crate::filters::FactoryContext;
@@ -66,6 +67,10 @@ pub struct Built {
     pub listeners: Vec<Arc<ListenerConfig>>,
     pub stats: Store,
     pub worker_stats: Vec<Store>,
+    /// Every access log file and their flush thread (`--file-flush-interval-msec`).
+    pub access_log_manager: AccessLogManager,
+    /// The admin endpoint's own access logs (`admin.access_log`).
+    pub admin_access_logs: Vec<crate::access_log::AccessLog>,
 }
 
 /// Loads and builds the config for `concurrency` workers (steps 1 of `run`; all of
@@ -79,8 +84,15 @@ pub fn build(options: &Options) -> Result<Built, StartError> {
     let worker_stats: Vec<Store> = (0..options.concurrency)
         .map(|_| stats.for_worker())
         .collect();
+    let access_log_manager = AccessLogManager::new(options.file_flush_interval)
+        .map_err(|e| StartError::Io(format!("cannot start the access log flush thread: {e}")))?;
+    let admin_access_logs = match &bootstrap.admin {
+        Some(admin) => crate::admin::access_log::build(admin, &access_log_manager)?,
+        None => Vec::new(),
+    };
     let listeners = {
         let cx = FactoryContext {
+            access_log_manager: &access_log_manager,
             bootstrap: &bootstrap,
             stats: &stats,
             worker_stats: &worker_stats,
@@ -92,6 +104,8 @@ pub fn build(options: &Options) -> Result<Built, StartError> {
         listeners,
         stats,
         worker_stats,
+        access_log_manager,
+        admin_access_logs,
     })
 }
 
@@ -190,6 +204,7 @@ fn serve(options: &Options) -> Result<(), StartError> {
         crate::http::conn_manager_filter::health_check_failed_flag(),
     );
     admin.set_listeners(bound_listeners);
+    admin.set_access_logs(built.admin_access_logs.clone());
     admin.add_dispatcher("main_thread", "server.", dispatcher.stats());
     // The cluster manager, once the server creates one: admin.set_cluster_manager(cm.handle()).
     let admin_handler = ConnectionHandler::new(
@@ -225,6 +240,7 @@ fn serve(options: &Options) -> Result<(), StartError> {
         main: dispatcher.poster(),
         workers: workers.iter().map(Worker::poster).collect(),
         drain_time: options.drain_time,
+        access_log_manager: built.access_log_manager.clone(),
     }));
     if started.load(Ordering::Acquire) == workers_n {
         admin.set_state(ServerState::Live);
@@ -347,6 +363,8 @@ fn serve(options: &Options) -> Result<(), StartError> {
         worker.stop();
     }
     drop(admin_handler);
+    // Everything logged reaches its file before the process exits.
+    built.access_log_manager.shutdown();
     info!("exiting");
     Ok(())
 }
@@ -362,6 +380,7 @@ struct InstanceControl {
     main: reactor::Poster,
     workers: Vec<reactor::Poster>,
     drain_time: Duration,
+    access_log_manager: AccessLogManager,
 }
 
 impl InstanceControl {
@@ -402,7 +421,7 @@ impl crate::admin::ServerControl for InstanceControl {
     }
 
     fn reopen_logs(&self) {
-        // The access log manager (src/access_log) reopens its files here once it exists.
+        self.access_log_manager.reopen_all();
     }
 }
 
