@@ -759,28 +759,29 @@ fn log_rotation_loses_no_line() {
         for i in 0..50 {
             assert_eq!(server.get(&format!("/ready?{tag}{i}")).status, 200);
         }
-        50
     };
-    let mut sent = 1; // the ready probe
-    sent += burst(&server, "a");
-    // Rotation by POST /reopen_logs.
-    std::fs::rename(&log, &rotated).unwrap();
-    assert_eq!(server.post("/reopen_logs").status, 200);
-    sent += 1;
-    sent += burst(&server, "b");
-    // Rotation by SIGUSR1.
-    let wait_for = |path: &PathBuf| {
+    // Waits until the flush thread has written `n` lines to `path` (so that a rotation splits
+    // the lines where the test expects; the total is what "no line lost" is about).
+    let wait_lines = |path: &PathBuf, n: usize| {
         let deadline = Instant::now() + TIMEOUT;
-        while !path.exists() {
+        while lines_in(&[path]) < n {
             assert!(
                 Instant::now() < deadline,
-                "{} never reopened",
+                "{} has fewer than {n} lines",
                 path.display()
             );
             thread::sleep(Duration::from_millis(5));
         }
     };
-    wait_for(&log);
+    // The ready probe of Server::start, then 50.
+    burst(&server, "a");
+    wait_lines(&log, 51);
+    // Rotation by POST /reopen_logs: its own line and the next 50 go to the new file.
+    std::fs::rename(&log, &rotated).unwrap();
+    assert_eq!(server.post("/reopen_logs").status, 200);
+    burst(&server, "b");
+    wait_lines(&log, 51);
+    // Rotation by SIGUSR1.
     std::fs::rename(&log, &rotated2).unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server.child.id() as i32),
@@ -788,15 +789,22 @@ fn log_rotation_loses_no_line() {
     )
     .unwrap();
     server.wait_log("caught SIGUSR1");
-    sent += burst(&server, "c");
+    burst(&server, "c");
     server.post("/quitquitquit");
-    sent += 1;
     assert!(server.wait_exit().success());
-    assert_eq!(lines_in(&[&log, &rotated, &rotated2]), sent);
-    let first = std::fs::read_to_string(&rotated).unwrap();
-    assert!(first.contains("/ready?a0 200\n") && !first.contains("?c0"));
-    let last = std::fs::read_to_string(&log).unwrap();
-    assert!(last.contains("/ready?c49 200\n") && last.contains("/quitquitquit 200\n"));
+    assert_eq!(lines_in(&[&log, &rotated, &rotated2]), 3 * 51);
+    let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap();
+    let (first, second, last) = (read(&rotated), read(&rotated2), read(&log));
+    assert_eq!(first.lines().count(), 51);
+    assert!(
+        first.starts_with("/ready 200\n/ready?a0 200\n") && first.ends_with("/ready?a49 200\n")
+    );
+    assert_eq!(second.lines().count(), 51);
+    assert!(second.starts_with("/reopen_logs 200\n/ready?b0 200\n"));
+    assert!(
+        last.starts_with("/ready?c0 200\n")
+            && last.ends_with("/ready?c49 200\n/quitquitquit 200\n")
+    );
     for p in [&log, &rotated, &rotated2] {
         let _ = std::fs::remove_file(p);
     }
