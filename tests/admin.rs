@@ -695,6 +695,10 @@ fn mutating_endpoints_change_the_server() {
         200,
         "draining listeners is not quitting"
     );
+    let stats = server.stats("?filter=listener_manager");
+    assert_eq!(stats["listener_manager.listener_stopped"], 3);
+    assert_eq!(stats["listener_manager.total_listeners_active"], 3);
+    assert_eq!(stats["listener_manager.workers_started"], 1);
 }
 
 /// Lines in the files at `paths` (missing files count 0).

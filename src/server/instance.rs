@@ -31,7 +31,7 @@ use crate::config::{self, Bootstrap};
 use crate::filters::FactoryContext;
 use crate::network::connection_handler::ConnectionHandler;
 use crate::network::listener::{stat_address, ListenerConfig};
-use crate::stats::Store;
+use crate::stats::{ImportMode, Store};
 
 /// The config used without `-c`: an echo listener on 127.0.0.1:10000 and the admin
 /// endpoint on 127.0.0.1:9901.
@@ -236,13 +236,25 @@ fn serve(options: &Options) -> Result<(), StartError> {
         );
         workers.push(worker);
     }
+    // Envoy's listener_manager.* gauges and the counter drain_listeners adds to.
+    let listener_manager = built.stats.scope("listener_manager");
+    listener_manager
+        .gauge("total_listeners_active", ImportMode::NeverImport)
+        .set(built.listeners.len() as u64);
+    let listener_stopped = listener_manager.counter("listener_stopped");
     admin.set_control(Box::new(InstanceControl {
         main: dispatcher.poster(),
         workers: workers.iter().map(Worker::poster).collect(),
         drain_time: options.drain_time,
         access_log_manager: built.access_log_manager.clone(),
+        listeners: built.listeners.len() as u64,
+        listener_stopped,
+        stopped: Arc::new(AtomicBool::new(false)),
     }));
     if started.load(Ordering::Acquire) == workers_n {
+        listener_manager
+            .gauge("workers_started", ImportMode::NeverImport)
+            .set(1);
         admin.set_state(ServerState::Live);
         info!("all workers started: server is LIVE");
     }
@@ -381,10 +393,22 @@ struct InstanceControl {
     workers: Vec<reactor::Poster>,
     drain_time: Duration,
     access_log_manager: AccessLogManager,
+    /// Listeners in the config, and `listener_manager.listener_stopped` (counted once each).
+    listeners: u64,
+    listener_stopped: crate::stats::Counter,
+    stopped: Arc<AtomicBool>,
 }
 
 impl InstanceControl {
-    fn stop_listeners(workers: &[reactor::Poster]) {
+    fn stop_listeners(
+        workers: &[reactor::Poster],
+        stopped: &AtomicBool,
+        counter: &crate::stats::Counter,
+        listeners: u64,
+    ) {
+        if !stopped.swap(true, Ordering::AcqRel) {
+            counter.add(listeners);
+        }
         for w in workers {
             w.post(Box::new(|| {
                 super::worker::with_handler(|h| h.stop_listeners());
@@ -400,23 +424,29 @@ impl crate::admin::ServerControl for InstanceControl {
     }
 
     fn drain_listeners(&self, graceful: bool) {
+        let stop = {
+            let (workers, stopped) = (self.workers.clone(), self.stopped.clone());
+            let (counter, listeners) = (self.listener_stopped.clone(), self.listeners);
+            move || InstanceControl::stop_listeners(&workers, &stopped, &counter, listeners)
+        };
         if !graceful {
-            InstanceControl::stop_listeners(&self.workers);
+            stop();
             return;
         }
         // Envoy keeps accepting during the graceful drain period, then stops the listeners.
         // A short-lived thread waits it out so that no dispatcher needs a timer it does not own.
-        let workers = self.workers.clone();
+        let stop = Arc::new(stop);
+        let later = stop.clone();
         let drain_time = self.drain_time;
         let spawned = std::thread::Builder::new()
             .name("drain_listeners".into())
             .spawn(move || {
                 std::thread::sleep(drain_time);
-                InstanceControl::stop_listeners(&workers);
+                later();
             });
         if let Err(e) = spawned {
             warn!("drain_listeners: cannot start the drain timer thread ({e}); stopping now");
-            InstanceControl::stop_listeners(&self.workers);
+            stop();
         }
     }
 
