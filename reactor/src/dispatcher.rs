@@ -316,6 +316,14 @@ impl Dispatcher {
     }
 }
 
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("name", &self.inner.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Clears the running state when `run` returns (or unwinds).
 struct RunGuard<'a>(&'a Inner);
 

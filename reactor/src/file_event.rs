@@ -191,6 +191,14 @@ impl FileEvent {
     }
 }
 
+impl std::fmt::Debug for FileEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileEvent")
+            .field("token", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for FileEvent {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.upgrade() {

@@ -90,6 +90,12 @@ pub struct Poster {
     pub(crate) queue: Arc<PostQueue>,
 }
 
+impl std::fmt::Debug for Poster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poster").finish_non_exhaustive()
+    }
+}
+
 impl Poster {
     /// Queues `cb` to run on the dispatcher's thread, in FIFO order; wakes the loop only when the
     /// queue goes from empty to non-empty. Returns false if the dispatcher is gone.

@@ -71,6 +71,14 @@ pub struct SignalEvent {
     _writer: UnixStream,
 }
 
+impl std::fmt::Debug for SignalEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalEvent")
+            .field("signal", &self.signal)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SignalEvent {
     pub fn signal(&self) -> Signal {
         self.signal

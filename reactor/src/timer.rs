@@ -42,6 +42,8 @@ pub const SLOTS: usize = 4096;
 const MASK: u64 = SLOTS as u64 - 1;
 const WORDS: usize = SLOTS / 64;
 const NIL: usize = usize::MAX;
+/// The farthest deadline a timer can have.
+const MAX_TICK: u64 = u64::MAX / 4;
 
 /// Identifies an armed entry of a [`TimerWheel`]. Valid until the entry expires or is cancelled;
 /// after that the key may name another entry, so the owner must forget it (the dispatcher does).
@@ -110,10 +112,15 @@ impl<T> TimerWheel<T> {
 
     /// Arms `value` to expire `delay` after `now`.
     pub fn arm(&mut self, now: Instant, delay: Duration, value: T) -> WheelKey {
-        let since = now.saturating_duration_since(self.origin) + delay;
-        let tick_ns = TICK.as_nanos();
-        // Round up: never early.
-        let deadline = since.as_nanos().div_ceil(tick_ns) as u64;
+        let since = now
+            .saturating_duration_since(self.origin)
+            .saturating_add(delay);
+        // Round up: never early. Clamp absurd delays (`Duration::MAX`) to a tick that is
+        // still ~292 million years away rather than wrapping.
+        let deadline = since
+            .as_nanos()
+            .div_ceil(TICK.as_nanos())
+            .min(MAX_TICK as u128) as u64;
         let deadline = deadline.max(self.next_tick);
         let slot = (deadline & MASK) as usize;
         let tail = self.slots[slot].tail;
@@ -307,6 +314,14 @@ impl Timer {
     }
 }
 
+impl std::fmt::Debug for Timer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timer")
+            .field("enabled", &self.enabled())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Timer {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.upgrade() {
@@ -459,6 +474,21 @@ mod tests {
         );
         assert_eq!(s.expire(late + 4_999), Vec::<u32>::new());
         assert_eq!(s.expire(late + 5_000), vec![1]);
+    }
+
+    #[test]
+    fn an_absurd_delay_neither_wraps_nor_panics() {
+        let mut s = Sim::new();
+        let far = s.wheel.arm(s.at(0), Duration::MAX, 1);
+        s.arm(0, 1_000, 2);
+        assert_eq!(s.expire(1_000), vec![2]);
+        let t = s.wheel.next_expiry(s.at(1_000)).unwrap();
+        assert!(
+            t <= Duration::from_millis(SLOTS as u64 + 1),
+            "wake within a revolution: {t:?}"
+        );
+        assert!(s.expire(10 * SLOTS as u64 * 1_000).is_empty());
+        assert_eq!(s.wheel.cancel(far), Some(1));
     }
 
     #[test]
