@@ -257,3 +257,17 @@ fn formatting_reuses_the_buffer() {
     }
     assert_eq!((out.capacity(), out.as_ptr()), (cap, ptr));
 }
+
+#[test]
+fn ipv6_and_ipv4_addresses() {
+    let info = StreamInfo {
+        downstream_remote_address: addr("[::1]:8080"),
+        upstream_host: addr("10.0.255.7:65535"),
+        ..StreamInfo::default()
+    };
+    let f = Formatter::text(
+        "%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %UPSTREAM_HOST%",
+    )
+    .expect("valid");
+    assert_eq!(render(&f, &info), "[::1]:8080 ::1 10.0.255.7:65535");
+}

@@ -221,7 +221,17 @@ fn flush(literal: &mut String, items: &mut Vec<TimeItem>) {
 }
 
 /// Appends `n` zero-padded to `width` digits, without allocating.
+#[inline]
 pub(crate) fn push_num(out: &mut Vec<u8>, n: u64, width: usize) {
+    // Most calls are dates and small counts: one or two digits need no loop.
+    if n < 100 && width <= 2 {
+        if n >= 10 || width == 2 {
+            out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8]);
+        } else {
+            out.push(b'0' + n as u8);
+        }
+        return;
+    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut v = n;
@@ -233,8 +243,9 @@ pub(crate) fn push_num(out: &mut Vec<u8>, n: u64, width: usize) {
             break;
         }
     }
-    for _ in (digits.len() - i)..width {
-        out.push(b'0');
+    let len = digits.len() - i;
+    if width > len {
+        out.resize(out.len() + (width - len), b'0');
     }
     out.extend_from_slice(&digits[i..]);
 }
@@ -324,6 +335,28 @@ mod tests {
             .unwrap()
             .write(UNIX_EPOCH + Duration::from_secs(951_782_400), &mut out);
         assert_eq!(out, b"2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn numbers_are_padded() {
+        let num = |n, w| {
+            let mut out = Vec::new();
+            push_num(&mut out, n, w);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            [
+                num(0, 1),
+                num(7, 2),
+                num(42, 1),
+                num(99, 2),
+                num(5, 3),
+                num(100, 2)
+            ],
+            ["0", "07", "42", "99", "005", "100"]
+        );
+        assert_eq!(num(u64::MAX, 1), u64::MAX.to_string());
+        assert_eq!(num(12, 4), "0012");
     }
 
     #[test]
