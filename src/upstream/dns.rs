@@ -126,8 +126,10 @@ struct Control {
     wake: Condvar,
 }
 
-/// The resolver thread. Dropping it stops the thread (after the resolution in progress, if any)
-/// and joins it.
+/// The resolver thread. Dropping it stops the thread: at once when it is waiting; a
+/// resolution in progress (a blocking `getaddrinfo` that may take the system resolver's
+/// timeout) is abandoned: its answer is discarded and the thread exits on its own, so shutdown
+/// never waits on DNS.
 pub struct DnsResolverThread {
     control: Arc<Control>,
     thread: Option<JoinHandle<()>>,
@@ -172,6 +174,14 @@ impl DnsResolverThread {
                     }
                     let target = &targets[index];
                     let result = resolve(&target.hostname, target.port, target.family);
+                    // Told to stop while `getaddrinfo` ran: the answer is no longer wanted.
+                    if *thread_control
+                        .stop
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                    {
+                        return;
+                    }
                     match &result {
                         Ok(addresses) => {
                             log::debug!("dns: {} resolved to {:?}", target.hostname, addresses)
@@ -189,13 +199,25 @@ impl DnsResolverThread {
     }
 }
 
+/// How long dropping the resolver waits for its thread before leaving it to finish alone.
+const STOP_WAIT: Duration = Duration::from_millis(200);
+
 impl Drop for DnsResolverThread {
     fn drop(&mut self) {
         *self.control.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.control.wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            // The thread only returns or panics inside the callback; either way it is gone.
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let deadline = Instant::now() + STOP_WAIT;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if thread.is_finished() {
+            // It returned (or panicked inside the callback); either way it is gone.
             let _ = thread.join();
+        } else {
+            log::debug!("dns: resolver thread busy in getaddrinfo; not waiting for it");
         }
     }
 }
