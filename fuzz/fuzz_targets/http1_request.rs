@@ -30,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
         ClientCodec::new(settings(false)).encode_headers(&forwarded, true, &mut wire);
         let mut again = ServerCodec::new(settings(false));
         match again.decode(&mut wire) {
-            Ok(Some(RequestEvent::Headers(parsed))) => {
+            Ok(Some(RequestEvent::Headers(mut parsed))) => {
+                // The encoder adds its own framing (`content-length: 0` on a bodiless POST).
+                parsed.headers.remove("content-length");
                 let mut expected = forwarded.clone();
                 expected.version = parsed.version;
                 expected.scheme = None;

@@ -105,10 +105,11 @@ impl ClientCodec {
         }
     }
 
-    /// Ends the request with trailers (written only when the body is chunked).
+    /// Ends the request with trailers (written only when the body is chunked and
+    /// `enable_trailers` is set).
     pub fn encode_trailers(&mut self, trailers: &HeaderMap, out: &mut BytesMut) {
         if let Some(encoder) = self.writing.take() {
-            encoder.end(Some(trailers), out);
+            encoder.end(self.settings.enable_trailers.then_some(trailers), out);
         }
     }
 
@@ -172,7 +173,12 @@ impl ClientCodec {
         match &self.reading {
             Reading::Failed(error) => Err(*error),
             Reading::Head { .. } if self.request.is_none() && buf.is_empty() => Ok(None),
-            Reading::Head { .. } => self.fail(CodecError::PrematureClose),
+            // Envoy: a close before any response byte is a reset ("connection termination",
+            // 503); a close inside a head is a protocol error (502).
+            Reading::Head { .. } if buf.is_empty() => self.fail(CodecError::PrematureClose),
+            Reading::Head { .. } => self.fail(CodecError::Malformed(
+                "connection closed inside a response head",
+            )),
             Reading::Body(decoder) => match decoder.on_eof() {
                 Ok(Some(_)) => {
                     self.reading = Reading::Head { scanned: 0 };

@@ -81,6 +81,10 @@ pub struct Http1Settings {
     /// `http_protocol_options.default_host_for_http_10`: authority for HTTP/1.0 requests
     /// without `host`.
     pub default_host_for_http_10: Option<String>,
+    /// `http_protocol_options.enable_trailers`: encode trailers. Off by default, as in Envoy,
+    /// whose HTTP/1 encoder then ends a chunked body with an empty trailer section (received
+    /// trailers are still decoded and reported).
+    pub enable_trailers: bool,
 }
 
 impl Default for Http1Settings {
@@ -91,6 +95,7 @@ impl Default for Http1Settings {
             max_headers_count: 100,
             accept_http_10: false,
             default_host_for_http_10: None,
+            enable_trailers: false,
         }
     }
 }

@@ -69,7 +69,7 @@ pub(crate) fn classify_invalid(head: &[u8]) -> CodecError {
 fn map_httparse_error(error: httparse::Error, head: &[u8]) -> CodecError {
     match error {
         httparse::Error::TooManyHeaders => CodecError::TooManyHeaders,
-        httparse::Error::Version if well_formed_other_version(head) => {
+        httparse::Error::Version | httparse::Error::Token if well_formed_other_version(head) => {
             CodecError::UnsupportedVersion
         }
         _ => classify_invalid(head),

@@ -202,7 +202,8 @@ impl ServerCodec {
         out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
 
-    /// Writes a response head. `end_stream` means there is no body. Adds the framing headers:
+    /// Writes a response head. `end_stream` means there is no body. To close the connection
+    /// after this response, put `connection: close` in its headers. Adds the framing headers:
     /// `content-length` is passed through; otherwise `content-length: 0` when `end_stream`,
     /// `transfer-encoding: chunked` toward HTTP/1.1 clients, close-delimited toward HTTP/1.0.
     /// Adds `connection: close` when the connection will close after this response.
@@ -223,8 +224,10 @@ impl ServerCodec {
         let switching = head.status == 101 || (request.tunnel && (200..300).contains(&head.status));
         let no_body = request.head_request || head.status == 204 || head.status == 304;
         let has_length = head.headers.contains("content-length");
+        // `head.keep_alive` describes where the head came from (an upstream may close after
+        // every response); it says nothing about this connection. The connection manager asks
+        // for a close with a `connection: close` header, as Envoy's does.
         let mut close = !request.keep_alive
-            || !head.keep_alive
             || (request.tunnel && !switching)
             || matches!(self.reading, Reading::Failed(_))
             || connection_says_close(&head.headers);
@@ -268,10 +271,11 @@ impl ServerCodec {
         }
     }
 
-    /// Ends the current response with trailers (written only when the body is chunked).
+    /// Ends the current response with trailers (written only when the body is chunked and
+    /// `enable_trailers` is set).
     pub fn encode_trailers(&mut self, trailers: &HeaderMap, out: &mut BytesMut) {
         if let Writing::Body(encoder) = self.writing {
-            encoder.end(Some(trailers), out);
+            encoder.end(self.settings.enable_trailers.then_some(trailers), out);
             self.finish_response();
         }
     }

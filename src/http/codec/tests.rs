@@ -207,6 +207,7 @@ fn head_versions_other_than_1_1_get_426() {
         &b"GET / HTTP/1.0\r\n\r\n"[..],
         b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
         b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        b"GET /\r\n\r\n",
     ] {
         assert_eq!(
             status_and_details(reject(input)),
@@ -769,16 +770,22 @@ fn client_encodes_host_first_and_names_lower_case() {
         wire,
         "GET /p?q HTTP/1.1\r\nhost: up.example\r\nx-forwarded-proto: http\r\n\r\n"
     );
-    let mut codec = ClientCodec::new(settings());
-    let mut out = BytesMut::new();
-    codec.encode_headers(&RequestHead::new(Method::Post, "/", "a"), false, &mut out);
-    codec.encode_data(b"xyz", false, &mut out);
     let trailers: HeaderMap = [("x-t", "1")].into_iter().collect();
-    codec.encode_trailers(&trailers, &mut out);
-    assert_eq!(
-        &out[..],
-        b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n3\r\nxyz\r\n0\r\nx-t: 1\r\n\r\n"
-    );
+    for (enable_trailers, end) in [(true, &b"0\r\nx-t: 1\r\n\r\n"[..]), (false, b"0\r\n\r\n")] {
+        let mut codec = ClientCodec::new(Arc::new(Http1Settings {
+            enable_trailers,
+            ..Http1Settings::default()
+        }));
+        let mut out = BytesMut::new();
+        codec.encode_headers(&RequestHead::new(Method::Post, "/", "a"), false, &mut out);
+        codec.encode_data(b"xyz", false, &mut out);
+        codec.encode_trailers(&trailers, &mut out);
+        let mut expected =
+            b"POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n3\r\nxyz\r\n"
+                .to_vec();
+        expected.extend_from_slice(end);
+        assert_eq!(&out[..], &expected[..]);
+    }
 }
 
 #[test]
@@ -946,4 +953,20 @@ fn client_response_head_limit_is_80_kib() {
         codec.decode(&mut BytesMut::from(&over[..])).map(|_| ()),
         Err(CodecError::HeadersTooLarge)
     );
+}
+
+#[test]
+fn encode_upstream_close_does_not_close_downstream() {
+    let mut head = ResponseHead::new(200);
+    head.keep_alive = false; // e.g. decoded from a close-delimited upstream response
+    assert_eq!(
+        respond(GET, head, Some(b"abc")),
+        (
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".into(),
+            false
+        )
+    );
+    let mut head = ResponseHead::new(200);
+    head.headers.insert("connection", "close");
+    assert!(respond(GET, head, None).1);
 }
