@@ -138,13 +138,16 @@ impl Drop for Nuncio {
     }
 }
 
-/// A minimal HTTP/1.0 GET: (status, body).
+/// A minimal HTTP/1.1 GET with `Connection: close`: (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, TIMEOUT) else {
         return (0, String::new());
     };
     s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n");
+    let _ = write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    );
     let mut response = String::new();
     let _ = s.read_to_string(&mut response);
     let status = response
