@@ -446,8 +446,12 @@ impl<T> FilterChainManager<T> {
             .destination_ports
             .get(&info.local.port())
             .or_else(|| self.destination_ports.get(&0))?;
+        // Addresses of IPv4 clients on a dual-stack socket come as `::ffff:a.b.c.d`; Envoy
+        // reports (and matches) them as the IPv4 addresses they are.
+        let local_ip = info.local.ip().to_canonical();
+        let remote_ip = info.remote.ip().to_canonical();
         // 2. Destination IP: the longest prefix only.
-        let names = ips.lookup(info.local.ip())?;
+        let names = ips.lookup(local_ip)?;
         // 3. Server name: exact, then wildcards from the most specific, then the catch-all.
         let transports = find_server_name(names, info.server_name.unwrap_or(""))?;
         // 4. Transport protocol.
@@ -464,7 +468,7 @@ impl<T> FilterChainManager<T> {
         let source_ips = {
             let [any, local, external] = types;
             let specific = if local.is_some() || external.is_some() {
-                if is_same_ip_or_loopback(info) {
+                if remote_ip.is_loopback() || remote_ip == local_ip {
                     local
                 } else {
                     external
@@ -475,7 +479,7 @@ impl<T> FilterChainManager<T> {
             specific.as_ref().or(any.as_ref())?
         };
         // 7. Source IP: the longest prefix only.
-        let ports = source_ips.lookup(info.remote.ip())?;
+        let ports = source_ips.lookup(remote_ip)?;
         // 8. Source port: exact, else the catch-all.
         ports
             .get(&info.remote.port())
@@ -508,11 +512,6 @@ fn find_server_name<'m>(
         }
     }
     names.get("")
-}
-
-fn is_same_ip_or_loopback(info: &ConnectionMatchInfo<'_>) -> bool {
-    let remote = info.remote.ip();
-    remote.is_loopback() || remote == info.local.ip()
 }
 
 /// Inserts one chain into every cell of the nested tables its match covers (the cartesian
@@ -854,6 +853,34 @@ mod tests {
         assert_eq!(pick(&m, "127.0.0.1:80", "127.0.0.5:5001"), Some("src32"));
         assert_eq!(pick(&m, "127.0.0.1:80", "127.0.0.6:5000"), Some("src8"));
         assert_eq!(pick(&m, "127.0.0.1:80", "10.0.0.6:5000"), None);
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_match_as_ipv4() {
+        let m = manager(vec![
+            (
+                FilterChainMatch {
+                    source_prefix_ranges: vec![cidr("192.168.0.0/16")],
+                    ..Default::default()
+                },
+                "v4",
+            ),
+            (
+                FilterChainMatch {
+                    source_type: SourceType::SameIpOrLoopback,
+                    ..Default::default()
+                },
+                "local",
+            ),
+        ]);
+        assert_eq!(
+            pick(&m, "[::ffff:10.0.0.1]:80", "[::ffff:192.168.1.1]:5"),
+            Some("v4")
+        );
+        assert_eq!(
+            pick(&m, "[::ffff:10.0.0.1]:80", "[::ffff:127.0.0.1]:5"),
+            Some("local")
+        );
     }
 
     #[test]
