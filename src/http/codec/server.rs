@@ -62,6 +62,8 @@ struct Responding {
     keep_alive: bool,
     /// An upgrade or CONNECT request: only a 101 (or 2xx to CONNECT) keeps the connection.
     tunnel: bool,
+    /// A CONNECT request (a 2xx answer opens the tunnel).
+    connect: bool,
 }
 
 /// The server role of the HTTP/1 codec.
@@ -175,6 +177,7 @@ impl ServerCodec {
             version: head.version,
             keep_alive: head.keep_alive,
             tunnel,
+            connect: head.method == Method::Connect,
         });
         self.writing = Writing::Head;
         self.reading = Reading::Body(match head.body {
@@ -214,6 +217,7 @@ impl ServerCodec {
             version: Version::Http11,
             keep_alive: false,
             tunnel: false,
+            connect: false,
         });
         encode::put_status_line(head.status, out);
         encode::put_fields(&head.headers, out);
@@ -221,7 +225,8 @@ impl ServerCodec {
             out.extend_from_slice(b"\r\n");
             return;
         }
-        let switching = head.status == 101 || (request.tunnel && (200..300).contains(&head.status));
+        let switching = request.tunnel
+            && (head.status == 101 || (request.connect && (200..300).contains(&head.status)));
         let no_body = request.head_request || head.status == 204 || head.status == 304;
         let has_length = head.headers.contains("content-length");
         // `head.keep_alive` describes where the head came from (an upstream may close after

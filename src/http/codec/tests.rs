@@ -970,3 +970,29 @@ fn encode_upstream_close_does_not_close_downstream() {
     head.headers.insert("connection", "close");
     assert!(respond(GET, head, None).1);
 }
+
+#[test]
+fn encode_refused_upgrade_closes_and_accepted_one_tunnels() {
+    let upgrade =
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let mut head = ResponseHead::new(200);
+    head.headers.insert("content-length", "2");
+    assert_eq!(
+        respond(upgrade, head, Some(b"ok")),
+        (
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok".into(),
+            true
+        )
+    );
+    let mut codec = ServerCodec::new(settings());
+    let mut buf = BytesMut::from(&upgrade[..]);
+    assert!(matches!(
+        codec.decode(&mut buf),
+        Ok(Some(RequestEvent::Headers(_)))
+    ));
+    let mut out = BytesMut::new();
+    codec.encode_headers(&ResponseHead::new(101), false, &mut out);
+    codec.encode_data(b"frame", false, &mut out);
+    assert_eq!(&out[..], b"HTTP/1.1 101 Switching Protocols\r\n\r\nframe");
+    assert!(!codec.should_close());
+}
