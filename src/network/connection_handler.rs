@@ -48,6 +48,7 @@ use super::listener_filter::{
     ListenerFilter, ListenerFilterContext, ListenerFilterStatus, SocketAddresses,
 };
 use crate::stats::{Counter, Gauge, ImportMode, Store};
+use crate::upstream::cluster_manager::ThreadLocalClusterManager;
 
 /// Where a connection's data and events go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +140,8 @@ pub struct ConnectionHandler {
     closed: Vec<ConnectionId>,
     /// The per-worker read buffer every read goes through (so idle connections own none).
     scratch: BytesMut,
+    /// The worker's clusters (set by the worker at start; `None` on the main thread).
+    cluster_manager: Option<Rc<ThreadLocalClusterManager>>,
     draining: bool,
     /// Called once when draining and the last connection is gone.
     on_drained: Option<Box<dyn FnOnce()>>,
@@ -183,6 +186,7 @@ impl ConnectionHandler {
                 continue_reading: VecDeque::new(),
                 closed: Vec::new(),
                 scratch: BytesMut::new(),
+                cluster_manager: None,
                 draining: false,
                 on_drained: None,
             })
@@ -196,6 +200,15 @@ impl ConnectionHandler {
         f: impl FnOnce(&mut ConnectionHandler),
     ) {
         enter(&Rc::downgrade(handler), f);
+    }
+
+    /// Gives the worker its thread-local cluster manager.
+    pub fn set_cluster_manager(&mut self, cluster_manager: Rc<ThreadLocalClusterManager>) {
+        self.cluster_manager = Some(cluster_manager);
+    }
+
+    pub fn cluster_manager(&self) -> Option<Rc<ThreadLocalClusterManager>> {
+        self.cluster_manager.clone()
     }
 
     pub fn dispatcher(&self) -> &Dispatcher {
@@ -928,7 +941,8 @@ impl ConnectionHandler {
                     |c| matches!(c.owner, ConnectionOwner::ReadFilter { conn, .. } if conn == id),
                 );
                 if owned {
-                    self.close(child, CloseType::NoFlush);
+                    // The owner asked for whatever close it wanted; finish what is in flight.
+                    self.close(child, CloseType::FlushWrite);
                 }
             }
             drop(active.filter_manager);

@@ -16,12 +16,14 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use bytes::BytesMut;
 use reactor::{Dispatcher, Timer};
 
 use super::connection::{CloseType, Connection, ConnectionEvent, ConnectionId};
 use super::connection_handler::{ConnectionHandler, ConnectionOwner};
+use crate::upstream::cluster_manager::ThreadLocalClusterManager;
 
 /// What a filter tells the filter manager after a callback (Envoy's `Network::FilterStatus`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,6 +220,12 @@ impl<'a> FilterContext<'a> {
     pub fn create_timer(&mut self, token: u64) -> Timer {
         self.handler
             .create_filter_timer(self.conn, self.filter_index, token)
+    }
+
+    /// The worker's view of the clusters (host picking, per-worker cluster stats); `None` on
+    /// the main thread (admin).
+    pub fn cluster_manager(&self) -> Option<Rc<ThreadLocalClusterManager>> {
+        self.handler.cluster_manager()
     }
 
     /// The worker's dispatcher (time, posting).

@@ -66,7 +66,9 @@ pub struct ListenerConfig {
 /// The accepting half of one listener on one worker.
 #[doc(alias = "TcpListenerImpl")]
 pub struct ListenerImpl {
-    socket: TcpListener,
+    /// `None` once stopped: closing the socket is what makes the kernel refuse new
+    /// connections (a registered-but-ignored socket would still complete handshakes).
+    socket: Option<TcpListener>,
     /// The read registration (level-triggered); `None` once the listener stopped.
     file_event: Option<FileEvent>,
     /// Re-enables accepting after an EMFILE/ENFILE pause.
@@ -88,7 +90,7 @@ impl ListenerImpl {
     pub fn new(socket: std::net::TcpListener) -> io::Result<ListenerImpl> {
         socket.set_nonblocking(true)?;
         Ok(ListenerImpl {
-            socket: TcpListener::from_std(socket),
+            socket: Some(TcpListener::from_std(socket)),
             file_event: None,
             backoff_timer: None,
             backing_off: false,
@@ -98,12 +100,15 @@ impl ListenerImpl {
     /// The socket's fd, for registration.
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
-        self.socket.as_raw_fd()
+        self.socket.as_ref().map_or(-1, |s| s.as_raw_fd())
     }
 
     /// The bound address (the real port when configured with 0).
     pub fn local_address(&self) -> io::Result<SocketAddr> {
-        self.socket.local_addr()
+        match &self.socket {
+            Some(s) => s.local_addr(),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
     }
 
     /// Attaches the registration and the backoff timer (created by the handler).
@@ -116,8 +121,11 @@ impl ListenerImpl {
     /// than running out of descriptors are logged and skipped (a peer that reset before we
     /// accepted is not our problem).
     pub fn accept_one(&mut self) -> Accepted {
+        let Some(socket) = &self.socket else {
+            return Accepted::Done;
+        };
         loop {
-            match self.socket.accept() {
+            match socket.accept() {
                 Ok((stream, peer)) => {
                     trace!("accepted connection from {peer}");
                     return Accepted::Socket(stream, peer);
@@ -173,8 +181,10 @@ impl ListenerImpl {
         self.backoff_timer = None;
         // Close the listen queue now (Linux: shutdown on a listening socket stops it and
         // resets what waits in its backlog), so new connections are refused instead of
-        // piling up in a queue nobody accepts from; the fd itself goes with `self`.
+        // piling up in a queue nobody accepts from (also for a socket shared by dup with
+        // other workers); then drop our fd.
         let _ = nix::sys::socket::shutdown(self.raw_fd(), nix::sys::socket::Shutdown::Read);
+        self.socket = None;
     }
 
     /// Whether the listener still accepts.

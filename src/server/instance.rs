@@ -32,6 +32,7 @@ use crate::filters::FactoryContext;
 use crate::network::connection_handler::ConnectionHandler;
 use crate::network::listener::{stat_address, ListenerConfig};
 use crate::stats::{ImportMode, Store};
+use crate::upstream::cluster_manager::ClusterManager;
 
 /// The config used without `-c`: an echo listener on 127.0.0.1:10000 and the admin
 /// endpoint on 127.0.0.1:9901.
@@ -167,6 +168,10 @@ fn serve(options: &Options) -> Result<(), StartError> {
         options.concurrency
     );
 
+    let cluster_manager =
+        ClusterManager::new(&built.bootstrap.static_resources.clusters, &built.stats)
+            .map_err(|e| StartError::Io(format!("cluster manager: {e}")))?;
+
     // 2. Sockets.
     raise_fd_limit();
     let workers_n = options.concurrency;
@@ -226,6 +231,7 @@ fn serve(options: &Options) -> Result<(), StartError> {
             index,
             listeners,
             built.worker_stats[index].clone(),
+            cluster_manager.handle(),
             started.clone(),
         )
         .map_err(|e| StartError::Io(format!("cannot start worker {index}: {e}")))?;

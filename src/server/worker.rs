@@ -18,6 +18,7 @@ use reactor::{Dispatcher, DispatcherStats, Poster, RunType};
 use crate::network::connection_handler::ConnectionHandler;
 use crate::network::listener::ListenerConfig;
 use crate::stats::Store;
+use crate::upstream::cluster_manager::ClusterManagerHandle;
 
 thread_local! {
     /// The handler of the worker running on this thread.
@@ -57,6 +58,7 @@ impl Worker {
         index: usize,
         listeners: Vec<WorkerListener>,
         stats: Store,
+        cluster_manager: ClusterManagerHandle,
         started: Arc<AtomicUsize>,
     ) -> std::io::Result<Worker> {
         let name = format!("worker_{index}");
@@ -72,8 +74,10 @@ impl Worker {
                         return;
                     }
                 };
+                let clusters = cluster_manager.register_worker(&dispatcher, &stats);
                 let handler =
                     ConnectionHandler::new(dispatcher.clone(), index, &thread_name, stats);
+                handler.borrow_mut().set_cluster_manager(clusters);
                 for l in listeners {
                     let result = handler.borrow_mut().add_listener(
                         l.config.clone(),

@@ -21,24 +21,24 @@
 //! | `Connected` | upstream closed | close downstream (flushing) |
 //! | `Connected` | idle timer | count `idle_timeout`, close both |
 //!
-//! Hosts: until the cluster manager (src/upstream/) lands, [`resolve_hosts`] reads the
-//! cluster's endpoints from the config (resolving DNS names once, at start) and hosts are
-//! picked round robin.
+//! Hosts come from the worker's `ThreadLocalClusterManager` (its load balancer over the
+//! current host-set snapshot); `cluster.<name>.*` stats are that worker's handles.
 
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use log::{debug, trace, warn};
+use log::{debug, trace};
 use reactor::Timer;
 
-use crate::config::{self, Bootstrap, Cluster, EndpointAddress, Filter, Node};
+use crate::config::{self, Filter, Node};
 use crate::network::connection::{CloseType, ConnectionEvent, ConnectionId};
 use crate::network::filter::{FilterContext, FilterStatus, ReadFilter};
 use crate::network::listener::NetworkFilterFactoryCb;
-use crate::stats::{Counter, Gauge, ImportMode, Store};
+use crate::stats::{Counter, Store};
+use crate::upstream::cluster::ClusterStats;
+use crate::upstream::cluster_manager::{ClusterId, ThreadLocalClusterManager};
 
 use super::super::{FactoryContext, NamedNetworkFilterConfigFactory};
 
@@ -76,79 +76,11 @@ impl TcpProxyStats {
     }
 }
 
-/// `cluster.<name>.upstream_cx_*` on one worker.
-pub struct ClusterStats {
-    upstream_cx_total: Counter,
-    upstream_cx_active: Gauge,
-    upstream_cx_destroy: Counter,
-    upstream_cx_connect_fail: Counter,
-    upstream_cx_connect_timeout: Counter,
-    upstream_cx_none_healthy: Counter,
-    upstream_cx_rx_bytes_total: Counter,
-    upstream_cx_tx_bytes_total: Counter,
-}
-
-impl ClusterStats {
-    fn new(store: &Store, cluster: &str) -> ClusterStats {
-        let s = store.scope(&format!("cluster.{cluster}"));
-        ClusterStats {
-            upstream_cx_total: s.counter("upstream_cx_total"),
-            upstream_cx_active: s.gauge("upstream_cx_active", ImportMode::Accumulate),
-            upstream_cx_destroy: s.counter("upstream_cx_destroy"),
-            upstream_cx_connect_fail: s.counter("upstream_cx_connect_fail"),
-            upstream_cx_connect_timeout: s.counter("upstream_cx_connect_timeout"),
-            upstream_cx_none_healthy: s.counter("upstream_cx_none_healthy"),
-            upstream_cx_rx_bytes_total: s.counter("upstream_cx_rx_bytes_total"),
-            upstream_cx_tx_bytes_total: s.counter("upstream_cx_tx_bytes_total"),
-        }
-    }
-}
-
-/// An upstream cluster as the tcp_proxy sees it (stand-in for the cluster manager's host set).
-pub struct UpstreamCluster {
-    name: String,
-    hosts: Vec<SocketAddr>,
-    next_host: AtomicUsize,
-    connect_timeout: Duration,
-    buffer_limit: u32,
-    /// Indexed by worker.
-    stats: Vec<ClusterStats>,
-}
-
-impl UpstreamCluster {
-    /// Round robin over the hosts; `None` when there are none.
-    fn pick_host(&self) -> Option<SocketAddr> {
-        if self.hosts.is_empty() {
-            return None;
-        }
-        let n = self.next_host.fetch_add(1, Ordering::Relaxed);
-        Some(self.hosts[n % self.hosts.len()])
-    }
-}
-
-/// The cluster's hosts from its config (DNS names resolved once, here, on the main thread).
-/// Replaced by the cluster manager's per-worker host sets when src/upstream/ lands.
-pub fn resolve_hosts(cluster: &Cluster) -> Vec<SocketAddr> {
-    let mut hosts = Vec::new();
-    for endpoint in cluster.lb_endpoints() {
-        match &endpoint.address {
-            EndpointAddress::Ip(addr) => hosts.push(*addr),
-            EndpointAddress::Dns { hostname, port } => {
-                match (hostname.as_str(), *port).to_socket_addrs() {
-                    Ok(addrs) => hosts.extend(addrs.take(1)),
-                    Err(e) => warn!("cluster '{}': cannot resolve {hostname}: {e}", cluster.name),
-                }
-            }
-        }
-    }
-    hosts
-}
-
 /// The parsed config, shared by every worker.
 pub struct TcpProxyConfig {
     stat_prefix: String,
-    /// `(cluster, weight)`; one entry with weight 1 for `cluster`.
-    clusters: Vec<(Arc<UpstreamCluster>, u32)>,
+    /// `(cluster name, weight)`; one entry with weight 1 for `cluster`.
+    clusters: Vec<(String, u32)>,
     total_weight: u32,
     idle_timeout: Option<Duration>,
     max_connect_attempts: u32,
@@ -215,7 +147,13 @@ impl TcpProxyConfig {
         }
         let mut clusters = Vec::with_capacity(names.len());
         for (name, weight, path) in names {
-            clusters.push((upstream_cluster(cx.bootstrap, cx, &name, &path)?, weight));
+            if !cx.bootstrap.has_cluster(&name) {
+                return Err(config::ConfigError::invalid(
+                    path,
+                    format!("cluster '{name}' does not exist"),
+                ));
+            }
+            clusters.push((name, weight));
         }
         let total_weight = clusters.iter().map(|(_, w)| *w).sum();
         let idle_timeout = match node.opt("idle_timeout", Node::duration)? {
@@ -249,10 +187,11 @@ impl TcpProxyConfig {
     }
 
     /// Picks the cluster (by weight) for a new connection; `seed` varies per connection.
-    fn pick_cluster(&self, seed: u64) -> &Arc<UpstreamCluster> {
+    fn pick_cluster(&self, seed: u64) -> &str {
         if self.clusters.len() == 1 {
             return &self.clusters[0].0;
         }
+        // Weighted: a point in [0, total_weight) picks the cluster whose range holds it.
         let mut point = (mix(seed) % u64::from(self.total_weight.max(1))) as u32;
         for (cluster, weight) in &self.clusters {
             if point < *weight {
@@ -272,32 +211,6 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-fn upstream_cluster(
-    bootstrap: &Bootstrap,
-    cx: &FactoryContext<'_>,
-    name: &str,
-    path: &str,
-) -> config::Result<Arc<UpstreamCluster>> {
-    let Some(cluster) = bootstrap.cluster(name) else {
-        return Err(config::ConfigError::invalid(
-            path,
-            format!("cluster '{name}' does not exist"),
-        ));
-    };
-    Ok(Arc::new(UpstreamCluster {
-        name: cluster.name.clone(),
-        hosts: resolve_hosts(cluster),
-        next_host: AtomicUsize::new(0),
-        connect_timeout: cluster.connect_timeout,
-        buffer_limit: cluster.per_connection_buffer_limit_bytes,
-        stats: cx
-            .worker_stats
-            .iter()
-            .map(|s| ClusterStats::new(s, &cluster.name))
-            .collect(),
-    }))
-}
-
 /// Where the upstream side of one proxied connection is.
 enum Upstream {
     /// Not started (before `on_new_connection`) or given up.
@@ -314,7 +227,8 @@ enum Upstream {
 pub struct TcpProxy {
     config: Arc<TcpProxyConfig>,
     worker: usize,
-    cluster: Option<Arc<UpstreamCluster>>,
+    /// The worker's cluster manager and the chosen cluster (set in `on_new_connection`).
+    cluster: Option<(Rc<ThreadLocalClusterManager>, ClusterId)>,
     upstream: Upstream,
     connect_timer: Option<Timer>,
     idle_timer: Option<Timer>,
@@ -337,20 +251,25 @@ impl TcpProxy {
     }
 
     fn cluster_stats(&self) -> Option<&ClusterStats> {
-        self.cluster.as_ref().and_then(|c| c.stats.get(self.worker))
+        self.cluster
+            .as_ref()
+            .map(|(cm, id)| cm.cluster(*id).stats())
     }
 
     /// Envoy's `establishUpstreamConnection`: picks a host and connects; on an immediate
     /// failure, counts it and tries the next attempt or gives up.
     fn connect(&mut self, attempt: u32, cx: &mut FilterContext<'_>) {
-        let Some(cluster) = self.cluster.clone() else {
+        let Some((cm, id)) = self.cluster.clone() else {
+            self.give_up(cx);
             return;
         };
-        let Some(host) = cluster.pick_host() else {
+        let cluster = cm.cluster(id);
+        let info = cluster.info();
+        let Some(host) = cluster.choose_host().map(|h| h.address()) else {
             debug!(
                 "[{}] tcp_proxy: no healthy upstream in cluster '{}'",
                 cx.connection_id(),
-                cluster.name
+                info.name
             );
             if let Some(s) = self.cluster_stats() {
                 s.upstream_cx_none_healthy.inc();
@@ -361,12 +280,10 @@ impl TcpProxy {
         debug!(
             "[{}] tcp_proxy: connecting to {host} (cluster '{}', attempt {attempt})",
             cx.connection_id(),
-            cluster.name
+            info.name
         );
-        if let Some(s) = self.cluster_stats() {
-            s.upstream_cx_total.inc();
-        }
-        match cx.create_client_connection(host, cluster.buffer_limit) {
+        cluster.stats().upstream_cx_total.inc();
+        match cx.create_client_connection(host, info.per_connection_buffer_limit_bytes) {
             Ok(conn) => {
                 if let Some(s) = self.cluster_stats() {
                     s.upstream_cx_active.inc();
@@ -376,7 +293,7 @@ impl TcpProxy {
                 let timer = self
                     .connect_timer
                     .get_or_insert_with(|| cx.create_timer(CONNECT_TIMER));
-                timer.enable(cluster.connect_timeout);
+                timer.enable(info.connect_timeout);
             }
             Err(e) => {
                 debug!(
@@ -427,7 +344,10 @@ impl ReadFilter for TcpProxy {
             s.downstream_cx_total.inc();
         }
         let seed = cx.connection_id().global_id();
-        self.cluster = Some(self.config.pick_cluster(seed).clone());
+        let name = self.config.pick_cluster(seed);
+        self.cluster = cx
+            .cluster_manager()
+            .and_then(|cm| cm.cluster_id(name).map(|id| (cm, id)));
         cx.enable_half_close(true);
         // Nothing is read until the upstream is there (Envoy does the same); the kernel
         // buffers what the client sends meanwhile.

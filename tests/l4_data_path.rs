@@ -1,0 +1,456 @@
+//! Issue 3's data path through the real `nuncio` binary, real sockets on 127.0.0.1: echo,
+//! tcp_proxy (bulk both ways, half-close, refused upstream), flow control under a memory bound,
+//! thousands of concurrent connections, worker spreading, PROXY protocol and filter chain
+//! selection.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn tcp_proxy_to(upstream: SocketAddr, connect_timeout: &str) -> String {
+    simple_config(
+        "proxy",
+        &tcp_proxy_filter("tp", "backend"),
+        &cluster("backend", upstream, connect_timeout),
+    )
+}
+
+#[test]
+fn echo_round_trip() {
+    let nuncio = Nuncio::start(&simple_config("echo", ECHO_FILTER, ""), &[]);
+    let mut s = connect(nuncio.listener("echo"));
+    s.write_all(b"hello nuncio").unwrap();
+    let mut buf = [0u8; 12];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello nuncio");
+    // A larger message and the FIN: everything comes back, then EOF.
+    let sent = send_pattern(&mut s, 7, 3 * 1024 * 1024 + 5);
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(receive_checksum(&mut s), sent);
+}
+
+#[test]
+fn tcp_proxy_carries_64_mib_each_way() {
+    const LEN: usize = 64 * 1024 * 1024;
+    let received_upstream = Arc::new(std::sync::Mutex::new(None));
+    let sink = received_upstream.clone();
+    // The upstream sends its own 64 MiB while it reads the client's.
+    let upstream = Upstream::start(move |s| {
+        let mut writer = s.try_clone().unwrap();
+        let sender = thread::spawn(move || {
+            let sum = send_pattern(&mut writer, 2, LEN);
+            writer.shutdown(Shutdown::Write).unwrap();
+            sum
+        });
+        let mut reader = s;
+        let got = receive_checksum(&mut reader);
+        let sent = sender.join().unwrap();
+        *sink.lock().unwrap() = Some((got, sent));
+    });
+    let nuncio = Nuncio::start(&tcp_proxy_to(upstream.addr, "1s"), &[]);
+    let client = connect(nuncio.listener("proxy"));
+    let mut writer = client.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        let sum = send_pattern(&mut writer, 1, LEN);
+        writer.shutdown(Shutdown::Write).unwrap();
+        sum
+    });
+    let mut reader = client;
+    let client_got = receive_checksum(&mut reader);
+    let client_sent = sender.join().unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    let (upstream_got, upstream_sent) = loop {
+        if let Some(r) = *received_upstream.lock().unwrap() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "upstream never finished");
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(client_sent.1, LEN as u64);
+    assert_eq!(upstream_got, client_sent, "client → upstream bytes differ");
+    assert_eq!(client_got, upstream_sent, "upstream → client bytes differ");
+    nuncio.wait_stat("tcp.tp.downstream_cx_rx_bytes_total", LEN as u64);
+    nuncio.wait_stat("tcp.tp.downstream_cx_tx_bytes_total", LEN as u64);
+    nuncio.wait_stat("cluster.backend.upstream_cx_total", 1);
+}
+
+#[test]
+fn half_close_in_both_directions() {
+    // The upstream answers after the client's FIN, then closes.
+    let after_fin = Upstream::start(|mut s| {
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        s.write_all(b"reply to: ").unwrap();
+        s.write_all(&got).unwrap();
+    });
+    let nuncio = Nuncio::start(&tcp_proxy_to(after_fin.addr, "1s"), &[]);
+    let mut s = connect(nuncio.listener("proxy"));
+    s.write_all(b"question").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_all(&mut s), b"reply to: question");
+    drop(nuncio);
+
+    // The upstream finishes first; the client can still send, and the upstream still reads.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let before = Upstream::start(move |mut s| {
+        s.write_all(b"bye first").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        tx.send(got).unwrap();
+    });
+    let nuncio = Nuncio::start(&tcp_proxy_to(before.addr, "1s"), &[]);
+    let mut s = connect(nuncio.listener("proxy"));
+    let mut first = [0u8; 9];
+    s.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"bye first");
+    let mut one = [0u8; 1];
+    assert_eq!(
+        s.read(&mut one).unwrap(),
+        0,
+        "upstream FIN reaches the client"
+    );
+    s.write_all(b"still talking").unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(rx.recv_timeout(TIMEOUT).unwrap(), b"still talking");
+    assert_eq!(
+        read_all(&mut s),
+        b"",
+        "closed once both directions are done"
+    );
+}
+
+#[test]
+fn refused_upstream_closes_downstream_promptly_and_counts() {
+    let port = refused_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let nuncio = Nuncio::start(&tcp_proxy_to(addr, "5s"), &[]);
+    let started = Instant::now();
+    let mut s = connect(nuncio.listener("proxy"));
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the downstream is closed");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "closed promptly, not after the connect timeout: {:?}",
+        started.elapsed()
+    );
+    nuncio.wait_stat("cluster.backend.upstream_cx_connect_fail", 1);
+    nuncio.wait_stat("tcp.tp.downstream_cx_total", 1);
+    nuncio.wait_stat("cluster.backend.upstream_cx_active", 0);
+}
+
+#[test]
+fn slow_reader_behind_fast_upstream_keeps_memory_bounded() {
+    const LEN: u64 = 1024 * 1024 * 1024;
+    let upstream = Upstream::start(|mut s| {
+        let chunk = vec![0x5au8; 256 * 1024];
+        let mut left = LEN;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            if s.write_all(&chunk[..n]).is_err() {
+                return;
+            }
+            left -= n as u64;
+        }
+    });
+    let nuncio = Nuncio::start(&tcp_proxy_to(upstream.addr, "1s"), &["--concurrency", "1"]);
+    let mut s = connect(nuncio.listener("proxy"));
+    // Read slowly for a while: the proxy must stop reading the upstream, not buffer it.
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    let slow_until = Instant::now() + Duration::from_millis(1500);
+    let mut worst_rss = 0;
+    while Instant::now() < slow_until {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        total += n as u64;
+        // Pacing the reader (this sleep is the test's slowness, not synchronisation).
+        thread::sleep(Duration::from_millis(5));
+        worst_rss = worst_rss.max(nuncio.memory_kib().0);
+    }
+    // Then drain the rest fast.
+    while total < LEN {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "EOF after {total} bytes");
+        total += n as u64;
+    }
+    assert_eq!(total, LEN);
+    let (rss, hwm) = nuncio.memory_kib();
+    assert!(
+        hwm < 64 * 1024,
+        "peak RSS {hwm} KiB (now {rss} KiB, worst sampled {worst_rss} KiB) exceeds 64 MiB"
+    );
+}
+
+#[test]
+fn five_thousand_concurrent_connections() {
+    const N: usize = 5000;
+    raise_fd_limit();
+    let upstream = Upstream::echo_mio();
+    let nuncio = Nuncio::start(&tcp_proxy_to(upstream, "5s"), &[]);
+    let addr = nuncio.listener("proxy");
+    let mut clients = Vec::with_capacity(N);
+    for _ in 0..N {
+        clients.push(connect(addr));
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(&(i as u64).to_le_bytes()).unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut buf = [0u8; 8];
+        c.read_exact(&mut buf).unwrap();
+        assert_eq!(u64::from_le_bytes(buf), i as u64);
+    }
+    let active: u64 = nuncio.stat(&format!(
+        "listener.{}_{}.downstream_cx_active",
+        addr.ip(),
+        addr.port()
+    ));
+    assert_eq!(active, N as u64);
+    drop(clients);
+    nuncio.wait_stat(
+        &format!(
+            "listener.{}_{}.downstream_cx_active",
+            addr.ip(),
+            addr.port()
+        ),
+        0,
+    );
+    nuncio.wait_stat("cluster.backend.upstream_cx_active", 0);
+}
+
+#[test]
+fn connections_spread_over_all_workers() {
+    let nuncio = Nuncio::start(
+        &simple_config("echo", ECHO_FILTER, ""),
+        &["--concurrency", "3"],
+    );
+    let addr = nuncio.listener("echo");
+    for _ in 0..300 {
+        let mut s = connect(addr);
+        s.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+    }
+    let prefix = format!("listener.{}_{}", addr.ip(), addr.port());
+    nuncio.wait_stat(&format!("{prefix}.downstream_cx_total"), 300);
+    for w in 0..3 {
+        let n = nuncio.stat(&format!("{prefix}.worker_{w}.downstream_cx_total"));
+        assert!(n > 0, "worker_{w} accepted no connection");
+    }
+}
+
+/// A listener with the PROXY protocol listener filter whose only chain matches sources in
+/// 10.0.0.0/8 and echoes.
+fn proxy_protocol_config() -> String {
+    format!(
+        r#"
+static_resources:
+  listeners:
+  - name: pp
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: 0 }}
+    listener_filters:
+    - name: envoy.filters.listener.proxy_protocol
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol
+    filter_chains:
+    - filter_chain_match:
+        source_prefix_ranges: [{{ address_prefix: 10.0.0.0, prefix_len: 8 }}]
+      filters:{ECHO_FILTER}
+{ADMIN}"#
+    )
+}
+
+fn v2_header(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.push(0x21); // version 2, PROXY
+    h.push(0x11); // TCP over IPv4
+    h.extend_from_slice(&12u16.to_be_bytes());
+    h.extend_from_slice(&src);
+    h.extend_from_slice(&dst);
+    h.extend_from_slice(&sport.to_be_bytes());
+    h.extend_from_slice(&dport.to_be_bytes());
+    h
+}
+
+#[test]
+fn proxy_protocol_v1_and_v2_set_the_remote_address() {
+    let nuncio = Nuncio::start(&proxy_protocol_config(), &[]);
+    let addr = nuncio.listener("pp");
+
+    // v1: the source 10.1.2.3 selects the echo chain; the header is not echoed.
+    let mut s = connect(addr);
+    s.write_all(b"PROXY TCP4 10.1.2.3 127.0.0.1 5555 80\r\nhello v1")
+        .unwrap();
+    let mut buf = [0u8; 8];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello v1");
+
+    // v2, the header and the data in separate writes.
+    let mut s = connect(addr);
+    s.write_all(&v2_header([10, 9, 8, 7], [127, 0, 0, 1], 1234, 80))
+        .unwrap();
+    s.flush().unwrap();
+    thread::sleep(Duration::from_millis(20));
+    s.write_all(b"hello v2").unwrap();
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hello v2");
+
+    // A source outside 10/8 matches no chain: closed and counted.
+    let mut s = connect(addr);
+    s.write_all(b"PROXY TCP4 192.168.1.1 127.0.0.1 5555 80\r\nhello")
+        .unwrap();
+    assert_eq!(read_until_closed(&mut s), b"");
+    let prefix = format!("listener.{}_{}", addr.ip(), addr.port());
+    nuncio.wait_stat(&format!("{prefix}.no_filter_chain_match"), 1);
+
+    // A malformed header closes the connection and is counted.
+    let mut s = connect(addr);
+    s.write_all(b"PROXY TCP4 not-an-address\r\n").unwrap();
+    assert_eq!(read_until_closed(&mut s), b"");
+    nuncio.wait_stat("downstream_cx_proxy_proto_error", 1);
+}
+
+#[test]
+fn filter_chain_precedence() {
+    let by_port = Upstream::banner("PORT");
+    let by_source = Upstream::banner("SOURCE");
+    let by_default = Upstream::banner("DEFAULT");
+    // Ports are chosen by the OS, so the chains match on what is fixed: destination IP
+    // prefixes and source ports.
+    let config = format!(
+        r#"
+static_resources:
+  listeners:
+  - name: a
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: 0 }}
+    filter_chains:
+    - name: wide
+      filter_chain_match:
+        prefix_ranges: [{{ address_prefix: 127.0.0.0, prefix_len: 8 }}]
+      filters:{wide}
+    - name: narrow
+      filter_chain_match:
+        prefix_ranges: [{{ address_prefix: 127.0.0.1, prefix_len: 32 }}]
+      filters:{narrow}
+  - name: b
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: 0 }}
+    filter_chains:
+    - name: only_port_1
+      filter_chain_match:
+        source_ports: [1]
+      filters:{narrow}
+    default_filter_chain:
+      filters:{default}
+  - name: c
+    address:
+      socket_address: {{ address: 127.0.0.1, port_value: 0 }}
+    filter_chains:
+    - name: only_port_1
+      filter_chain_match:
+        source_ports: [1]
+      filters:{narrow}
+  clusters:{c1}{c2}{c3}
+{ADMIN}"#,
+        wide = tcp_proxy_filter("wide", "by_source"),
+        narrow = tcp_proxy_filter("narrow", "by_port"),
+        default = tcp_proxy_filter("default", "by_default"),
+        c1 = cluster("by_port", by_port.addr, "1s"),
+        c2 = cluster("by_source", by_source.addr, "1s"),
+        c3 = cluster("by_default", by_default.addr, "1s"),
+    );
+    let nuncio = Nuncio::start(&config, &[]);
+    let banner = |listener: &str, len: usize| {
+        let mut s = connect(nuncio.listener(listener));
+        let mut buf = vec![0u8; len];
+        s.read_exact(&mut buf).map(|_| buf)
+    };
+    // The longest destination prefix wins.
+    assert_eq!(banner("a", 4).unwrap(), b"PORT");
+    // No chain matches: the default chain.
+    assert_eq!(banner("b", 7).unwrap(), b"DEFAULT");
+    // No chain matches and no default: closed, counted.
+    assert!(banner("c", 1).is_err());
+    let c = nuncio.listener("c");
+    nuncio.wait_stat(
+        &format!("listener.{}_{}.no_filter_chain_match", c.ip(), c.port()),
+        1,
+    );
+}
+
+impl Upstream {
+    /// An echo upstream on one thread (mio), for thousands of connections.
+    fn echo_mio() -> SocketAddr {
+        use mio::net::TcpListener as MioListener;
+        use mio::{Events, Interest, Poll, Token};
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let bytes = Arc::new(AtomicU64::new(0));
+        let counter = bytes.clone();
+        thread::spawn(move || {
+            let mut poll = Poll::new().unwrap();
+            let mut listener = MioListener::from_std(std_listener);
+            poll.registry()
+                .register(&mut listener, Token(usize::MAX), Interest::READABLE)
+                .unwrap();
+            let mut conns: slab::Slab<mio::net::TcpStream> = slab::Slab::new();
+            let mut events = Events::with_capacity(1024);
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                poll.poll(&mut events, None).unwrap();
+                for ev in events.iter() {
+                    if ev.token() == Token(usize::MAX) {
+                        while let Ok((mut s, _)) = listener.accept() {
+                            let e = conns.vacant_entry();
+                            poll.registry()
+                                .register(&mut s, Token(e.key()), Interest::READABLE)
+                                .unwrap();
+                            e.insert(s);
+                        }
+                        continue;
+                    }
+                    let key = ev.token().0;
+                    let mut close = false;
+                    if let Some(s) = conns.get_mut(key) {
+                        loop {
+                            match s.read(&mut buf) {
+                                Ok(0) => {
+                                    close = true;
+                                    break;
+                                }
+                                Ok(n) => {
+                                    counter.fetch_add(n as u64, Ordering::Relaxed);
+                                    // Tiny echoes: the socket buffer always has room.
+                                    let _ = s.write_all(&buf[..n]);
+                                }
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                Err(_) => {
+                                    close = true;
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    if close {
+                        let mut s = conns.remove(key);
+                        let _ = poll.registry().deregister(&mut s);
+                    }
+                }
+            }
+        });
+        let _ = bytes;
+        addr
+    }
+}
