@@ -492,7 +492,7 @@ impl Connection {
         }
     }
 
-    fn activate(&self, events: FileReadyType) {
+    pub(crate) fn activate(&self, events: FileReadyType) {
         if let Some(event) = &self.file_event {
             event.activate(events);
         }

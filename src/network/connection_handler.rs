@@ -568,7 +568,13 @@ impl ConnectionHandler {
         let connection = &mut active.connection;
         if connection.state() == State::Connecting {
             match connection.finish_connect() {
-                Ok(()) => self.events.push_back((id, ConnectionEvent::Connected)),
+                Ok(()) => {
+                    // The owner must hear `Connected` before any byte: deliver it (end of this
+                    // dispatch) and come back for the I/O on the next iteration.
+                    self.events.push_back((id, ConnectionEvent::Connected));
+                    connection.activate(FileReadyType::READ | FileReadyType::WRITE);
+                    return;
+                }
                 Err(e)
                     if e.kind() == io::ErrorKind::NotConnected
                         && !ready.contains(FileReadyType::CLOSED) =>
