@@ -16,8 +16,6 @@
 //!
 //! The name `host` reads the `:authority` header (see `HeaderMapAccess`).
 
-use regex::Regex;
-
 use super::header_map::HeaderMapAccess;
 use super::string_matcher::{parse_regex_matcher, StringMatcher};
 use crate::config::{ErrorKind, Node, Result};
@@ -142,7 +140,7 @@ impl HeaderMatcher {
                     ignore_case: false,
                 })?,
                 "safe_regex_match" => {
-                    HeaderMatch::String(StringMatcher::Regex(parse_regex_matcher(n)? as Regex))
+                    HeaderMatch::String(StringMatcher::Regex(parse_regex_matcher(n)?))
                 }
                 "string_match" => HeaderMatch::String(StringMatcher::parse(n)?),
                 "present_match" => HeaderMatch::Present(n.as_bool()?),
