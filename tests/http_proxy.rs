@@ -297,7 +297,7 @@ fn idle_connection_is_closed_after_idle_timeout() {
     let up = HttpUpstream::hello();
     let cfg = config(
         up.addr,
-        "          common_http_protocol_options: {idle_timeout: 0.2s}\n",
+        "          common_http_protocol_options: {idle_timeout: 0.2s}\n          drain_timeout: 0.1s\n",
         "",
         "",
         "",
@@ -440,4 +440,36 @@ fn upgrade_without_upgrade_configs_is_403() {
     .unwrap();
     assert_eq!(r.status, 403);
     assert!(up.requests().is_empty());
+}
+
+// === access log ===
+
+#[test]
+fn access_log_writes_one_line_per_request() {
+    let up = HttpUpstream::hello();
+    let path = std::env::temp_dir().join(format!("nuncio-http-access-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let hcm = format!(
+        "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{text_format_source: {{inline_string: \"%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_SENT% %UPSTREAM_CLUSTER% %RESPONSE_CODE_DETAILS%\\n\"}}}}\n",
+        path.display()
+    );
+    let routes = "              - match: {path: \"/none\"}\n                direct_response: {status: 404}\n";
+    let proxy = Nuncio::start_with(
+        &config(up.addr, &hcm, routes, "", ""),
+        &["--concurrency", "1", "--file-flush-interval-msec", "50"],
+    );
+    assert_eq!(get(proxy.listener, "/x").status, 200);
+    assert_eq!(get(proxy.listener, "/none").status, 404);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.lines().count() >= 2 {
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines[0], "GET /x 200 - 5 app via_upstream");
+            assert_eq!(lines[1], "GET /none 404 - 0 - direct_response");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "access log: {text:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -69,10 +69,8 @@ pub struct HcmConfig {
     pub default_host_for_http_10: Option<String>,
     /// `max_request_headers_kb` (60).
     pub max_request_headers_kb: u32,
-    /// `access_log` entries, kept for the access-log module.
-    pub access_log: Vec<config::TypedConfig>,
-    /// Paths of `access_log` entries, for errors.
-    pub access_log_nodes: Vec<String>,
+    /// `access_log` entries, parsed by the access-log module.
+    pub access_log: Vec<crate::access_log::AccessLogConfig>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,15 +304,10 @@ impl HcmConfig {
             })?,
         };
 
-        let mut access_log = Vec::new();
-        let mut access_log_nodes = Vec::new();
-        for entry in node.list("access_log", |n| Ok(n.clone()))? {
-            entry.check_fields(&["name", "typed_config", "filter"], &[])?;
-            if let Some(tc) = entry.get("typed_config") {
-                access_log.push(tc.typed_config()?);
-                access_log_nodes.push(entry.path().to_string());
-            }
-        }
+        let access_log = match node.get("access_log") {
+            Some(list) => crate::access_log::AccessLogConfig::parse_list(&list)?,
+            None => Vec::new(),
+        };
 
         Ok(HcmConfig {
             stat_prefix,
@@ -357,7 +350,6 @@ impl HcmConfig {
             default_host_for_http_10,
             max_request_headers_kb,
             access_log,
-            access_log_nodes,
         })
     }
 

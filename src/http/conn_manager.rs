@@ -48,6 +48,19 @@ pub struct HcmShared {
     pub stats: HcmStats,
     /// Per-stream buffer limit (the listener's `per_connection_buffer_limit_bytes`).
     pub buffer_limit: usize,
+    /// The `access_log`s, written at the end of each stream.
+    pub access_logs: Vec<crate::access_log::AccessLog>,
+}
+
+/// What the access log needs of a stream, kept only when access logs are configured.
+#[derive(Default)]
+pub struct StreamLog {
+    pub request: Option<RequestHead>,
+    pub response: Option<ResponseHead>,
+    /// Body bytes from / to downstream.
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub start: Option<std::time::SystemTime>,
 }
 
 /// One request/response exchange (Envoy's `ActiveStream`).
@@ -66,6 +79,8 @@ pub struct ActiveStream<U> {
     /// The request asks for an upgrade we allow.
     upgrade: bool,
     response_status: Option<u16>,
+    /// For the access log (empty unless access logs are configured).
+    log: StreamLog,
 }
 
 /// The HTTP connection manager of one downstream connection.
@@ -83,6 +98,10 @@ pub struct ConnectionManager<U> {
     requests: u32,
     /// A close was requested: ignore further input.
     closing: bool,
+    /// The request-headers timer runs for the request being read.
+    head_timer_armed: bool,
+    /// Envoy's drain sequence started (idle timeout or server drain): no more keep-alive.
+    draining: bool,
     /// After a 101: bytes pass through in both directions.
     tunnel: bool,
     created: Option<Instant>,
@@ -101,6 +120,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             next_stream_id: 1,
             requests: 0,
             closing: false,
+            head_timer_armed: false,
+            draining: false,
             tunnel: false,
             created: None,
         }
@@ -129,6 +150,13 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
     fn arm_idle<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         if let Some(idle) = self.shared.config.idle_timeout {
             io.arm_timer(HcmTimer::ConnectionIdle, idle);
+        }
+    }
+
+    fn arm_head_timer<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        if let Some(t) = self.shared.config.request_headers_timeout {
+            io.arm_timer(HcmTimer::RequestHeaders, t);
+            self.head_timer_armed = true;
         }
     }
 
@@ -162,11 +190,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             return;
         }
         log::trace!("[C{}] dispatching {} bytes", io.connection_id(), data.len());
-        if self.stream.is_none() && !data.is_empty() && self.pending_input.is_empty() {
-            // The first bytes of a request: the request head must follow in time.
-            if let Some(t) = self.shared.config.request_headers_timeout {
-                io.arm_timer(HcmTimer::RequestHeaders, t);
-            }
+        if self.stream.is_none() && !data.is_empty() && !self.head_timer_armed {
+            // The first bytes of a request: the whole head must follow in time (armed once
+            // per request, not per read, or a trickling client would keep pushing it back).
+            self.arm_head_timer(io);
         }
         if !self.pending_input.is_empty() {
             self.pending_input.extend_from_slice(data);
@@ -232,6 +259,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         io: &mut Io,
     ) {
         io.disarm_timer(HcmTimer::RequestHeaders);
+        self.head_timer_armed = false;
         io.disarm_timer(HcmTimer::ConnectionIdle);
         let shared = self.shared.clone();
         let stats = &shared.stats;
@@ -269,6 +297,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             request_id: None,
             upgrade,
             response_status: None,
+            log: StreamLog::default(),
         };
         if head.expect_continue {
             // Envoy answers `expect: 100-continue` itself (proxy_100_continue false).
@@ -282,6 +311,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             upgrade,
             || io.random(),
         );
+        if !shared.access_logs.is_empty() {
+            stream.log.request = Some(head.clone());
+            stream.log.start = Some(std::time::SystemTime::now());
+        }
         self.arm_stream_idle(io);
         if let Some(t) = shared.config.request_timeout {
             io.arm_timer(HcmTimer::Request, t);
@@ -331,6 +364,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         if end_stream {
             stream.decode_end_pushed = true;
         }
+        stream.log.bytes_received += bytes.len() as u64;
         let mut data = BytesMut::from(bytes);
         let mut cb = FilterCallbacks {
             now: io.now(),
@@ -442,6 +476,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             stream_id: stream.id,
             state: &mut stream.state,
         };
+        let drain_close = self.draining || io.draining();
         let mut sink = DownstreamSink {
             codec: &mut self.codec,
             out: &mut self.out,
@@ -449,6 +484,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             shared: &shared,
             request_id: request_id.as_deref(),
             status: &mut stream.response_status,
+            log: (!shared.access_logs.is_empty()).then_some(&mut stream.log),
+            closing: drain_close,
         };
         let sent = stream
             .filters
@@ -563,6 +600,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
                 stream_id: stream.id,
                 state: &mut stream.state,
             };
+            let drain_close = self.draining || io.draining();
             let mut sink = DownstreamSink {
                 codec: &mut self.codec,
                 out: &mut self.out,
@@ -570,6 +608,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
                 shared: &shared,
                 request_id: request_id.as_deref(),
                 status: &mut stream.response_status,
+                log: (!shared.access_logs.is_empty()).then_some(&mut stream.log),
+                closing: drain_close,
             };
             let chain = &mut stream.filters.encoder;
             let result = match outcome {
@@ -733,8 +773,17 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
                 if self.stream.is_none() {
                     log::debug!("[C{}] idle timeout", io.connection_id());
                     stats.downstream_cx_idle_timeout.inc();
-                    self.closing = true;
-                    io.close(CloseHow::FlushWrite);
+                    let drain = self.shared.config.drain_timeout;
+                    if self.requests == 0 || drain.is_zero() {
+                        // Nothing was ever said on this connection: just close it.
+                        self.closing = true;
+                        io.close(CloseHow::FlushWrite);
+                    } else {
+                        // Envoy's `startDrainSequence`: a next request would get
+                        // `connection: close`; the connection closes after drain_timeout.
+                        self.draining = true;
+                        io.arm_timer(HcmTimer::Drain, drain);
+                    }
                 }
             }
             HcmTimer::Drain => {
@@ -895,7 +944,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             self.destroy_stream(stream, io);
         }
         self.closing = true;
-        io.close(CloseHow::NoFlush);
+        // What was already relayed reaches the client; the close tells it the rest never will.
+        io.close(CloseHow::FlushWrite);
     }
 
     /// Ends the stream once both directions are done (Envoy's `doEndStream`).
@@ -910,7 +960,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         let Some(stream) = self.stream.take() else {
             return;
         };
-        let request_complete = stream.request_complete;
+        // An upgrade the upstream refused (no 101): the connection's framing is in doubt.
+        let request_complete = stream.request_complete && !stream.upgrade;
         self.destroy_stream(stream, io);
         if self.closing {
             return;
@@ -931,7 +982,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             io.close(CloseHow::FlushWriteAndDelay);
             return;
         }
-        if self.codec.should_close() || io.draining() || max_reached {
+        if self.codec.should_close() || io.draining() || self.draining || max_reached {
             if io.draining() {
                 self.shared.stats.downstream_cx_drain_close.inc();
             }
@@ -943,9 +994,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         if !self.pending_input.is_empty() {
             // The next pipelined request.
             let mut buf = std::mem::take(&mut self.pending_input);
-            if let Some(t) = self.shared.config.request_headers_timeout {
-                io.arm_timer(HcmTimer::RequestHeaders, t);
-            }
+            self.arm_head_timer(io);
             self.dispatch(&mut buf, io);
             if self.pending_input.is_empty() {
                 self.pending_input = buf;
@@ -968,6 +1017,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         }
         let elapsed = io.now().saturating_duration_since(stream.started);
         stats.downstream_rq_time.record(elapsed.as_millis() as u64);
+        if !self.shared.access_logs.is_empty() {
+            self.write_access_logs(&stream, elapsed, io);
+        }
         stream.router.on_destroy(io);
         stream.filters.destroy();
         io.disarm_timer(HcmTimer::StreamIdle);
@@ -988,6 +1040,55 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             },
             elapsed
         );
+    }
+}
+
+impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
+    /// Envoy's `ActiveStream::log()` at the end of the stream.
+    fn write_access_logs<Io: ConnectionIo<Upstream = U>>(
+        &self,
+        stream: &ActiveStream<U>,
+        elapsed: std::time::Duration,
+        io: &mut Io,
+    ) {
+        let details = if stream.state.response_code_details.is_empty() {
+            stream.response_status.map(|_| "via_upstream")
+        } else {
+            Some(stream.state.response_code_details)
+        };
+        let info = crate::access_log::StreamInfo {
+            start_time: stream.log.start,
+            request_headers: stream
+                .log
+                .request
+                .as_ref()
+                .map(|h| h as &dyn crate::access_log::HeaderLookup),
+            response_headers: stream
+                .log
+                .response
+                .as_ref()
+                .map(|h| h as &dyn crate::access_log::HeaderLookup),
+            response_code: stream.response_status,
+            response_flags: stream.state.response_flags.into(),
+            response_code_details: details,
+            bytes_received: stream.log.bytes_received,
+            bytes_sent: stream.log.bytes_sent,
+            duration: Some(elapsed),
+            upstream_host: stream.router.upstream_host,
+            upstream_cluster: stream.router.cluster_name(),
+            downstream_remote_address: io.remote_address(),
+            protocol: Some("HTTP/1.1"),
+            upstream_request_attempt_count: Some(stream.router.attempts()),
+            connection_id: Some(io.connection_id()),
+            health_check: stream
+                .state
+                .response_code_details
+                .starts_with("health_check"),
+            ..Default::default()
+        };
+        for log in &self.shared.access_logs {
+            log.log(&info);
+        }
     }
 }
 
@@ -1049,6 +1150,10 @@ struct DownstreamSink<'a, Io> {
     shared: &'a HcmShared,
     request_id: Option<&'a str>,
     status: &'a mut Option<u16>,
+    /// Set when access logs want the response head and byte counts.
+    log: Option<&'a mut StreamLog>,
+    /// The connection closes after this response (drain, max requests): `connection: close`.
+    closing: bool,
 }
 
 impl<Io: ConnectionIo> DownstreamSink<'_, Io> {
@@ -1066,7 +1171,13 @@ impl<Io: ConnectionIo> DownstreamSink<'_, Io> {
 impl<Io: ConnectionIo> ChainSink<ResponseHead> for DownstreamSink<'_, Io> {
     fn on_headers(&mut self, head: &mut ResponseHead, end_stream: bool, cb: &mut FilterCallbacks) {
         mutate_response_headers(head, &self.shared.config, self.request_id);
+        if self.closing {
+            head.keep_alive = false;
+        }
         *self.status = Some(head.status);
+        if let Some(log) = self.log.as_deref_mut() {
+            log.response = Some(head.clone());
+        }
         self.shared.stats.charge_response(head.status);
         log::debug!(
             "[C{}][S{}] encoding headers via codec (end_stream={end_stream}): {}",
@@ -1084,6 +1195,9 @@ impl<Io: ConnectionIo> ChainSink<ResponseHead> for DownstreamSink<'_, Io> {
             cb.stream_id,
             data.len()
         );
+        if let Some(log) = self.log.as_deref_mut() {
+            log.bytes_sent += data.len() as u64;
+        }
         self.codec.encode_data(data, end_stream, self.out);
         data.clear();
         self.flush();

@@ -395,6 +395,7 @@ pub fn build_config(
     store: &Store,
     worker_stats: &[Store],
     context: &HttpFilterFactoryContext,
+    access_log_manager: Option<&crate::access_log::AccessLogManager>,
 ) -> config::Result<HcmFilterConfig> {
     let node = filter.config_node();
     let config = HcmConfig::parse(&node, context)?;
@@ -429,6 +430,12 @@ pub fn build_config(
         .map(|c| (c.name.clone(), Arc::new(StaticCluster::from_config(c))))
         .collect();
     let stats = HcmStats::new(store, &config.stat_prefix);
+    let mut access_logs = Vec::new();
+    if let Some(manager) = access_log_manager {
+        for log in &config.access_log {
+            access_logs.push(manager.create(log)?);
+        }
+    }
     Ok(HcmFilterConfig {
         shared: Arc::new(HcmShared {
             config,
@@ -436,6 +443,7 @@ pub fn build_config(
             codec_settings,
             stats,
             buffer_limit: DEFAULT_BUFFER_LIMIT,
+            access_logs,
         }),
         clusters,
         worker_stats: worker_stats.to_vec(),
@@ -466,6 +474,7 @@ impl NamedNetworkFilterConfigFactory for HttpConnectionManagerFactory {
             cx.stats,
             cx.worker_stats,
             &context,
+            Some(cx.access_log_manager),
         )?);
         Ok(Arc::new(move |fm, worker| {
             fm.add_read_filter(Box::new(HttpConnectionManagerFilter::new(

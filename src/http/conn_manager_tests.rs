@@ -242,6 +242,7 @@ http_filters:
         codec_settings: Arc::new(Http1Settings::default()),
         stats: HcmStats::new(&Store::new(), "ingress"),
         buffer_limit: 1 << 20,
+        access_logs: Vec::new(),
         config,
     })
 }
@@ -592,4 +593,31 @@ fn reused_connection_dying_before_the_response_is_replayed_once() {
     assert!(io.take_upstream(2).starts_with("GET /a "));
     upstream_reply(&mut hcm, &mut io, 2, OK);
     assert!(io.take_written().starts_with("HTTP/1.1 200 OK"));
+}
+
+#[test]
+fn upgrade_refused_by_the_upstream_closes_the_connection() {
+    let (mut hcm, mut io, _) = setup("upgrade_configs: [{upgrade_type: websocket}]\n");
+    send(
+        &mut hcm,
+        &mut io,
+        "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    );
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    upstream_reply(&mut hcm, &mut io, 1, OK);
+    let down = io.take_written();
+    assert!(down.starts_with("HTTP/1.1 200 OK"), "{down}");
+    assert!(down.contains("connection: close\r\n"), "{down}");
+    assert!(io.closed.is_some());
+}
+
+#[test]
+fn http_09_request_is_426() {
+    let (mut hcm, mut io, _) = setup("");
+    send(&mut hcm, &mut io, "GET /\r\n\r\n");
+    let down = io.take_written();
+    assert!(
+        down.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+        "{down}"
+    );
 }

@@ -44,13 +44,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         }
     }
     for name in HOP_BY_HOP {
+        // An upgrade being forwarded keeps `connection` and `upgrade` as the peer wrote them.
         if keep_upgrade && (name == "upgrade" || name == "connection") {
             continue;
         }
         headers.remove(name);
-    }
-    if keep_upgrade {
-        headers.insert("connection", "upgrade");
     }
     let te_trailers = headers.get_str("te").is_some_and(|v| {
         v.split(',')
@@ -91,7 +89,14 @@ pub fn mutate_request_headers(
     random: impl FnMut() -> u64,
 ) -> Option<String> {
     remove_hop_by_hop(&mut head.headers, keep_upgrade);
-    head.headers.remove("expect");
+    // The proxy answered `100-continue` itself; other expectations go through (Envoy).
+    if head
+        .headers
+        .get_str("expect")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+    {
+        head.headers.remove("expect");
+    }
 
     // x-forwarded-for: the edge proxy (use_remote_address) appends the peer it saw.
     if config.use_remote_address && !config.skip_xff_append {
@@ -183,9 +188,9 @@ pub fn mutate_response_headers(
     request_id: Option<&str>,
 ) {
     remove_hop_by_hop(&mut head.headers, head.status == 101);
-    if head.status == 101 {
-        // remove_hop_by_hop set `connection: upgrade` back; keep `upgrade` as the upstream sent.
-    }
+    // The upstream's keep-alive is its own hop's business: the downstream connection stays
+    // open unless the client or the proxy decides otherwise.
+    head.keep_alive = true;
     // Envoy keeps the upstream's `date` and adds one when absent.
     if !head.headers.contains("date") {
         with_http_date(|date| head.headers.insert("date", date));

@@ -134,9 +134,9 @@ impl ResponseFlag {
         (ResponseFlag::NoRouteFound, "NR"),
         (ResponseFlag::DelayInjected, "DI"),
         (ResponseFlag::RateLimited, "RL"),
+        (ResponseFlag::DownstreamConnectionTermination, "DC"),
         (ResponseFlag::UpstreamRetryLimitExceeded, "URX"),
         (ResponseFlag::StreamIdleTimeout, "SI"),
-        (ResponseFlag::DownstreamConnectionTermination, "DC"),
         (ResponseFlag::DownstreamProtocolError, "DPE"),
         (ResponseFlag::UpstreamProtocolError, "UPE"),
     ];

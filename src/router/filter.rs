@@ -196,6 +196,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         }
     }
 
+    /// Attempts made (`%UPSTREAM_REQUEST_ATTEMPT_COUNT%`).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
     /// The upstream connection of the current attempt, if any.
     pub fn upstream_conn(&self) -> Option<U> {
         self.upstream.as_ref().map(|u| u.conn)
@@ -536,10 +541,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             upstream.encode_data(unsent, end, &mut self.out);
             self.body_sent = self.body.len();
         }
-        if self.downstream_end {
-            if let Some(trailers) = &self.trailers {
-                upstream.encode_trailers(trailers, &mut self.out);
-            }
+        if self.downstream_end && self.trailers.is_some() {
+            // Envoy's HTTP/1 codec drops request trailers (no `enable_trailers`): the
+            // chunked body just ends.
+            upstream.encode_data(&[], true, &mut self.out);
         }
         if !self.retain_body {
             // Nothing to replay: drop what was written.
@@ -598,7 +603,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                         return;
                     }
                     Err(CodecError::PrematureClose)
-                        if upstream.state != UpstreamState::Receiving =>
+                        if upstream.state != UpstreamState::Receiving && data.is_empty() =>
                     {
                         // Closed before any response: a reset, not a protocol error.
                         self.on_upstream_closed(cb, io, out);
@@ -779,6 +784,15 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
 
     /// Drops the current attempt's connection (closed, never pooled).
     fn abandon_attempt<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        self.abandon_attempt_with(io, crate::http::conn_manager_io::CloseHow::NoFlush);
+    }
+
+    /// Drops the current attempt's connection, closing it `how`.
+    fn abandon_attempt_with<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        io: &mut Io,
+        how: crate::http::conn_manager_io::CloseHow,
+    ) {
         let Some(upstream) = self.upstream.take() else {
             return;
         };
@@ -792,10 +806,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         }
         io.disarm_timer(HcmTimer::ConnectTimeout);
         io.disarm_timer(HcmTimer::PerTryTimeout);
-        io.close_upstream(
-            upstream.conn,
-            crate::http::conn_manager_io::CloseHow::NoFlush,
-        );
+        io.close_upstream(upstream.conn, how);
     }
 
     fn schedule_retry<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
@@ -1085,7 +1096,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             if let Some(cluster) = &self.cluster {
                 cluster.stats().upstream_rq_tx_reset.inc();
             }
-            self.abandon_attempt(io);
+            // What was already written (the request, as Envoy would have sent it) still
+            // reaches the upstream; then the connection closes.
+            self.abandon_attempt_with(io, crate::http::conn_manager_io::CloseHow::FlushWrite);
         }
         // Leave the downstream readable for the next request on the connection.
         if self.body_read_disabled {

@@ -177,7 +177,11 @@ fn scan_fields(
                     }
                 }
             }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => facts.upgrade = true,
+            // Envoy ignores an `h2c` upgrade over HTTP/1 (the connection manager strips it
+            // and serves the request as plain HTTP/1.1).
+            7 if name.eq_ignore_ascii_case(b"upgrade") => {
+                facts.upgrade |= !trim_end(value.trim_ascii_start()).eq_ignore_ascii_case(b"h2c")
+            }
             6 if name.eq_ignore_ascii_case(b"expect") => {
                 facts.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
             }
