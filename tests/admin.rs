@@ -356,7 +356,7 @@ fn counters_match_the_traffic_in_every_format() {
     }
 
     // Filters, usedonly, type.
-    let filtered = server.stats(&format!("?filter={}", "downstream_rq_2xx"));
+    let filtered = server.stats("?filter=ingress.downstream_rq_2xx");
     assert_eq!(filtered.len(), 1, "{filtered:?}");
     assert_eq!(filtered["http.ingress.downstream_rq_2xx"], HTTP_REQUESTS);
     let escaped = server.stats("?filter=%5Eserver%5C.live%24");
@@ -635,6 +635,15 @@ fn admin_speaks_http_1_1() {
     assert!(bad.closed());
     // Still alive (the GET /quitquitquit above did nothing).
     assert_eq!(server.get("/ready").status, 200);
+
+    // Envoy's admin HTTP stats: 6 answers 2xx (with the start-up probe), 9 answers 4xx (7
+    // GETs to POST endpoints, the 404, the 400); this request is counted after it renders.
+    let stats = server.stats("?filter=http%5C.admin%5C.downstream_rq_");
+    assert_eq!(stats["http.admin.downstream_rq_2xx"], 6, "{stats:?}");
+    assert_eq!(stats["http.admin.downstream_rq_4xx"], 9);
+    assert_eq!(stats["http.admin.downstream_rq_completed"], 15);
+    assert_eq!(stats["listener.admin.http.admin.downstream_rq_4xx"], 9);
+    assert_eq!(stats["http.admin.downstream_rq_active"], 1, "this one");
 }
 
 #[test]

@@ -29,6 +29,8 @@ pub struct AdminFilter {
     /// Set by `/quitquitquit`: quit once the connection is closed (response flushed).
     quit_on_close: bool,
     out: BytesMut,
+    /// When the connection was accepted (`downstream_cx_length_ms`); `None` once closed.
+    opened: Option<Instant>,
 }
 
 impl AdminFilter {
@@ -39,10 +41,12 @@ impl AdminFilter {
             request: None,
             quit_on_close: false,
             out: BytesMut::new(),
+            opened: None,
         }
     }
 
     fn respond(&mut self, response: &AdminResponse) {
+        self.server.http_stats().charge_response(response.status);
         let mut head = ResponseHead::new(response.status);
         head.headers.insert("content-type", response.content_type);
         head.headers.insert("cache-control", "no-cache, max-age=0");
@@ -62,12 +66,25 @@ impl AdminFilter {
 }
 
 impl ReadFilter for AdminFilter {
+    fn on_new_connection(&mut self, _cx: &mut FilterContext<'_>) -> FilterStatus {
+        let s = &self.server.http_stats().hcm;
+        s.downstream_cx_total.inc();
+        s.downstream_cx_active.inc();
+        s.downstream_cx_http1_total.inc();
+        s.downstream_cx_http1_active.inc();
+        self.opened = Some(Instant::now());
+        FilterStatus::Continue
+    }
+
     fn on_data(
         &mut self,
         data: &mut BytesMut,
         end_stream: bool,
         cx: &mut FilterContext<'_>,
     ) -> FilterStatus {
+        let s = &self.server.http_stats().hcm;
+        s.downstream_cx_rx_bytes_total.add(data.len() as u64);
+        let before = self.out.len();
         loop {
             let event = match self.codec.decode(data) {
                 Ok(Some(event)) => event,
@@ -86,6 +103,11 @@ impl ReadFilter for AdminFilter {
                         cx.connection_id(),
                         e.details()
                     );
+                    self.server
+                        .http_stats()
+                        .hcm
+                        .downstream_cx_protocol_error
+                        .inc();
                     data.clear();
                     let body = if e.status() == 400 && e.details() == "missing_host_header" {
                         String::new()
@@ -105,6 +127,10 @@ impl ReadFilter for AdminFilter {
             };
             match event {
                 RequestEvent::Headers(head) => {
+                    let s = &self.server.http_stats().hcm;
+                    s.downstream_rq_total.inc();
+                    s.downstream_rq_http1_total.inc();
+                    s.downstream_rq_active.inc();
                     self.request = Some((head, SystemTime::now(), Instant::now(), 0));
                 }
                 RequestEvent::Data(bytes) => {
@@ -121,6 +147,10 @@ impl ReadFilter for AdminFilter {
                     debug!("[{}] admin: {method} {target}", cx.connection_id());
                     let response = self.server.handle(method, target);
                     self.respond(&response);
+                    let s = &self.server.http_stats().hcm;
+                    s.downstream_rq_active.dec();
+                    s.downstream_rq_time
+                        .record(started.elapsed().as_millis() as u64);
                     if response.after == AfterResponse::Quit {
                         self.quit_on_close = true;
                     }
@@ -143,6 +173,12 @@ impl ReadFilter for AdminFilter {
             }
         }
         if !self.out.is_empty() {
+            let written = self.out.len().saturating_sub(before);
+            self.server
+                .http_stats()
+                .hcm
+                .downstream_cx_tx_bytes_total
+                .add(written as u64);
             cx.write(&mut self.out, false);
         }
         if self.codec.should_close() || self.quit_on_close {
@@ -152,6 +188,27 @@ impl ReadFilter for AdminFilter {
     }
 
     fn on_event(&mut self, event: ConnectionEvent, _cx: &mut FilterContext<'_>) {
+        let closed = matches!(
+            event,
+            ConnectionEvent::LocalClose | ConnectionEvent::RemoteClose
+        );
+        if let (true, Some(opened)) = (closed, self.opened.take()) {
+            let s = &self.server.http_stats().hcm;
+            s.downstream_cx_active.dec();
+            s.downstream_cx_http1_active.dec();
+            s.downstream_cx_destroy.inc();
+            if event == ConnectionEvent::LocalClose {
+                s.downstream_cx_destroy_local.inc();
+            } else {
+                s.downstream_cx_destroy_remote.inc();
+            }
+            if self.request.take().is_some() {
+                s.downstream_rq_active.dec();
+                s.downstream_cx_destroy_active_rq.inc();
+            }
+            s.downstream_cx_length_ms
+                .record(opened.elapsed().as_millis() as u64);
+        }
         if matches!(
             event,
             ConnectionEvent::LocalClose | ConnectionEvent::RemoteClose

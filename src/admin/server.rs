@@ -31,11 +31,13 @@ use super::query::Query;
 use super::reactor_stats::{self, DispatcherEntry, DispatcherStatsFeeder};
 use crate::access_log::{AccessLog, StreamInfo};
 use crate::config::Bootstrap;
+use crate::http::conn_manager_stats::HcmStats;
 use crate::network::filter_chain::{FilterChain as FcChain, FilterChainManager};
 use crate::network::listener::{FilterChain, ListenerConfig};
 use crate::server::options::Options;
 use crate::stats::{
-    MemoryUse, ServerState, ServerStats, StatsRequest, StatsRequestError, Store, TagProducer,
+    Counter, MemoryUse, ServerState, ServerStats, StatsRequest, StatsRequestError, Store,
+    TagProducer,
 };
 use crate::upstream::cluster_manager::ClusterManagerHandle;
 
@@ -106,6 +108,37 @@ pub struct AdminServer {
     clusters: Mutex<Option<ClusterManagerHandle>>,
     control: Mutex<Option<Box<dyn ServerControl>>>,
     access_logs: Mutex<Vec<AccessLog>>,
+    http_stats: AdminHttpStats,
+}
+
+/// The admin's HTTP stats, as Envoy's admin connection manager keeps them: `http.admin.*` and
+/// the per-listener `listener.admin.http.admin.downstream_rq_<n>xx` / `_completed`.
+pub struct AdminHttpStats {
+    pub hcm: HcmStats,
+    listener_rq_xx: [Counter; 5],
+    listener_rq_completed: Counter,
+}
+
+impl AdminHttpStats {
+    fn new(store: &Store) -> AdminHttpStats {
+        let listener = store.scope("listener.admin.http.admin");
+        AdminHttpStats {
+            hcm: HcmStats::new(store, "admin"),
+            listener_rq_xx: std::array::from_fn(|i| {
+                listener.counter(&format!("downstream_rq_{}xx", i + 1))
+            }),
+            listener_rq_completed: listener.counter("downstream_rq_completed"),
+        }
+    }
+
+    /// One response sent.
+    pub fn charge_response(&self, status: u16) {
+        self.hcm.charge_response(status);
+        self.hcm.downstream_rq_completed.inc();
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.listener_rq_xx[class].inc();
+        self.listener_rq_completed.inc();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,6 +156,7 @@ impl AdminServer {
         health_check_failed: Arc<AtomicBool>,
     ) -> Arc<AdminServer> {
         let started = Instant::now();
+        let stats_for_http = stats.clone();
         let server_stats = ServerStats::new(&stats, started);
         server_stats.set_concurrency(options.concurrency as u64);
         Arc::new(AdminServer {
@@ -140,6 +174,7 @@ impl AdminServer {
             clusters: Mutex::new(None),
             control: Mutex::new(None),
             access_logs: Mutex::new(Vec::new()),
+            http_stats: AdminHttpStats::new(&stats_for_http),
         })
     }
 
@@ -174,6 +209,11 @@ impl AdminServer {
     /// The cluster manager `/clusters` reads.
     pub fn set_cluster_manager(&self, handle: ClusterManagerHandle) {
         *lock(&self.clusters) = Some(handle);
+    }
+
+    /// `http.admin.*` (updated by the admin filter).
+    pub fn http_stats(&self) -> &AdminHttpStats {
+        &self.http_stats
     }
 
     /// The admin's own access logs (`admin.access_log`).
