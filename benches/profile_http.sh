@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Where nuncio's HTTP hot path spends its time: a bounded h2load run (HTTP/1.1,
+# keep-alive, `GET /` with a 13-byte body) through nuncio (`--concurrency 1`)
+# to a backend nginx, measured three ways, one run each:
+#   1. CPU profile: `perf record -e cpu-clock` on nuncio (software clock: this VM
+#      has no hardware counters; `perf stat -e instructions true` says
+#      "<not supported>"), then `perf report` top symbols, flat and by DSO.
+#   2. Syscalls per request: `strace -c -f` on nuncio (strace slows it; the
+#      counts are what matter), divided by the requests answered.
+#   3. Heap allocations per request: uprobes on libc malloc/calloc/realloc
+#      counted with `perf stat` (Rust's default allocator is libc's). The probes
+#      are added here and deleted on exit. Skipped if uprobes are unavailable.
+#
+#   cargo build --release      # [profile.release] has debug = 1: symbols for perf
+#   benches/profile_http.sh    # ~2 min on a busy 2-core VM; report in $RUN_DIR/report.txt
+#
+# Knobs (env): NUNCIO_BIN=target/release/nuncio REQUESTS=100000 CONNS=64
+#   PATH_=/ PROXY_CPU=1 LOAD_CPU=0 RUN_DIR=/tmp/nuncio-profile CALL_GRAPH=0 (1: dwarf
+#   call graphs, bigger and slower)
+# Loopback only; ports chosen by the OS; every process started here is stopped
+# on exit (trap, by PID). Needs root for perf on another process and uprobes.
+# Not part of the test run.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+NUNCIO_BIN=${NUNCIO_BIN:-$ROOT/target/release/nuncio}
+REQUESTS=${REQUESTS:-100000}
+CONNS=${CONNS:-64}
+PATH_=${PATH_:-/}
+PROXY_CPU=${PROXY_CPU:-1}
+LOAD_CPU=${LOAD_CPU:-0}
+RUN_DIR=${RUN_DIR:-/tmp/nuncio-profile}
+CALL_GRAPH=${CALL_GRAPH:-0}
+LIBC=$(ldd "$NUNCIO_BIN" | awk '/libc\.so/ {print $3}')
+
+for tool in h2load nginx perf strace python3 taskset ss; do
+  command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
+done
+[[ -x "$NUNCIO_BIN" ]] || { echo "no nuncio at $NUNCIO_BIN (cargo build --release)" >&2; exit 2; }
+
+STARTED=()
+PROBES=()
+log() { printf '[profile %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+stop_pid() {
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local rc=$? i p
+  trap - EXIT INT TERM
+  for ((i=${#STARTED[@]}-1; i>=0; i--)); do stop_pid "${STARTED[i]}"; done
+  for p in "${PROBES[@]}"; do perf probe -q -d "$p" 2>/dev/null || true; done
+  [[ $rc -ne 0 ]] && log "exited with status $rc (files in $RUN_DIR)"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_listen() {
+  local i
+  for i in $(seq 100); do
+    kill -0 "$2" 2>/dev/null || { log "process $2 died while starting (port $1)"; return 1; }
+    [[ -n "$(ss -ltnH "sport = :$1" 2>/dev/null)" ]] && return 0
+    sleep 0.1
+  done
+  log "port $1 did not open"; return 1
+}
+start_proc() {  # start_proc NAME PORT CPU CMD... -> LAST_PID
+  local name=$1 port=$2 cpu=$3; shift 3
+  taskset -c "$cpu" "$@" >"$RUN_DIR/$name.out" 2>&1 &
+  LAST_PID=$!
+  STARTED+=("$LAST_PID")
+  wait_listen "$port" "$LAST_PID" || { cat "$RUN_DIR/$name.out" >&2; return 1; }
+}
+load() {  # load N: N requests through nuncio; prints the number answered 2xx
+  taskset -c "$LOAD_CPU" h2load --h1 -n "$1" -c "$CONNS" -t 1 "http://127.0.0.1:$PORT$PATH_" >"$RUN_DIR/h2load.txt"
+  sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p' "$RUN_DIR/h2load.txt"
+}
+
+taskset -pc "$LOAD_CPU" $$ >/dev/null
+mkdir -p "$RUN_DIR/tmp" "$RUN_DIR/www"
+head -c 4096 /dev/zero | tr '\0' 'a' >"$RUN_DIR/www/4k"
+BACKEND_PORT=$(free_port)
+PORT=$(free_port)
+cat >"$RUN_DIR/backend.conf" <<EOF
+worker_processes 1;
+pid backend.pid;
+error_log backend.error.log warn;
+events { worker_connections 1024; use epoll; }
+http {
+  access_log off;
+  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
+  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+  keepalive_timeout 300s;
+  keepalive_requests 100000000;
+  root www;
+  server {
+    listen 127.0.0.1:$BACKEND_PORT backlog=4096;
+    location = / { return 200 "Hello, World\n"; }
+    location = /4k { try_files /4k =404; }
+  }
+}
+EOF
+cat >"$RUN_DIR/nuncio.yaml" <<EOF
+static_resources:
+  listeners:
+  - name: bench
+    address: {socket_address: {address: 127.0.0.1, port_value: $PORT}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          generate_request_id: false
+          route_config:
+            virtual_hosts:
+            - {name: backend, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: backend}}]}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $BACKEND_PORT}}}
+EOF
+start_proc backend "$BACKEND_PORT" "$LOAD_CPU" nginx -p "$RUN_DIR/" -c "$RUN_DIR/backend.conf" -g 'daemon off;'
+start_proc nuncio "$PORT" "$PROXY_CPU" "$NUNCIO_BIN" -c "$RUN_DIR/nuncio.yaml" --concurrency 1 -l warn
+NPID=$LAST_PID
+REPORT=$RUN_DIR/report.txt
+: >"$REPORT"
+load 20000 >/dev/null   # warm up: pools filled, buffers grown
+
+set +o pipefail   # the reports below are cut with head
+# 1. CPU profile
+log "perf record on pid $NPID during $REQUESTS requests"
+cg=(); [[ $CALL_GRAPH == 1 ]] && cg=(--call-graph dwarf,16384)
+perf record -q -e cpu-clock -F 2000 "${cg[@]}" -p "$NPID" -o "$RUN_DIR/perf.data" 2>/dev/null &
+PERF=$!; STARTED+=("$PERF"); sleep 0.5
+n=$(load "$REQUESTS")
+kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true
+{
+  echo "== $n requests, $(grep -o 'finished in .*' "$RUN_DIR/h2load.txt")"
+  echo "== perf: share of nuncio's CPU samples by DSO"
+  perf report -i "$RUN_DIR/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -8
+  echo "== perf: top symbols"
+  perf report -i "$RUN_DIR/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^#' | grep -v '^$' | head -45
+} >>"$REPORT"
+
+# 2. syscalls per request
+log "strace -c on pid $NPID during $((REQUESTS / 4)) requests"
+strace -c -f -p "$NPID" -o "$RUN_DIR/strace.txt" &
+ST=$!; STARTED+=("$ST"); sleep 1
+n=$(load $((REQUESTS / 4)))
+kill -INT "$ST"; wait "$ST" 2>/dev/null || true
+python3 - "$RUN_DIR/strace.txt" "$n" >>"$REPORT" <<'EOF'
+import sys
+n = int(sys.argv[2]); total = 0; rows = []
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+        calls = int(f[3]); total += calls; rows.append((calls, f[-1]))
+print(f"== syscalls per request ({n} requests): {total / n:.2f}")
+for calls, name in sorted(rows, reverse=True)[:10]:
+    print(f"   {name:<14} {calls / n:6.2f}")
+EOF
+
+# 3. heap allocations per request (uprobes on libc)
+if [[ -n "$LIBC" ]] && perf probe -q -x "$LIBC" malloc 2>/dev/null; then
+  PROBES+=(probe_libc:malloc)
+  for f in calloc realloc; do perf probe -q -x "$LIBC" "$f" 2>/dev/null && PROBES+=("probe_libc:$f"); done
+  log "counting ${PROBES[*]} during $((REQUESTS / 4)) requests"
+  ev=$(IFS=,; echo "${PROBES[*]}")
+  perf stat -x, -e "$ev" -p "$NPID" -o "$RUN_DIR/allocs.txt" &
+  PS=$!; STARTED+=("$PS"); sleep 0.5
+  n=$(load $((REQUESTS / 4)))
+  kill -INT "$PS"; wait "$PS" 2>/dev/null || true
+  python3 - "$RUN_DIR/allocs.txt" "$n" >>"$REPORT" <<'EOF'
+import sys
+n = int(sys.argv[2])
+print(f"== heap allocations per request ({n} requests)")
+for line in open(sys.argv[1]):
+    f = line.strip().split(",")
+    if len(f) > 2 and f[0].replace(".", "").isdigit():
+        print(f"   {f[2]:<22} {int(float(f[0])) / n:6.2f}")
+EOF
+else
+  echo "== heap allocations: uprobes unavailable (perf probe -x libc malloc failed)" >>"$REPORT"
+fi
+cat "$REPORT"
