@@ -47,4 +47,12 @@ static_resources:
     assert!(seen.iter().any(|x| x == "a"), "{seen:?}");
     assert!(seen.iter().any(|x| x == "b"), "{seen:?}");
     nuncio.wait_stat("cluster.backend.upstream_cx_total", 8);
+    // The admin's /clusters shows the resolved hosts under the name they came from.
+    let (status, clusters) = http_get(nuncio.admin, "/clusters");
+    assert_eq!(status, 200);
+    for port in [a.port(), b.port()] {
+        let line = format!("backend::127.0.0.1:{port}::hostname::localhost");
+        assert!(clusters.contains(&line), "{line} not in:\n{clusters}");
+    }
+    assert!(clusters.contains("backend::default_priority::max_connections::1024"));
 }

@@ -171,6 +171,14 @@ fn serve(options: &Options) -> Result<(), StartError> {
     let cluster_manager =
         ClusterManager::new(&built.bootstrap.static_resources.clusters, &built.stats)
             .map_err(|e| StartError::Io(format!("cluster manager: {e}")))?;
+    // Envoy's cluster warming: listeners open once every DNS name has been answered once (a
+    // failed lookup counts as an answer), so the first connections find their hosts.
+    if !cluster_manager.wait_for_initial_dns(INITIAL_DNS_TIMEOUT) {
+        warn!(
+            "DNS clusters still unresolved after {}s: starting anyway",
+            INITIAL_DNS_TIMEOUT.as_secs()
+        );
+    }
 
     // 2. Sockets.
     raise_fd_limit();
@@ -211,7 +219,7 @@ fn serve(options: &Options) -> Result<(), StartError> {
     admin.set_listeners(bound_listeners);
     admin.set_access_logs(built.admin_access_logs.clone());
     admin.add_dispatcher("main_thread", "server.", dispatcher.stats());
-    // The cluster manager, once the server creates one: admin.set_cluster_manager(cm.handle()).
+    admin.set_cluster_manager(cluster_manager.handle());
     let admin_handler = ConnectionHandler::new(
         dispatcher.clone(),
         usize::MAX,
@@ -391,6 +399,9 @@ use std::rc::Rc;
 
 /// How often the stats are flushed (Envoy's default `stats_flush_interval`).
 const STATS_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long startup waits for the first answer of every DNS cluster.
+const INITIAL_DNS_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the admin endpoint may do to the running server (`/quitquitquit`,
 /// `/drain_listeners`, `/reopen_logs`); every action is a post to a dispatcher.
