@@ -8,9 +8,10 @@
 //! - Names are stored lower-cased (HTTP/1 names are case-insensitive and Envoy forwards them
 //!   lower-cased); lookups also compare case-insensitively, so `get("Host")` works too.
 //! - Order is kept and a name may appear several times (`get_all`, `append`).
-//! - A decoded map does not copy the bytes it was parsed from: it keeps the received head as one
-//!   shared `Bytes` and each entry is a pair of offsets into it. Names and values added later
-//!   go into a small owned buffer. Getting a value is a slice, never an allocation.
+//! - A decoded map holds the received head as one `Bytes` (copied once from the read buffer by
+//!   the codec) and each entry is a pair of offsets into it. Names and values added later go
+//!   into a small owned buffer (reserved once, not grown per field). Getting a value is a
+//!   slice, never an allocation.
 //! - Lookups are a linear scan with a length pre-check: HTTP/1 heads are small (typically under
 //!   20 fields) and the framing headers the proxy needs on every request (content-length,
 //!   transfer-encoding, host, connection, upgrade, expect) are already digested by the codec into
@@ -57,6 +58,9 @@ struct Entry {
     name: Span,
     value: Span,
 }
+
+/// First allocation of a map's owned storage.
+const OWNED_RESERVE: usize = 256;
 
 /// An ordered multimap of lower-cased header names to byte values.
 #[derive(Clone, Default)]
@@ -123,6 +127,11 @@ impl HeaderMap {
     /// NUL) become spaces, and names are lower-cased. Config and formatter output go through
     /// here, so no caller can inject a header line.
     fn store_sanitized(&mut self, bytes: &[u8], lower: bool) -> Span {
+        if self.owned.capacity() == 0 {
+            // The proxy adds a handful of fields per request (x-forwarded-proto, x-request-id,
+            // x-envoy-expected-rq-timeout-ms, ...): one allocation holds them all.
+            self.owned.reserve(OWNED_RESERVE.max(bytes.len()));
+        }
         let start = self.owned.len();
         self.owned.extend(bytes.iter().map(|&b| match b {
             b'\r' | b'\n' | 0 => b' ',
@@ -242,6 +251,11 @@ impl HeaderMap {
         self.entries
             .iter()
             .map(move |e| (self.name_str(e.name), self.resolve(e.value)))
+    }
+
+    /// Bytes the entries take as HTTP/1 field lines (`name: value\r\n`), for reserving output.
+    pub fn encoded_len(&self) -> usize {
+        self.byte_size() + 4 * self.entries.len()
     }
 
     /// Sum of name and value lengths (Envoy's `byteSize`).

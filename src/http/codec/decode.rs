@@ -1,8 +1,9 @@
 //! `BodyDecoder`: incremental body framing (RFC 9112 §6 and §7), resumable at any byte.
 //!
 //! Owned by `ServerCodec`/`ClientCodec` while they are in their `Body` reading state; called
-//! with the connection's read buffer, it consumes framing bytes and splits body bytes off the
-//! front of the buffer without copying (`BytesMut::split_to(..).freeze()`). It keeps no bytes of
+//! with the connection's read buffer, it consumes framing bytes and hands body bytes out as
+//! `Bytes` copied from the front of the buffer (a copy keeps the read buffer unshared, so the
+//! connection's per-worker scratch buffer is reused in place; see `parse`). It keeps no bytes of
 //! its own: everything it has not consumed stays in the caller's buffer, so a message fed one
 //! byte at a time decodes exactly as the same message fed at once.
 //!
@@ -101,13 +102,13 @@ impl BodyDecoder {
                 }
                 let take = (*remaining).min(buf.len() as u64) as usize;
                 *remaining -= take as u64;
-                Ok(Some(BodyEvent::Data(buf.split_to(take).freeze())))
+                Ok(Some(BodyEvent::Data(take_bytes(buf, take))))
             }
             BodyDecoder::Eof => {
                 if buf.is_empty() {
                     return Ok(None);
                 }
-                Ok(Some(BodyEvent::Data(buf.split().freeze())))
+                Ok(Some(BodyEvent::Data(take_bytes(buf, buf.len()))))
             }
             BodyDecoder::Chunked {
                 state,
@@ -161,7 +162,7 @@ fn decode_chunked(
                 if *remaining == 0 {
                     *state = ChunkedState::BodyCr;
                 }
-                return Ok(Some(BodyEvent::Data(buf.split_to(take).freeze())));
+                return Ok(Some(BodyEvent::Data(take_bytes(buf, take))));
             }
             ChunkedState::Trailers => {
                 return decode_trailers(state, scanned, buf, max_trailer_bytes, max_trailers)
@@ -270,7 +271,8 @@ fn decode_trailers(
         Err(httparse::Error::TooManyHeaders) => return Err(CodecError::TooManyHeaders),
         Err(_) => return Err(super::parse::classify_invalid(&buf[..end])),
     };
-    let mut block = buf.split_to(end);
+    let mut block = BytesMut::from(&buf[..end]);
+    buf.advance(end);
     for (name, _) in &spans {
         let (start, len) = name.bounds();
         block[start..start + len].make_ascii_lowercase();
@@ -281,6 +283,13 @@ fn decode_trailers(
     }
     *state = ChunkedState::Done;
     Ok(Some(BodyEvent::Trailers(trailers)))
+}
+
+/// The first `n` bytes of `buf` as `Bytes` (copied), consumed from `buf`.
+fn take_bytes(buf: &mut BytesMut, n: usize) -> Bytes {
+    let bytes = Bytes::copy_from_slice(&buf[..n]);
+    buf.advance(n);
+    bytes
 }
 
 /// Trims trailing optional whitespace (RFC 9110 §5.5: OWS is not part of the value).

@@ -49,10 +49,10 @@ impl BodyEncoder {
     }
 }
 
-/// `name: value\r\n` for every entry.
+/// `name: value\r\n` for every entry (plus room for the framing lines the caller adds).
 pub(crate) fn put_fields(headers: &HeaderMap, out: &mut BytesMut) {
+    out.reserve(headers.encoded_len() + 64);
     for (name, value) in headers.iter() {
-        out.reserve(name.len() + value.len() + 4);
         out.put_slice(name.as_bytes());
         out.put_slice(b": ");
         out.put_slice(value);
@@ -62,6 +62,7 @@ pub(crate) fn put_fields(headers: &HeaderMap, out: &mut BytesMut) {
 
 /// `HTTP/1.1 200 OK\r\n`.
 pub(crate) fn put_status_line(status: u16, out: &mut BytesMut) {
+    out.reserve(48);
     out.put_slice(b"HTTP/1.1 ");
     put_decimal(u64::from(status), out);
     out.put_u8(b' ');
@@ -71,6 +72,8 @@ pub(crate) fn put_status_line(status: u16, out: &mut BytesMut) {
 
 /// `GET /path HTTP/1.1\r\nhost: authority\r\n` (CONNECT uses the authority as its target).
 pub(crate) fn put_request_line_and_host(head: &RequestHead, out: &mut BytesMut) {
+    // One reservation for the whole head (fields and framing included).
+    out.reserve(head.path().len() + 2 * head.authority().len() + head.headers.encoded_len() + 96);
     out.put_slice(head.method.as_str().as_bytes());
     out.put_u8(b' ');
     if head.method == Method::Connect {

@@ -5,9 +5,12 @@
 //! seen the blank line ending a head, so httparse runs once per head rather than once per read
 //! (a slowloris feeding one byte at a time costs a scan of the new byte, not a re-parse).
 //!
-//! Zero copy: httparse gives slices into the read buffer; we keep them as offsets, lower-case
-//! the names in place, then split the head off the buffer and freeze it: the `HeaderMap`
-//! shares those bytes. Only the fixed array of httparse slots lives on the stack.
+//! One copy, one allocation: httparse gives slices into the read buffer; we keep them as
+//! offsets, copy the head once into the `HeaderMap`'s own buffer (names lower-cased there) and
+//! consume it from the read buffer. Splitting the head off the read buffer instead would share
+//! it, and the connection's per-worker scratch buffer could then not be reused in place (the
+//! profile showed a shared-promotion allocation plus a fresh 64 KiB read buffer per request).
+//! Only the fixed array of httparse slots lives on the stack.
 //!
 //! Rules (each checked against Envoy 1.40; deliberate differences marked DIFF):
 //! - head bytes (request line, fields, blank line) > `max_request_headers_kb` → 431
@@ -31,7 +34,7 @@ use super::decode::trim_end;
 use super::error::CodecError;
 use super::head::{BodyLength, Method, RequestHead, ResponseHead, Scheme, Version};
 use super::Http1Settings;
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use std::mem::MaybeUninit;
 
 /// httparse slots kept on the stack; a larger `max_headers_count` uses a heap array.
@@ -383,13 +386,7 @@ pub(crate) fn parse_request(
         return Err(CodecError::MultipleHost);
     }
 
-    // Freeze the head: lower-case the names in place first (the map shares these bytes).
-    for (name, _) in map.iter_spans() {
-        let (start, len) = name.bounds();
-        buf[start..start + len].make_ascii_lowercase();
-    }
-    let received = buf.split_to(end).freeze();
-    map.set_received(received);
+    map.set_received(take_head(buf, end, &map));
 
     let path = Span::received(target_at, target_len);
     let mut head = RequestHead::from_parts(method, version, path, Span::EMPTY, map);
@@ -460,6 +457,18 @@ pub(crate) fn parse_request(
     Ok(head)
 }
 
+/// Copies `buf[..end]` (a parsed head whose field spans are in `map`) into its own buffer with
+/// the names lower-cased, and consumes it from `buf`.
+fn take_head(buf: &mut BytesMut, end: usize, map: &HeaderMap) -> bytes::Bytes {
+    let mut head = BytesMut::from(&buf[..end]);
+    for (name, _) in map.iter_spans() {
+        let (start, len) = name.bounds();
+        head[start..start + len].make_ascii_lowercase();
+    }
+    buf.advance(end);
+    head.freeze()
+}
+
 /// What the client codec must remember about the request a response answers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RequestContext {
@@ -512,11 +521,7 @@ pub(crate) fn parse_response(
     }
     let framing = message_framing(&facts)?;
 
-    for (name, _) in map.iter_spans() {
-        let (start, len) = name.bounds();
-        buf[start..start + len].make_ascii_lowercase();
-    }
-    map.set_received(buf.split_to(end).freeze());
+    map.set_received(take_head(buf, end, &map));
 
     let mut head = ResponseHead::new(status);
     head.version = version;
