@@ -50,7 +50,7 @@ thread_local! {
     /// This worker's HTTP/1 connection pools (Envoy keeps them in the thread-local cluster).
     static POOLS: Rc<RefCell<ConnPools<ConnectionId>>> = Rc::new(RefCell::new(ConnPools::default()));
     /// This worker's cluster views, by name.
-    static VIEWS: RefCell<HashMap<String, Rc<WorkerCluster>>> = RefCell::new(HashMap::new());
+    static VIEWS: RefCell<HashMap<String, Rc<dyn ClusterView>>> = RefCell::new(HashMap::new());
 }
 
 /// A cluster's hosts and settings as read from the config, shared by every worker.
@@ -121,6 +121,42 @@ impl ClusterView for WorkerCluster {
     }
     fn buffer_limit(&self) -> u32 {
         self.cluster.buffer_limit
+    }
+    fn stats(&self) -> &ClusterStats {
+        &self.stats
+    }
+}
+
+/// One cluster of the worker's cluster manager (load balancer over the current host-set
+/// snapshot; settings from its `ClusterInfo`), plus the router's stats handles.
+pub struct ManagedCluster {
+    tlcm: Rc<crate::upstream::cluster_manager::ThreadLocalClusterManager>,
+    id: crate::upstream::cluster_manager::ClusterId,
+    pool: PoolSettings,
+    stats: ClusterStats,
+}
+
+impl ClusterView for ManagedCluster {
+    fn name(&self) -> &str {
+        &self.tlcm.cluster(self.id).info().name
+    }
+    fn choose_host(&self) -> Option<SocketAddr> {
+        self.tlcm
+            .cluster(self.id)
+            .choose_host()
+            .map(|h| h.address())
+    }
+    fn connect_timeout(&self) -> Duration {
+        self.tlcm.cluster(self.id).info().connect_timeout
+    }
+    fn pool_settings(&self) -> PoolSettings {
+        self.pool
+    }
+    fn buffer_limit(&self) -> u32 {
+        self.tlcm
+            .cluster(self.id)
+            .info()
+            .per_connection_buffer_limit_bytes
     }
     fn stats(&self) -> &ClusterStats {
         &self.stats
@@ -285,6 +321,32 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
     fn cluster(&mut self, name: &str) -> Option<Rc<dyn ClusterView>> {
         let found = VIEWS.with(|views| views.borrow().get(name).cloned());
         if let Some(view) = found {
+            return Some(view);
+        }
+        let store = self
+            .config
+            .worker_stats
+            .get(self.worker)
+            .cloned()
+            .unwrap_or_default();
+        // The worker's cluster manager when the server runs one (load-balancing policy, live
+        // host sets); else the config's endpoints, round robin.
+        if let Some(tlcm) = self.cx.cluster_manager() {
+            let id = tlcm.cluster_id(name)?;
+            let info = tlcm.cluster(id).info().clone();
+            let view: Rc<dyn ClusterView> = Rc::new(ManagedCluster {
+                pool: PoolSettings {
+                    thresholds: info.resource_limits,
+                    idle_timeout: info.http_protocol_options.idle_timeout,
+                    max_requests_per_connection: info
+                        .http_protocol_options
+                        .max_requests_per_connection,
+                },
+                stats: ClusterStats::new(&store, name),
+                tlcm,
+                id,
+            });
+            VIEWS.with(|views| views.borrow_mut().insert(name.to_string(), view.clone()));
             return Some(view);
         }
         let cluster = self.config.clusters.get(name)?.clone();
