@@ -482,17 +482,35 @@ fn counters_match_the_traffic_in_every_format() {
         server.listener("http").port()
     );
 
-    // /clusters (as text and JSON; per-host stats appear once the cluster manager is wired).
+    // /clusters: per-host counters of the tcp_proxy's upstream, as text and JSON.
     let clusters = server.get("/clusters");
     assert_eq!(clusters.status, 200);
     let json = server.json("/clusters?format=json");
     assert!(json["cluster_statuses"].is_array());
-    if let Some(backend) = json["cluster_statuses"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "backend")
+    // (The per-host counters stay 0 until tcp_proxy and the router count into the cluster
+    // manager's hosts; the host, its address and health are the cluster manager's already.)
+    let host = format!("backend::{tcp_up}::health_flags::healthy\n");
+    assert!(
+        clusters.body_str().contains(&host),
+        "{}",
+        clusters.body_str()
+    );
     {
+        let backend = json["cluster_statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "backend")
+            .expect("backend in /clusters?format=json");
+        let address = &backend["host_statuses"][0]["address"]["socket_address"];
+        assert_eq!(address["port_value"], tcp_up.port());
+        assert_eq!(
+            backend["host_statuses"][0]["stats"]
+                .as_array()
+                .unwrap()
+                .len(),
+            9
+        );
         assert!(clusters
             .body_str()
             .contains("backend::default_priority::max_connections::1024\n"));
