@@ -79,6 +79,25 @@ fn tcp_proxy_carries_64_mib_each_way() {
     nuncio.wait_stat("tcp.tp.downstream_cx_rx_bytes_total", LEN as u64);
     nuncio.wait_stat("tcp.tp.downstream_cx_tx_bytes_total", LEN as u64);
     nuncio.wait_stat("cluster.backend.upstream_cx_total", 1);
+    nuncio.wait_stat("cluster.backend.upstream_cx_destroy", 1);
+    nuncio.wait_stat("cluster.backend.upstream_cx_active", 0);
+}
+
+#[test]
+fn upstream_that_speaks_first_is_heard() {
+    // The greeting arrives together with the connect completion: it must not be lost.
+    let upstream = Upstream::banner("220 ready\r\n");
+    let nuncio = Nuncio::start(&tcp_proxy_to(upstream.addr, "1s"), &[]);
+    for _ in 0..20 {
+        let mut s = connect(nuncio.listener("proxy"));
+        let mut greeting = [0u8; 11];
+        s.read_exact(&mut greeting).unwrap();
+        assert_eq!(&greeting, b"220 ready\r\n");
+        s.write_all(b"QUIT").unwrap();
+        let mut echo = [0u8; 4];
+        s.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"QUIT");
+    }
 }
 
 #[test]

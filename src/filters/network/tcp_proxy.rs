@@ -324,10 +324,15 @@ impl TcpProxy {
     }
 
     /// The upstream connection (once connected) is gone: count it.
-    fn upstream_closed(&mut self) {
+    fn upstream_closed(&mut self, local: bool) {
         if let Some(s) = self.cluster_stats() {
             s.upstream_cx_active.dec();
             s.upstream_cx_destroy.inc();
+            if local {
+                s.upstream_cx_destroy_local.inc();
+            } else {
+                s.upstream_cx_destroy_remote.inc();
+            }
         }
     }
 
@@ -399,12 +404,25 @@ impl ReadFilter for TcpProxy {
                 self.idle_timer = None;
                 match self.upstream {
                     Upstream::Connected(u) => {
-                        if let Some(s) = self.stats() {
-                            s.upstream_flush_total.inc();
+                        // Its close event (or our Drop) counts it as destroyed.
+                        let pending = cx
+                            .connection_of(u)
+                            .is_some_and(|c| c.write_buffer_len() > 0);
+                        if pending {
+                            if let Some(s) = self.stats() {
+                                s.upstream_flush_total.inc();
+                            }
                         }
                         cx.close_connection(u, CloseType::FlushWrite);
                     }
                     Upstream::Connecting { conn, .. } => {
+                        // Not a connect failure: the downstream went away first.
+                        self.upstream = Upstream::None;
+                        if let Some(s) = self.cluster_stats() {
+                            s.upstream_cx_active.dec();
+                            s.upstream_cx_destroy.inc();
+                            s.upstream_cx_destroy_local.inc();
+                        }
                         cx.close_connection(conn, CloseType::NoFlush)
                     }
                     _ => {}
@@ -480,7 +498,7 @@ impl ReadFilter for TcpProxy {
                 Upstream::Connected(u),
                 ConnectionEvent::RemoteClose | ConnectionEvent::LocalClose,
             ) if *u == upstream => {
-                self.upstream_closed();
+                self.upstream_closed(event == ConnectionEvent::LocalClose);
                 self.upstream = Upstream::Closed;
                 self.idle_timer = None;
                 cx.close(CloseType::FlushWrite);
@@ -536,6 +554,18 @@ impl ReadFilter for TcpProxy {
                 cx.close(CloseType::NoFlush);
             }
             _ => {}
+        }
+    }
+}
+
+impl Drop for TcpProxy {
+    /// The downstream connection was reaped while its upstream was still flushing: the upstream
+    /// finishes on its own (the handler closes it after the flush); count it gone now, as its
+    /// close event will find no owner.
+    fn drop(&mut self) {
+        if matches!(self.upstream, Upstream::Connected(_)) {
+            self.upstream = Upstream::Closed;
+            self.upstream_closed(true);
         }
     }
 }
