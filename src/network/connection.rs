@@ -439,7 +439,7 @@ impl Connection {
             self.activate(FileReadyType::READ);
         }
         trace!(
-            "[{}] read {} bytes, end_stream {}",
+            "[{}] onReadReady: read {} bytes, end_stream {}",
             self.id,
             result.bytes_read,
             result.end_stream
@@ -542,7 +542,7 @@ impl Connection {
             return;
         }
         trace!(
-            "[{}] writing {} bytes, end_stream {}",
+            "[{}] write: {} bytes, end_stream {}",
             self.id,
             data.len(),
             end_stream
@@ -594,7 +594,10 @@ impl Connection {
         while !self.write_buffer.is_empty() {
             match self.write_buffer.write_to(socket) {
                 Ok(0) => break,
-                Ok(n) => self.bytes_sent += n as u64,
+                Ok(n) => {
+                    trace!("[{}] onWriteReady: wrote {n} bytes", self.id);
+                    self.bytes_sent += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -710,7 +713,7 @@ impl Connection {
             return;
         }
         debug!(
-            "[{}] closing socket: {:?} (rx {} tx {} bytes)",
+            "[{}] closeSocket: {:?} (rx {} tx {} bytes)",
             self.id, event, self.bytes_received, self.bytes_sent
         );
         self.state = State::Closed;

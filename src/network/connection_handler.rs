@@ -512,7 +512,7 @@ impl ConnectionHandler {
             owned: Vec::new(),
         });
         debug!(
-            "[{id}] new connection from {} on {} ({}, filter chain '{}')",
+            "[{id}] newConnection: from {} on {} ({}, filter chain '{}')",
             addresses.remote, addresses.local, self.worker_name, chain.name
         );
         if let Err(e) = self.register(id) {
@@ -557,7 +557,7 @@ impl ConnectionHandler {
     /// Readiness on a connection's socket: finish a connect, then write, then read, as Envoy
     /// orders them.
     fn on_connection_event(&mut self, id: ConnectionId, ready: FileReadyType) {
-        trace!("[{id}] socket event: {ready}");
+        trace!("[{id}] onFileEvent: {ready}");
         let Some(active) = self
             .connections
             .get_mut(id.slot)
@@ -880,7 +880,7 @@ impl ConnectionHandler {
         let Some(owner) = self.active_mut(id).map(|a| a.owner) else {
             return;
         };
-        trace!("[{id}] raising {event:?}");
+        trace!("[{id}] raiseEvent: {event:?}");
         match owner {
             ConnectionOwner::FilterChain => {
                 let count = self.connections[id.slot].filter_manager.read_filters.len();
