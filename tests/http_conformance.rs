@@ -115,7 +115,9 @@ fn run_suite(kind: &ProxyKind, expected: impl Fn(&Case) -> Option<&Expect>) {
     let mut ran = 0;
     for case in cases::cases().iter().filter(|c| c.name.contains(&filter)) {
         ran += 1;
-        let outcome = observe(&proxy, &upstream, case);
+        let want_responses =
+            expected(case).map_or(0, |e| e.statuses.iter().filter(|&&s| s < 1000).count());
+        let outcome = observe(&proxy, &upstream, case, want_responses);
         if record {
             println!("{}", record_line(case, &outcome));
             println!(

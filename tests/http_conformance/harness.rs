@@ -391,7 +391,10 @@ pub struct Observed {
 }
 
 /// Runs the client steps of `case` against `addr` and reads until EOF or quiet.
-pub fn run_client(addr: SocketAddr, case: &Case) -> Observed {
+/// `expected_responses`: how many complete responses the table expects; the quiet period only
+/// starts once they arrived (or at EOF / CASE_LIMIT), so a slow, loaded machine cannot make a
+/// late response look like a missing one. Extra responses still show within the quiet period.
+pub fn run_client(addr: SocketAddr, case: &Case, expected_responses: usize) -> Observed {
     let started = Instant::now();
     let mut stream = TcpStream::connect(addr).expect("connect to proxy");
     let _ = stream.set_nodelay(true);
@@ -450,7 +453,15 @@ pub fn run_client(addr: SocketAddr, case: &Case) -> Observed {
                     closed = true;
                     break;
                 }
-                if raw.len() == before || started.elapsed() > CASE_LIMIT {
+                if started.elapsed() > CASE_LIMIT {
+                    break;
+                }
+                let complete = parse_responses(&raw, case.head_request)
+                    .0
+                    .iter()
+                    .filter(|&&s| s < 1000)
+                    .count();
+                if raw.len() == before && complete >= expected_responses {
                     break;
                 }
             },
@@ -705,14 +716,19 @@ pub struct Outcome {
     pub bodies: Vec<String>,
 }
 
-pub fn observe(proxy: &Proxy, upstream: &RecordingUpstream, case: &Case) -> Outcome {
+pub fn observe(
+    proxy: &Proxy,
+    upstream: &RecordingUpstream,
+    case: &Case,
+    expected_responses: usize,
+) -> Outcome {
     upstream.reset(&case.upstream);
     let addr = match case.listener {
         Listener::Main => proxy.main,
         Listener::Http10 => proxy.http10,
     };
-    let observed = run_client(addr, case);
-    upstream.settle(Duration::from_millis(150));
+    let observed = run_client(addr, case, expected_responses);
+    upstream.settle(Duration::from_millis(250));
     let (partial, upstream) = upstream
         .requests()
         .into_iter()
