@@ -38,6 +38,15 @@ pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
 /// How many bytes one `read` asks the kernel for.
 const READ_CHUNK: usize = 64 * 1024;
 
+thread_local! {
+    /// One zero-filled read chunk per thread (connections never leave their worker). `read(2)`
+    /// needs initialised memory; zeroing 64 KiB of the caller's `BytesMut` before every read
+    /// was a fifth of the HTTP hot path's CPU, while copying the `n` bytes actually read out of
+    /// this chunk costs next to nothing for a request and one memcpy per chunk for bulk data.
+    static READ_SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
 /// How many buffer slices one `writev` hands the kernel.
 const MAX_IOVECS: usize = 64;
 
@@ -405,26 +414,23 @@ impl Connection {
                 result.more_pending = true;
                 break;
             }
-            let start = buf.len();
-            let want = READ_CHUNK.min(limit - start);
-            buf.resize(start + want, 0);
-            match socket.read(&mut buf[start..]) {
+            let want = READ_CHUNK.min(limit - buf.len());
+            let read = READ_SCRATCH.with_borrow_mut(|chunk| {
+                let read = socket.read(&mut chunk[..want]);
+                if let Ok(n) = read {
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                read
+            });
+            match read {
                 Ok(0) => {
-                    buf.truncate(start);
                     result.end_stream = true;
                     break;
                 }
-                Ok(n) => {
-                    buf.truncate(start + n);
-                    result.bytes_read += n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    buf.truncate(start);
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+                Ok(n) => result.bytes_read += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    buf.truncate(start);
                     debug!("[{}] read error: {e}", self.id);
                     result.error = true;
                     break;

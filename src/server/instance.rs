@@ -34,8 +34,8 @@ use crate::network::listener::{stat_address, ListenerConfig};
 use crate::stats::{ImportMode, Store};
 use crate::upstream::cluster_manager::ClusterManager;
 
-/// The config used without `-c`: an echo listener on 127.0.0.1:10000 and the admin
-/// endpoint on 127.0.0.1:9901.
+/// The config used without `-c`: an HTTP listener on 127.0.0.1:10000 (a direct response), an
+/// echo listener on 127.0.0.1:10001 and the admin endpoint on 127.0.0.1:9901.
 pub const DEFAULT_CONFIG: &str = include_str!("../../configs/default.yaml");
 
 /// Why the server could not start.
@@ -280,7 +280,7 @@ fn serve(options: &Options) -> Result<(), StartError> {
         .any(|l| l.name == "echo")
         && options.config_path.is_none()
     {
-        info!("try: echo hello | nc -q1 127.0.0.1 10000   and   curl http://127.0.0.1:9901/ready");
+        info!("try: curl -i http://127.0.0.1:10000/   and   curl http://127.0.0.1:9901/stats");
     }
 
     // Shutdown: drain on the first signal, exit at once on the second.

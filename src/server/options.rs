@@ -89,8 +89,8 @@ USAGE:
 
 OPTIONS:
     -c, --config-path FILE   Envoy v3 YAML (or JSON) bootstrap config; without it, an embedded
-                             default config serves an echo listener on 127.0.0.1:10000 and the
-                             admin endpoint on 127.0.0.1:9901
+                             default config serves HTTP on 127.0.0.1:10000 (curl it), echo on
+                             127.0.0.1:10001 and the admin endpoint on 127.0.0.1:9901
         --mode MODE          serve (default) | validate: check the config and exit 0 or 1
         --concurrency N      worker threads (default: the number of cores)
     -l, --log-level LEVEL    trace | debug | info (default) | warn | error | critical | off;
