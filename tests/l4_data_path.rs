@@ -339,6 +339,32 @@ fn proxy_protocol_v1_and_v2_set_the_remote_address() {
     nuncio.wait_stat("downstream_cx_proxy_proto_error", 1);
 }
 
+/// A socket whose listener filters never finish (a PROXY header that never comes) is closed
+/// after `listener_filters_timeout` and counted as `downstream_pre_cx_timeout`.
+#[test]
+fn listener_filters_timeout_closes_a_silent_socket() {
+    let config = proxy_protocol_config().replace(
+        "    listener_filters:\n",
+        "    listener_filters_timeout: 0.2s\n    listener_filters:\n",
+    );
+    assert!(config.contains("listener_filters_timeout"));
+    let nuncio = Nuncio::start(&config, &[]);
+    let addr = nuncio.listener("pp");
+    let started = std::time::Instant::now();
+    let mut s = connect(addr);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Nothing is sent: the PROXY filter waits until the timeout closes the socket.
+    assert_eq!(read_until_closed(&mut s), b"");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_secs(5),
+        "closed after {waited:?}, expected about 0.2 s"
+    );
+    let prefix = format!("listener.{}_{}", addr.ip(), addr.port());
+    nuncio.wait_stat(&format!("{prefix}.downstream_pre_cx_timeout"), 1);
+    assert_eq!(nuncio.stat(&format!("{prefix}.downstream_cx_total")), 0);
+}
+
 #[test]
 fn filter_chain_precedence() {
     let by_port = Upstream::banner("PORT");
