@@ -1,7 +1,7 @@
 //! Issue 3's data path through the real `nuncio` binary, real sockets on 127.0.0.1: echo,
 //! tcp_proxy (bulk both ways, half-close, refused upstream), flow control under a memory bound,
-//! thousands of concurrent connections, worker spreading, PROXY protocol and filter chain
-//! selection.
+//! thousands of concurrent connections, worker spreading, PROXY protocol, filter chain
+//! selection and the tcp_proxy access log.
 
 mod support;
 
@@ -498,4 +498,82 @@ impl Upstream {
         let _ = bytes;
         addr
     }
+}
+
+/// tcp_proxy to `upstream` with a file access log at `path` (`log_format` lines, if any,
+/// indented under the logger's `typed_config`).
+fn tcp_proxy_logged(upstream: SocketAddr, path: &std::path::Path, log_format: &str) -> String {
+    let filter = format!(
+        "{}          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n{log_format}",
+        tcp_proxy_filter("tp", "backend"),
+        path.display()
+    );
+    simple_config("proxy", &filter, &cluster("backend", upstream, "5s"))
+}
+
+/// Waits for the first line of the access log at `path`.
+fn first_log_line(path: &std::path::Path) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            return line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no access log line in {path:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn tcp_proxy_access_log_one_line_per_connection() {
+    let dir = std::env::temp_dir();
+    let pid = std::process::id();
+
+    // A proxied connection: 5 bytes up, a 3-byte banner plus the 5 echoed bytes down.
+    let upstream = Upstream::banner("hi ");
+    let path = dir.join(format!("nuncio-tcp-access-{pid}.log"));
+    let _ = std::fs::remove_file(&path);
+    let format = "              log_format: {text_format_source: {inline_string: \"%BYTES_RECEIVED% %BYTES_SENT% %UPSTREAM_HOST% %UPSTREAM_CLUSTER% %RESPONSE_FLAGS% %DOWNSTREAM_REMOTE_ADDRESS% %REQ(:PATH)%\\n\"}}\n";
+    let nuncio = Nuncio::start(
+        &tcp_proxy_logged(upstream.addr, &path, format),
+        &["--file-flush-interval-msec", "100"],
+    );
+    let mut s = connect(nuncio.listener("proxy"));
+    let client = s.local_addr().unwrap();
+    s.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 8];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hi hello");
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(
+        read_all(&mut s),
+        b"",
+        "closed once both directions are done"
+    );
+    assert_eq!(
+        first_log_line(&path),
+        format!("5 8 {} backend - {client} -", upstream.addr)
+    );
+    let _ = std::fs::remove_file(&path);
+
+    // A refused upstream, Envoy's default format: `UF`, no bytes, the host it tried.
+    let refused: SocketAddr = format!("127.0.0.1:{}", refused_port()).parse().unwrap();
+    let path = dir.join(format!("nuncio-tcp-access-uf-{pid}.log"));
+    let _ = std::fs::remove_file(&path);
+    let nuncio = Nuncio::start(
+        &tcp_proxy_logged(refused, &path, ""),
+        &["--file-flush-interval-msec", "100"],
+    );
+    let mut s = connect(nuncio.listener("proxy"));
+    assert_eq!(read_all(&mut s), b"", "the downstream is closed");
+    let line = first_log_line(&path);
+    let (start, rest) = line.split_once("] ").expect("[START_TIME] first");
+    assert!(start.starts_with("[20") && start.ends_with('Z'), "{line}");
+    let (duration, tail) = rest
+        .strip_prefix("\"- - -\" 0 UF 0 0 ")
+        .and_then(|r| r.split_once(' '))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(duration.parse::<u64>().is_ok(), "{line}");
+    assert_eq!(tail, format!("- \"-\" \"-\" \"-\" \"-\" \"{refused}\""));
+    let _ = std::fs::remove_file(&path);
 }

@@ -4,8 +4,9 @@
 //!
 //! Built by [`TcpProxyConfigFactory`] from the registry (config: `stat_prefix`, `cluster` or
 //! `weighted_clusters`, `idle_timeout` (default 1 h, 0 disables), `max_connect_attempts`
-//! (default 1)). One [`TcpProxy`] per downstream connection; it opens the upstream connection
-//! through its `FilterContext`, so the upstream's data and events come back to it.
+//! (default 1), `access_log`). One [`TcpProxy`] per downstream connection; it opens the
+//! upstream connection through its `FilterContext`, so the upstream's data and events come back
+//! to it.
 //!
 //! The life of a proxied connection, as a state machine over [`Upstream`]:
 //!
@@ -21,17 +22,24 @@
 //! | `Connected` | upstream closed | close downstream (flushing) |
 //! | `Connected` | idle timer | count `idle_timeout`, close both |
 //!
+//! `access_log[]` writes one line per connection when the proxy is dropped (Envoy logs in
+//! `~Filter`): addresses, upstream host and cluster, payload bytes each way, start time,
+//! duration, connection id and response flags (`UF` connect failure or timeout, `UH` no healthy
+//! upstream, `NC` no cluster); the HTTP operators print `-`.
+//!
 //! Hosts come from the worker's `ThreadLocalClusterManager` (its load balancer over the
 //! current host-set snapshot); `cluster.<name>.*` stats are that worker's handles.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 use log::{debug, trace};
 use reactor::Timer;
 
+use crate::access_log::{AccessLog, AccessLogConfig, ResponseFlag, ResponseFlags, StreamInfo};
 use crate::config::{self, Filter, Node};
 use crate::network::connection::{CloseType, ConnectionEvent, ConnectionId};
 use crate::network::filter::{FilterContext, FilterStatus, ReadFilter};
@@ -86,6 +94,8 @@ pub struct TcpProxyConfig {
     max_connect_attempts: u32,
     /// Indexed by worker.
     stats: Vec<TcpProxyStats>,
+    /// `access_log[]`: one line per connection.
+    access_logs: Vec<AccessLog>,
 }
 
 impl TcpProxyConfig {
@@ -98,11 +108,11 @@ impl TcpProxyConfig {
                 "weighted_clusters",
                 "idle_timeout",
                 "max_connect_attempts",
+                "access_log",
             ],
             &[
                 "on_demand",
                 "metadata_match",
-                "access_log",
                 "tunneling_config",
                 "downstream_idle_timeout",
                 "upstream_idle_timeout",
@@ -176,6 +186,13 @@ impl TcpProxyConfig {
             .iter()
             .map(|s| TcpProxyStats::new(s, &stat_prefix))
             .collect();
+        let access_logs = match node.get("access_log") {
+            Some(list) => AccessLogConfig::parse_list(&list)?
+                .iter()
+                .map(|c| cx.access_log_manager.create(c))
+                .collect::<config::Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
         Ok(TcpProxyConfig {
             stat_prefix,
             clusters,
@@ -183,6 +200,7 @@ impl TcpProxyConfig {
             idle_timeout,
             max_connect_attempts,
             stats,
+            access_logs,
         })
     }
 
@@ -223,6 +241,22 @@ enum Upstream {
     Closed,
 }
 
+/// What the access log says about one connection, gathered as it goes (the part of Envoy's
+/// connection `StreamInfo` tcp_proxy fills); written when the proxy is dropped.
+#[derive(Default)]
+struct SessionLog {
+    start_time: Option<SystemTime>,
+    started: Option<Instant>,
+    connection_id: Option<u64>,
+    downstream_remote: Option<SocketAddr>,
+    downstream_local: Option<SocketAddr>,
+    upstream_host: Option<SocketAddr>,
+    upstream_local: Option<SocketAddr>,
+    bytes_received: u64,
+    bytes_sent: u64,
+    flags: ResponseFlags,
+}
+
 /// One downstream connection's proxy.
 pub struct TcpProxy {
     config: Arc<TcpProxyConfig>,
@@ -232,6 +266,7 @@ pub struct TcpProxy {
     upstream: Upstream,
     connect_timer: Option<Timer>,
     idle_timer: Option<Timer>,
+    log: SessionLog,
 }
 
 impl TcpProxy {
@@ -243,6 +278,7 @@ impl TcpProxy {
             upstream: Upstream::None,
             connect_timer: None,
             idle_timer: None,
+            log: SessionLog::default(),
         }
     }
 
@@ -260,6 +296,7 @@ impl TcpProxy {
     /// failure, counts it and tries the next attempt or gives up.
     fn connect(&mut self, attempt: u32, cx: &mut FilterContext<'_>) {
         let Some((cm, id)) = self.cluster.clone() else {
+            self.log.flags.set(ResponseFlag::NoClusterFound);
             self.give_up(cx);
             return;
         };
@@ -274,6 +311,7 @@ impl TcpProxy {
             if let Some(s) = self.cluster_stats() {
                 s.upstream_cx_none_healthy.inc();
             }
+            self.log.flags.set(ResponseFlag::NoHealthyUpstream);
             self.give_up(cx);
             return;
         };
@@ -282,6 +320,7 @@ impl TcpProxy {
             cx.connection_id(),
             info.name
         );
+        self.log.upstream_host = Some(host);
         cluster.stats().upstream_cx_total.inc();
         match cx.create_client_connection(host, info.per_connection_buffer_limit_bytes) {
             Ok(conn) => {
@@ -303,6 +342,7 @@ impl TcpProxy {
                 if let Some(s) = self.cluster_stats() {
                     s.upstream_cx_connect_fail.inc();
                 }
+                self.log.flags.set(ResponseFlag::UpstreamConnectionFailure);
                 self.retry_or_give_up(attempt, cx);
             }
         }
@@ -336,6 +376,34 @@ impl TcpProxy {
         }
     }
 
+    /// Envoy's `~Filter` access logging: one line per configured log for this connection.
+    fn write_access_logs(&self) {
+        if self.config.access_logs.is_empty() {
+            return;
+        }
+        let log = &self.log;
+        let info = StreamInfo {
+            start_time: log.start_time,
+            response_flags: log.flags,
+            bytes_received: log.bytes_received,
+            bytes_sent: log.bytes_sent,
+            duration: log.started.map(|t| t.elapsed()),
+            upstream_host: log.upstream_host,
+            upstream_cluster: self
+                .cluster
+                .as_ref()
+                .map(|(cm, id)| cm.cluster(*id).info().name.as_str()),
+            upstream_local_address: log.upstream_local,
+            downstream_remote_address: log.downstream_remote,
+            downstream_local_address: log.downstream_local,
+            connection_id: log.connection_id,
+            ..StreamInfo::default()
+        };
+        for access_log in &self.config.access_logs {
+            access_log.log(&info);
+        }
+    }
+
     fn reset_idle_timer(&self) {
         if let (Some(timer), Some(timeout)) = (&self.idle_timer, self.config.idle_timeout) {
             timer.enable(timeout);
@@ -349,6 +417,13 @@ impl ReadFilter for TcpProxy {
             s.downstream_cx_total.inc();
         }
         let seed = cx.connection_id().global_id();
+        self.log.start_time = Some(SystemTime::now());
+        self.log.started = Some(Instant::now());
+        self.log.connection_id = Some(seed);
+        if let Some(c) = cx.connection() {
+            self.log.downstream_remote = Some(c.remote_address());
+            self.log.downstream_local = Some(c.local_address());
+        }
         let name = self.config.pick_cluster(seed);
         self.cluster = cx
             .cluster_manager()
@@ -374,6 +449,7 @@ impl ReadFilter for TcpProxy {
         if let Some(s) = self.stats() {
             s.downstream_cx_rx_bytes_total.add(data.len() as u64);
         }
+        self.log.bytes_received += data.len() as u64;
         if let Some(s) = self.cluster_stats() {
             s.upstream_cx_tx_bytes_total.add(data.len() as u64);
         }
@@ -446,6 +522,7 @@ impl ReadFilter for TcpProxy {
         if let Some(s) = self.stats() {
             s.downstream_cx_tx_bytes_total.add(data.len() as u64);
         }
+        self.log.bytes_sent += data.len() as u64;
         if let Some(s) = self.cluster_stats() {
             s.upstream_cx_rx_bytes_total.add(data.len() as u64);
         }
@@ -470,6 +547,7 @@ impl ReadFilter for TcpProxy {
                 );
                 self.connect_timer = None;
                 self.upstream = Upstream::Connected(upstream);
+                self.log.upstream_local = cx.connection_of(upstream).map(|c| c.local_address());
                 if self.config.idle_timeout.is_some() {
                     self.idle_timer = Some(cx.create_timer(IDLE_TIMER));
                     self.reset_idle_timer();
@@ -491,6 +569,7 @@ impl ReadFilter for TcpProxy {
                     s.upstream_cx_active.dec();
                     s.upstream_cx_destroy.inc();
                 }
+                self.log.flags.set(ResponseFlag::UpstreamConnectionFailure);
                 self.upstream = Upstream::None;
                 self.retry_or_give_up(attempt, cx);
             }
@@ -539,6 +618,7 @@ impl ReadFilter for TcpProxy {
                     s.upstream_cx_active.dec();
                     s.upstream_cx_destroy.inc();
                 }
+                self.log.flags.set(ResponseFlag::UpstreamConnectionFailure);
                 // Forget it first: its close event must not count as a second failure.
                 self.upstream = Upstream::None;
                 cx.close_connection(conn, CloseType::NoFlush);
@@ -561,8 +641,10 @@ impl ReadFilter for TcpProxy {
 impl Drop for TcpProxy {
     /// The downstream connection was reaped while its upstream was still flushing: the upstream
     /// finishes on its own (the handler closes it after the flush); count it gone now, as its
-    /// close event will find no owner.
+    /// close event will find no owner. The access log lines are written here, as Envoy writes
+    /// them in `~Filter`.
     fn drop(&mut self) {
+        self.write_access_logs();
         if matches!(self.upstream, Upstream::Connected(_)) {
             self.upstream = Upstream::Closed;
             self.upstream_closed(true);
