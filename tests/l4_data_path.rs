@@ -556,7 +556,8 @@ fn tcp_proxy_access_log_one_line_per_connection() {
     );
     let _ = std::fs::remove_file(&path);
 
-    // A refused upstream, Envoy's default format: `UF`, no bytes, the host it tried.
+    // A refused upstream, Envoy's default format: `UF,URX` (as Envoy 1.40 prints), no bytes,
+    // the host it tried.
     let refused: SocketAddr = format!("127.0.0.1:{}", refused_port()).parse().unwrap();
     let path = dir.join(format!("nuncio-tcp-access-uf-{pid}.log"));
     let _ = std::fs::remove_file(&path);
@@ -570,7 +571,7 @@ fn tcp_proxy_access_log_one_line_per_connection() {
     let (start, rest) = line.split_once("] ").expect("[START_TIME] first");
     assert!(start.starts_with("[20") && start.ends_with('Z'), "{line}");
     let (duration, tail) = rest
-        .strip_prefix("\"- - -\" 0 UF 0 0 ")
+        .strip_prefix("\"- - -\" 0 UF,URX 0 0 ")
         .and_then(|r| r.split_once(' '))
         .unwrap_or_else(|| panic!("{line}"));
     assert!(duration.parse::<u64>().is_ok(), "{line}");

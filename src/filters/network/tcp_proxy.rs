@@ -24,8 +24,8 @@
 //!
 //! `access_log[]` writes one line per connection when the proxy is dropped (Envoy logs in
 //! `~Filter`): addresses, upstream host and cluster, payload bytes each way, start time,
-//! duration, connection id and response flags (`UF` connect failure or timeout, `UH` no healthy
-//! upstream, `NC` no cluster); the HTTP operators print `-`.
+//! duration, connection id and response flags (`UF` connect failure or timeout, `URX` attempts
+//! exhausted, `UH` no healthy upstream, `NC` no cluster); the HTTP operators print `-`.
 //!
 //! Hosts come from the worker's `ThreadLocalClusterManager` (its load balancer over the
 //! current host-set snapshot); `cluster.<name>.*` stats are that worker's handles.
@@ -352,6 +352,8 @@ impl TcpProxy {
         if attempt < self.config.max_connect_attempts {
             self.connect(attempt + 1, cx);
         } else {
+            // Envoy's `onInitFailure(UpstreamRetryLimitExceeded)`: a refused upstream logs `UF,URX`.
+            self.log.flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
             self.give_up(cx);
         }
     }
