@@ -482,13 +482,35 @@ fn counters_match_the_traffic_in_every_format() {
         server.listener("http").port()
     );
 
-    // /clusters: per-host counters of the tcp_proxy's upstream, as text and JSON.
+    // /clusters: per-host counters of the tcp_proxy's upstream and the router's, as text and
+    // JSON. tcp_proxy counts cx_* only; the router counts each request on its host. Wait for
+    // the last proxied upstream connection to be torn down (its host gauge goes first).
+    server.wait_stat("cluster.backend.upstream_cx_destroy", TCP_CONNECTIONS);
     let clusters = server.get("/clusters");
     assert_eq!(clusters.status, 200);
+    let host_stat = |cluster: &str, host: SocketAddr, stat: &str| -> u64 {
+        let prefix = format!("{cluster}::{host}::{stat}::");
+        clusters
+            .body_str()
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("{prefix} in {}", clusters.body_str()))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(host_stat("backend", tcp_up, "cx_total"), TCP_CONNECTIONS);
+    assert_eq!(host_stat("backend", tcp_up, "cx_active"), 0);
+    assert_eq!(host_stat("backend", tcp_up, "cx_connect_fail"), 0);
+    assert_eq!(host_stat("backend", tcp_up, "rq_total"), 0);
+    assert_eq!(host_stat("app", http_up.addr, "rq_total"), HTTP_REQUESTS);
+    assert_eq!(host_stat("app", http_up.addr, "rq_success"), HTTP_REQUESTS);
+    assert_eq!(host_stat("app", http_up.addr, "rq_error"), 0);
+    assert_eq!(host_stat("app", http_up.addr, "rq_active"), 0);
+    // One keep-alive downstream connection: the pool reuses one upstream connection.
+    assert_eq!(host_stat("app", http_up.addr, "cx_total"), 1);
+    assert_eq!(host_stat("app", http_up.addr, "cx_connect_fail"), 0);
     let json = server.json("/clusters?format=json");
     assert!(json["cluster_statuses"].is_array());
-    // (The per-host counters stay 0 until tcp_proxy and the router count into the cluster
-    // manager's hosts; the host, its address and health are the cluster manager's already.)
     let host = format!("backend::{tcp_up}::health_flags::healthy\n");
     assert!(
         clusters.body_str().contains(&host),

@@ -35,6 +35,7 @@ use crate::network::listener::NetworkFilterFactoryCb;
 use crate::router::upstream_stats::ClusterStats;
 use crate::router::RouteConfigOptions;
 use crate::stats::Store;
+use crate::upstream::cluster::Host;
 use crate::upstream::conn_pool::{ConnPools, PoolSettings};
 
 use super::codec::Http1Settings;
@@ -58,7 +59,7 @@ thread_local! {
 /// once workers expose them to filters.)
 pub struct StaticCluster {
     pub name: String,
-    pub hosts: Vec<SocketAddr>,
+    pub hosts: Vec<Arc<Host>>,
     next: AtomicUsize,
     pub connect_timeout: Duration,
     pub buffer_limit: u32,
@@ -70,10 +71,14 @@ impl StaticCluster {
         let mut hosts = Vec::new();
         for endpoint in cluster.lb_endpoints() {
             match &endpoint.address {
-                EndpointAddress::Ip(addr) => hosts.push(*addr),
+                EndpointAddress::Ip(addr) => hosts.push(Arc::new(Host::new(*addr, "", 1))),
                 EndpointAddress::Dns { hostname, port } => {
                     if let Ok(mut addrs) = (hostname.as_str(), *port).to_socket_addrs() {
-                        hosts.extend(addrs.next());
+                        hosts.extend(
+                            addrs
+                                .next()
+                                .map(|addr| Arc::new(Host::new(addr, hostname.as_str(), 1))),
+                        );
                     }
                 }
             }
@@ -105,13 +110,13 @@ impl ClusterView for WorkerCluster {
     fn name(&self) -> &str {
         &self.cluster.name
     }
-    fn choose_host(&self) -> Option<SocketAddr> {
+    fn choose_host(&self) -> Option<Arc<Host>> {
         let hosts = &self.cluster.hosts;
         if hosts.is_empty() {
             return None;
         }
         let n = self.cluster.next.fetch_add(1, Ordering::Relaxed);
-        Some(hosts[n % hosts.len()])
+        Some(hosts[n % hosts.len()].clone())
     }
     fn connect_timeout(&self) -> Duration {
         self.cluster.connect_timeout
@@ -140,11 +145,8 @@ impl ClusterView for ManagedCluster {
     fn name(&self) -> &str {
         &self.tlcm.cluster(self.id).info().name
     }
-    fn choose_host(&self) -> Option<SocketAddr> {
-        self.tlcm
-            .cluster(self.id)
-            .choose_host()
-            .map(|h| h.address())
+    fn choose_host(&self) -> Option<Arc<Host>> {
+        self.tlcm.cluster(self.id).choose_host()
     }
     fn connect_timeout(&self) -> Duration {
         self.tlcm.cluster(self.id).info().connect_timeout

@@ -81,8 +81,9 @@ impl HcmTimer {
 /// One cluster as the router sees it on this worker.
 pub trait ClusterView {
     fn name(&self) -> &str;
-    /// The load balancer's pick (Envoy's `chooseHost`); `None`: no healthy host.
-    fn choose_host(&self) -> Option<SocketAddr>;
+    /// The load balancer's pick (Envoy's `chooseHost`); `None`: no healthy host. The router
+    /// counts the host's per-host stats (`cx_*`, `rq_*`, shown by `/clusters`) on it.
+    fn choose_host(&self) -> Option<std::sync::Arc<crate::upstream::cluster::Host>>;
     fn connect_timeout(&self) -> Duration;
     fn pool_settings(&self) -> PoolSettings;
     /// `per_connection_buffer_limit_bytes` for upstream connections.

@@ -31,8 +31,9 @@ impl ClusterView for FakeCluster {
     fn name(&self) -> &str {
         "app"
     }
-    fn choose_host(&self) -> Option<SocketAddr> {
+    fn choose_host(&self) -> Option<std::sync::Arc<crate::upstream::cluster::Host>> {
         self.host
+            .map(|a| std::sync::Arc::new(crate::upstream::cluster::Host::new(a, "", 1)))
     }
     fn connect_timeout(&self) -> Duration {
         Duration::from_secs(5)

@@ -32,6 +32,7 @@ use crate::http::conn_manager_io::{
 };
 use crate::http::filter::{FilterCallbacks, LocalReply, ResponseFlag};
 use crate::http::HeaderMap;
+use crate::upstream::cluster;
 use crate::upstream::conn_pool::{OverflowKind, PoolDecision};
 
 use super::upstream_request::{UpstreamRequest, UpstreamState};
@@ -382,6 +383,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             );
             return;
         };
+        let host_stats = &host.stats;
+        let host_ref = host.clone();
+        let host = host.address();
         self.upstream_host = Some(host);
         let settings = cluster.pool_settings();
         let now = io.now();
@@ -421,6 +425,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             stats.upstream_cx_destroy_remote.inc();
             stats.upstream_cx_destroy.inc();
             stats.upstream_cx_active.dec();
+            cluster::dec(&host_stats.cx_active);
         }
         match decision {
             PoolDecision::Reuse { id, requests } => {
@@ -433,7 +438,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 );
                 io.adopt_upstream(id);
                 self.upstream = Some(UpstreamRequest::new(
-                    host,
+                    host_ref,
                     id,
                     true,
                     requests,
@@ -455,8 +460,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     stats.upstream_cx_http1_total.inc();
                     stats.upstream_cx_active.inc();
                     stats.upstream_rq_active.inc();
+                    cluster::inc(&host_stats.cx_total);
+                    cluster::inc(&host_stats.cx_active);
                     self.upstream = Some(UpstreamRequest::new(
-                        host,
+                        host_ref,
                         id,
                         false,
                         0,
@@ -474,6 +481,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     );
                     io.pools().on_stream_failed(cluster.name(), host);
                     stats.upstream_cx_connect_fail.inc();
+                    cluster::inc(&host_stats.cx_total);
+                    cluster::inc(&host_stats.cx_connect_fail);
                     self.on_reset_before_headers(ResetReason::ConnectionFailure, cb, io);
                 }
             },
@@ -653,9 +662,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 };
                 let status = head.status;
                 let now = io.now();
-                let Some(upstream) = self.upstream.as_ref() else {
+                let Some(upstream) = self.upstream.as_mut() else {
                     return false;
                 };
+                upstream.charge_host(Some(status));
                 let elapsed = upstream
                     .sent_at
                     .map(|t| now.saturating_duration_since(t))
@@ -736,9 +746,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io.disarm_timer(HcmTimer::RouteTimeout);
         io.disarm_timer(HcmTimer::PerTryTimeout);
         self.done = true;
-        let Some(upstream) = self.upstream.take() else {
+        let Some(mut upstream) = self.upstream.take() else {
             return;
         };
+        upstream.end_host_request();
         let Some(cluster) = self.cluster.clone() else {
             return;
         };
@@ -775,6 +786,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             stats.upstream_cx_destroy_local.inc();
             stats.upstream_cx_destroy.inc();
             stats.upstream_cx_active.dec();
+            cluster::dec(&upstream.upstream_host.stats.cx_active);
             io.close_upstream(
                 upstream.conn,
                 crate::http::conn_manager_io::CloseHow::NoFlush,
@@ -793,9 +805,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io: &mut Io,
         how: crate::http::conn_manager_io::CloseHow,
     ) {
-        let Some(upstream) = self.upstream.take() else {
+        let Some(mut upstream) = self.upstream.take() else {
             return;
         };
+        upstream.end_host_request();
+        cluster::dec(&upstream.upstream_host.stats.cx_active);
         if let Some(cluster) = self.cluster.clone() {
             io.pools().on_stream_failed(cluster.name(), upstream.host);
             let stats = cluster.stats();
@@ -833,9 +847,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io: &mut Io,
         out: &mut Vec<UpstreamOutcome>,
     ) {
-        let Some(upstream) = self.upstream.take() else {
+        let Some(mut upstream) = self.upstream.take() else {
             return;
         };
+        upstream.end_host_request();
+        cluster::dec(&upstream.upstream_host.stats.cx_active);
         let Some(cluster) = self.cluster.clone() else {
             return;
         };
@@ -852,6 +868,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         } else {
             io.disarm_timer(HcmTimer::ConnectTimeout);
             stats.upstream_cx_connect_fail.inc();
+            cluster::inc(&upstream.upstream_host.stats.cx_connect_fail);
             ResetReason::ConnectionFailure
         };
         log::debug!(
@@ -994,6 +1011,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 if let Some(cluster) = &self.cluster {
                     cluster.stats().upstream_cx_connect_timeout.inc();
                     cluster.stats().upstream_cx_connect_fail.inc();
+                }
+                if let Some(upstream) = &self.upstream {
+                    cluster::inc(&upstream.upstream_host.stats.cx_connect_fail);
                 }
                 self.abandon_attempt(io);
                 self.on_reset_before_headers(ResetReason::ConnectionTimeout, cb, io);

@@ -4,7 +4,9 @@
 //!
 //! Created by the router filter (`router::filter`) for each attempt; the router feeds it the
 //! request (`encode_*`) and the upstream's bytes (`decode`), and decides from its state whether
-//! the connection goes back to the pool.
+//! the connection goes back to the pool. It also counts the attempt into its host's per-host
+//! stats (`rq_total`, `rq_active`, `rq_success`, `rq_error`: what `/clusters` prints and the
+//! least-request balancer reads).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use bytes::BytesMut;
 
 use crate::http::codec::{ClientCodec, CodecError, Http1Settings, RequestHead, ResponseEvent};
 use crate::http::HeaderMap;
+use crate::upstream::cluster::{self, Host};
 
 /// Where one attempt stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,18 +48,28 @@ pub struct UpstreamRequest<U> {
     pub sent_at: Option<Instant>,
     /// The connection was new (counted in `upstream_cx_*` when it connects).
     pub new_connection: bool,
+    /// The host this attempt went to (its per-host stats).
+    pub upstream_host: Arc<Host>,
+    /// The attempt's outcome was counted in the host's `rq_success`/`rq_error`.
+    host_charged: bool,
 }
 
 impl<U: Copy> UpstreamRequest<U> {
+    /// A new attempt on `host`: counted at once in the host's `rq_total` and `rq_active`
+    /// (the latter until [`UpstreamRequest::end_host_request`]).
     pub fn new(
-        host: SocketAddr,
+        host: Arc<Host>,
         conn: U,
         connected: bool,
         requests: u32,
         settings: Arc<Http1Settings>,
     ) -> Self {
+        cluster::inc(&host.stats.rq_total);
+        cluster::inc(&host.stats.rq_active);
         UpstreamRequest {
-            host,
+            host: host.address(),
+            upstream_host: host,
+            host_charged: false,
             conn,
             state: if connected {
                 UpstreamState::AwaitingHeaders
@@ -70,6 +83,28 @@ impl<U: Copy> UpstreamRequest<U> {
             sent_at: None,
             new_connection: !connected,
         }
+    }
+
+    /// Envoy's per-host `chargeUpstreamCode`, once per attempt: a response head below 500
+    /// counts in the host's `rq_success`, a 5xx (`status`) or a reset/timeout (`None`) in
+    /// `rq_error`.
+    pub fn charge_host(&mut self, status: Option<u16>) {
+        if self.host_charged {
+            return;
+        }
+        self.host_charged = true;
+        let stats = &self.upstream_host.stats;
+        match status {
+            Some(status) if status < 500 => cluster::inc(&stats.rq_success),
+            _ => cluster::inc(&stats.rq_error),
+        }
+    }
+
+    /// The attempt is over (complete, reset, abandoned): leaves the host's `rq_active`; an
+    /// attempt that never got a response head counts as an error.
+    pub fn end_host_request(&mut self) {
+        self.charge_host(None);
+        cluster::dec(&self.upstream_host.stats.rq_active);
     }
 
     pub fn connected(&self) -> bool {
@@ -126,5 +161,43 @@ impl<U: Copy> UpstreamRequest<U> {
     /// neither side asked to close.
     pub fn reusable(&self) -> bool {
         self.state == UpstreamState::Complete && self.request_complete && self.codec.is_reusable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(host: &Arc<Host>) -> UpstreamRequest<u32> {
+        UpstreamRequest::new(host.clone(), 1, true, 0, Arc::new(Http1Settings::default()))
+    }
+
+    #[test]
+    fn host_stats_count_each_attempt_once() {
+        let host = Arc::new(Host::new("127.0.0.1:1".parse().unwrap(), "", 1));
+        let stats = |name: &str| {
+            host.stats
+                .values()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v)
+                .unwrap()
+        };
+        // A 200, then its end: one success.
+        let mut ok = attempt(&host);
+        assert_eq!(stats("rq_active"), 1);
+        ok.charge_host(Some(200));
+        ok.end_host_request();
+        // A 503 (charged once even though the attempt is then abandoned): one error.
+        let mut bad = attempt(&host);
+        bad.charge_host(Some(503));
+        bad.end_host_request();
+        // A reset before any response head: one error.
+        let mut reset = attempt(&host);
+        reset.end_host_request();
+        assert_eq!(stats("rq_total"), 3);
+        assert_eq!(stats("rq_success"), 1);
+        assert_eq!(stats("rq_error"), 2);
+        assert_eq!(stats("rq_active"), 0);
     }
 }

@@ -45,7 +45,7 @@ use crate::network::connection::{CloseType, ConnectionEvent, ConnectionId};
 use crate::network::filter::{FilterContext, FilterStatus, ReadFilter};
 use crate::network::listener::NetworkFilterFactoryCb;
 use crate::stats::{Counter, Store};
-use crate::upstream::cluster::ClusterStats;
+use crate::upstream::cluster::{self, ClusterStats, Host, HostStats};
 use crate::upstream::cluster_manager::{ClusterId, ThreadLocalClusterManager};
 
 use super::super::{FactoryContext, NamedNetworkFilterConfigFactory};
@@ -267,6 +267,8 @@ pub struct TcpProxy {
     connect_timer: Option<Timer>,
     idle_timer: Option<Timer>,
     log: SessionLog,
+    /// The host of the current (or last) upstream connection: its per-host `cx_*` stats.
+    upstream_host: Option<Arc<Host>>,
 }
 
 impl TcpProxy {
@@ -279,11 +281,17 @@ impl TcpProxy {
             connect_timer: None,
             idle_timer: None,
             log: SessionLog::default(),
+            upstream_host: None,
         }
     }
 
     fn stats(&self) -> Option<&TcpProxyStats> {
         self.config.stats.get(self.worker)
+    }
+
+    /// The current upstream host's per-host stats (`/clusters`); only `cx_*` for L4.
+    fn host_stats(&self) -> Option<&HostStats> {
+        self.upstream_host.as_deref().map(|h| &h.stats)
     }
 
     fn cluster_stats(&self) -> Option<&ClusterStats> {
@@ -302,7 +310,7 @@ impl TcpProxy {
         };
         let cluster = cm.cluster(id);
         let info = cluster.info();
-        let Some(host) = cluster.choose_host().map(|h| h.address()) else {
+        let Some(chosen) = cluster.choose_host() else {
             debug!(
                 "[{}] tcp_proxy: no healthy upstream in cluster '{}'",
                 cx.connection_id(),
@@ -315,17 +323,23 @@ impl TcpProxy {
             self.give_up(cx);
             return;
         };
+        let host = chosen.address();
         debug!(
             "[{}] tcp_proxy: connecting to {host} (cluster '{}', attempt {attempt})",
             cx.connection_id(),
             info.name
         );
         self.log.upstream_host = Some(host);
+        cluster::inc(&chosen.stats.cx_total);
+        self.upstream_host = Some(chosen);
         cluster.stats().upstream_cx_total.inc();
         match cx.create_client_connection(host, info.per_connection_buffer_limit_bytes) {
             Ok(conn) => {
                 if let Some(s) = self.cluster_stats() {
                     s.upstream_cx_active.inc();
+                }
+                if let Some(h) = self.host_stats() {
+                    cluster::inc(&h.cx_active);
                 }
                 cx.enable_half_close_connection(conn, true);
                 self.upstream = Upstream::Connecting { conn, attempt };
@@ -343,6 +357,9 @@ impl TcpProxy {
                     s.upstream_cx_connect_fail.inc();
                 }
                 self.log.flags.set(ResponseFlag::UpstreamConnectionFailure);
+                if let Some(h) = self.host_stats() {
+                    cluster::inc(&h.cx_connect_fail);
+                }
                 self.retry_or_give_up(attempt, cx);
             }
         }
@@ -367,6 +384,9 @@ impl TcpProxy {
 
     /// The upstream connection (once connected) is gone: count it.
     fn upstream_closed(&mut self, local: bool) {
+        if let Some(h) = self.host_stats() {
+            cluster::dec(&h.cx_active);
+        }
         if let Some(s) = self.cluster_stats() {
             s.upstream_cx_active.dec();
             s.upstream_cx_destroy.inc();
@@ -501,6 +521,9 @@ impl ReadFilter for TcpProxy {
                             s.upstream_cx_destroy.inc();
                             s.upstream_cx_destroy_local.inc();
                         }
+                        if let Some(h) = self.host_stats() {
+                            cluster::dec(&h.cx_active);
+                        }
                         cx.close_connection(conn, CloseType::NoFlush)
                     }
                     _ => {}
@@ -572,6 +595,10 @@ impl ReadFilter for TcpProxy {
                     s.upstream_cx_destroy.inc();
                 }
                 self.log.flags.set(ResponseFlag::UpstreamConnectionFailure);
+                if let Some(h) = self.host_stats() {
+                    cluster::inc(&h.cx_connect_fail);
+                    cluster::dec(&h.cx_active);
+                }
                 self.upstream = Upstream::None;
                 self.retry_or_give_up(attempt, cx);
             }
@@ -621,6 +648,10 @@ impl ReadFilter for TcpProxy {
                     s.upstream_cx_destroy.inc();
                 }
                 self.log.flags.set(ResponseFlag::UpstreamConnectionFailure);
+                if let Some(h) = self.host_stats() {
+                    cluster::inc(&h.cx_connect_fail);
+                    cluster::dec(&h.cx_active);
+                }
                 // Forget it first: its close event must not count as a second failure.
                 self.upstream = Upstream::None;
                 cx.close_connection(conn, CloseType::NoFlush);
