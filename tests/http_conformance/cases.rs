@@ -45,6 +45,9 @@ pub enum Reply {
     RawThenClose(&'static [u8]),
     /// These bytes (a 101), then echo everything as a tunnel.
     Tunnel(&'static [u8]),
+    /// `Ok`, but only after this many milliseconds: pacing for cases whose outcome depends on
+    /// the client's next move (a FIN) reaching the proxy before the response does.
+    OkAfter(u64),
 }
 
 /// When the client stops reading.
@@ -644,8 +647,11 @@ pub fn cases() -> Vec<Case> {
         c("partial_head_then_half_close", "the client half-closes in the middle of a head", b"")
             .steps(&[Step::Send(b"GET / HTTP/1.1\r\nHo"), Step::ShutdownWrite])
             .envoy(&[], CLOSED, &[]),
+        // The upstream answers late so that the FIN, not the response, reaches the proxy first
+        // (on a loaded machine a prompt answer could win the race, in Envoy as in nuncio).
         c("half_close_after_request", "the client half-closes after a complete request", b"")
             .steps(&[Step::Send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Step::ShutdownWrite])
+            .upstream(&[Reply::OkAfter(500)])
             .envoy(&[], CLOSED, &["GET / [host: a]"]),
     ]
 }

@@ -161,6 +161,10 @@ fn serve_upstream_connection(mut stream: TcpStream, state: Arc<(Mutex<Recording>
                         Reply::Ok => {
                             let _ = stream.write_all(DEFAULT_REPLY);
                         }
+                        Reply::OkAfter(ms) => {
+                            std::thread::sleep(std::time::Duration::from_millis(ms));
+                            let _ = stream.write_all(DEFAULT_REPLY);
+                        }
                         Reply::Raw(bytes) => {
                             let _ = stream.write_all(bytes);
                         }
