@@ -15,6 +15,7 @@
 #   benches/profile_http.sh    # ~2 min on a busy 2-core VM; report in $RUN_DIR/report.txt
 #
 # Knobs (env): NUNCIO_BIN=target/release/nuncio REQUESTS=100000 CONNS=64
+#   NO_UPROBES=1 (skip the malloc count: its uprobes are global to the machine)
 #   PATH_=/ PROXY_CPU=1 LOAD_CPU=0 RUN_DIR=/tmp/nuncio-profile CALL_GRAPH=0 (1: dwarf
 #   call graphs, bigger and slower)
 # Loopback only; ports chosen by the OS; every process started here is stopped
@@ -179,7 +180,7 @@ for calls, name in sorted(rows, reverse=True)[:10]:
 EOF
 
 # 3. heap allocations per request (uprobes on libc)
-if [[ -n "$LIBC" ]] && perf probe -q -x "$LIBC" malloc 2>/dev/null; then
+if [[ -n "$LIBC" && -z "${NO_UPROBES:-}" ]] && perf probe -q -x "$LIBC" malloc 2>/dev/null; then
   PROBES+=(probe_libc:malloc)
   for f in calloc realloc; do perf probe -q -x "$LIBC" "$f" 2>/dev/null && PROBES+=("probe_libc:$f"); done
   log "counting ${PROBES[*]} during $((REQUESTS / 4)) requests"
