@@ -634,6 +634,14 @@ impl Inner {
         }
     }
 
+    pub(crate) fn file_pending(&self, key: usize) -> FileReadyType {
+        let st = self.state.borrow();
+        match st.files.get(key) {
+            Some(slot) if !slot.dead => (slot.ready & slot.enabled) | slot.injected,
+            _ => FileReadyType::NONE,
+        }
+    }
+
     pub(crate) fn file_activate(&self, key: usize, events: FileReadyType) {
         let mut st = self.state.borrow_mut();
         let State {

@@ -13,6 +13,14 @@
 //! - WRITE when writable, when the write side closed or on error (the next write reports it);
 //! - CLOSED when the peer hung up (`EPOLLRDHUP` or `EPOLLHUP`).
 //!
+//! Every event carries the fd's whole state when it was collected, not only what changed: once
+//! the peer's FIN (or a reset) has arrived, every later event of an fd registered for READ or
+//! CLOSED includes CLOSED, and a FIN arriving after an event was collected raises a new event
+//! (in both trigger modes). A reader may rely on it to stop without a read that fails with
+//! `WouldBlock`: a stream read that returned fewer bytes than asked, on an event without
+//! CLOSED, drained the socket, and whatever comes next (bytes, FIN, reset) is reported anew.
+//! After CLOSED it must read on to the EOF or error, which raise no further event.
+//!
 //! The ready set is masked with the enabled set when the callback runs (not when the event is
 //! collected), so a callback earlier in the batch that disables an interest suppresses it.
 //! Events injected with [`FileEvent::activate`] are delivered whether or not they are enabled,
@@ -187,6 +195,22 @@ impl FileEvent {
     pub fn activate(&self, events: FileReadyType) {
         if let Some(inner) = self.inner.upgrade() {
             inner.file_activate(self.key, events);
+        }
+    }
+
+    /// The readiness waiting for this event's callback: what the current iteration's poll
+    /// collected for the fd (masked with the enabled set, as the callback would see it) plus
+    /// what [`activate`](Self::activate) injected, until the callback runs; `NONE` when nothing
+    /// waits. The poll's events are collected when the loop starts running file events (step
+    /// 4), so a timer callback of the same iteration sees only injected readiness.
+    ///
+    /// Lets an owner that is about to reuse an idle fd from another callback of the same batch
+    /// learn, without a syscall, that the kernel has already reported something for it (say,
+    /// the peer's FIN on a pooled connection) that its callback has not handled yet.
+    pub fn pending(&self) -> FileReadyType {
+        match self.inner.upgrade() {
+            Some(inner) => inner.file_pending(self.key),
+            None => FileReadyType::NONE,
         }
     }
 }

@@ -566,6 +566,7 @@ impl ConnectionHandler {
             return;
         };
         let connection = &mut active.connection;
+        connection.on_readiness(ready);
         if connection.state() == State::Connecting {
             match connection.finish_connect() {
                 Ok(()) => {
