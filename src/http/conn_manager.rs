@@ -773,24 +773,18 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
                 if self.stream.is_none() {
                     log::debug!("[C{}] idle timeout", io.connection_id());
                     stats.downstream_cx_idle_timeout.inc();
-                    let drain = self.shared.config.drain_timeout;
-                    if self.requests == 0 || drain.is_zero() {
+                    if self.requests == 0 {
                         // Nothing was ever said on this connection: just close it.
                         self.closing = true;
                         io.close(CloseHow::FlushWrite);
-                    } else {
+                    } else if !self.draining {
                         // Envoy's `startDrainSequence`: a next request would get
                         // `connection: close`; the connection closes after drain_timeout.
-                        self.draining = true;
-                        io.arm_timer(HcmTimer::Drain, drain);
+                        self.start_drain_sequence(io);
                     }
                 }
             }
-            HcmTimer::Drain => {
-                stats.downstream_cx_drain_close.inc();
-                self.closing = true;
-                io.close(CloseHow::FlushWrite);
-            }
+            HcmTimer::Drain => self.on_drain_timeout(io),
             HcmTimer::RequestHeaders => {
                 stats.downstream_rq_header_timeout.inc();
                 if self.stream.is_some() {
@@ -854,14 +848,43 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         io.close(CloseHow::FlushWriteAndDelay);
     }
 
-    /// Starts draining (server shutdown / drain): close when idle, no keep-alive.
-    pub fn start_drain<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
-        if self.stream.is_none() {
-            self.shared.stats.downstream_cx_drain_close.inc();
+    /// The server started draining (the drain manager's drain-close callback). Envoy's
+    /// `updateDrainState` + `startDrainSequence` for HTTP/1: counted once as
+    /// `downstream_cx_drain_close`; the response in flight (or the next one) carries
+    /// `connection: close` and the connection closes after it; a connection still idle when
+    /// `drain_timeout` ends is closed (the grace period lets a request already on the wire be
+    /// answered instead of meeting a closed socket). An upgraded tunnel runs on.
+    pub fn on_drain_close<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        if self.closing || self.tunnel || self.draining {
+            return;
+        }
+        log::debug!("[C{}] drain closing connection", io.connection_id());
+        self.shared.stats.downstream_cx_drain_close.inc();
+        self.start_drain_sequence(io);
+    }
+
+    /// Envoy's `startDrainSequence`: no more keep-alive; `drain_timeout` later an idle
+    /// connection closes (`onDrainTimeout`); zero closes an idle one now.
+    fn start_drain_sequence<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        self.draining = true;
+        let drain = self.shared.config.drain_timeout;
+        if drain.is_zero() {
+            self.on_drain_timeout(io);
+        } else {
+            io.arm_timer(HcmTimer::Drain, drain);
+        }
+    }
+
+    /// Envoy's `onDrainTimeout` → `checkForDeferredClose`: an idle connection closes now; one
+    /// with a stream closes when that stream ends (its response says `connection: close`).
+    fn on_drain_timeout<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        if self.stream.is_none() && !self.closing {
+            log::debug!(
+                "[C{}] drain timeout: closing idle connection",
+                io.connection_id()
+            );
             self.closing = true;
             io.close(CloseHow::FlushWrite);
-        } else {
-            io.arm_timer(HcmTimer::Drain, self.shared.config.drain_timeout);
         }
     }
 
@@ -983,7 +1006,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             return;
         }
         if self.codec.should_close() || io.draining() || self.draining || max_reached {
-            if io.draining() {
+            if io.draining() && !self.draining {
+                // Draining began without this connection hearing it (Envoy counts the drain
+                // close where the response notices it).
                 self.shared.stats.downstream_cx_drain_close.inc();
             }
             self.closing = true;
@@ -1172,7 +1197,8 @@ impl<Io: ConnectionIo> ChainSink<ResponseHead> for DownstreamSink<'_, Io> {
     fn on_headers(&mut self, head: &mut ResponseHead, end_stream: bool, cb: &mut FilterCallbacks) {
         mutate_response_headers(head, &self.shared.config, self.request_id);
         if self.closing {
-            head.keep_alive = false;
+            // Envoy: a draining HTTP/1 connection's response says `connection: close`.
+            head.headers.insert("connection", "close");
         }
         *self.status = Some(head.status);
         if let Some(log) = self.log.as_deref_mut() {

@@ -450,6 +450,11 @@ impl ReadFilter for HttpConnectionManagerFilter {
         let (hcm, mut io) = self.io(cx);
         hcm.on_timer(timer, &mut io);
     }
+
+    fn on_drain_close(&mut self, cx: &mut FilterContext<'_>) {
+        let (hcm, mut io) = self.io(cx);
+        hcm.on_drain_close(&mut io);
+    }
 }
 
 /// Builds the shared config from a filter's `typed_config`.

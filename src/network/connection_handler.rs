@@ -283,15 +283,45 @@ impl ConnectionHandler {
         self.sockets.clear();
     }
 
-    /// Enters drain mode: `on_drained` runs once no connection is left (maybe right away).
+    /// Enters drain mode: every downstream connection's read filters hear `on_drain_close`
+    /// (so HTTP connections close once idle); `on_drained` runs once no connection is left
+    /// (maybe right away).
     pub fn start_draining(&mut self, on_drained: Box<dyn FnOnce()>) {
         self.draining = true;
         self.on_drained = Some(on_drained);
+        let downstream: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, a)| a.listener.is_some() && a.owner == ConnectionOwner::FilterChain)
+            .map(|(_, a)| a.connection.id())
+            .collect();
+        for id in downstream {
+            let count = self
+                .active_mut(id)
+                .map_or(0, |a| a.filter_manager.read_filters.len());
+            for index in 0..count {
+                let Some(mut f) = self.lend_read_filter(id, index) else {
+                    continue;
+                };
+                let mut cx = FilterContext {
+                    handler: self,
+                    conn: id,
+                    filter_index: index,
+                };
+                f.on_drain_close(&mut cx);
+                self.put_back_read_filter(id, index, f);
+            }
+        }
         self.check_drained();
     }
 
+    /// Drained once no downstream connection is left: what remains are idle pooled upstream
+    /// connections (a busy one belongs to a downstream's filter), closed with the worker.
     fn check_drained(&mut self) {
-        if self.draining && self.connections.is_empty() {
+        if self.draining
+            && self.on_drained.is_some()
+            && !self.connections.iter().any(|(_, a)| a.listener.is_some())
+        {
             if let Some(cb) = self.on_drained.take() {
                 cb();
             }

@@ -92,6 +92,15 @@ pub trait ReadFilter {
     fn on_timer(&mut self, token: u64, cx: &mut FilterContext<'_>) {
         let _ = (token, cx);
     }
+
+    /// The server started draining (Envoy's drain-close callback, `DrainDecision::
+    /// addOnDrainCloseCb`): a protocol-aware filter asks its peer to go away (the HTTP
+    /// connection manager: `connection: close` on the next response, idle connections closed
+    /// after `drain_timeout`). Default: nothing; the connection lives until its peer closes it
+    /// or `--drain-time-s` runs out.
+    fn on_drain_close(&mut self, cx: &mut FilterContext<'_>) {
+        let _ = cx;
+    }
 }
 
 /// A filter on the write path (Envoy's `Network::WriteFilter`): sees every write to its

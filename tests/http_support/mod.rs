@@ -137,6 +137,40 @@ impl Nuncio {
         self.child.id()
     }
 
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("kill");
+    }
+
+    /// Waits for the process to exit (at most `timeout`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The log lines so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// `POST target` to the admin endpoint.
+    pub fn admin_post(&self, target: &str) -> Response {
+        request(
+            self.admin,
+            &format!("POST {target} HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n"),
+        )
+        .expect("admin POST")
+    }
+
     /// `VmRSS` in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status =
