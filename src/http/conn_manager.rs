@@ -839,6 +839,24 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         self.maybe_finish_stream(io);
     }
 
+    /// A connection pool woke this connection manager: the stream waiting for an upstream
+    /// connection asks the pool again (Envoy's `onPoolReady` / `onPoolFailure` for a pending
+    /// stream). A wake-up for a stream that is gone is ignored by the router.
+    pub fn on_pool_wake<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let mut cb = FilterCallbacks {
+            now: io.now(),
+            connection_id: io.connection_id(),
+            stream_id: stream.id,
+            state: &mut stream.state,
+        };
+        stream.router.on_pool_wake(&mut cb, io, &mut self.outcomes);
+        self.process_outcomes(io);
+        self.maybe_finish_stream(io);
+    }
+
     /// A timeout answered an incomplete request: the connection cannot be reused.
     fn close_after_reply<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         if let Some(stream) = self.stream.take() {

@@ -37,6 +37,7 @@ use crate::router::RouteConfigOptions;
 use crate::stats::Store;
 use crate::upstream::cluster::Host;
 use crate::upstream::conn_pool::{ConnPools, PoolSettings};
+use crate::upstream::resource_manager::{ResourceManager, ResourcePriority};
 
 use super::codec::Http1Settings;
 use super::config::HcmConfig;
@@ -49,10 +50,16 @@ use super::route_adapter::ConfiguredRoutes;
 
 thread_local! {
     /// This worker's HTTP/1 connection pools (Envoy keeps them in the thread-local cluster).
-    static POOLS: Rc<RefCell<ConnPools<ConnectionId>>> = Rc::new(RefCell::new(ConnPools::default()));
+    static POOLS: Rc<RefCell<Pools>> = Rc::new(RefCell::new(ConnPools::default()));
     /// This worker's cluster views, by name.
     static VIEWS: RefCell<HashMap<String, Rc<dyn ClusterView>>> = RefCell::new(HashMap::new());
 }
+
+/// The worker's pools: upstream connections by id, waiting streams by their filter.
+type Pools = ConnPools<ConnectionId, ConnectionOwner>;
+
+/// The `on_timer` token of a pool wake-up (beyond every `HcmTimer` token).
+const POOL_WAKE_TOKEN: u64 = 1 << 32;
 
 /// A cluster's hosts and settings as read from the config, shared by every worker.
 /// (Round robin over the endpoints; the cluster manager's per-worker load balancers replace it
@@ -64,10 +71,12 @@ pub struct StaticCluster {
     pub connect_timeout: Duration,
     pub buffer_limit: u32,
     pub pool: PoolSettings,
+    /// The circuit breakers (DEFAULT priority), shared by every worker.
+    pub resources: ResourceManager,
 }
 
 impl StaticCluster {
-    pub fn from_config(cluster: &config::Cluster) -> StaticCluster {
+    pub fn from_config(cluster: &config::Cluster, store: &Store) -> StaticCluster {
         let mut hosts = Vec::new();
         for endpoint in cluster.lb_endpoints() {
             match &endpoint.address {
@@ -96,6 +105,12 @@ impl StaticCluster {
                     .http_protocol_options
                     .max_requests_per_connection,
             },
+            resources: ResourceManager::new(
+                &cluster.circuit_breakers.default,
+                store,
+                &cluster.name,
+                ResourcePriority::Default,
+            ),
         }
     }
 }
@@ -124,6 +139,9 @@ impl ClusterView for WorkerCluster {
     fn pool_settings(&self) -> PoolSettings {
         self.cluster.pool
     }
+    fn resource_manager(&self) -> &ResourceManager {
+        &self.cluster.resources
+    }
     fn buffer_limit(&self) -> u32 {
         self.cluster.buffer_limit
     }
@@ -137,6 +155,8 @@ impl ClusterView for WorkerCluster {
 pub struct ManagedCluster {
     tlcm: Rc<crate::upstream::cluster_manager::ThreadLocalClusterManager>,
     id: crate::upstream::cluster_manager::ClusterId,
+    /// The cluster's settings (its circuit breakers are shared by every worker).
+    info: Arc<crate::upstream::cluster::ClusterInfo>,
     pool: PoolSettings,
     stats: ClusterStats,
 }
@@ -153,6 +173,9 @@ impl ClusterView for ManagedCluster {
     }
     fn pool_settings(&self) -> PoolSettings {
         self.pool
+    }
+    fn resource_manager(&self) -> &ResourceManager {
+        self.info.resource_manager(ResourcePriority::Default)
     }
     fn buffer_limit(&self) -> u32 {
         self.tlcm
@@ -177,7 +200,7 @@ pub struct HcmFilterConfig {
 pub struct HttpConnectionManagerFilter {
     hcm: ConnectionManager<ConnectionId>,
     config: Arc<HcmFilterConfig>,
-    pools: Rc<RefCell<ConnPools<ConnectionId>>>,
+    pools: Rc<RefCell<Pools>>,
     timers: [Option<Timer>; 9],
     worker: usize,
     rng: u64,
@@ -230,7 +253,7 @@ struct CxIo<'s, 'c, 'h> {
     cx: &'c mut FilterContext<'h>,
     timers: &'s mut [Option<Timer>; 9],
     /// The worker's pools, borrowed for this one callback (callbacks never nest).
-    pools: std::cell::RefMut<'s, ConnPools<ConnectionId>>,
+    pools: std::cell::RefMut<'s, Pools>,
     config: &'s Arc<HcmFilterConfig>,
     worker: usize,
     rng: &'s mut u64,
@@ -247,6 +270,7 @@ fn close_type(how: CloseHow) -> CloseType {
 
 impl ConnectionIo for CxIo<'_, '_, '_> {
     type Upstream = ConnectionId;
+    type Waiter = ConnectionOwner;
 
     fn now(&self) -> Instant {
         self.now
@@ -317,8 +341,14 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
             None => false,
         }
     }
-    fn pools(&mut self) -> &mut ConnPools<ConnectionId> {
+    fn pools(&mut self) -> &mut Pools {
         &mut self.pools
+    }
+    fn waiter(&self) -> ConnectionOwner {
+        self.cx.this_filter()
+    }
+    fn wake(&mut self, waiter: ConnectionOwner) {
+        self.cx.wake(waiter, POOL_WAKE_TOKEN);
     }
     fn cluster(&mut self, name: &str) -> Option<Rc<dyn ClusterView>> {
         let found = VIEWS.with(|views| views.borrow().get(name).cloned());
@@ -345,6 +375,7 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
                         .max_requests_per_connection,
                 },
                 stats: ClusterStats::new(&store, name),
+                info,
                 tlcm,
                 id,
             });
@@ -444,6 +475,11 @@ impl ReadFilter for HttpConnectionManagerFilter {
     }
 
     fn on_timer(&mut self, token: u64, cx: &mut FilterContext<'_>) {
+        if token == POOL_WAKE_TOKEN {
+            let (hcm, mut io) = self.io(cx);
+            hcm.on_pool_wake(&mut io);
+            return;
+        }
         let Some(timer) = HcmTimer::from_token(token) else {
             return;
         };
@@ -496,7 +532,12 @@ pub fn build_config(
         .static_resources
         .clusters
         .iter()
-        .map(|c| (c.name.clone(), Arc::new(StaticCluster::from_config(c))))
+        .map(|c| {
+            (
+                c.name.clone(),
+                Arc::new(StaticCluster::from_config(c, store)),
+            )
+        })
         .collect();
     let stats = HcmStats::new(store, &config.stat_prefix);
     let mut access_logs = Vec::new();

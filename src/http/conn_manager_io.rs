@@ -86,6 +86,8 @@ pub trait ClusterView {
     fn choose_host(&self) -> Option<std::sync::Arc<crate::upstream::cluster::Host>>;
     fn connect_timeout(&self) -> Duration;
     fn pool_settings(&self) -> PoolSettings;
+    /// The cluster's circuit breakers (DEFAULT priority), shared by every worker.
+    fn resource_manager(&self) -> &crate::upstream::resource_manager::ResourceManager;
     /// `per_connection_buffer_limit_bytes` for upstream connections.
     fn buffer_limit(&self) -> u32;
     /// `cluster.<name>.*` stats.
@@ -169,6 +171,8 @@ impl RetrySettings {
 pub trait ConnectionIo {
     /// Handle of an upstream connection.
     type Upstream: Copy + Eq + Hash + Debug;
+    /// Handle of a connection manager waiting in a pool's pending queue.
+    type Waiter: Copy + Debug;
 
     /// The time of the current event (the dispatcher's cached time; simulated in tests).
     fn now(&self) -> Instant;
@@ -198,7 +202,13 @@ pub trait ConnectionIo {
     fn upstream_usable(&mut self, id: Self::Upstream) -> bool;
 
     /// The worker's connection pools.
-    fn pools(&mut self) -> &mut ConnPools<Self::Upstream>;
+    fn pools(&mut self) -> &mut ConnPools<Self::Upstream, Self::Waiter>;
+    /// Names this connection manager for a pool's pending queue (whom [`wake`](Self::wake)
+    /// reaches).
+    fn waiter(&self) -> Self::Waiter;
+    /// Wakes the connection manager `waiter` names (it may be this one): its
+    /// `on_pool_wake` runs after the current callback. Used by the pools' pending queue.
+    fn wake(&mut self, waiter: Self::Waiter);
     /// A cluster of this worker's cluster manager.
     fn cluster(&mut self, name: &str) -> Option<Rc<dyn ClusterView>>;
     /// A random number (request ids, weighted clusters, retry jitter).

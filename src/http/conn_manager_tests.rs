@@ -20,11 +20,29 @@ use crate::http::filter_registry::HttpFilterFactoryContext;
 use crate::router::upstream_stats::ClusterStats;
 use crate::stats::Store;
 use crate::upstream::conn_pool::{ConnPools, PoolSettings};
+use crate::upstream::resource_manager::{ResourceManager, ResourcePriority};
 
 struct FakeCluster {
     host: Option<SocketAddr>,
     stats: ClusterStats,
     max_connections: u32,
+    resources: ResourceManager,
+}
+
+impl FakeCluster {
+    fn new(host: Option<SocketAddr>, thresholds: Thresholds) -> FakeCluster {
+        FakeCluster {
+            host,
+            stats: ClusterStats::new(&Store::new(), "app"),
+            max_connections: thresholds.max_connections,
+            resources: ResourceManager::new(
+                &thresholds,
+                &Store::new(),
+                "app",
+                ResourcePriority::Default,
+            ),
+        }
+    }
 }
 
 impl ClusterView for FakeCluster {
@@ -50,6 +68,9 @@ impl ClusterView for FakeCluster {
     }
     fn buffer_limit(&self) -> u32 {
         1 << 20
+    }
+    fn resource_manager(&self) -> &ResourceManager {
+        &self.resources
     }
     fn stats(&self) -> &ClusterStats {
         &self.stats
@@ -106,7 +127,9 @@ struct FakeIo {
     upstream_closed: HashSet<u32>,
     /// Connections whose upstream closed while idle.
     dead: HashSet<u32>,
-    pools: ConnPools<u32>,
+    pools: ConnPools<u32, ()>,
+    /// Wake-ups the pools asked for.
+    wakes: u32,
     cluster: Rc<FakeCluster>,
     fail_connect: bool,
     rng: u64,
@@ -125,11 +148,8 @@ impl FakeIo {
             upstream_closed: HashSet::new(),
             dead: HashSet::new(),
             pools: ConnPools::default(),
-            cluster: Rc::new(FakeCluster {
-                host,
-                stats: ClusterStats::new(&Store::new(), "app"),
-                max_connections: 1024,
-            }),
+            wakes: 0,
+            cluster: Rc::new(FakeCluster::new(host, Thresholds::default())),
             fail_connect: false,
             rng: 7,
         }
@@ -162,6 +182,7 @@ impl FakeIo {
 
 impl ConnectionIo for FakeIo {
     type Upstream = u32;
+    type Waiter = ();
     fn now(&self) -> Instant {
         self.now
     }
@@ -213,8 +234,12 @@ impl ConnectionIo for FakeIo {
     fn upstream_usable(&mut self, id: u32) -> bool {
         !self.dead.contains(&id) && !self.upstream_closed.contains(&id)
     }
-    fn pools(&mut self) -> &mut ConnPools<u32> {
+    fn pools(&mut self) -> &mut ConnPools<u32, ()> {
         &mut self.pools
+    }
+    fn waiter(&self) {}
+    fn wake(&mut self, _waiter: ()) {
+        self.wakes += 1;
     }
     fn cluster(&mut self, name: &str) -> Option<Rc<dyn ClusterView>> {
         (name == "app").then(|| self.cluster.clone() as Rc<dyn ClusterView>)
@@ -489,17 +514,63 @@ fn circuit_breaker_overflow_is_503_overloaded() {
     let shared = shared("");
     let mut hcm = ConnectionManager::new(shared);
     let mut io = FakeIo::new(Some(host()));
-    io.cluster = Rc::new(FakeCluster {
-        host: Some(host()),
-        stats: ClusterStats::new(&Store::new(), "app"),
-        max_connections: 0,
-    });
+    // No ready connection and no room to wait: Envoy's pending overflow.
+    io.cluster = Rc::new(FakeCluster::new(
+        Some(host()),
+        Thresholds {
+            max_pending_requests: 0,
+            ..Thresholds::default()
+        },
+    ));
     hcm.on_new_connection(&mut io);
     send(&mut hcm, &mut io, GET);
     let down = io.take_written();
     assert!(down.starts_with("HTTP/1.1 503 "), "{down}");
     assert!(down.contains("x-envoy-overloaded: true\r\n"), "{down}");
     assert!(down.ends_with("reset reason: overflow"), "{down}");
+    assert_eq!(io.cluster.stats.upstream_rq_pending_overflow.value(), 1);
+    assert!(io.connects.is_empty());
+}
+
+#[test]
+fn a_stream_waits_for_a_busy_connection_at_max_connections() {
+    let shared = shared("");
+    let mut first = ConnectionManager::new(shared.clone());
+    let mut second = ConnectionManager::new(shared);
+    let mut io = FakeIo::new(Some(host()));
+    io.cluster = Rc::new(FakeCluster::new(
+        Some(host()),
+        Thresholds {
+            max_connections: 1,
+            ..Thresholds::default()
+        },
+    ));
+    first.on_new_connection(&mut io);
+    second.on_new_connection(&mut io);
+    send(&mut first, &mut io, GET);
+    first.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    io.take_upstream(1);
+    // The second finds the only connection busy: it waits, no second connect.
+    send(&mut second, &mut io, GET);
+    assert_eq!(io.connects.len(), 1);
+    let stats = &io.cluster.stats;
+    assert_eq!(stats.upstream_rq_pending_active.value(), 1);
+    assert_eq!(stats.upstream_rq_pending_total.value(), 2);
+    assert_eq!(stats.upstream_cx_overflow.value(), 1);
+    assert_eq!(io.take_written(), "");
+    // The first response releases the connection: the waiting stream is woken and gets it.
+    upstream_reply(&mut first, &mut io, 1, OK);
+    assert!(io.take_written().starts_with("HTTP/1.1 200 OK"));
+    assert_eq!(io.wakes, 1);
+    second.on_pool_wake(&mut io);
+    assert!(io.take_upstream(1).starts_with("GET /a HTTP/1.1"));
+    upstream_reply(&mut second, &mut io, 1, OK);
+    assert!(io.take_written().starts_with("HTTP/1.1 200 OK"));
+    assert_eq!(io.connects.len(), 1);
+    assert_eq!(io.cluster.stats.upstream_rq_pending_active.value(), 0);
+    assert_eq!(io.cluster.resources.pending_requests.count(), 0);
+    assert_eq!(io.cluster.resources.requests.count(), 0);
+    assert_eq!(io.cluster.resources.connections.count(), 1);
 }
 
 #[test]
@@ -621,4 +692,40 @@ fn http_09_request_is_426() {
         down.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
         "{down}"
     );
+}
+
+#[test]
+fn a_connect_failure_fails_the_streams_waiting_for_the_host() {
+    let shared = shared("");
+    let mut first = ConnectionManager::new(shared.clone());
+    let mut second = ConnectionManager::new(shared);
+    let mut io = FakeIo::new(Some(host()));
+    io.cluster = Rc::new(FakeCluster::new(
+        Some(host()),
+        Thresholds {
+            max_connections: 1,
+            ..Thresholds::default()
+        },
+    ));
+    first.on_new_connection(&mut io);
+    second.on_new_connection(&mut io);
+    send(&mut first, &mut io, GET);
+    send(&mut second, &mut io, GET);
+    assert_eq!(io.connects.len(), 1);
+    // The connection attempt fails: its stream and the waiting one both get Envoy's 503.
+    first.on_upstream_event(1, UpstreamEvent::Closed, &mut io);
+    let down = io.take_written();
+    assert!(down.starts_with("HTTP/1.1 503 "), "{down}");
+    assert!(down.ends_with("reset reason: connection failure"), "{down}");
+    assert_eq!(io.wakes, 1);
+    second.on_pool_wake(&mut io);
+    let down = io.take_written();
+    assert!(down.starts_with("HTTP/1.1 503 "), "{down}");
+    assert!(down.ends_with("reset reason: connection failure"), "{down}");
+    let stats = &io.cluster.stats;
+    assert_eq!(stats.upstream_rq_pending_failure_eject.value(), 1);
+    assert_eq!(stats.upstream_rq_pending_active.value(), 0);
+    assert_eq!(io.cluster.resources.pending_requests.count(), 0);
+    assert_eq!(io.cluster.resources.connections.count(), 0);
+    assert_eq!(io.connects.len(), 1);
 }

@@ -136,6 +136,9 @@ pub struct ConnectionHandler {
     pub(crate) events: VecDeque<(ConnectionId, ConnectionEvent)>,
     /// `continue_reading` requests: (connection, first filter to run).
     continue_reading: VecDeque<(ConnectionId, usize)>,
+    /// Wake-ups of read filters by another filter (a connection pool waking a stream waiting
+    /// for a connection): (connection, filter, token), delivered as `on_timer(token)`.
+    wakeups: VecDeque<(ConnectionId, usize, u64)>,
     /// Connections closed during this dispatch, reaped at its end.
     closed: Vec<ConnectionId>,
     /// The per-worker read buffer every read goes through (so idle connections own none).
@@ -184,6 +187,7 @@ impl ConnectionHandler {
                 connections: Slab::new(),
                 events: VecDeque::new(),
                 continue_reading: VecDeque::new(),
+                wakeups: VecDeque::new(),
                 closed: Vec::new(),
                 scratch: BytesMut::new(),
                 cluster_manager: None,
@@ -810,6 +814,27 @@ impl ConnectionHandler {
         self.continue_reading.push_back((id, start));
     }
 
+    /// Queues `on_timer(token)` for the read filter `owner` names (after the current callback).
+    pub(crate) fn queue_wakeup(&mut self, owner: ConnectionOwner, token: u64) {
+        if let ConnectionOwner::ReadFilter { conn, filter } = owner {
+            self.wakeups.push_back((conn, filter, token));
+        }
+    }
+
+    /// A queued wake-up: the filter runs `on_timer(token)` (nothing if it is gone).
+    fn deliver_wakeup(&mut self, conn: ConnectionId, filter: usize, token: u64) {
+        let Some(mut f) = self.lend_read_filter(conn, filter) else {
+            return;
+        };
+        let mut cx = FilterContext {
+            handler: self,
+            conn,
+            filter_index: filter,
+        };
+        f.on_timer(token, &mut cx);
+        self.put_back_read_filter(conn, filter, f);
+    }
+
     /// Envoy's `Dispatcher::createClientConnection` + `connect()`: a client connection whose
     /// data and events go to `owner`.
     pub(crate) fn create_client_connection(
@@ -891,6 +916,8 @@ impl ConnectionHandler {
                 self.deliver_event(id, event);
             } else if let Some((id, start)) = self.continue_reading.pop_front() {
                 self.resume_reading(id, start);
+            } else if let Some((conn, filter, token)) = self.wakeups.pop_front() {
+                self.deliver_wakeup(conn, filter, token);
             } else if !self.closed.is_empty() {
                 self.reap();
             } else {

@@ -217,6 +217,14 @@ impl<'a> FilterContext<'a> {
         self.handler.set_owner(id, owner);
     }
 
+    /// Wakes another read filter of this worker: its `on_timer(token)` runs after the current
+    /// callback returns (never synchronously: no filter is re-entered). A per-worker pool uses
+    /// it to tell a stream waiting for a connection that one is ready (Envoy calls the waiting
+    /// stream's `onPoolReady` directly; here the wake-up is queued like a raised event).
+    pub fn wake(&mut self, owner: ConnectionOwner, token: u64) {
+        self.handler.queue_wakeup(owner, token);
+    }
+
     /// The owner value that routes events to this very filter.
     pub fn this_filter(&self) -> ConnectionOwner {
         ConnectionOwner::ReadFilter {

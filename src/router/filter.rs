@@ -33,7 +33,7 @@ use crate::http::conn_manager_io::{
 use crate::http::filter::{FilterCallbacks, LocalReply, ResponseFlag};
 use crate::http::HeaderMap;
 use crate::upstream::cluster;
-use crate::upstream::conn_pool::{OverflowKind, PoolDecision};
+use crate::upstream::conn_pool::{ConnectDecision, PendingId, PendingState, PoolFailure};
 
 use super::upstream_request::{UpstreamRequest, UpstreamState};
 
@@ -167,6 +167,16 @@ pub struct RouterFilter<U> {
     /// A reused pooled connection died under this request before any response byte and the
     /// request was replayed once on a new connection.
     replayed_after_stale_connection: bool,
+    /// The host of the current attempt (its per-host stats, the pool it waits in).
+    attempt_host: Option<Arc<crate::upstream::cluster::Host>>,
+    /// Waiting in the host pool's pending queue.
+    pending: Option<PendingId>,
+    /// Counted as pending (no connection yet): `upstream_rq_pending_active` and the
+    /// `max_pending_requests` breaker, until attached to a connection or given up.
+    pending_counted: bool,
+    /// Counted as an active request (attached to a connection): `upstream_rq_active` and the
+    /// `max_requests` breaker, until the attempt ends.
+    request_counted: bool,
 }
 
 impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
@@ -194,6 +204,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             body_read_disabled: false,
             watermark_read_disabled: false,
             replayed_after_stale_connection: false,
+            attempt_host: None,
+            pending: None,
+            pending_counted: false,
+            request_counted: false,
         }
     }
 
@@ -371,10 +385,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         };
         self.attempts += 1;
         self.body_sent = 0;
-        let stats = cluster.stats();
-        stats.upstream_rq_total.inc();
         let Some(host) = cluster.choose_host() else {
-            stats.upstream_cx_none_healthy.inc();
+            cluster.stats().upstream_cx_none_healthy.inc();
             cb.set_response_flag(ResponseFlag::NoHealthyUpstream);
             self.fail_locally(
                 LocalReply::new(503, "no healthy upstream", "no_healthy_upstream"),
@@ -383,52 +395,38 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             );
             return;
         };
-        let host_stats = &host.stats;
-        let host_ref = host.clone();
-        let host = host.address();
-        self.upstream_host = Some(host);
-        let settings = cluster.pool_settings();
-        let now = io.now();
-        let mut dead = Vec::new();
-        let decision = 'pick: {
-            if let Err(kind) = io.pools().check_requests(cluster.name(), &settings) {
-                break 'pick PoolDecision::Overflow(kind);
-            }
-            // Never lend a connection the upstream closed while it sat idle: ask the socket.
-            while let Some(client) =
-                io.pools()
-                    .pop_idle(cluster.name(), host, &settings, now, &mut dead)
-            {
-                if io.upstream_usable(client.id) {
-                    io.pools().lend(cluster.name(), host);
-                    break 'pick PoolDecision::Reuse {
-                        id: client.id,
-                        requests: client.requests,
-                    };
-                }
-                io.pools().discard_idle(cluster.name());
-                dead.push(client.id);
-            }
-            match io.pools().connect_new(cluster.name(), host, &settings) {
-                Ok(()) => PoolDecision::Connect,
-                Err(kind) => PoolDecision::Overflow(kind),
-            }
+        self.upstream_host = Some(host.address());
+        self.attempt_host = Some(host);
+        self.new_stream(cb, io);
+    }
+
+    /// Gets a connection to the attempt's host (Envoy's `ConnPoolImplBase::newStreamImpl`):
+    /// a ready pooled one, else the stream becomes pending (`max_pending_requests`) and opens
+    /// a new connection (`max_connections`) or waits in the pool's queue. Also what a woken
+    /// pending stream runs again.
+    fn new_stream<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        let (Some(cluster), Some(host_ref)) = (self.cluster.clone(), self.attempt_host.clone())
+        else {
+            return;
         };
-        for id in dead {
-            log::debug!(
-                "[C{}][S{}] pooled connection {:?} closed by upstream while idle: not reused",
-                cb.connection_id,
-                cb.stream_id,
-                id
-            );
-            io.close_upstream(id, crate::http::conn_manager_io::CloseHow::NoFlush);
-            stats.upstream_cx_destroy_remote.inc();
-            stats.upstream_cx_destroy.inc();
-            stats.upstream_cx_active.dec();
-            cluster::dec(&host_stats.cx_active);
+        let stats = cluster.stats();
+        let rm = cluster.resource_manager();
+        let host = host_ref.address();
+        if !rm.requests.can_create() {
+            // `max_requests` is full. Envoy checks it when attaching the stream to a
+            // connection and counts it as a pending overflow; checked up front here, so a
+            // stream never waits for a connection it could not use.
+            stats.upstream_rq_pending_overflow.inc();
+            self.overflow(cb, io);
+            return;
         }
-        match decision {
-            PoolDecision::Reuse { id, requests } => {
+        if let Some((id, requests)) = self.take_ready(&*cluster, &host_ref, cb, io) {
+            {
+                self.leave_queue(io, false);
                 log::debug!(
                     "[C{}][S{}] using existing connection {:?} to {}",
                     cb.connection_id,
@@ -444,59 +442,277 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     requests,
                     self.settings.clone(),
                 ));
-                stats.upstream_rq_active.inc();
+                self.on_attached(&*cluster);
                 self.on_pool_ready(cb, io);
+                return;
             }
-            PoolDecision::Connect => match io.connect(host, cluster.buffer_limit()) {
-                Ok(id) => {
-                    log::debug!(
-                        "[C{}][S{}] creating a new connection {:?} to {}",
-                        cb.connection_id,
-                        cb.stream_id,
-                        id,
-                        host
-                    );
-                    stats.upstream_cx_total.inc();
-                    stats.upstream_cx_http1_total.inc();
-                    stats.upstream_cx_active.inc();
-                    stats.upstream_rq_active.inc();
-                    cluster::inc(&host_stats.cx_total);
-                    cluster::inc(&host_stats.cx_active);
-                    self.upstream = Some(UpstreamRequest::new(
-                        host_ref,
-                        id,
-                        false,
-                        0,
-                        self.settings.clone(),
-                    ));
-                    io.arm_timer(HcmTimer::ConnectTimeout, cluster.connect_timeout());
-                }
-                Err(e) => {
-                    log::debug!(
-                        "[C{}][S{}] connect to {} failed at once: {}",
-                        cb.connection_id,
-                        cb.stream_id,
-                        host,
-                        e
-                    );
-                    io.pools().on_stream_failed(cluster.name(), host);
-                    stats.upstream_cx_connect_fail.inc();
-                    cluster::inc(&host_stats.cx_total);
-                    cluster::inc(&host_stats.cx_connect_fail);
-                    self.on_reset_before_headers(ResetReason::ConnectionFailure, cb, io);
-                }
-            },
-            PoolDecision::Overflow(kind) => {
-                match kind {
-                    OverflowKind::Requests => stats.upstream_rq_pending_overflow.inc(),
-                    OverflowKind::Connections => {
-                        stats.upstream_cx_overflow.inc();
-                        stats.upstream_rq_pending_overflow.inc();
+        }
+        if !self.pending_counted {
+            if !rm.pending_requests.can_create() {
+                log::debug!(
+                    "[C{}][S{}] max pending streams overflow",
+                    cb.connection_id,
+                    cb.stream_id
+                );
+                stats.upstream_rq_pending_overflow.inc();
+                self.overflow(cb, io);
+                return;
+            }
+            rm.pending_requests.inc();
+            stats.upstream_rq_pending_total.inc();
+            stats.upstream_rq_pending_active.inc();
+            self.pending_counted = true;
+        }
+        let over_limit = match io.pools().connect_or_wait(cluster.name(), host, rm) {
+            ConnectDecision::Connect { over_limit } => over_limit,
+            ConnectDecision::Wait => {
+                stats.upstream_cx_overflow.inc();
+                match self.pending {
+                    Some(id) => io.pools().wait_again(cluster.name(), host, id),
+                    None => {
+                        let waiter = io.waiter();
+                        self.pending = Some(io.pools().enqueue(cluster.name(), host, waiter));
                     }
                 }
-                cb.set_response_flag(ResponseFlag::UpstreamOverflow);
-                self.fail_locally(ResetReason::Overflow.local_reply(), cb, io);
+                log::debug!(
+                    "[C{}][S{}] no connection to {} available (max_connections): queued",
+                    cb.connection_id,
+                    cb.stream_id,
+                    host
+                );
+                return;
             }
+        };
+        self.leave_queue(io, false);
+        if over_limit {
+            stats.upstream_cx_overflow.inc();
+        }
+        let host_stats = &host_ref.stats;
+        match io.connect(host, cluster.buffer_limit()) {
+            Ok(id) => {
+                log::debug!(
+                    "[C{}][S{}] creating a new connection {:?} to {}",
+                    cb.connection_id,
+                    cb.stream_id,
+                    id,
+                    host
+                );
+                stats.upstream_cx_total.inc();
+                stats.upstream_cx_http1_total.inc();
+                stats.upstream_cx_active.inc();
+                cluster::inc(&host_stats.cx_total);
+                cluster::inc(&host_stats.cx_active);
+                self.upstream = Some(UpstreamRequest::new(
+                    host_ref.clone(),
+                    id,
+                    false,
+                    0,
+                    self.settings.clone(),
+                ));
+                io.arm_timer(HcmTimer::ConnectTimeout, cluster.connect_timeout());
+            }
+            Err(e) => {
+                log::debug!(
+                    "[C{}][S{}] connect to {} failed at once: {}",
+                    cb.connection_id,
+                    cb.stream_id,
+                    host,
+                    e
+                );
+                io.pools().on_stream_failed(cluster.name(), host, rm);
+                stats.upstream_cx_connect_fail.inc();
+                cluster::inc(&host_stats.cx_total);
+                cluster::inc(&host_stats.cx_connect_fail);
+                self.pending_end();
+                self.purge_pending(host, PoolFailure::ConnectionFailure, io);
+                self.on_reset_before_headers(ResetReason::ConnectionFailure, cb, io);
+            }
+        }
+    }
+
+    /// A usable idle connection to the attempt's host, lent to this stream. Idle connections
+    /// the upstream closed are closed and dropped on the way.
+    fn take_ready<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cluster: &dyn ClusterView,
+        host_ref: &Arc<crate::upstream::cluster::Host>,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) -> Option<(U, u32)> {
+        let host = host_ref.address();
+        if !io.pools().has_ready(cluster.name(), host) {
+            return None;
+        }
+        let rm = cluster.resource_manager();
+        let settings = cluster.pool_settings();
+        let now = io.now();
+        let stats = cluster.stats();
+        let mut found = None;
+        let mut dead = Vec::new();
+        // Never lend a connection the upstream closed while it sat idle: ask the socket.
+        loop {
+            let popped = io
+                .pools()
+                .pop_idle(cluster.name(), host, &settings, rm, now, &mut dead);
+            let Some(client) = popped else {
+                break;
+            };
+            if io.upstream_usable(client.id) {
+                io.pools().lend(cluster.name(), host);
+                found = Some((client.id, client.requests));
+                break;
+            }
+            io.pools().discard_idle(rm);
+            dead.push(client.id);
+        }
+        for id in dead {
+            log::debug!(
+                "[C{}][S{}] pooled connection {:?} closed by upstream while idle: not reused",
+                cb.connection_id,
+                cb.stream_id,
+                id
+            );
+            io.close_upstream(id, crate::http::conn_manager_io::CloseHow::NoFlush);
+            stats.upstream_cx_destroy_remote.inc();
+            stats.upstream_cx_destroy.inc();
+            stats.upstream_cx_active.dec();
+            cluster::dec(&host_ref.stats.cx_active);
+        }
+        found
+    }
+
+    /// The stream got its connection (Envoy's `attachStreamToClient`): it stops being
+    /// pending and becomes an active request.
+    fn on_attached(&mut self, cluster: &dyn ClusterView) {
+        self.pending_end();
+        cluster.resource_manager().requests.inc();
+        self.request_counted = true;
+        let stats = cluster.stats();
+        stats.upstream_rq_total.inc();
+        stats.upstream_rq_active.inc();
+    }
+
+    /// Leaves the pending state (`upstream_rq_pending_active`, the breaker's count).
+    fn pending_end(&mut self) {
+        if !std::mem::take(&mut self.pending_counted) {
+            return;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.resource_manager().pending_requests.dec();
+            cluster.stats().upstream_rq_pending_active.dec();
+        }
+    }
+
+    /// Leaves the active-request state (`upstream_rq_active`, the breaker's count).
+    fn request_end(&mut self) {
+        if !std::mem::take(&mut self.request_counted) {
+            return;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.resource_manager().requests.dec();
+            cluster.stats().upstream_rq_active.dec();
+        }
+    }
+
+    /// Leaves the pool's pending queue if in it; `pass_on`: the stream gives up, so a
+    /// notification it received goes to the next waiting stream.
+    fn leave_queue<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io, pass_on: bool) {
+        let Some(id) = self.pending.take() else {
+            return;
+        };
+        let (Some(cluster), Some(host)) = (self.cluster.clone(), self.upstream_host) else {
+            return;
+        };
+        let state = io.pools().cancel(cluster.name(), host, id);
+        if pass_on && state == Some(PendingState::Notified) {
+            self.notify_pool(host, true, io);
+        }
+    }
+
+    /// The stream gives up waiting (downstream gone, timeout, local reply).
+    fn cancel_pending<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        self.leave_queue(io, true);
+        self.pending_end();
+    }
+
+    /// A connection of `host` was released to the pool or a connection slot freed up: wake
+    /// the oldest waiting stream (of `host`, or with `any_host` of any host of the cluster).
+    fn notify_pool<Io: ConnectionIo<Upstream = U>>(
+        &self,
+        host: std::net::SocketAddr,
+        any_host: bool,
+        io: &mut Io,
+    ) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        if let Some(waiter) = io.pools().notify(cluster.name(), host, any_host) {
+            io.wake(waiter);
+        }
+    }
+
+    /// A connection attempt to `host` failed: every stream waiting for the host fails too
+    /// (Envoy's `purgePendingStreams`); each is woken to fail or retry.
+    fn purge_pending<Io: ConnectionIo<Upstream = U>>(
+        &self,
+        host: std::net::SocketAddr,
+        why: PoolFailure,
+        io: &mut Io,
+    ) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        while let Some(waiter) = io.pools().fail_next(cluster.name(), host, why) {
+            io.wake(waiter);
+        }
+    }
+
+    /// A circuit breaker is full: Envoy's 503 with `x-envoy-overloaded`, `UO`.
+    fn overflow<Io: ConnectionIo<Upstream = U>>(&mut self, cb: &mut FilterCallbacks, io: &mut Io) {
+        cb.set_response_flag(ResponseFlag::UpstreamOverflow);
+        self.fail_locally(ResetReason::Overflow.local_reply(), cb, io);
+    }
+
+    /// The pool woke this stream while it waits in the queue (Envoy's `onPoolReady` /
+    /// `onPoolFailure` of a pending stream): a connection may be free now, or the host's
+    /// connection attempt failed. Stale wake-ups (the stream moved on) are ignored.
+    pub fn on_pool_wake<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+        out: &mut Vec<UpstreamOutcome>,
+    ) {
+        let (Some(id), Some(cluster), Some(host)) =
+            (self.pending, self.cluster.clone(), self.upstream_host)
+        else {
+            return;
+        };
+        if self.done {
+            return;
+        }
+        match io.pools().pending_state(cluster.name(), host, id) {
+            None | Some(PendingState::Waiting) => return,
+            Some(PendingState::Notified) => self.new_stream(cb, io),
+            Some(PendingState::Failed(why)) => {
+                io.pools().cancel(cluster.name(), host, id);
+                self.pending = None;
+                self.pending_end();
+                cluster.stats().upstream_rq_pending_failure_eject.inc();
+                let reason = match why {
+                    PoolFailure::ConnectionFailure => ResetReason::ConnectionFailure,
+                    PoolFailure::Timeout => ResetReason::ConnectionTimeout,
+                };
+                log::debug!(
+                    "[C{}][S{}] pending stream failed: {}",
+                    cb.connection_id,
+                    cb.stream_id,
+                    reason.as_str()
+                );
+                self.on_reset_before_headers(reason, cb, io);
+            }
+        }
+        if let Some(reply) = cb.state.local_reply.take() {
+            out.push(UpstreamOutcome::LocalReply(reply));
         }
     }
 
@@ -580,6 +796,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io: &mut Io,
     ) {
         io.disarm_timer(HcmTimer::ConnectTimeout);
+        if let Some(cluster) = self.cluster.clone() {
+            if self.upstream.is_some() && !self.request_counted {
+                self.on_attached(&*cluster);
+            }
+        }
         if let Some(upstream) = self.upstream.as_mut() {
             upstream.state = UpstreamState::AwaitingHeaders;
             if let Some(timeout) = self.decision.as_ref().and_then(|d| d.retry.per_try_timeout) {
@@ -755,7 +976,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         };
         let stats = cluster.stats();
         stats.upstream_rq_completed.inc();
-        stats.upstream_rq_active.dec();
+        self.request_end();
         let reusable = upstream.reusable();
         let settings = cluster.pool_settings();
         let now = io.now();
@@ -770,6 +991,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             upstream.requests,
             reusable,
             &settings,
+            cluster.resource_manager(),
             now,
         );
         if pooled {
@@ -778,6 +1000,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 upstream.conn
             );
             io.release_upstream(upstream.conn);
+            // Envoy's `onUpstreamReady`: the oldest stream waiting for this host gets it.
+            self.notify_pool(upstream.host, false, io);
         } else {
             if reusable {
                 stats.upstream_cx_max_requests.inc();
@@ -791,6 +1015,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 upstream.conn,
                 crate::http::conn_manager_io::CloseHow::NoFlush,
             );
+            // A connection slot freed up.
+            self.notify_pool(upstream.host, true, io);
         }
     }
 
@@ -810,10 +1036,12 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         };
         upstream.end_host_request();
         cluster::dec(&upstream.upstream_host.stats.cx_active);
+        self.request_end();
+        self.pending_end();
         if let Some(cluster) = self.cluster.clone() {
-            io.pools().on_stream_failed(cluster.name(), upstream.host);
+            io.pools()
+                .on_stream_failed(cluster.name(), upstream.host, cluster.resource_manager());
             let stats = cluster.stats();
-            stats.upstream_rq_active.dec();
             stats.upstream_cx_destroy_local.inc();
             stats.upstream_cx_destroy.inc();
             stats.upstream_cx_active.dec();
@@ -821,6 +1049,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io.disarm_timer(HcmTimer::ConnectTimeout);
         io.disarm_timer(HcmTimer::PerTryTimeout);
         io.close_upstream(upstream.conn, how);
+        self.notify_pool(upstream.host, true, io);
     }
 
     fn schedule_retry<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
@@ -856,8 +1085,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             return;
         };
         let stats = cluster.stats();
-        io.pools().on_stream_failed(cluster.name(), upstream.host);
-        stats.upstream_rq_active.dec();
+        io.pools()
+            .on_stream_failed(cluster.name(), upstream.host, cluster.resource_manager());
+        self.request_end();
+        self.pending_end();
         stats.upstream_cx_destroy.inc();
         stats.upstream_cx_destroy_remote.inc();
         stats.upstream_cx_active.dec();
@@ -869,8 +1100,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             io.disarm_timer(HcmTimer::ConnectTimeout);
             stats.upstream_cx_connect_fail.inc();
             cluster::inc(&upstream.upstream_host.stats.cx_connect_fail);
+            self.purge_pending(upstream.host, PoolFailure::ConnectionFailure, io);
             ResetReason::ConnectionFailure
         };
+        self.notify_pool(upstream.host, true, io);
         log::debug!(
             "[C{}][S{}] upstream reset: {}",
             cb.connection_id,
@@ -983,6 +1216,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     ) {
         io.disarm_timer(HcmTimer::RouteTimeout);
         io.disarm_timer(HcmTimer::PerTryTimeout);
+        self.cancel_pending(io);
         self.done = true;
         cb.send_local_reply(reply);
     }
@@ -1014,6 +1248,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 }
                 if let Some(upstream) = &self.upstream {
                     cluster::inc(&upstream.upstream_host.stats.cx_connect_fail);
+                    let host = upstream.host;
+                    self.purge_pending(host, PoolFailure::Timeout, io);
                 }
                 self.abandon_attempt(io);
                 self.on_reset_before_headers(ResetReason::ConnectionTimeout, cb, io);
@@ -1056,6 +1292,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         out: &mut Vec<UpstreamOutcome>,
     ) {
         io.disarm_timer(HcmTimer::RetryBackoff);
+        self.cancel_pending(io);
         if let Some(cluster) = &self.cluster {
             cluster.stats().upstream_rq_timeout.inc();
         }
@@ -1112,6 +1349,12 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         ] {
             io.disarm_timer(timer);
         }
+        if self.pending_counted {
+            // Given up before getting a connection (waiting, or while connecting).
+            if let Some(cluster) = &self.cluster {
+                cluster.stats().upstream_rq_cancelled.inc();
+            }
+        }
         if self.upstream.is_some() {
             if let Some(cluster) = &self.cluster {
                 cluster.stats().upstream_rq_tx_reset.inc();
@@ -1120,6 +1363,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             // reaches the upstream; then the connection closes.
             self.abandon_attempt_with(io, crate::http::conn_manager_io::CloseHow::FlushWrite);
         }
+        self.cancel_pending(io);
         // Leave the downstream readable for the next request on the connection.
         if self.body_read_disabled {
             io.read_disable(false);

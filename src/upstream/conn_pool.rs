@@ -1,27 +1,45 @@
 //! Per-worker HTTP/1.1 connection pools (Envoy's `ConnPoolImplBase` + `Http1::ConnPoolImpl`):
-//! one pool per (cluster, host), each keeping its idle upstream connections for reuse.
+//! one pool per (cluster, host), each keeping its idle upstream connections for reuse and the
+//! streams waiting for one (the pending queue).
 //!
-//! Called by the router filter (`router::upstream_request`) to get a connection for a stream
-//! (`new_stream`) and to give it back when the response is done (`release`); it owns no
-//! sockets: it decides, and the caller (the connection manager, through its `ConnectionIo`)
-//! connects, writes and closes. Keyed by the caller's connection handle type `Id`.
+//! Called by the router filter (`router::filter`) to get a connection for a stream, to give it
+//! back when the response is done, and to wait for one; it owns no sockets: it decides, and
+//! the caller (the connection manager, through its `ConnectionIo`) connects, writes, closes and
+//! wakes. Keyed by the caller's connection handle type `Id`; a waiting stream is named by the
+//! caller's waiter handle `W` (whom to wake).
+//!
+//! The circuit breakers are not counted here but in the cluster's shared
+//! [`ResourceManager`](super::resource_manager::ResourceManager) (one per cluster, every worker
+//! counts into it): the pool calls `connections.inc()`/`dec()` as connections open and close;
+//! the router counts pending streams, active requests and retries.
 //!
 //! An HTTP/1.1 connection carries one stream at a time (no upstream pipelining). Client
 //! states, as in Envoy's `ActiveClient`:
-//! - `Connecting`: counted here, owned by the stream that asked for it until connected;
+//! - `Connecting`: counted in [`HostPool::busy`], owned by the stream that asked for it until
+//!   connected (that stream is pending meanwhile, as in Envoy);
 //! - `Busy`: lent to a stream (the pool only counts it);
 //! - `Ready`: idle in [`HostPool::ready`], most recently used last (reused first: warm);
 //! - `Draining` / `Closed`: not in the pool (closed by the caller, forgotten here).
 //!
+//! The pending queue (Envoy's `pending_streams_`): a stream that finds no ready connection and
+//! may not open one (the `max_connections` breaker is full) waits in its host pool's FIFO
+//! queue. When a connection is released to the pool or a connection slot frees up, the oldest
+//! waiting stream is *notified* ([`ConnPools::notify`] returns whom to wake); woken, it asks
+//! the pool again (a ready connection, or a new one) and, if it lost the race, waits again in
+//! the same place. A connect failure fails every waiting stream of the host
+//! ([`ConnPools::fail_next`], Envoy's `purgePendingStreams`). A stream that goes away while
+//! waiting leaves the queue ([`ConnPools::cancel`]), passing a notification it got on.
+//!
 //! A pooled connection the upstream closed while idle must never be handed out (Envoy's most
-//! complained-about 503): `new_stream` asks the caller's `usable(id)` (the connection is still
-//! open and a non-blocking peek finds neither EOF nor stray bytes) before lending it, and drops
-//! it otherwise.
+//! complained-about 503): the caller asks `usable(id)` (the connection is still open and a
+//! non-blocking peek finds neither EOF nor stray bytes) before lending a popped connection, and
+//! discards it otherwise.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::resource_manager::ResourceManager;
 use crate::config::Thresholds;
 
 /// An idle connection waiting in a pool.
@@ -34,42 +52,75 @@ pub struct IdleClient<Id> {
     pub requests: u32,
 }
 
+/// Names one waiting stream in its host pool's queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingId(u64);
+
+/// Why the pool failed a waiting stream (Envoy's `PoolFailureReason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolFailure {
+    /// A connection attempt to the host failed.
+    ConnectionFailure,
+    /// A connection attempt to the host timed out.
+    Timeout,
+}
+
+/// Where a waiting stream stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingState {
+    /// Nothing for it yet.
+    Waiting,
+    /// A connection was released or a slot freed: it was woken to ask again.
+    Notified,
+    /// The host's connection attempt failed: it was woken to fail (or retry).
+    Failed(PoolFailure),
+}
+
+/// A stream in the pending queue (Envoy's `PendingStream`).
+#[derive(Debug, Clone, Copy)]
+pub struct PendingStream<W> {
+    pub id: PendingId,
+    pub waiter: W,
+    pub state: PendingState,
+}
+
 /// The pool of one host of one cluster.
 #[derive(Debug)]
-pub struct HostPool<Id> {
+pub struct HostPool<Id, W> {
     /// Every entry is Ready: open, idle, believed reusable. Most recently used last.
     pub ready: Vec<IdleClient<Id>>,
     /// Connections currently connecting or lent to a stream.
     pub busy: u32,
+    /// Streams waiting for a connection, oldest first. Keeps its capacity.
+    pub pending: VecDeque<PendingStream<W>>,
 }
 
-impl<Id> Default for HostPool<Id> {
+impl<Id, W> Default for HostPool<Id, W> {
     fn default() -> Self {
         HostPool {
             ready: Vec::new(),
             busy: 0,
+            pending: VecDeque::new(),
         }
     }
 }
 
-/// What [`ConnPools::new_stream`] decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PoolDecision<Id> {
-    /// Use this idle connection (now Busy); it has carried `requests` requests before.
-    Reuse { id: Id, requests: u32 },
-    /// Open a new connection (counted as Busy from now on).
-    Connect,
-    /// A circuit breaker is full (`x-envoy-overloaded`, UO); the stream must fail.
-    Overflow(OverflowKind),
+impl<Id, W> HostPool<Id, W> {
+    /// No connection at all (ready, busy or connecting): Envoy then opens one even when the
+    /// `max_connections` breaker is full, so the queue of this host cannot stall.
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.busy == 0
+    }
 }
 
+/// What [`ConnPools::connect_or_wait`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OverflowKind {
-    /// `max_requests` active requests on the cluster.
-    Requests,
-    /// `max_connections` reached and no idle connection (nuncio does not queue yet: Envoy
-    /// would queue up to `max_pending_requests`; counted as `upstream_rq_pending_overflow`).
-    Connections,
+pub enum ConnectDecision {
+    /// Open a new connection (counted as Busy and in the breaker from now on).
+    /// `over_limit`: opened although `max_connections` is full (the host had none).
+    Connect { over_limit: bool },
+    /// `max_connections` is full: the stream must wait (it is not queued yet).
+    Wait,
 }
 
 /// Settings of one cluster the pools apply.
@@ -81,45 +132,38 @@ pub struct PoolSettings {
     pub max_requests_per_connection: Option<u32>,
 }
 
-/// The per-cluster accounting the circuit breakers read.
+/// The pools of one cluster on this worker.
 #[derive(Debug)]
-pub struct ClusterPools<Id> {
-    pub hosts: HashMap<SocketAddr, HostPool<Id>>,
-    /// Open connections (ready + busy) across the cluster's hosts on this worker.
-    pub connections: u32,
-    /// Requests in flight on this worker.
-    pub active_requests: u32,
-    /// Retries in flight on this worker.
-    pub active_retries: u32,
+pub struct ClusterPools<Id, W> {
+    pub hosts: HashMap<SocketAddr, HostPool<Id, W>>,
 }
 
-impl<Id> Default for ClusterPools<Id> {
+impl<Id, W> Default for ClusterPools<Id, W> {
     fn default() -> Self {
         ClusterPools {
             hosts: HashMap::new(),
-            connections: 0,
-            active_requests: 0,
-            active_retries: 0,
         }
     }
 }
 
 /// All pools of one worker.
 #[derive(Debug)]
-pub struct ConnPools<Id> {
-    pub clusters: HashMap<String, ClusterPools<Id>>,
+pub struct ConnPools<Id, W = ()> {
+    pub clusters: HashMap<String, ClusterPools<Id, W>>,
+    next_pending: u64,
 }
 
-impl<Id> Default for ConnPools<Id> {
+impl<Id, W> Default for ConnPools<Id, W> {
     fn default() -> Self {
         ConnPools {
             clusters: HashMap::new(),
+            next_pending: 0,
         }
     }
 }
 
-impl<Id: Copy + PartialEq + std::fmt::Debug> ConnPools<Id> {
-    pub fn cluster(&mut self, cluster: &str) -> &mut ClusterPools<Id> {
+impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
+    pub fn cluster(&mut self, cluster: &str) -> &mut ClusterPools<Id, W> {
         if !self.clusters.contains_key(cluster) {
             self.clusters
                 .insert(cluster.to_string(), ClusterPools::default());
@@ -130,71 +174,37 @@ impl<Id: Copy + PartialEq + std::fmt::Debug> ConnPools<Id> {
             .expect("cluster pools present")
     }
 
-    /// Finds a connection for a new stream to `host` (Envoy's `newStream`): the composition of
-    /// [`check_requests`](Self::check_requests), [`pop_idle`](Self::pop_idle) (each candidate
-    /// judged by `usable(id)`; unusable ones are returned in `dead` for the caller to close)
-    /// and [`connect_new`](Self::connect_new). Callers whose `usable` needs their own I/O call
-    /// the three steps themselves.
-    pub fn new_stream(
-        &mut self,
-        cluster: &str,
-        host: SocketAddr,
-        settings: &PoolSettings,
-        now: Instant,
-        mut usable: impl FnMut(Id) -> bool,
-        dead: &mut Vec<Id>,
-    ) -> PoolDecision<Id> {
-        if let Err(kind) = self.check_requests(cluster, settings) {
-            return PoolDecision::Overflow(kind);
-        }
-        while let Some(client) = self.pop_idle(cluster, host, settings, now, dead) {
-            if usable(client.id) {
-                self.lend(cluster, host);
-                return PoolDecision::Reuse {
-                    id: client.id,
-                    requests: client.requests,
-                };
-            }
-            self.discard_idle(cluster);
-            dead.push(client.id);
-        }
-        match self.connect_new(cluster, host, settings) {
-            Ok(()) => PoolDecision::Connect,
-            Err(kind) => PoolDecision::Overflow(kind),
-        }
+    fn host(&mut self, cluster: &str, host: SocketAddr) -> &mut HostPool<Id, W> {
+        self.cluster(cluster).hosts.entry(host).or_default()
     }
 
-    /// The `max_requests` circuit breaker.
-    pub fn check_requests(
-        &mut self,
-        cluster: &str,
-        settings: &PoolSettings,
-    ) -> Result<(), OverflowKind> {
-        if self.cluster(cluster).active_requests >= settings.thresholds.max_requests {
-            return Err(OverflowKind::Requests);
-        }
-        Ok(())
+    /// Whether `host` has an idle connection (it may still turn out dead when popped).
+    pub fn has_ready(&mut self, cluster: &str, host: SocketAddr) -> bool {
+        self.clusters
+            .get(cluster)
+            .and_then(|c| c.hosts.get(&host))
+            .is_some_and(|p| !p.ready.is_empty())
     }
 
     /// Takes the most recently used idle connection to `host` out of the pool (expired ones
-    /// are dropped into `expired` for the caller to close). The caller then either
-    /// [`lend`](Self::lend)s it or [`discard_idle`](Self::discard_idle)s it.
+    /// leave the breaker and are dropped into `expired` for the caller to close). The caller
+    /// then either [`lend`](Self::lend)s it or [`discard_idle`](Self::discard_idle)s it.
     pub fn pop_idle(
         &mut self,
         cluster: &str,
         host: SocketAddr,
         settings: &PoolSettings,
+        rm: &ResourceManager,
         now: Instant,
         expired: &mut Vec<Id>,
     ) -> Option<IdleClient<Id>> {
-        let cp = self.cluster(cluster);
-        let pool = cp.hosts.get_mut(&host)?;
+        let pool = self.cluster(cluster).hosts.get_mut(&host)?;
         while let Some(client) = pool.ready.pop() {
             let too_old = settings
                 .idle_timeout
                 .is_some_and(|t| now.saturating_duration_since(client.since) >= t);
             if too_old {
-                cp.connections = cp.connections.saturating_sub(1);
+                rm.connections.dec();
                 expired.push(client.id);
                 continue;
             }
@@ -205,38 +215,40 @@ impl<Id: Copy + PartialEq + std::fmt::Debug> ConnPools<Id> {
 
     /// A popped idle connection is lent to a stream (Ready -> Busy).
     pub fn lend(&mut self, cluster: &str, host: SocketAddr) {
-        let cp = self.cluster(cluster);
-        cp.active_requests += 1;
-        cp.hosts.entry(host).or_default().busy += 1;
+        self.host(cluster, host).busy += 1;
     }
 
     /// A popped idle connection turned out dead (closed by the upstream while idle).
-    pub fn discard_idle(&mut self, cluster: &str) {
-        let cp = self.cluster(cluster);
-        cp.connections = cp.connections.saturating_sub(1);
+    pub fn discard_idle(&mut self, rm: &ResourceManager) {
+        rm.connections.dec();
     }
 
-    /// Accounts a new connection for a stream, or refuses it (`max_connections`).
-    pub fn connect_new(
+    /// No usable idle connection: open a new one if the `max_connections` breaker allows
+    /// (or the host has no connection at all, as Envoy does), else the stream must wait.
+    /// On [`ConnectDecision::Connect`] the connection is counted (Busy, breaker).
+    pub fn connect_or_wait(
         &mut self,
         cluster: &str,
         host: SocketAddr,
-        settings: &PoolSettings,
-    ) -> Result<(), OverflowKind> {
-        let cp = self.cluster(cluster);
-        if cp.connections >= settings.thresholds.max_connections {
-            return Err(OverflowKind::Connections);
+        rm: &ResourceManager,
+    ) -> ConnectDecision {
+        let pool = self.host(cluster, host);
+        let allowed = rm.connections.can_create();
+        if !allowed && !pool.is_empty() {
+            return ConnectDecision::Wait;
         }
-        cp.connections += 1;
-        cp.active_requests += 1;
-        cp.hosts.entry(host).or_default().busy += 1;
-        Ok(())
+        pool.busy += 1;
+        rm.connections.inc();
+        ConnectDecision::Connect {
+            over_limit: !allowed,
+        }
     }
 
-    #[allow(clippy::too_many_arguments)]
     /// The stream using a connection is done with it (Envoy's `onStreamClosed` +
     /// `onUpstreamReady`). `reusable`: the exchange ended cleanly with keep-alive on both sides.
     /// Returns true if the connection went back to the pool, false if the caller must close it.
+    /// Either way the caller then [`notify`](Self::notify)s a waiting stream.
+    #[allow(clippy::too_many_arguments)]
     pub fn release(
         &mut self,
         cluster: &str,
@@ -245,17 +257,16 @@ impl<Id: Copy + PartialEq + std::fmt::Debug> ConnPools<Id> {
         requests: u32,
         reusable: bool,
         settings: &PoolSettings,
+        rm: &ResourceManager,
         now: Instant,
     ) -> bool {
-        let cp = self.cluster(cluster);
-        cp.active_requests = cp.active_requests.saturating_sub(1);
-        let pool = cp.hosts.entry(host).or_default();
+        let pool = self.host(cluster, host);
         pool.busy = pool.busy.saturating_sub(1);
         let limit_reached = settings
             .max_requests_per_connection
             .is_some_and(|max| requests >= max);
         if !reusable || limit_reached {
-            cp.connections = cp.connections.saturating_sub(1);
+            rm.connections.dec();
             return false;
         }
         pool.ready.push(IdleClient {
@@ -266,175 +277,258 @@ impl<Id: Copy + PartialEq + std::fmt::Debug> ConnPools<Id> {
         true
     }
 
-    /// A connection the stream was using failed or is gone before being released (connect
-    /// failure, reset): forget it.
-    pub fn on_stream_failed(&mut self, cluster: &str, host: SocketAddr) {
-        let cp = self.cluster(cluster);
-        cp.active_requests = cp.active_requests.saturating_sub(1);
-        cp.connections = cp.connections.saturating_sub(1);
-        if let Some(pool) = cp.hosts.get_mut(&host) {
+    /// A connection a stream was using (or connecting) failed or is gone before being
+    /// released (connect failure, reset, abandoned): forget it.
+    pub fn on_stream_failed(&mut self, cluster: &str, host: SocketAddr, rm: &ResourceManager) {
+        rm.connections.dec();
+        if let Some(pool) = self.cluster(cluster).hosts.get_mut(&host) {
             pool.busy = pool.busy.saturating_sub(1);
         }
     }
 
-    /// An idle connection closed (the upstream hung up while it sat in the pool).
-    pub fn on_idle_closed(&mut self, cluster: &str, host: SocketAddr, id: Id) -> bool {
-        let cp = self.cluster(cluster);
-        let Some(pool) = cp.hosts.get_mut(&host) else {
-            return false;
-        };
-        let before = pool.ready.len();
-        pool.ready.retain(|c| c.id != id);
-        let removed = pool.ready.len() != before;
-        if removed {
-            cp.connections = cp.connections.saturating_sub(1);
-        }
-        removed
+    // === the pending queue ===
+
+    /// Queues a stream that must wait for a connection to `host` (at the back: FIFO).
+    pub fn enqueue(&mut self, cluster: &str, host: SocketAddr, waiter: W) -> PendingId {
+        self.next_pending += 1;
+        let id = PendingId(self.next_pending);
+        self.host(cluster, host).pending.push_back(PendingStream {
+            id,
+            waiter,
+            state: PendingState::Waiting,
+        });
+        id
     }
 
-    /// Idle connections past the idle timeout, removed from their pools for the caller to
-    /// close.
-    pub fn expire_idle(&mut self, cluster: &str, settings: &PoolSettings, now: Instant) -> Vec<Id> {
-        let mut expired = Vec::new();
-        let Some(timeout) = settings.idle_timeout else {
-            return expired;
-        };
-        let cp = self.cluster(cluster);
-        for pool in cp.hosts.values_mut() {
-            pool.ready.retain(|c| {
-                let keep = now.saturating_duration_since(c.since) < timeout;
-                if !keep {
-                    expired.push(c.id);
-                }
-                keep
-            });
-        }
-        cp.connections = cp.connections.saturating_sub(expired.len() as u32);
-        expired
+    /// Where the waiting stream `id` stands (`None`: not queued).
+    pub fn pending_state(
+        &mut self,
+        cluster: &str,
+        host: SocketAddr,
+        id: PendingId,
+    ) -> Option<PendingState> {
+        let pool = self.cluster(cluster).hosts.get_mut(&host)?;
+        pool.pending.iter().find(|p| p.id == id).map(|p| p.state)
     }
+
+    /// A notified stream found nothing after all (another stream took the connection): it
+    /// waits again, keeping its place.
+    pub fn wait_again(&mut self, cluster: &str, host: SocketAddr, id: PendingId) {
+        if let Some(pool) = self.cluster(cluster).hosts.get_mut(&host) {
+            if let Some(p) = pool.pending.iter_mut().find(|p| p.id == id) {
+                p.state = PendingState::Waiting;
+            }
+        }
+    }
+
+    /// Removes `id` from the queue (it got a connection, failed, or its stream went away).
+    /// Returns its state; a `Notified` one's notification must be passed on by the caller
+    /// ([`notify`](Self::notify)) when the stream does not use it.
+    pub fn cancel(
+        &mut self,
+        cluster: &str,
+        host: SocketAddr,
+        id: PendingId,
+    ) -> Option<PendingState> {
+        let pool = self.cluster(cluster).hosts.get_mut(&host)?;
+        let index = pool.pending.iter().position(|p| p.id == id)?;
+        pool.pending.remove(index).map(|p| p.state)
+    }
+
+    /// A connection to `host` became ready or a connection slot freed up: the oldest waiting
+    /// stream of `host` (or, with `any_host`, of any host of the cluster: a freed connection
+    /// slot serves every host) is marked notified; the caller wakes the returned waiter.
+    pub fn notify(&mut self, cluster: &str, host: SocketAddr, any_host: bool) -> Option<W> {
+        let cp = self.clusters.get_mut(cluster)?;
+        if let Some(w) = cp.hosts.get_mut(&host).and_then(notify_oldest) {
+            return Some(w);
+        }
+        if !any_host {
+            return None;
+        }
+        cp.hosts.values_mut().find_map(notify_oldest)
+    }
+
+    /// A connection attempt to `host` failed: marks the next not-yet-failed stream of the
+    /// host failed and returns whom to wake (call until `None`: Envoy's
+    /// `purgePendingStreams`).
+    pub fn fail_next(&mut self, cluster: &str, host: SocketAddr, why: PoolFailure) -> Option<W> {
+        let pool = self.clusters.get_mut(cluster)?.hosts.get_mut(&host)?;
+        let p = pool
+            .pending
+            .iter_mut()
+            .find(|p| !matches!(p.state, PendingState::Failed(_)))?;
+        p.state = PendingState::Failed(why);
+        Some(p.waiter)
+    }
+
+    /// Streams waiting on this worker for `cluster` (all hosts).
+    pub fn pending_count(&self, cluster: &str) -> usize {
+        self.clusters
+            .get(cluster)
+            .map_or(0, |c| c.hosts.values().map(|h| h.pending.len()).sum())
+    }
+}
+
+fn notify_oldest<Id, W: Copy>(pool: &mut HostPool<Id, W>) -> Option<W> {
+    let p = pool
+        .pending
+        .iter_mut()
+        .find(|p| p.state == PendingState::Waiting)?;
+    p.state = PendingState::Notified;
+    Some(p.waiter)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::Store;
+    use crate::upstream::resource_manager::ResourcePriority;
 
     fn settings() -> PoolSettings {
         PoolSettings {
-            thresholds: Thresholds {
-                max_connections: 2,
-                max_pending_requests: 1024,
-                max_requests: 3,
-                max_retries: 3,
-            },
+            thresholds: thresholds(),
             idle_timeout: Some(Duration::from_secs(60)),
             max_requests_per_connection: Some(3),
         }
+    }
+
+    fn thresholds() -> Thresholds {
+        Thresholds {
+            max_connections: 2,
+            max_pending_requests: 1024,
+            max_requests: 3,
+            max_retries: 3,
+        }
+    }
+
+    fn rm() -> ResourceManager {
+        ResourceManager::new(&thresholds(), &Store::new(), "c", ResourcePriority::Default)
     }
 
     fn host() -> SocketAddr {
         "127.0.0.1:8080".parse().unwrap()
     }
 
+    fn other() -> SocketAddr {
+        "127.0.0.1:8081".parse().unwrap()
+    }
+
+    type Pools = ConnPools<u32, char>;
+
     // === empty pool ===
 
     #[test]
-    fn empty_pool_connects_until_max_connections() {
-        let mut p: ConnPools<u32> = ConnPools::default();
-        let now = Instant::now();
-        let mut dead = vec![];
-        let s = settings();
+    fn connects_until_max_connections_then_waits() {
+        let mut p = Pools::default();
+        let rm = rm();
+        let connect = ConnectDecision::Connect { over_limit: false };
+        assert_eq!(p.connect_or_wait("c", host(), &rm), connect);
+        assert_eq!(p.connect_or_wait("c", host(), &rm), connect);
+        assert_eq!(p.connect_or_wait("c", host(), &rm), ConnectDecision::Wait);
+        assert_eq!(rm.connections.count(), 2);
+    }
+
+    #[test]
+    fn a_host_without_connections_gets_one_over_the_limit() {
+        let mut p = Pools::default();
+        let rm = rm();
+        p.connect_or_wait("c", host(), &rm);
+        p.connect_or_wait("c", host(), &rm);
         assert_eq!(
-            p.new_stream("c", host(), &s, now, |_| true, &mut dead),
-            PoolDecision::Connect
+            p.connect_or_wait("c", other(), &rm),
+            ConnectDecision::Connect { over_limit: true }
         );
-        assert_eq!(
-            p.new_stream("c", host(), &s, now, |_| true, &mut dead),
-            PoolDecision::Connect
-        );
-        assert_eq!(
-            p.new_stream("c", host(), &s, now, |_| true, &mut dead),
-            PoolDecision::Overflow(OverflowKind::Connections)
-        );
+        assert_eq!(p.connect_or_wait("c", other(), &rm), ConnectDecision::Wait);
     }
 
     // === ready connections ===
 
     #[test]
     fn released_connection_is_reused_most_recent_first() {
-        let mut p: ConnPools<u32> = ConnPools::default();
-        let now = Instant::now();
-        let s = settings();
+        let mut p = Pools::default();
+        let (s, rm, now) = (settings(), rm(), Instant::now());
+        p.connect_or_wait("c", host(), &rm);
+        p.connect_or_wait("c", host(), &rm);
+        assert!(p.release("c", host(), 1, 1, true, &s, &rm, now));
+        assert!(p.release("c", host(), 2, 1, true, &s, &rm, now));
         let mut dead = vec![];
-        p.new_stream("c", host(), &s, now, |_| true, &mut dead);
-        p.new_stream("c", host(), &s, now, |_| true, &mut dead);
-        assert!(p.release("c", host(), 1, 1, true, &s, now));
-        assert!(p.release("c", host(), 2, 1, true, &s, now));
-        assert_eq!(
-            p.new_stream("c", host(), &s, now, |_| true, &mut dead),
-            PoolDecision::Reuse { id: 2, requests: 1 }
-        );
+        let client = p.pop_idle("c", host(), &s, &rm, now, &mut dead).unwrap();
+        assert_eq!((client.id, client.requests), (2, 1));
+        assert_eq!(rm.connections.count(), 2);
     }
 
     #[test]
-    fn idle_connection_closed_by_upstream_is_never_handed_out() {
-        let mut p: ConnPools<u32> = ConnPools::default();
-        let now = Instant::now();
-        let s = settings();
-        let mut dead = vec![];
-        p.new_stream("c", host(), &s, now, |_| true, &mut dead);
-        p.release("c", host(), 7, 1, true, &s, now);
-        assert_eq!(
-            p.new_stream("c", host(), &s, now, |id| id != 7, &mut dead),
-            PoolDecision::Connect
-        );
-        assert_eq!(dead, [7]);
-        assert_eq!(p.cluster("c").connections, 1);
-    }
-
-    #[test]
-    fn idle_timeout_expires_connections() {
-        let mut p: ConnPools<u32> = ConnPools::default();
-        let now = Instant::now();
-        let s = settings();
-        let mut dead = vec![];
-        p.new_stream("c", host(), &s, now, |_| true, &mut dead);
-        p.release("c", host(), 7, 1, true, &s, now);
+    fn idle_timeout_expires_connections_on_pop() {
+        let mut p = Pools::default();
+        let (s, rm, now) = (settings(), rm(), Instant::now());
+        p.connect_or_wait("c", host(), &rm);
+        p.release("c", host(), 7, 1, true, &s, &rm, now);
         let later = now + Duration::from_secs(61);
-        assert_eq!(p.expire_idle("c", &s, later), [7]);
-        assert_eq!(p.cluster("c").connections, 0);
+        let mut expired = vec![];
+        assert!(p
+            .pop_idle("c", host(), &s, &rm, later, &mut expired)
+            .is_none());
+        assert_eq!(expired, [7]);
+        assert_eq!(rm.connections.count(), 0);
     }
 
     // === busy connections ===
 
     #[test]
     fn max_requests_per_connection_closes_on_release() {
-        let mut p: ConnPools<u32> = ConnPools::default();
-        let now = Instant::now();
-        let s = settings();
-        let mut dead = vec![];
-        p.new_stream("c", host(), &s, now, |_| true, &mut dead);
-        assert!(!p.release("c", host(), 7, 3, true, &s, now));
-        assert_eq!(p.cluster("c").connections, 0);
+        let mut p = Pools::default();
+        let (s, rm, now) = (settings(), rm(), Instant::now());
+        p.connect_or_wait("c", host(), &rm);
+        assert!(!p.release("c", host(), 7, 3, true, &s, &rm, now));
+        assert_eq!(rm.connections.count(), 0);
+        assert!(p.cluster("c").hosts[&host()].is_empty());
+    }
+
+    // === pending streams ===
+
+    #[test]
+    fn waiting_streams_are_notified_oldest_first() {
+        let mut p = Pools::default();
+        let a = p.enqueue("c", host(), 'a');
+        let b = p.enqueue("c", host(), 'b');
+        assert_eq!(p.notify("c", host(), false), Some('a'));
+        assert_eq!(
+            p.pending_state("c", host(), a),
+            Some(PendingState::Notified)
+        );
+        assert_eq!(p.notify("c", host(), false), Some('b'));
+        assert_eq!(p.notify("c", host(), false), None);
+        // 'a' lost the race: it waits again in its place and is next.
+        p.wait_again("c", host(), a);
+        assert_eq!(p.cancel("c", host(), b), Some(PendingState::Notified));
+        assert_eq!(p.notify("c", host(), false), Some('a'));
+        assert_eq!(p.pending_count("c"), 1);
     }
 
     #[test]
-    fn max_requests_overflows() {
-        let mut p: ConnPools<u32> = ConnPools::default();
-        let now = Instant::now();
-        let mut s = settings();
-        s.thresholds.max_connections = 10;
-        let mut dead = vec![];
-        for _ in 0..3 {
-            p.new_stream("c", host(), &s, now, |_| true, &mut dead);
+    fn a_freed_slot_serves_other_hosts() {
+        let mut p = Pools::default();
+        p.enqueue("c", other(), 'x');
+        assert_eq!(p.notify("c", host(), false), None);
+        assert_eq!(p.notify("c", host(), true), Some('x'));
+    }
+
+    #[test]
+    fn connect_failure_fails_every_waiting_stream() {
+        let mut p = Pools::default();
+        let a = p.enqueue("c", host(), 'a');
+        p.enqueue("c", host(), 'b');
+        p.notify("c", host(), false);
+        let mut woken = vec![];
+        while let Some(w) = p.fail_next("c", host(), PoolFailure::ConnectionFailure) {
+            woken.push(w);
         }
+        assert_eq!(woken, ['a', 'b']);
         assert_eq!(
-            p.new_stream("c", host(), &s, now, |_| true, &mut dead),
-            PoolDecision::Overflow(OverflowKind::Requests)
+            p.cancel("c", host(), a),
+            Some(PendingState::Failed(PoolFailure::ConnectionFailure))
         );
-        p.on_stream_failed("c", host());
-        assert_eq!(
-            p.new_stream("c", host(), &s, now, |_| true, &mut dead),
-            PoolDecision::Connect
-        );
+        assert_eq!(p.cancel("c", host(), a), None);
     }
 }

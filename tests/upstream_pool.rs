@@ -1,0 +1,304 @@
+//! The upstream connection pool's pending queue and the cluster circuit breakers end to end:
+//! the real `nuncio` binary between raw-socket clients and a real upstream on 127.0.0.1 whose
+//! answers the test releases one by one (a gate), so "the connection is busy" is a fact, not
+//! a timing guess. Stats are read from the admin `/stats`.
+
+mod http_support;
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use http_support::*;
+
+const OVERFLOW_BODY: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: overflow";
+
+/// An upstream that holds every request until the test opens the gate once for it.
+struct Gated {
+    up: HttpUpstream,
+    open: Sender<()>,
+}
+
+impl Gated {
+    fn start() -> Gated {
+        let (open, rx): (Sender<()>, Receiver<()>) = mpsc::channel();
+        let rx = Arc::new(Mutex::new(rx));
+        let up = HttpUpstream::start(move |req, _| {
+            let _ = rx.lock().unwrap().recv_timeout(TIMEOUT);
+            Reply::ok(&format!("answer {}", req.path))
+        });
+        Gated { up, open }
+    }
+
+    /// Lets one held request be answered.
+    fn release_one(&self) {
+        self.open.send(()).unwrap();
+    }
+
+    /// Waits until the upstream has received `n` requests.
+    fn wait_received(&self, n: usize) {
+        let deadline = Instant::now() + TIMEOUT;
+        while self.up.requests().len() < n {
+            assert!(Instant::now() < deadline, "upstream never got {n} requests");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn breakers(thresholds: &str) -> String {
+    format!("    circuit_breakers: {{thresholds: [{{{thresholds}}}]}}\n")
+}
+
+fn send_get(proxy: &Nuncio, path: &str) -> Client {
+    let mut c = Client::connect(proxy.listener);
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+    c
+}
+
+// === the pending queue ===
+
+#[test]
+fn at_max_connections_a_request_waits_for_the_busy_connection() {
+    let gated = Gated::start();
+    let proxy = Nuncio::start(&config(
+        gated.up.addr,
+        "",
+        "",
+        "",
+        &breakers("max_connections: 1"),
+    ));
+    let mut a = send_get(&proxy, "/a");
+    gated.wait_received(1);
+    let mut b = send_get(&proxy, "/b");
+    proxy.wait_stat("cluster.app.upstream_rq_pending_active", 1);
+    assert_eq!(proxy.stat("cluster.app.upstream_cx_overflow"), 1);
+    assert_eq!(
+        proxy.stat("cluster.app.circuit_breakers.default.cx_open"),
+        1
+    );
+    assert_eq!(gated.up.requests().len(), 1, "b must wait, not be sent");
+
+    gated.release_one();
+    let ra = a.read_response().unwrap();
+    assert_eq!((ra.status, ra.body_str().as_str()), (200, "answer /a"));
+    // The released connection went to the waiting request.
+    gated.wait_received(2);
+    gated.release_one();
+    let rb = b.read_response().unwrap();
+    assert_eq!((rb.status, rb.body_str().as_str()), (200, "answer /b"));
+
+    let requests = gated.up.requests();
+    assert_eq!(
+        requests.iter().map(|r| r.connection).collect::<Vec<_>>(),
+        [0, 0],
+        "both on the one connection"
+    );
+    assert_eq!(
+        gated
+            .up
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_rq_pending_total"], 2);
+    assert_eq!(stats["cluster.app.upstream_rq_pending_active"], 0);
+    assert_eq!(stats["cluster.app.upstream_rq_pending_overflow"], 0);
+    assert_eq!(stats["cluster.app.upstream_cx_total"], 1);
+}
+
+#[test]
+fn waiting_requests_are_served_in_arrival_order() {
+    let gated = Gated::start();
+    let proxy = Nuncio::start(&config(
+        gated.up.addr,
+        "",
+        "",
+        "",
+        &breakers("max_connections: 1"),
+    ));
+    let mut first = send_get(&proxy, "/0");
+    gated.wait_received(1);
+    let mut waiting = Vec::new();
+    for i in 1..4 {
+        waiting.push(send_get(&proxy, &format!("/{i}")));
+        proxy.wait_stat("cluster.app.upstream_rq_pending_active", i);
+    }
+    gated.release_one();
+    assert_eq!(first.read_response().unwrap().status, 200);
+    for (i, c) in waiting.iter_mut().enumerate() {
+        gated.release_one();
+        let r = c.read_response().unwrap();
+        assert_eq!(r.body_str(), format!("answer /{}", i + 1));
+    }
+    let paths: Vec<String> = gated.up.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/0", "/1", "/2", "/3"]);
+}
+
+#[test]
+fn max_pending_requests_overflow_is_503_overloaded() {
+    let gated = Gated::start();
+    let path = std::env::temp_dir().join(format!("nuncio-pool-access-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let hcm = format!(
+        "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{text_format_source: {{inline_string: \"%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n\"}}}}\n",
+        path.display()
+    );
+    let proxy = Nuncio::start_with(
+        &config(
+            gated.up.addr,
+            &hcm,
+            "",
+            "",
+            &breakers("max_connections: 1, max_pending_requests: 1"),
+        ),
+        &["--concurrency", "1", "--file-flush-interval-msec", "50"],
+    );
+    let mut a = send_get(&proxy, "/a");
+    gated.wait_received(1);
+    let mut b = send_get(&proxy, "/b");
+    proxy.wait_stat("cluster.app.upstream_rq_pending_active", 1);
+    assert_eq!(
+        proxy.stat("cluster.app.circuit_breakers.default.rq_pending_open"),
+        1
+    );
+    // The queue is full: the third request is refused at once.
+    let r = get(proxy.listener, "/c");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("x-envoy-overloaded"), Some("true"));
+    assert_eq!(r.body_str(), OVERFLOW_BODY);
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_pending_overflow"), 1);
+
+    gated.release_one();
+    gated.release_one();
+    assert_eq!(a.read_response().unwrap().status, 200);
+    assert_eq!(b.read_response().unwrap().status, 200);
+    assert_eq!(gated.up.requests().len(), 2);
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.lines().count() >= 3 {
+            assert!(text.lines().any(|l| l == "/c 503 UO"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "access log: {text:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn max_pending_requests_zero_refuses_every_request_needing_a_connection() {
+    // As Envoy: a request that finds no ready connection is pending while one is opened.
+    let up = HttpUpstream::hello();
+    let proxy = Nuncio::start(&config(
+        up.addr,
+        "",
+        "",
+        "",
+        &breakers("max_pending_requests: 0"),
+    ));
+    for _ in 0..2 {
+        let r = get(proxy.listener, "/");
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("x-envoy-overloaded"), Some("true"));
+        assert_eq!(r.body_str(), OVERFLOW_BODY);
+    }
+    assert!(up.requests().is_empty());
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_rq_pending_overflow"], 2);
+    assert_eq!(stats["cluster.app.upstream_rq_pending_total"], 0);
+    assert_eq!(stats["cluster.app.upstream_rq_total"], 0);
+}
+
+#[test]
+fn a_waiting_request_whose_client_leaves_is_removed_from_the_queue() {
+    let gated = Gated::start();
+    let proxy = Nuncio::start(&config(
+        gated.up.addr,
+        "",
+        "",
+        "",
+        &breakers("max_connections: 1, max_pending_requests: 1"),
+    ));
+    let mut a = send_get(&proxy, "/a");
+    gated.wait_received(1);
+    let b = send_get(&proxy, "/b");
+    proxy.wait_stat("cluster.app.upstream_rq_pending_active", 1);
+    drop(b);
+    proxy.wait_stat("cluster.app.upstream_rq_pending_active", 0);
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_cancelled"), 1);
+    assert_eq!(
+        proxy.stat("cluster.app.circuit_breakers.default.rq_pending_open"),
+        0
+    );
+    // The queue has room again, and the connection serves the next request after `a`.
+    let mut c = send_get(&proxy, "/c");
+    proxy.wait_stat("cluster.app.upstream_rq_pending_active", 1);
+    gated.release_one();
+    assert_eq!(a.read_response().unwrap().status, 200);
+    gated.release_one();
+    let rc = c.read_response().unwrap();
+    assert_eq!((rc.status, rc.body_str().as_str()), (200, "answer /c"));
+    let paths: Vec<String> = gated.up.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        ["/a", "/c"],
+        "the cancelled request never went upstream"
+    );
+}
+
+#[test]
+fn a_waiting_request_times_out_with_504() {
+    let gated = Gated::start();
+    let routes =
+        "              - match: {prefix: \"/t\"}\n                route: {cluster: app, timeout: 0.3s}\n";
+    let proxy = Nuncio::start(&config(
+        gated.up.addr,
+        "",
+        routes,
+        "",
+        &breakers("max_connections: 1"),
+    ));
+    let mut a = send_get(&proxy, "/a");
+    gated.wait_received(1);
+    let r = get(proxy.listener, "/t");
+    assert_eq!(r.status, 504);
+    assert_eq!(r.body_str(), "upstream request timeout");
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_rq_timeout"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_pending_active"], 0);
+    gated.release_one();
+    assert_eq!(a.read_response().unwrap().status, 200);
+    assert_eq!(gated.up.requests().len(), 1);
+}
+
+// === circuit breakers shared by the workers ===
+
+#[test]
+fn max_requests_is_one_limit_for_all_workers() {
+    let gated = Gated::start();
+    let proxy = Nuncio::start_with(
+        &config(gated.up.addr, "", "", "", &breakers("max_requests: 1")),
+        &["--concurrency", "2"],
+    );
+    let mut a = send_get(&proxy, "/a");
+    gated.wait_received(1);
+    assert_eq!(
+        proxy.stat("cluster.app.circuit_breakers.default.rq_open"),
+        1
+    );
+    // Whichever worker takes these connections, the cluster already has its one request.
+    for _ in 0..6 {
+        let r = get(proxy.listener, "/b");
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("x-envoy-overloaded"), Some("true"));
+    }
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_pending_overflow"), 6);
+    gated.release_one();
+    assert_eq!(a.read_response().unwrap().status, 200);
+    proxy.wait_stat("cluster.app.circuit_breakers.default.rq_open", 0);
+    gated.release_one();
+    assert_eq!(get(proxy.listener, "/c").status, 200);
+}
