@@ -104,3 +104,55 @@ fn drain_answers_the_request_in_flight_and_closes_idle_connections_after_drain_t
         started.elapsed()
     );
 }
+
+// === the listener's per_connection_buffer_limit_bytes (Envoy's connection().bufferLimit()) ===
+
+/// `config(...)` with `per_connection_buffer_limit_bytes: limit` on the HTTP listener.
+fn with_listener_buffer_limit(config: &str, limit: u32) -> String {
+    let anchor = "    filter_chains:\n";
+    assert!(config.contains(anchor));
+    config.replacen(
+        anchor,
+        &format!("    per_connection_buffer_limit_bytes: {limit}\n{anchor}"),
+        1,
+    )
+}
+
+/// POSTs `len` body bytes to `/r` (a route retrying 5xx once) on an upstream that fails
+/// each path's first request; returns the status and how many requests the upstream saw.
+fn post_with_retry(limit: Option<u32>, len: usize) -> (u16, usize) {
+    let up = HttpUpstream::start(|_, n| {
+        if n == 0 {
+            Reply::status(503)
+        } else {
+            Reply::ok("second")
+        }
+    });
+    let routes = "              - match: {prefix: \"/r\"}\n                route: {cluster: app, retry_policy: {retry_on: 5xx, num_retries: 1}}\n";
+    let mut cfg = config(up.addr, "", routes, "", "");
+    if let Some(limit) = limit {
+        cfg = with_listener_buffer_limit(&cfg, limit);
+    }
+    let proxy = Nuncio::start(&cfg);
+    let body = "x".repeat(len);
+    let r = request(
+        proxy.listener,
+        &format!("POST /r HTTP/1.1\r\nhost: h\r\ncontent-length: {len}\r\n\r\n{body}"),
+    )
+    .expect("response");
+    let requests = up.requests();
+    for received in &requests {
+        assert_eq!(received.body.len(), len, "the upstream got the whole body");
+    }
+    (r.status, requests.len())
+}
+
+#[test]
+fn the_listener_buffer_limit_bounds_the_retry_buffer() {
+    // Under the listener's 2 KiB limit the body is kept for the retry.
+    assert_eq!(post_with_retry(Some(2048), 1000), (200, 2));
+    // Past it the body is streamed without a copy: no retry, the 503 goes to the client.
+    assert_eq!(post_with_retry(Some(2048), 8000), (503, 1));
+    // Envoy's default (1 MiB) keeps the same body.
+    assert_eq!(post_with_retry(None, 8000), (200, 2));
+}

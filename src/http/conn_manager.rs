@@ -46,8 +46,6 @@ pub struct HcmShared {
     pub routes: Arc<dyn RouteTable>,
     pub codec_settings: Arc<Http1Settings>,
     pub stats: HcmStats,
-    /// Per-stream buffer limit (the listener's `per_connection_buffer_limit_bytes`).
-    pub buffer_limit: usize,
     /// The `access_log`s, written at the end of each stream.
     pub access_logs: Vec<crate::access_log::AccessLog>,
 }
@@ -280,15 +278,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         let end_stream = head.body.is_empty();
         let upgrade_value = head.headers.get_str("upgrade").unwrap_or("").to_string();
         let upgrade = head.upgrade && shared.config.upgrade_allowed(&upgrade_value);
+        let buffer_limit = io.buffer_limit() as usize;
         let mut builder = FilterChainBuilder::default();
         for (_, factory) in &shared.config.filters {
             factory.create_filters(&mut builder);
         }
         let mut stream = ActiveStream {
             id,
-            filters: FilterManager::new(builder.decoders, builder.encoders, shared.buffer_limit),
+            filters: FilterManager::new(builder.decoders, builder.encoders, buffer_limit),
             state: StreamFilterState::default(),
-            router: RouterFilter::new(shared.codec_settings.clone(), shared.buffer_limit),
+            router: RouterFilter::new(shared.codec_settings.clone(), buffer_limit),
             // A head without body is the whole request (its MessageComplete follows).
             request_complete: end_stream,
             decode_end_pushed: end_stream,

@@ -44,7 +44,6 @@ use super::config::HcmConfig;
 use super::conn_manager::{ConnectionManager, DownstreamEvent, HcmShared, UpstreamEvent};
 use super::conn_manager_io::{CloseHow, ClusterView, ConnectionIo, HcmTimer};
 use super::conn_manager_stats::HcmStats;
-use super::filter_manager::DEFAULT_BUFFER_LIMIT;
 use super::filter_registry::HttpFilterFactoryContext;
 use super::route_adapter::ConfiguredRoutes;
 
@@ -283,6 +282,13 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
     }
     fn draining(&self) -> bool {
         self.cx.draining()
+    }
+    fn buffer_limit(&self) -> u32 {
+        self.cx
+            .connection()
+            .map_or(crate::network::connection::DEFAULT_BUFFER_LIMIT, |c| {
+                c.buffer_limit()
+            })
     }
     fn write(&mut self, data: &mut BytesMut, end_stream: bool) {
         self.cx.write(data, end_stream);
@@ -552,7 +558,6 @@ pub fn build_config(
             routes: Arc::new(ConfiguredRoutes { config: routes }),
             codec_settings,
             stats,
-            buffer_limit: DEFAULT_BUFFER_LIMIT,
             access_logs,
         }),
         clusters,

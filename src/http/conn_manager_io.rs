@@ -181,6 +181,10 @@ pub trait ConnectionIo {
     fn remote_address(&self) -> Option<SocketAddr>;
     /// Whether the server is draining (Envoy's drain manager): no keep-alive.
     fn draining(&self) -> bool;
+    /// The downstream connection's `per_connection_buffer_limit_bytes` (from its listener;
+    /// Envoy's `connection().bufferLimit()`): each stream's buffer limit (413 past it) and the
+    /// router's request-body watermark.
+    fn buffer_limit(&self) -> u32;
 
     /// Writes to the downstream connection (takes the bytes).
     fn write(&mut self, data: &mut BytesMut, end_stream: bool);

@@ -133,6 +133,7 @@ struct FakeIo {
     cluster: Rc<FakeCluster>,
     fail_connect: bool,
     rng: u64,
+    buffer_limit: u32,
 }
 
 impl FakeIo {
@@ -152,6 +153,7 @@ impl FakeIo {
             cluster: Rc::new(FakeCluster::new(host, Thresholds::default())),
             fail_connect: false,
             rng: 7,
+            buffer_limit: 1 << 20,
         }
     }
 
@@ -194,6 +196,9 @@ impl ConnectionIo for FakeIo {
     }
     fn draining(&self) -> bool {
         false
+    }
+    fn buffer_limit(&self) -> u32 {
+        self.buffer_limit
     }
     fn write(&mut self, data: &mut BytesMut, _end_stream: bool) {
         self.written.extend_from_slice(data);
@@ -267,7 +272,6 @@ http_filters:
         routes: Arc::new(Routes),
         codec_settings: Arc::new(Http1Settings::default()),
         stats: HcmStats::new(&Store::new(), "ingress"),
-        buffer_limit: 1 << 20,
         access_logs: Vec::new(),
         config,
     })
@@ -728,4 +732,141 @@ fn a_connect_failure_fails_the_streams_waiting_for_the_host() {
     assert_eq!(io.cluster.resources.pending_requests.count(), 0);
     assert_eq!(io.cluster.resources.connections.count(), 0);
     assert_eq!(io.connects.len(), 1);
+}
+
+// === the connection's buffer limit (the listener's per_connection_buffer_limit_bytes) ===
+
+/// A decoder filter that buffers the whole request body (like Envoy's buffer filter).
+struct BufferAll;
+
+impl crate::http::filter::StreamDecoderFilter for BufferAll {
+    fn decode_headers(
+        &mut self,
+        _headers: &mut RequestHead,
+        end_stream: bool,
+        _cb: &mut crate::http::filter::FilterCallbacks,
+    ) -> crate::http::filter::FilterHeadersStatus {
+        if end_stream {
+            crate::http::filter::FilterHeadersStatus::Continue
+        } else {
+            crate::http::filter::FilterHeadersStatus::StopIteration
+        }
+    }
+    fn decode_data(
+        &mut self,
+        _data: &mut BytesMut,
+        end_stream: bool,
+        _cb: &mut crate::http::filter::FilterCallbacks,
+    ) -> crate::http::filter::FilterDataStatus {
+        if end_stream {
+            crate::http::filter::FilterDataStatus::Continue
+        } else {
+            crate::http::filter::FilterDataStatus::StopIterationAndBuffer
+        }
+    }
+}
+
+struct BufferAllFactory;
+
+impl crate::http::filter_registry::FilterFactoryCb for BufferAllFactory {
+    fn create_filters(&self, chain: &mut crate::http::filter_registry::FilterChainBuilder) {
+        chain.add_decoder_filter(Box::new(BufferAll));
+    }
+}
+
+/// A connection manager whose chain buffers request bodies, on a connection with `limit`.
+fn setup_buffering(limit: u32) -> (ConnectionManager<u32>, FakeIo, Arc<HcmShared>) {
+    let base = shared("");
+    let yaml = "stat_prefix: ingress\nroute_config: {}\nhttp_filters:\n- name: envoy.filters.http.router\n";
+    let doc = parse_yaml(yaml).unwrap();
+    let mut config =
+        HcmConfig::parse(&Node::root(&doc), &HttpFilterFactoryContext::default()).unwrap();
+    config
+        .filters
+        .insert(0, ("buffer_all".to_string(), Arc::new(BufferAllFactory)));
+    let shared = Arc::new(HcmShared {
+        routes: base.routes.clone(),
+        codec_settings: base.codec_settings.clone(),
+        stats: HcmStats::new(&Store::new(), "ingress"),
+        access_logs: Vec::new(),
+        config,
+    });
+    let mut hcm = ConnectionManager::new(shared.clone());
+    let mut io = FakeIo::new(Some(host()));
+    io.buffer_limit = limit;
+    hcm.on_new_connection(&mut io);
+    (hcm, io, shared)
+}
+
+#[test]
+fn buffered_body_past_the_connection_limit_is_413() {
+    let (mut hcm, mut io, shared) = setup_buffering(16);
+    send(
+        &mut hcm,
+        &mut io,
+        "POST /a HTTP/1.1\r\nHost: example.com\r\nContent-Length: 32\r\n\r\n0123456789abcdef0123456789abcdef",
+    );
+    let down = io.take_written();
+    assert!(
+        down.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+        "{down}"
+    );
+    assert!(down.ends_with("Payload Too Large"), "{down}");
+    assert_eq!(shared.stats.downstream_rq_too_large.value(), 1);
+    assert!(io.connects.is_empty(), "nothing went upstream");
+}
+
+#[test]
+fn buffered_body_within_the_connection_limit_is_forwarded() {
+    let (mut hcm, mut io, shared) = setup_buffering(64);
+    send(
+        &mut hcm,
+        &mut io,
+        "POST /a HTTP/1.1\r\nHost: example.com\r\nContent-Length: 32\r\n\r\n0123456789abcdef0123456789abcdef",
+    );
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    let up = io.take_upstream(1);
+    assert!(
+        up.ends_with("\r\n\r\n0123456789abcdef0123456789abcdef"),
+        "{up}"
+    );
+    assert_eq!(shared.stats.downstream_rq_too_large.value(), 0);
+}
+
+// === drain (the drain manager's drain-close callback) ===
+
+#[test]
+fn drain_close_on_an_idle_connection_closes_it_after_drain_timeout() {
+    let (mut hcm, mut io, shared) = setup("drain_timeout: 2s\n");
+    send(&mut hcm, &mut io, GET);
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    upstream_reply(&mut hcm, &mut io, 1, OK);
+    io.take_written();
+    hcm.on_drain_close(&mut io);
+    hcm.on_drain_close(&mut io);
+    assert_eq!(shared.stats.downstream_cx_drain_close.value(), 1, "once");
+    assert_eq!(io.closed, None, "the grace period lets a racing request in");
+    for timer in io.advance(Duration::from_secs(2)) {
+        hcm.on_timer(timer, &mut io);
+    }
+    assert_eq!(io.closed, Some(CloseHow::FlushWrite));
+}
+
+#[test]
+fn drain_close_during_a_stream_answers_it_with_connection_close() {
+    let (mut hcm, mut io, shared) = setup("drain_timeout: 1s\n");
+    send(&mut hcm, &mut io, GET);
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    hcm.on_drain_close(&mut io);
+    // The drain timeout passes mid-stream: the stream is not cut.
+    for timer in io.advance(Duration::from_secs(1)) {
+        hcm.on_timer(timer, &mut io);
+    }
+    assert_eq!(io.closed, None);
+    upstream_reply(&mut hcm, &mut io, 1, OK);
+    let down = io.take_written();
+    assert!(down.starts_with("HTTP/1.1 200 OK\r\n"), "{down}");
+    assert!(down.contains("connection: close\r\n"), "{down}");
+    assert_eq!(io.closed, Some(CloseHow::FlushWriteAndDelay));
+    assert_eq!(shared.stats.downstream_cx_drain_close.value(), 1);
 }
