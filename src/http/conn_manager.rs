@@ -19,7 +19,12 @@
 //!
 //! HTTP/1 has one stream at a time: the codec yields a pipelined request only once the
 //! previous response is complete; its bytes wait in `pending_input` meanwhile.
+//!
+//! Memory: an idle keep-alive connection owns no buffer and no stream. The stream lives in a
+//! [`StreamSlot`] (a heap block recycled per worker), the router's outcomes go through a
+//! per-worker scratch vector, and `pending_input` is released once it is drained.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,7 +43,32 @@ use super::conn_manager_utility::{mutate_request_headers, mutate_response_header
 use super::filter::{ChainSink, FilterCallbacks, LocalReply, ResponseFlag, StreamFilterState};
 use super::filter_manager::{local_reply_headers, ChainOutcome, FilterManager};
 use super::filter_registry::FilterChainBuilder;
+use super::stream_slot::StreamSlot;
 use super::HeaderMap;
+
+thread_local! {
+    /// The worker's router-outcome scratch: the outcomes of the one upstream event being handled
+    /// (callbacks never nest across connections; a nested use just gets an empty vector).
+    static OUTCOMES: RefCell<Vec<UpstreamOutcome>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The worker's outcome scratch (empty), taken for one event.
+fn take_outcomes() -> Vec<UpstreamOutcome> {
+    OUTCOMES
+        .try_with(|o| std::mem::take(&mut *o.borrow_mut()))
+        .unwrap_or_default()
+}
+
+/// Gives the (drained) scratch back, keeping the larger capacity.
+fn return_outcomes(mut outcomes: Vec<UpstreamOutcome>) {
+    outcomes.clear();
+    let _ = OUTCOMES.try_with(|o| {
+        let mut o = o.borrow_mut();
+        if outcomes.capacity() > o.capacity() {
+            *o = outcomes;
+        }
+    });
+}
 
 /// What every connection of one `http_connection_manager` config shares (built once).
 pub struct HcmShared {
@@ -82,16 +112,15 @@ pub struct ActiveStream<U> {
 }
 
 /// The HTTP connection manager of one downstream connection.
-pub struct ConnectionManager<U> {
+pub struct ConnectionManager<U: 'static> {
     shared: Arc<HcmShared>,
     codec: ServerCodec,
-    stream: Option<ActiveStream<U>>,
-    /// Pipelined bytes waiting for the current response to finish.
+    /// The active stream, if any (no memory while idle).
+    stream: StreamSlot<ActiveStream<U>>,
+    /// Pipelined bytes waiting for the current response to finish (unallocated when empty).
     pending_input: BytesMut,
     /// Encoding scratch for downstream writes.
     out: BytesMut,
-    /// Router outcomes of the event being handled (reused).
-    outcomes: Vec<UpstreamOutcome>,
     next_stream_id: u64,
     requests: u32,
     /// A close was requested: ignore further input.
@@ -105,16 +134,15 @@ pub struct ConnectionManager<U> {
     created: Option<Instant>,
 }
 
-impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
+impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManager<U> {
     pub fn new(shared: Arc<HcmShared>) -> Self {
         let codec = ServerCodec::new(shared.codec_settings.clone());
         ConnectionManager {
             shared,
             codec,
-            stream: None,
+            stream: StreamSlot::empty(),
             pending_input: BytesMut::new(),
             out: BytesMut::new(),
-            outcomes: Vec::new(),
             next_stream_id: 1,
             requests: 0,
             closing: false,
@@ -131,7 +159,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
 
     /// The upstream connection the active stream uses, if any.
     pub fn upstream_conn(&self) -> Option<U> {
-        self.stream.as_ref().and_then(|s| s.router.upstream_conn())
+        self.stream.get().and_then(|s| s.router.upstream_conn())
     }
 
     /// The connection was accepted (Envoy's `onNewConnection`).
@@ -181,7 +209,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             return;
         }
         if self.tunnel {
-            if let Some(stream) = self.stream.as_mut() {
+            if let Some(stream) = self.stream.get_mut() {
                 stream.router.tunnel_write(data, end_stream, io);
             }
             data.clear();
@@ -198,7 +226,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             data.clear();
             let mut buf = std::mem::take(&mut self.pending_input);
             self.dispatch(&mut buf, io);
-            self.pending_input = buf;
+            if !buf.is_empty() {
+                self.pending_input = buf;
+            }
         } else {
             self.dispatch(data, io);
             if !data.is_empty() && self.codec.is_responding() && !self.closing {
@@ -318,14 +348,14 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         if let Some(t) = shared.config.request_timeout {
             io.arm_timer(HcmTimer::Request, t);
         }
-        self.stream = Some(stream);
+        self.stream.put(stream);
         if head.upgrade && !upgrade {
             // Envoy: an upgrade the config does not allow is refused.
             stats.downstream_rq_ws_on_non_ws_route.inc();
             self.send_local_reply(LocalReply::new(403, "", "upgrade_failed"), io);
             return;
         }
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.stream.get_mut() else {
             return;
         };
         let mut cb = FilterCallbacks {
@@ -357,7 +387,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         io: &mut Io,
     ) {
         let shared = self.shared.clone();
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.stream.get_mut() else {
             return;
         };
         if end_stream {
@@ -389,7 +419,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         io: &mut Io,
     ) {
         let shared = self.shared.clone();
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.stream.get_mut() else {
             return;
         };
         stream.decode_end_pushed = true;
@@ -413,7 +443,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
 
     /// Envoy's `onMessageComplete`: the request is fully read.
     fn on_message_complete<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.stream.get_mut() else {
             return;
         };
         if stream.request_complete {
@@ -435,7 +465,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             ChainOutcome::LocalReply => {
                 let reply = self
                     .stream
-                    .as_mut()
+                    .get_mut()
                     .and_then(|s| s.state.local_reply.take());
                 if let Some(reply) = reply {
                     self.send_local_reply(reply, io);
@@ -456,7 +486,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
     /// stream if its response already started.
     fn send_local_reply<Io: ConnectionIo<Upstream = U>>(&mut self, reply: LocalReply, io: &mut Io) {
         let shared = self.shared.clone();
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.stream.get_mut() else {
             return;
         };
         log::debug!(
@@ -503,7 +533,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         end_stream: bool,
         io: &mut Io,
     ) {
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.stream.get_mut() else {
             data.clear();
             return;
         };
@@ -516,7 +546,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             return;
         }
         self.arm_stream_idle(io);
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.stream.get_mut() else {
             return;
         };
         let mut cb = FilterCallbacks {
@@ -525,10 +555,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             stream_id: stream.id,
             state: &mut stream.state,
         };
+        let mut outcomes = take_outcomes();
         stream
             .router
-            .on_upstream_data(data, end_stream, &mut cb, io, &mut self.outcomes);
-        self.process_outcomes(io);
+            .on_upstream_data(data, end_stream, &mut cb, io, &mut outcomes);
+        self.process_outcomes(outcomes, io);
     }
 
     pub fn on_upstream_event<Io: ConnectionIo<Upstream = U>>(
@@ -537,7 +568,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         event: UpstreamEvent,
         io: &mut Io,
     ) {
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.stream.get_mut() else {
             return;
         };
         if stream.router.upstream_conn() != Some(upstream) {
@@ -549,6 +580,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             stream_id: stream.id,
             state: &mut stream.state,
         };
+        let mut outcomes = take_outcomes();
         match event {
             UpstreamEvent::Connected => {
                 log::debug!(
@@ -566,22 +598,23 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
                     io.close(CloseHow::FlushWrite);
                     return;
                 }
-                stream
-                    .router
-                    .on_upstream_closed(&mut cb, io, &mut self.outcomes);
+                stream.router.on_upstream_closed(&mut cb, io, &mut outcomes);
             }
             UpstreamEvent::AboveHighWatermark => stream.router.on_upstream_watermark(true, io),
             UpstreamEvent::BelowLowWatermark => stream.router.on_upstream_watermark(false, io),
         }
-        self.process_outcomes(io);
+        self.process_outcomes(outcomes, io);
     }
 
     /// Pushes the router's outcomes through the encoder filters to the downstream.
-    fn process_outcomes<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+    fn process_outcomes<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        mut outcomes: Vec<UpstreamOutcome>,
+        io: &mut Io,
+    ) {
         let shared = self.shared.clone();
-        let mut outcomes = std::mem::take(&mut self.outcomes);
         for outcome in outcomes.drain(..) {
-            let Some(stream) = self.stream.as_mut() else {
+            let Some(stream) = self.stream.get_mut() else {
                 break;
             };
             if let UpstreamOutcome::Headers(head, _) = &outcome {
@@ -648,7 +681,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
                 ChainOutcome::LocalReply => {
                     let reply = self
                         .stream
-                        .as_mut()
+                        .get_mut()
                         .and_then(|s| s.state.local_reply.take());
                     if let Some(reply) = reply {
                         self.send_local_reply(reply, io);
@@ -663,7 +696,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
                 }
             }
         }
-        self.outcomes = outcomes;
+        return_outcomes(outcomes);
         self.maybe_finish_stream(io);
     }
 
@@ -679,12 +712,12 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
                 self.on_connection_closed(event, io)
             }
             DownstreamEvent::AboveHighWatermark => {
-                if let Some(stream) = self.stream.as_mut() {
+                if let Some(stream) = self.stream.get_mut() {
                     stream.router.on_downstream_watermark(true, io);
                 }
             }
             DownstreamEvent::BelowLowWatermark => {
-                if let Some(stream) = self.stream.as_mut() {
+                if let Some(stream) = self.stream.get_mut() {
                     stream.router.on_downstream_watermark(false, io);
                 }
             }
@@ -793,7 +826,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
                 self.reply_without_stream(408, "request header timeout", io);
             }
             HcmTimer::StreamIdle => {
-                let Some(stream) = self.stream.as_mut() else {
+                let Some(stream) = self.stream.get_mut() else {
                     return;
                 };
                 stats.downstream_rq_idle_timeout.inc();
@@ -820,7 +853,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
                 self.close_after_reply(io);
             }
             router_timer => {
-                let Some(stream) = self.stream.as_mut() else {
+                let Some(stream) = self.stream.get_mut() else {
                     return;
                 };
                 let mut cb = FilterCallbacks {
@@ -829,10 +862,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
                     stream_id: stream.id,
                     state: &mut stream.state,
                 };
+                let mut outcomes = take_outcomes();
                 stream
                     .router
-                    .on_timer(router_timer, &mut cb, io, &mut self.outcomes);
-                self.process_outcomes(io);
+                    .on_timer(router_timer, &mut cb, io, &mut outcomes);
+                self.process_outcomes(outcomes, io);
             }
         }
         self.maybe_finish_stream(io);
@@ -842,7 +876,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
     /// connection asks the pool again (Envoy's `onPoolReady` / `onPoolFailure` for a pending
     /// stream). A wake-up for a stream that is gone is ignored by the router.
     pub fn on_pool_wake<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
-        let Some(stream) = self.stream.as_mut() else {
+        let Some(stream) = self.stream.get_mut() else {
             return;
         };
         let mut cb = FilterCallbacks {
@@ -851,8 +885,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             stream_id: stream.id,
             state: &mut stream.state,
         };
-        stream.router.on_pool_wake(&mut cb, io, &mut self.outcomes);
-        self.process_outcomes(io);
+        let mut outcomes = take_outcomes();
+        stream.router.on_pool_wake(&mut cb, io, &mut outcomes);
+        self.process_outcomes(outcomes, io);
         self.maybe_finish_stream(io);
     }
 
@@ -918,7 +953,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
         );
         self.shared.stats.downstream_cx_protocol_error.inc();
         let status = error.status();
-        if let Some(stream) = self.stream.as_mut() {
+        if let Some(stream) = self.stream.get_mut() {
             stream
                 .state
                 .response_flags
@@ -992,7 +1027,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
     fn maybe_finish_stream<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         let done = self
             .stream
-            .as_ref()
+            .get()
             .is_some_and(|s| s.filters.encoder.complete);
         if !done || self.tunnel {
             return;
@@ -1039,7 +1074,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
             self.arm_head_timer(io);
             self.dispatch(&mut buf, io);
             if self.pending_input.is_empty() {
-                self.pending_input = buf;
+                if !buf.is_empty() {
+                    self.pending_input = buf;
+                }
             } else {
                 self.pending_input.extend_from_slice(&buf);
             }
@@ -1085,7 +1122,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
     }
 }
 
-impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> ConnectionManager<U> {
+impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManager<U> {
     /// Envoy's `ActiveStream::log()` at the end of the stream.
     fn write_access_logs<Io: ConnectionIo<Upstream = U>>(
         &self,

@@ -19,3 +19,4 @@ pub mod conn_manager_filter;
 #[cfg(test)]
 mod conn_manager_tests;
 pub mod route_adapter;
+pub mod stream_slot;
