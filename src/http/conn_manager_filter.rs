@@ -334,14 +334,18 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
         // and `upstream_usable` refuses it either way.
         self.cx.set_owner(id, ConnectionOwner::FilterChain);
     }
-    fn upstream_usable(&mut self, id: ConnectionId) -> bool {
+    fn upstream_usable(&mut self, id: ConnectionId, peek: bool) -> bool {
         let Some(conn) = self.cx.connection_of(id) else {
             return false;
         };
         if conn.state() != State::Open || conn.read_end_stream() || !conn.read_buffer.is_empty() {
             return false;
         }
-        // The FIN may be in the socket but not yet read by this loop iteration: peek.
+        // A FIN (or stray bytes) collected by this iteration's poll whose callback has not run
+        // yet, or, when asked, one that arrived since the poll: ask the socket.
+        if !peek && !conn.read_event_pending() {
+            return true;
+        }
         match conn.raw_fd() {
             Some(fd) => peek_idle(fd),
             None => false,

@@ -202,8 +202,10 @@ pub trait ConnectionIo {
     fn adopt_upstream(&mut self, id: Self::Upstream);
     /// The connection goes back to the pool: its events no longer come here.
     fn release_upstream(&mut self, id: Self::Upstream);
-    /// An idle pooled connection is still open and quiet (no EOF, no stray bytes).
-    fn upstream_usable(&mut self, id: Self::Upstream) -> bool;
+    /// An idle pooled connection is still open and quiet (no EOF, no stray bytes) as far as
+    /// the event loop knows; with `peek`, the socket itself is asked too (one syscall; see
+    /// `IdleClient::peek_before_reuse` for when).
+    fn upstream_usable(&mut self, id: Self::Upstream, peek: bool) -> bool;
 
     /// The worker's connection pools.
     fn pools(&mut self) -> &mut ConnPools<Self::Upstream, Self::Waiter>;

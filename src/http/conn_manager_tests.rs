@@ -236,7 +236,7 @@ impl ConnectionIo for FakeIo {
     fn read_disable_upstream(&mut self, _id: u32, _disable: bool) {}
     fn adopt_upstream(&mut self, _id: u32) {}
     fn release_upstream(&mut self, _id: u32) {}
-    fn upstream_usable(&mut self, id: u32) -> bool {
+    fn upstream_usable(&mut self, id: u32, _peek: bool) -> bool {
         !self.dead.contains(&id) && !self.upstream_closed.contains(&id)
     }
     fn pools(&mut self) -> &mut ConnPools<u32, ()> {

@@ -539,6 +539,17 @@ impl Connection {
         }
     }
 
+    /// Whether the dispatcher has collected (or injected) READ or CLOSED for this socket that
+    /// its callback has not handled yet: bytes, a FIN or an error wait behind the callback that
+    /// is running now. Costs no syscall ([`FileEvent::pending`]).
+    pub fn read_event_pending(&self) -> bool {
+        self.file_event.as_ref().is_some_and(|event| {
+            event
+                .pending()
+                .intersects(FileReadyType::READ | FileReadyType::CLOSED)
+        })
+    }
+
     pub(crate) fn activate(&self, events: FileReadyType) {
         if let Some(event) = &self.file_event {
             event.activate(events);

@@ -549,7 +549,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let stats = cluster.stats();
         let mut found = None;
         let mut dead = Vec::new();
-        // Never lend a connection the upstream closed while it sat idle: ask the socket.
+        // Never lend a connection the upstream closed while it sat idle: ask the event loop,
+        // and the socket after a long idle period.
         loop {
             let popped = io
                 .pools()
@@ -557,7 +558,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             let Some(client) = popped else {
                 break;
             };
-            if io.upstream_usable(client.id) {
+            if io.upstream_usable(client.id, client.peek_before_reuse(now)) {
                 io.pools().lend(cluster.name(), host);
                 found = Some((client.id, client.requests));
                 break;

@@ -31,9 +31,10 @@
 //! waiting leaves the queue ([`ConnPools::cancel`]), passing a notification it got on.
 //!
 //! A pooled connection the upstream closed while idle must never be handed out (Envoy's most
-//! complained-about 503): the caller asks `usable(id)` (the connection is still open and a
-//! non-blocking peek finds neither EOF nor stray bytes) before lending a popped connection, and
-//! discards it otherwise.
+//! complained-about 503): the caller asks `usable(id)` (the connection is still open, and
+//! neither the event loop nor, after a long idle period ([`IdleClient::peek_before_reuse`]), a
+//! non-blocking peek finds EOF or stray bytes) before lending a popped connection, and discards
+//! it otherwise.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -50,6 +51,32 @@ pub struct IdleClient<Id> {
     pub since: Instant,
     /// Requests it has carried (for `max_requests_per_connection`).
     pub requests: u32,
+}
+
+/// How long a pooled connection must have sat idle before its reuse is preceded by a peek at
+/// its socket (see [`IdleClient::peek_before_reuse`]).
+pub const PEEK_AFTER_IDLE: Duration = Duration::from_millis(100);
+
+impl<Id> IdleClient<Id> {
+    /// Whether reusing this connection at `now` (the event loop's time) should first peek at
+    /// its socket (one `recv(MSG_PEEK)`) for a FIN the event loop has not reported yet.
+    ///
+    /// What the kernel reported up to this iteration's poll has been handled (an idle
+    /// connection's EOF closes it and takes it out of the pool), and what the poll collected
+    /// for a callback still to run is visible without a syscall (the caller checks the
+    /// connection's pending readiness). Only a FIN that arrived since the poll is unseen: a
+    /// window of one loop iteration, micro- to milliseconds. An upstream closes an idle
+    /// connection when its keep-alive timeout expires, and those are counted in seconds (nginx
+    /// 75 s, Apache httpd 5 s, Node.js 5 s, gunicorn 2 s), far above 100 ms; a connection idle
+    /// for less is not the one its upstream is timing out now. So a busy pool (connections
+    /// reused within microseconds) never pays the syscall, and a connection idle long enough
+    /// to be near a timeout pays one, nothing next to the request it carries. A FIN that
+    /// still slips through (an upstream hanging up for another reason, or right after the
+    /// peek) is covered by the router, which replays once a request that died on a reused
+    /// connection before any response byte.
+    pub fn peek_before_reuse(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.since) >= PEEK_AFTER_IDLE
+    }
 }
 
 /// Names one waiting stream in its host pool's queue.
@@ -530,5 +557,23 @@ mod tests {
             Some(PendingState::Failed(PoolFailure::ConnectionFailure))
         );
         assert_eq!(p.cancel("c", host(), a), None);
+    }
+
+    #[test]
+    fn only_a_connection_idle_past_the_threshold_is_peeked_before_reuse() {
+        let since = Instant::now();
+        let client = IdleClient {
+            id: 1u32,
+            since,
+            requests: 1,
+        };
+        assert!(
+            !client.peek_before_reuse(since),
+            "reused in the same iteration"
+        );
+        assert!(!client.peek_before_reuse(since + PEEK_AFTER_IDLE / 2));
+        assert!(client.peek_before_reuse(since + PEEK_AFTER_IDLE));
+        // A clock that went backwards (cached times of two workers never mix, but be safe).
+        assert!(!client.peek_before_reuse(since - Duration::from_millis(1)));
     }
 }
