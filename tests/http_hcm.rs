@@ -156,3 +156,67 @@ fn the_listener_buffer_limit_bounds_the_retry_buffer() {
     // Envoy's default (1 MiB) keeps the same body.
     assert_eq!(post_with_retry(None, 8000), (200, 2));
 }
+
+// === x-envoy-immediate-health-check-fail (Envoy's HealthCheckFilter + drain manager) ===
+
+#[test]
+fn failing_health_checks_mark_every_response_and_close_connections() {
+    let up = HttpUpstream::hello();
+    let filters = r#"          - name: envoy.filters.http.health_check
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck
+              pass_through_mode: false
+              headers: [{name: ":path", string_match: {exact: "/healthz"}}]
+"#;
+    let cfg = format!(
+        "node: {{id: n1, cluster: front}}\n{}",
+        config(up.addr, "", "", filters, "")
+    );
+    let proxy = Nuncio::start(&cfg);
+    // Healthy: the answer names the local cluster; proxied responses are untouched.
+    let r = get(proxy.listener, "/healthz");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-envoy-upstream-healthchecked-cluster"),
+        Some("front")
+    );
+    assert_eq!(r.header("x-envoy-immediate-health-check-fail"), None);
+    let mut client = Client::connect(proxy.listener);
+    client.send(b"GET /other HTTP/1.1\r\nhost: h\r\n\r\n");
+    let r = client.read_response().unwrap();
+    assert_eq!(r.header("x-envoy-immediate-health-check-fail"), None);
+    assert_eq!(r.header("connection"), None);
+
+    assert_eq!(proxy.admin_post("/healthcheck/fail").status, 200);
+    // The keep-alive connection's next response: marked, and the connection drain-closes.
+    client.send(b"GET /other HTTP/1.1\r\nhost: h\r\n\r\n");
+    let r = client.read_response().unwrap();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "hello"));
+    assert_eq!(
+        r.header("x-envoy-immediate-health-check-fail"),
+        Some("true"),
+        "{r:?}"
+    );
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    assert!(client.closed());
+    proxy.wait_stat("http.ingress.downstream_cx_drain_close", 1);
+    // The health check itself: 503, immediate fail, the cluster.
+    let r = get(proxy.listener, "/healthz");
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        r.header("x-envoy-immediate-health-check-fail"),
+        Some("true")
+    );
+    assert_eq!(
+        r.header("x-envoy-upstream-healthchecked-cluster"),
+        Some("front")
+    );
+    assert_eq!(r.header("connection"), Some("close"));
+
+    assert_eq!(proxy.admin_post("/healthcheck/ok").status, 200);
+    let mut client = Client::connect(proxy.listener);
+    client.send(b"GET /other HTTP/1.1\r\nhost: h\r\n\r\n");
+    let r = client.read_response().unwrap();
+    assert_eq!(r.header("x-envoy-immediate-health-check-fail"), None);
+    assert_eq!(r.header("connection"), None, "keep-alive again");
+}

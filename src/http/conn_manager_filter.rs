@@ -193,6 +193,10 @@ pub struct HcmFilterConfig {
     clusters: HashMap<String, Arc<StaticCluster>>,
     /// One store view per worker (stats handles are created on the worker that uses them).
     worker_stats: Vec<Store>,
+    /// The server fails health checks (admin `POST /healthcheck/fail`): Envoy's drain manager
+    /// then drain-closes (`drainClose()` is true for the DEFAULT drain type), so every
+    /// response says `connection: close`.
+    health_check_failed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The network read filter of one downstream connection.
@@ -281,7 +285,7 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
         self.cx.connection().map(|c| c.remote_address())
     }
     fn draining(&self) -> bool {
-        self.cx.draining()
+        self.cx.draining() || self.config.health_check_failed.load(Ordering::Relaxed)
     }
     fn buffer_limit(&self) -> u32 {
         self.cx
@@ -566,6 +570,7 @@ pub fn build_config(
         }),
         clusters,
         worker_stats: worker_stats.to_vec(),
+        health_check_failed: context.health_check_failed.clone(),
     })
 }
 
@@ -586,6 +591,12 @@ impl NamedNetworkFilterConfigFactory for HttpConnectionManagerFactory {
     ) -> config::Result<NetworkFilterFactoryCb> {
         let context = HttpFilterFactoryContext {
             health_check_failed: health_check_failed_flag(),
+            local_cluster: cx
+                .bootstrap
+                .node
+                .as_ref()
+                .map(|n| n.cluster.clone())
+                .unwrap_or_default(),
         };
         let config = Arc::new(build_config(
             filter,

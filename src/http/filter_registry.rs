@@ -20,6 +20,9 @@ pub struct HttpFilterFactoryContext {
     /// The server's "failing health checks" flag (set by the admin's `POST /healthcheck/fail`,
     /// cleared by `POST /healthcheck/ok`); read by the health_check filter.
     pub health_check_failed: Arc<AtomicBool>,
+    /// The bootstrap's `node.cluster` (Envoy's `localInfo().clusterName()`; "" when unset):
+    /// the health_check filter's `x-envoy-upstream-healthchecked-cluster`.
+    pub local_cluster: String,
 }
 
 /// Collects the filters of one new stream (Envoy's `FilterChainFactoryCallbacks`).

@@ -3,6 +3,23 @@
 //! server is healthy and 503 once the admin's `POST /healthcheck/fail` set the server's
 //! health-check-failed flag; other requests pass untouched.
 //!
+//! Headers, as Envoy 1.40 sends them (checked against the real binary):
+//! - the health check answer carries `x-envoy-upstream-healthchecked-cluster: <node.cluster>`
+//!   (empty without a `node.cluster`), and while failing `x-envoy-immediate-health-check-fail:
+//!   true`, so a downstream Envoy marks this host failed at once, without waiting for its
+//!   active health checker's thresholds;
+//! - while failing, every other response through the filter also carries
+//!   `x-envoy-immediate-health-check-fail: true` (the encoder half, [`HealthCheckFailEncoder`]).
+//!   It is added to streams created while the server is failing (a stream begun before
+//!   `POST /healthcheck/fail` and answered after it goes without; Envoy checks when the
+//!   response headers pass): the healthy path builds no encoder filter, so costs nothing.
+//!
+//! The other half of Envoy's feature, the router marking an upstream host whose response
+//! carries `x-envoy-immediate-health-check-fail` as failing its active health check, needs
+//! active health checking, which nuncio does not have: such a response is relayed unchanged.
+//! (The failing server's responses also say `connection: close`: the drain manager drain-closes
+//! while health checks fail, see `conn_manager_filter`.)
+//!
 //! Built per stream by its factory (registered in `http::filter_registry`); called by the
 //! stream's `FilterManager`; reads the shared flag the admin handler writes.
 
@@ -11,8 +28,8 @@ use std::sync::Arc;
 
 use crate::config::{self, Node};
 use crate::http::filter::{
-    FilterCallbacks, FilterHeadersStatus, LocalReply, RequestHead, ResponseFlag,
-    StreamDecoderFilter,
+    FilterCallbacks, FilterHeadersStatus, LocalReply, RequestHead, ResponseFlag, ResponseHead,
+    StreamDecoderFilter, StreamEncoderFilter,
 };
 use crate::http::filter_registry::{
     FilterChainBuilder, FilterFactoryCb, HttpFilterFactory, HttpFilterFactoryContext,
@@ -125,6 +142,8 @@ pub struct HealthCheckConfig {
     /// A request is a health check when every matcher matches.
     pub headers: Vec<HeaderMatch>,
     pub failed: Arc<AtomicBool>,
+    /// `x-envoy-upstream-healthchecked-cluster` (the bootstrap's `node.cluster`).
+    pub local_cluster: String,
 }
 
 /// The filter of one stream.
@@ -149,13 +168,42 @@ impl StreamDecoderFilter for HealthCheckFilter {
             return FilterHeadersStatus::Continue;
         }
         // Envoy answers at once, before the body (if any) arrives.
-        if self.config.failed.load(Ordering::Relaxed) {
+        let reply = if self.config.failed.load(Ordering::Relaxed) {
             cb.set_response_flag(ResponseFlag::FailedLocalHealthCheck);
-            cb.send_local_reply(LocalReply::new(503, "", "health_check_failed"));
+            LocalReply::new(503, "", "health_check_failed")
+                .with_header(IMMEDIATE_HEALTH_CHECK_FAIL, "true")
         } else {
-            cb.send_local_reply(LocalReply::new(200, "", "health_check_ok"));
-        }
+            LocalReply::new(200, "", "health_check_ok")
+        };
+        cb.send_local_reply(reply.with_header(
+            "x-envoy-upstream-healthchecked-cluster",
+            self.config.local_cluster.clone(),
+        ));
         FilterHeadersStatus::StopIteration
+    }
+}
+
+/// Envoy's `x-envoy-immediate-health-check-fail` header.
+pub const IMMEDIATE_HEALTH_CHECK_FAIL: &str = "x-envoy-immediate-health-check-fail";
+
+/// The encoder half of Envoy's `HealthCheckFilter::encodeHeaders`: while the server fails
+/// health checks, a response that is not the health check answer says so.
+pub struct HealthCheckFailEncoder {
+    config: Arc<HealthCheckConfig>,
+}
+
+impl StreamEncoderFilter for HealthCheckFailEncoder {
+    fn encode_headers(
+        &mut self,
+        headers: &mut ResponseHead,
+        _end_stream: bool,
+        cb: &mut FilterCallbacks,
+    ) -> FilterHeadersStatus {
+        let health_check_answer = cb.state.response_code_details.starts_with("health_check");
+        if !health_check_answer && self.config.failed.load(Ordering::Relaxed) {
+            headers.headers.insert(IMMEDIATE_HEALTH_CHECK_FAIL, "true");
+        }
+        FilterHeadersStatus::Continue
     }
 }
 
@@ -164,6 +212,11 @@ struct HealthCheckFactoryCb(Arc<HealthCheckConfig>);
 impl FilterFactoryCb for HealthCheckFactoryCb {
     fn create_filters(&self, chain: &mut FilterChainBuilder) {
         chain.add_decoder_filter(Box::new(HealthCheckFilter::new(self.0.clone())));
+        if self.0.failed.load(Ordering::Relaxed) {
+            chain.add_encoder_filter(Box::new(HealthCheckFailEncoder {
+                config: self.0.clone(),
+            }));
+        }
     }
 }
 
@@ -202,6 +255,7 @@ impl HttpFilterFactory for HealthCheckFactory {
             HealthCheckConfig {
                 headers,
                 failed: context.health_check_failed.clone(),
+                local_cluster: context.local_cluster.clone(),
             },
         ))))
     }
@@ -223,6 +277,7 @@ mod tests {
         let config = HealthCheckConfig {
             headers: node.list("headers", HeaderMatch::parse).unwrap(),
             failed: context.health_check_failed.clone(),
+            local_cluster: "front".to_string(),
         };
         (
             HealthCheckFilter::new(Arc::new(config)),
@@ -274,13 +329,69 @@ mod tests {
     fn failed_flag_gives_503_and_flips_back() {
         let (mut f, flag) = filter(CONFIG, true);
         let (_, state) = run(&mut f, "/healthz");
-        assert_eq!(state.local_reply.unwrap().status, 503);
+        let reply = state.local_reply.clone().unwrap();
+        assert_eq!(reply.status, 503);
+        assert_eq!(
+            reply.headers,
+            [
+                (IMMEDIATE_HEALTH_CHECK_FAIL, "true".to_string()),
+                (
+                    "x-envoy-upstream-healthchecked-cluster",
+                    "front".to_string()
+                )
+            ]
+        );
         assert!(state
             .response_flags
             .has(ResponseFlag::FailedLocalHealthCheck));
         flag.store(false, Ordering::Relaxed);
         let (_, state) = run(&mut f, "/healthz");
-        assert_eq!(state.local_reply.unwrap().status, 200);
+        let reply = state.local_reply.unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.headers,
+            [(
+                "x-envoy-upstream-healthchecked-cluster",
+                "front".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn failing_server_marks_other_responses_immediate_fail() {
+        let (f, flag) = filter(CONFIG, true);
+        let mut encoder = HealthCheckFailEncoder { config: f.config };
+        let mut state = StreamFilterState::default();
+        let mut head = ResponseHead::new(200);
+        let mut cb = FilterCallbacks {
+            now: Instant::now(),
+            connection_id: 0,
+            stream_id: 0,
+            state: &mut state,
+        };
+        encoder.encode_headers(&mut head, true, &mut cb);
+        assert_eq!(
+            head.headers.get_str(IMMEDIATE_HEALTH_CHECK_FAIL),
+            Some("true")
+        );
+        // Healthy again by the time the response passes: no header.
+        flag.store(false, Ordering::Relaxed);
+        let mut head = ResponseHead::new(200);
+        encoder.encode_headers(&mut head, true, &mut cb);
+        assert_eq!(head.headers.get_str(IMMEDIATE_HEALTH_CHECK_FAIL), None);
+    }
+
+    #[test]
+    fn the_encoder_half_exists_only_while_failing() {
+        let (f, flag) = filter(CONFIG, false);
+        let factory = HealthCheckFactoryCb(f.config);
+        let mut chain = FilterChainBuilder::default();
+        factory.create_filters(&mut chain);
+        assert_eq!((chain.decoders.len(), chain.encoders.len()), (1, 0));
+        flag.store(true, Ordering::Relaxed);
+        let mut chain = FilterChainBuilder::default();
+        factory.create_filters(&mut chain);
+        assert_eq!((chain.decoders.len(), chain.encoders.len()), (1, 1));
     }
 
     // === config ===
