@@ -226,6 +226,42 @@ pub struct Thresholds {
     pub max_requests: u32,
     /// `max_retries`. Default 3.
     pub max_retries: u32,
+    /// `retry_budget`: when given, it replaces `max_retries` (Envoy: "the retry budget will
+    /// override any configured retry circuit breaker").
+    pub retry_budget: Option<RetryBudget>,
+}
+
+/// `circuit_breakers.thresholds[].retry_budget`: retries allowed in flight are
+/// `max(budget_percent × (active + pending requests), min_retry_concurrency)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryBudget {
+    /// `budget_percent.value` in hundredths of a percent (20% = 2000). Default 20%.
+    pub budget_percent_hundredths: u32,
+    /// `min_retry_concurrency`. Default 3.
+    pub min_retry_concurrency: u32,
+}
+
+impl RetryBudget {
+    /// Reads a `RetryBudget` message.
+    fn parse(node: &Node<'_>) -> Result<RetryBudget> {
+        node.check_fields(&["budget_percent", "min_retry_concurrency"], &[])?;
+        let percent = match node.get("budget_percent") {
+            Some(p) => {
+                let value = p.f64_value()?;
+                if !(0.0..=100.0).contains(&value) {
+                    return Err(p.error("must be a percentage between 0 and 100"));
+                }
+                value
+            }
+            None => 20.0,
+        };
+        Ok(RetryBudget {
+            budget_percent_hundredths: (percent * 100.0).round() as u32,
+            min_retry_concurrency: node
+                .opt("min_retry_concurrency", Node::u32_value)?
+                .unwrap_or(3),
+        })
+    }
 }
 
 impl Default for Thresholds {
@@ -235,6 +271,7 @@ impl Default for Thresholds {
             max_pending_requests: 1024,
             max_requests: 1024,
             max_retries: 3,
+            retry_budget: None,
         }
     }
 }
@@ -471,8 +508,9 @@ impl CircuitBreakers {
                     "max_pending_requests",
                     "max_requests",
                     "max_retries",
+                    "retry_budget",
                 ],
-                &["retry_budget", "track_remaining", "max_connection_pools"],
+                &["track_remaining", "max_connection_pools"],
             )?;
             let priority = t
                 .opt("priority", |p| p.enum_str(&["DEFAULT", "HIGH"], &[]))?
@@ -492,6 +530,7 @@ impl CircuitBreakers {
                 max_pending_requests: limit("max_pending_requests", defaults.max_pending_requests)?,
                 max_requests: limit("max_requests", defaults.max_requests)?,
                 max_retries: limit("max_retries", defaults.max_retries)?,
+                retry_budget: t.opt("retry_budget", RetryBudget::parse)?,
             };
             if priority == "HIGH" {
                 breakers.high = thresholds;
@@ -626,6 +665,7 @@ circuit_breakers:
     max_retries: 1
   - priority: HIGH
     max_requests: 20
+    retry_budget: {{budget_percent: {{value: 12.5}}, min_retry_concurrency: 2}}
 typed_extension_protocol_options:
   envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
     '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
@@ -658,10 +698,18 @@ load_assignment:
                 max_connections: 10,
                 max_pending_requests: 1024,
                 max_requests: 1024,
-                max_retries: 1
+                max_retries: 1,
+                retry_budget: None,
             }
         );
         assert_eq!(c.circuit_breakers.high.max_requests, 20);
+        assert_eq!(
+            c.circuit_breakers.high.retry_budget,
+            Some(RetryBudget {
+                budget_percent_hundredths: 1250,
+                min_retry_concurrency: 2
+            })
+        );
         assert_eq!(
             c.http_protocol_options.idle_timeout,
             Some(Duration::from_secs(30))
@@ -738,7 +786,8 @@ load_assignment:
             (format!("name: a\n{}\nhosts: []", la(&one)), "c.hosts: use either load_assignment or the legacy hosts, not both"),
             ("name: a\ncircuit_breakers: {thresholds: [{max_connections: 1}, {priority: DEFAULT}]}".into(), "c.circuit_breakers.thresholds[1]: thresholds for priority DEFAULT are given twice"),
             ("name: a\ncircuit_breakers: {thresholds: [{max_connections: -1}]}".into(), "c.circuit_breakers.thresholds[0].max_connections: -1 is out of range (expected an integer in 0..=4294967295)"),
-            ("name: a\ncircuit_breakers: {thresholds: [{retry_budget: {}}]}".into(), "c.circuit_breakers.thresholds[0].retry_budget: not supported by nuncio"),
+            ("name: a\ncircuit_breakers: {thresholds: [{track_remaining: true}]}".into(), "c.circuit_breakers.thresholds[0].track_remaining: not supported by nuncio"),
+            ("name: a\ncircuit_breakers: {thresholds: [{retry_budget: {budget_percent: {value: 101}}}]}".into(), "c.circuit_breakers.thresholds[0].retry_budget.budget_percent: must be a percentage between 0 and 100"),
             ("name: a\ntyped_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {'@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: {http2_protocol_options: {}}}}".into(), "c.typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config.http2_protocol_options: not supported by nuncio (HTTP/2 upstreams)"),
             ("name: a\ntyped_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {'@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: {}}}".into(), "c.typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config.http_protocol_options: required field is missing"),
             ("name: a\ntyped_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {'@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: {http_protocol_options: {accept_http_10: true}}}}".into(), "c.typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config.http_protocol_options.accept_http_10: not supported by nuncio"),

@@ -33,7 +33,7 @@ pub use admin::Admin;
 pub use bootstrap::{Bootstrap, ServerNode, StaticResources};
 pub use cluster::{
     CircuitBreakers, Cluster, DiscoveryType, DnsLookupFamily, LbEndpoint, LbPolicy, Locality,
-    LocalityLbEndpoints, Thresholds,
+    LocalityLbEndpoints, RetryBudget, Thresholds,
 };
 pub use duration::parse_duration_str;
 pub use error::{ConfigError, ErrorKind, Result};

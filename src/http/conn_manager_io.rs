@@ -12,10 +12,12 @@ use std::hash::Hash;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use crate::router::{RetryPolicy, RetryState};
 use crate::upstream::conn_pool::{ConnPools, PoolSettings};
 
 use super::codec::{RequestHead, ResponseHead};
@@ -108,7 +110,7 @@ pub trait RouteTable: Send + Sync {
 }
 
 /// What to do with a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum RouteDecision {
     /// 404, empty body, `NR`.
     NoRoute,
@@ -121,50 +123,18 @@ pub enum RouteDecision {
 }
 
 /// The parts of a forwarding route the router filter needs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct ForwardDecision {
     pub cluster: String,
     /// Identifies the route for `finalize_response`.
     pub route_id: usize,
     /// The route timeout (default 15 s); `None` disables it.
     pub timeout: Option<Duration>,
-    pub retry: RetrySettings,
-}
-
-/// A route's retry policy (resolved with the `x-envoy-retry-on` / `x-envoy-max-retries`
-/// request headers).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RetrySettings {
-    pub retry_on_5xx: bool,
-    pub retry_on_gateway_error: bool,
-    pub retry_on_reset: bool,
-    pub retry_on_connect_failure: bool,
-    pub retry_on_retriable_4xx: bool,
-    pub retriable_status_codes: Vec<u16>,
-    pub num_retries: u32,
+    /// The request's retry state (route policy + `x-envoy-*` retry headers, already removed
+    /// from the request); `None`: no retry can happen.
+    pub retry: Option<RetryState<Arc<RetryPolicy>>>,
+    /// `per_try_timeout` (policy or `x-envoy-upstream-rq-per-try-timeout-ms`).
     pub per_try_timeout: Option<Duration>,
-    pub base_interval: Duration,
-    pub max_interval: Duration,
-}
-
-impl RetrySettings {
-    pub fn enabled(&self) -> bool {
-        self.num_retries > 0
-            && (self.retry_on_5xx
-                || self.retry_on_gateway_error
-                || self.retry_on_reset
-                || self.retry_on_connect_failure
-                || self.retry_on_retriable_4xx
-                || !self.retriable_status_codes.is_empty())
-    }
-
-    /// Whether an upstream response with `status` should be retried.
-    pub fn retry_status(&self, status: u16) -> bool {
-        (self.retry_on_5xx && status >= 500)
-            || (self.retry_on_gateway_error && matches!(status, 502..=504))
-            || (self.retry_on_retriable_4xx && status == 409)
-            || self.retriable_status_codes.contains(&status)
-    }
 }
 
 /// The side effects the connection manager asks of its environment.

@@ -18,6 +18,7 @@ use crate::http::conn_manager_io::*;
 use crate::http::conn_manager_stats::HcmStats;
 use crate::http::filter_registry::HttpFilterFactoryContext;
 use crate::router::upstream_stats::ClusterStats;
+use crate::router::{RetryOn, RetryPolicy, RetryState};
 use crate::stats::Store;
 use crate::upstream::conn_pool::{ConnPools, PoolSettings};
 use crate::upstream::resource_manager::{ResourceManager, ResourcePriority};
@@ -93,13 +94,15 @@ impl RouteTable for Routes {
         if path == "/none" {
             return RouteDecision::NoRoute;
         }
-        let mut retry = RetrySettings::default();
-        if path == "/retry" {
-            retry.retry_on_5xx = true;
-            retry.num_retries = 1;
-            retry.base_interval = Duration::from_millis(25);
-            retry.max_interval = Duration::from_millis(250);
-        }
+        let policy = RetryPolicy {
+            retry_on: if path == "/retry" {
+                RetryOn::FIVE_XX
+            } else {
+                RetryOn::default()
+            },
+            ..RetryPolicy::default()
+        };
+        let retry = RetryState::create(Arc::new(policy), head);
         RouteDecision::Forward(ForwardDecision {
             cluster: if path == "/missing" {
                 "missing".into()
@@ -109,6 +112,7 @@ impl RouteTable for Routes {
             route_id: 0,
             timeout: Some(Duration::from_secs(2)),
             retry,
+            per_try_timeout: None,
         })
     }
     fn finalize_response(&self, _: usize, response: &mut ResponseHead, _: &RequestHead) {

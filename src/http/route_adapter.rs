@@ -6,10 +6,10 @@
 
 use std::time::SystemTime;
 
-use crate::router::{final_timeout, FormatterContext, RetryOn, Route, RouteConfig, RouteResult};
+use crate::router::{final_timeout, FormatterContext, RetryState, Route, RouteConfig, RouteResult};
 
 use super::codec::{RequestHead, ResponseHead};
-use super::conn_manager_io::{ForwardDecision, RetrySettings, RouteDecision, RouteTable};
+use super::conn_manager_io::{ForwardDecision, RouteDecision, RouteTable};
 
 /// `RouteConfig` behind the router filter's [`RouteTable`].
 pub struct ConfiguredRoutes {
@@ -35,46 +35,6 @@ impl ConfiguredRoutes {
     }
 }
 
-fn retry_settings(policy: &crate::router::RetryPolicy, head: &mut RequestHead) -> RetrySettings {
-    let mut retry_on = policy.retry_on;
-    let mut num_retries = policy.num_retries;
-    // Envoy's request headers extend the route's policy.
-    if let Some(value) = head.headers.get_str("x-envoy-retry-on").map(str::to_string) {
-        let (extra, _) = RetryOn::parse(&value);
-        retry_on = RetryOn(retry_on.0 | extra.0);
-    }
-    if let Some(n) = head
-        .headers
-        .get_str("x-envoy-max-retries")
-        .and_then(|v| v.trim().parse::<u32>().ok())
-    {
-        num_retries = n;
-    }
-    head.headers.remove("x-envoy-retry-on");
-    head.headers.remove("x-envoy-max-retries");
-    let has = |flag: RetryOn| retry_on.any(flag);
-    RetrySettings {
-        retry_on_5xx: has(RetryOn::FIVE_XX),
-        retry_on_gateway_error: has(RetryOn::GATEWAY_ERROR),
-        retry_on_reset: has(RetryOn::RESET),
-        retry_on_connect_failure: has(RetryOn::CONNECT_FAILURE),
-        retry_on_retriable_4xx: has(RetryOn::RETRIABLE_4XX),
-        retriable_status_codes: if has(RetryOn::RETRIABLE_STATUS_CODES) {
-            policy
-                .retriable_status_codes
-                .iter()
-                .filter_map(|c| u16::try_from(*c).ok())
-                .collect()
-        } else {
-            Vec::new()
-        },
-        num_retries,
-        per_try_timeout: None,
-        base_interval: policy.base_interval,
-        max_interval: policy.max_interval,
-    }
-}
-
 impl RouteTable for ConfiguredRoutes {
     fn route(&self, head: &mut RequestHead, random: u64) -> RouteDecision {
         match self.config.route(head, random) {
@@ -90,10 +50,10 @@ impl RouteTable for ConfiguredRoutes {
             RouteResult::Forward(forward) => {
                 let route_id = self.route_id(&forward.route);
                 let cluster = forward.cluster_name().to_string();
-                let policy = forward.retry_policy();
-                let mut retry = retry_settings(policy, head);
-                let timeout = final_timeout(forward.timeout(), policy, head, true);
-                retry.per_try_timeout = timeout.per_try_timeout;
+                // The timeouts first: `final_timeout` reads the per-try header that
+                // `RetryState::create` removes with the other retry headers.
+                let timeout = final_timeout(forward.timeout(), forward.retry_policy(), head, true);
+                let retry = RetryState::create(forward.retry_policy_shared(), head);
                 let ctx = FormatterContext {
                     start_time: SystemTime::now(),
                     protocol: Some("HTTP/1.1"),
@@ -105,6 +65,7 @@ impl RouteTable for ConfiguredRoutes {
                     route_id,
                     timeout: timeout.global_timeout,
                     retry,
+                    per_try_timeout: timeout.per_try_timeout,
                 })
             }
         }

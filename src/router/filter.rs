@@ -22,7 +22,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
@@ -32,6 +32,7 @@ use crate::http::conn_manager_io::{
 };
 use crate::http::filter::{FilterCallbacks, LocalReply, ResponseFlag};
 use crate::http::HeaderMap;
+use crate::router::{ResetReason as RetryResetReason, RetryPolicy, RetryState, RetryStatus};
 use crate::upstream::cluster;
 use crate::upstream::conn_pool::{ConnectDecision, PendingId, PendingState, PoolFailure};
 
@@ -104,6 +105,17 @@ impl ResetReason {
         }
     }
 
+    /// The retry state's name for this reason.
+    fn for_retry(self) -> RetryResetReason {
+        match self {
+            ResetReason::ConnectionFailure => RetryResetReason::ConnectionFailure,
+            ResetReason::ConnectionTimeout => RetryResetReason::ConnectionTimeout,
+            ResetReason::ConnectionTermination => RetryResetReason::ConnectionTermination,
+            ResetReason::Overflow => RetryResetReason::Overflow,
+            ResetReason::ProtocolError => RetryResetReason::ProtocolError,
+        }
+    }
+
     /// Envoy's local reply for a reset before the response head.
     pub fn local_reply(self) -> LocalReply {
         let status = if self == ResetReason::ProtocolError {
@@ -144,7 +156,12 @@ pub struct RouterFilter<U> {
     /// The downstream request is complete.
     downstream_end: bool,
     upstream: Option<UpstreamRequest<U>>,
-    retries_left: u32,
+    /// The request's retry decisions (Envoy's `RetryStateImpl`); `None`: no retry possible
+    /// (none configured or asked for, or the body grew too big to replay).
+    retry: Option<RetryState<Arc<RetryPolicy>>>,
+    /// A retry is waiting for its back-off: counted in the cluster's `max_retries` breaker
+    /// (or retry budget) until it starts.
+    retry_counted: bool,
     attempts: u32,
     /// The response head went downstream: no retry, no local reply any more.
     response_started: bool,
@@ -193,7 +210,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             trailers: None,
             downstream_end: false,
             upstream: None,
-            retries_left: 0,
+            retry: None,
+            retry_counted: false,
             attempts: 0,
             response_started: false,
             done: false,
@@ -305,12 +323,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 timeout.as_millis().to_string(),
             );
         }
-        self.retries_left = if decision.retry.enabled() {
-            decision.retry.num_retries
-        } else {
-            0
-        };
-        self.retain_body = self.retries_left > 0;
+        let mut decision = decision;
+        self.retry = decision.retry.take().filter(|r| r.retries_remaining() > 0);
+        self.retain_body = self.retry.is_some();
         self.downstream_end = end_stream;
         self.request = Some(head.clone());
         self.cluster = Some(cluster);
@@ -337,7 +352,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         if self.retain_body && self.body.len() + data.len() > self.buffer_limit {
             // Too big to replay: no more retries for this request (Envoy's retry buffer limit).
             self.retain_body = false;
-            self.retries_left = 0;
+            self.retry = None;
         }
         self.body.extend_from_slice(data);
         data.clear();
@@ -525,7 +540,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 cluster::inc(&host_stats.cx_connect_fail);
                 self.pending_end();
                 self.purge_pending(host, PoolFailure::ConnectionFailure, io);
-                self.on_reset_before_headers(ResetReason::ConnectionFailure, cb, io);
+                self.on_reset_before_headers(ResetReason::ConnectionFailure, false, cb, io);
             }
         }
     }
@@ -709,7 +724,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     cb.stream_id,
                     reason.as_str()
                 );
-                self.on_reset_before_headers(reason, cb, io);
+                self.on_reset_before_headers(reason, false, cb, io);
             }
         }
         if let Some(reply) = cb.state.local_reply.take() {
@@ -804,7 +819,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         }
         if let Some(upstream) = self.upstream.as_mut() {
             upstream.state = UpstreamState::AwaitingHeaders;
-            if let Some(timeout) = self.decision.as_ref().and_then(|d| d.retry.per_try_timeout) {
+            if let Some(timeout) = self.decision.as_ref().and_then(|d| d.per_try_timeout) {
                 io.arm_timer(HcmTimer::PerTryTimeout, timeout);
             }
         }
@@ -893,20 +908,15 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     .map(|t| now.saturating_duration_since(t))
                     .unwrap_or_default();
                 cluster.stats().charge_response(status);
-                if self.should_retry_status(status) {
+                if self.retry_response(&head, cb, io) {
                     log::debug!(
                         "[C{}][S{}] upstream {} is retriable: retrying",
                         cb.connection_id,
                         cb.stream_id,
                         status
                     );
-                    cluster.stats().upstream_rq_retry.inc();
                     self.abandon_attempt(io);
-                    self.schedule_retry(io);
                     return false;
-                }
-                if self.attempts > 1 {
-                    cluster.stats().upstream_rq_retry_success.inc();
                 }
                 head.headers.insert(
                     "x-envoy-upstream-service-time",
@@ -951,16 +961,124 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         }
     }
 
-    fn should_retry_status(&self, status: u16) -> bool {
-        if self.response_started || self.retries_left == 0 {
+    /// Whether another attempt could be made at all: a retry state, nothing sent downstream
+    /// yet, and the request body still at hand.
+    fn can_retry(&self) -> bool {
+        self.retry.is_some() && !self.response_started && (self.retain_body || self.body.is_empty())
+    }
+
+    /// Envoy's `shouldRetryHeaders` on a response head: true when a retry was scheduled (the
+    /// response is dropped). Counts `upstream_rq_retry_success` when an earlier retry's answer
+    /// is kept.
+    fn retry_response<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        head: &ResponseHead,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) -> bool {
+        if !self.can_retry() || !self.downstream_end {
             return false;
         }
-        let Some(decision) = &self.decision else {
+        let (Some(cluster), Some(request)) = (self.cluster.clone(), self.request.as_ref()) else {
             return false;
         };
-        decision.retry.retry_status(status)
-            && self.downstream_end
-            && (self.retain_body || self.body.is_empty())
+        let can_create = cluster.resource_manager().can_create_retry();
+        let random = io.random();
+        let Some(retry) = self.retry.as_mut() else {
+            return false;
+        };
+        let status = retry.should_retry_headers(head.status, head, request, can_create, random);
+        if !matches!(status, RetryStatus::Yes(_)) && retry.take_retry_success() {
+            cluster.stats().upstream_rq_retry_success.inc();
+        }
+        self.apply_retry_status(status, cb, io)
+    }
+
+    /// Envoy's `shouldRetryReset` for an attempt that ended without a response head (`None`:
+    /// its per-try timeout fired): true when a retry was scheduled. `request_sent`: the whole
+    /// request had been written.
+    fn retry_reset<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        reason: Option<ResetReason>,
+        request_sent: bool,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) -> bool {
+        if !self.can_retry() {
+            return false;
+        }
+        let Some(cluster) = self.cluster.clone() else {
+            return false;
+        };
+        let can_create = cluster.resource_manager().can_create_retry();
+        let random = io.random();
+        let Some(retry) = self.retry.as_mut() else {
+            return false;
+        };
+        let status = match reason {
+            Some(reason) => retry.should_retry_reset(
+                reason.for_retry(),
+                request_sent,
+                false,
+                can_create,
+                random,
+            ),
+            // The per-try timeout is judged as a local reset of the attempt.
+            None => retry.should_retry_per_try_timeout(false, can_create, random),
+        };
+        self.apply_retry_status(status, cb, io)
+    }
+
+    /// Acts on the retry state's answer (Envoy's router): `Yes` arms the back-off and holds a
+    /// `max_retries` slot until the retry starts; `NoOverflow` (the breaker or budget is full,
+    /// `upstream_rq_retry_overflow`) marks `UO` and `NoRetryLimitExceeded` marks `URX`, the
+    /// attempt's outcome then goes to the client as it is.
+    fn apply_retry_status<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        status: RetryStatus,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) -> bool {
+        let Some(cluster) = self.cluster.clone() else {
+            return false;
+        };
+        let stats = cluster.stats();
+        match status {
+            RetryStatus::Yes(delay) => {
+                stats.upstream_rq_retry_backoff_exponential.inc();
+                if !self.retry_counted {
+                    cluster.resource_manager().retries.inc();
+                    self.retry_counted = true;
+                }
+                log::debug!(
+                    "[C{}][S{}] retrying in {delay:?}",
+                    cb.connection_id,
+                    cb.stream_id
+                );
+                io.arm_timer(HcmTimer::RetryBackoff, delay);
+                true
+            }
+            RetryStatus::NoOverflow => {
+                stats.upstream_rq_retry_overflow.inc();
+                cb.set_response_flag(ResponseFlag::UpstreamOverflow);
+                false
+            }
+            RetryStatus::NoRetryLimitExceeded => {
+                stats.upstream_rq_retry_limit_exceeded.inc();
+                cb.set_response_flag(ResponseFlag::UpstreamRetryLimitExceeded);
+                false
+            }
+            RetryStatus::No => false,
+        }
+    }
+
+    /// The back-off is over or the stream ends: the retry leaves the `max_retries` breaker.
+    fn retry_end(&mut self) {
+        if std::mem::take(&mut self.retry_counted) {
+            if let Some(cluster) = &self.cluster {
+                cluster.resource_manager().retries.dec();
+            }
+        }
     }
 
     /// The response is complete: the connection goes back to the pool or is closed.
@@ -1053,23 +1171,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         self.notify_pool(upstream.host, true, io);
     }
 
-    fn schedule_retry<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
-        self.retries_left -= 1;
-        let (base, max) = self
-            .decision
-            .as_ref()
-            .map(|d| (d.retry.base_interval, d.retry.max_interval))
-            .unwrap_or((Duration::from_millis(25), Duration::from_millis(250)));
-        // Envoy's jittered exponential backoff: random in [0, base * 2^(n-1)), capped at max.
-        let n = self.attempts.saturating_sub(1).min(16);
-        let ceiling = (base.as_millis() as u64)
-            .saturating_mul(1 << n)
-            .min(max.as_millis() as u64)
-            .max(1);
-        let delay = Duration::from_millis(io.random() % ceiling);
-        io.arm_timer(HcmTimer::RetryBackoff, delay);
-    }
-
     /// The upstream connection closed (EOF or error) while this attempt used it.
     pub fn on_upstream_closed<Io: ConnectionIo<Upstream = U>>(
         &mut self,
@@ -1141,7 +1242,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             }
             return;
         }
-        self.on_reset_before_headers(reason, cb, io);
+        self.on_reset_before_headers(reason, upstream.request_complete, cb, io);
         if let Some(reply) = cb.state.local_reply.take() {
             out.push(UpstreamOutcome::LocalReply(reply));
         }
@@ -1176,34 +1277,17 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         ));
     }
 
-    /// A reset before the response head: retry, or Envoy's 503.
+    /// A reset before the response head: retry, or Envoy's 503. `request_sent`: the whole
+    /// request had been written upstream (for `reset-before-request`).
     fn on_reset_before_headers<Io: ConnectionIo<Upstream = U>>(
         &mut self,
         reason: ResetReason,
+        request_sent: bool,
         cb: &mut FilterCallbacks,
         io: &mut Io,
     ) {
-        let retriable = self.decision.as_ref().is_some_and(|d| match reason {
-            ResetReason::ConnectionFailure | ResetReason::ConnectionTimeout => {
-                d.retry.retry_on_connect_failure
-                    || d.retry.retry_on_reset
-                    || d.retry.retry_on_5xx
-                    || d.retry.retry_on_gateway_error
-            }
-            ResetReason::ConnectionTermination => {
-                d.retry.retry_on_reset || d.retry.retry_on_5xx || d.retry.retry_on_gateway_error
-            }
-            _ => false,
-        });
-        if retriable && self.decision.as_ref().is_some_and(|d| d.retry.enabled()) {
-            if self.retries_left > 0 && (self.retain_body || self.body.is_empty()) {
-                if let Some(cluster) = &self.cluster {
-                    cluster.stats().upstream_rq_retry.inc();
-                }
-                self.schedule_retry(io);
-                return;
-            }
-            cb.set_response_flag(ResponseFlag::UpstreamRetryLimitExceeded);
+        if self.retry_reset(Some(reason), request_sent, cb, io) {
+            return;
         }
         cb.set_response_flag(reason.flag());
         self.fail_locally(reason.local_reply(), cb, io);
@@ -1218,6 +1302,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io.disarm_timer(HcmTimer::RouteTimeout);
         io.disarm_timer(HcmTimer::PerTryTimeout);
         self.cancel_pending(io);
+        self.retry_end();
         self.done = true;
         cb.send_local_reply(reply);
     }
@@ -1233,6 +1318,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     ) {
         match timer {
             HcmTimer::RetryBackoff if !self.done => {
+                // Envoy's `doRetry`.
+                self.retry_end();
+                if let Some(cluster) = &self.cluster {
+                    cluster.stats().upstream_rq_retry.inc();
+                }
                 self.start_attempt(cb, io);
                 if let Some(reply) = cb.state.local_reply.take() {
                     out.push(UpstreamOutcome::LocalReply(reply));
@@ -1253,7 +1343,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     self.purge_pending(host, PoolFailure::Timeout, io);
                 }
                 self.abandon_attempt(io);
-                self.on_reset_before_headers(ResetReason::ConnectionTimeout, cb, io);
+                self.on_reset_before_headers(ResetReason::ConnectionTimeout, false, cb, io);
                 if let Some(reply) = cb.state.local_reply.take() {
                     out.push(UpstreamOutcome::LocalReply(reply));
                 }
@@ -1266,12 +1356,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     cluster.stats().upstream_rq_per_try_timeout.inc();
                 }
                 self.abandon_attempt(io);
-                if self.retries_left > 0 && (self.retain_body || self.body.is_empty()) {
-                    if let Some(cluster) = &self.cluster {
-                        cluster.stats().upstream_rq_retry.inc();
-                    }
-                    self.schedule_retry(io);
-                } else {
+                if !self.retry_reset(None, true, cb, io) {
                     self.on_route_timeout(cb, io, out);
                 }
             }
@@ -1293,6 +1378,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         out: &mut Vec<UpstreamOutcome>,
     ) {
         io.disarm_timer(HcmTimer::RetryBackoff);
+        self.retry_end();
         self.cancel_pending(io);
         if let Some(cluster) = &self.cluster {
             cluster.stats().upstream_rq_timeout.inc();
@@ -1350,6 +1436,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         ] {
             io.disarm_timer(timer);
         }
+        self.retry_end();
         if self.pending_counted {
             // Given up before getting a connection (waiting, or while connecting).
             if let Some(cluster) = &self.cluster {

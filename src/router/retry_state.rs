@@ -24,6 +24,7 @@
 //! Once the response has started towards the client no retry is possible: the caller says so
 //! (`response_started`) and gets [`RetryStatus::No`].
 
+use std::ops::Deref;
 use std::time::Duration;
 
 use super::header_map::HeaderMapAccess;
@@ -90,10 +91,11 @@ enum Decision {
     RetryImmediately,
 }
 
-/// The retry bookkeeping of one downstream request.
-#[derive(Debug)]
-pub struct RetryState<'c> {
-    policy: &'c RetryPolicy,
+/// The retry bookkeeping of one downstream request. `P` holds the route's policy: a
+/// reference, or an `Arc` when the state outlives the route lookup (the router filter).
+#[derive(Debug, Clone)]
+pub struct RetryState<P: Deref<Target = RetryPolicy>> {
+    policy: P,
     retry_on: RetryOn,
     retries_remaining: u32,
     /// The policy's codes plus `x-envoy-retriable-status-codes`.
@@ -116,7 +118,7 @@ pub const RETRY_HEADERS: &[&str] = &[
     "x-envoy-upstream-rq-per-try-timeout-ms",
 ];
 
-impl<'c> RetryState<'c> {
+impl<P: Deref<Target = RetryPolicy>> RetryState<P> {
     /// Starts the retry state of a request routed with `policy` (Envoy's
     /// `RetryStateImpl::create`). Returns `None` when no retry can ever happen (neither the
     /// policy nor the request asks for one). Either way the retry headers are removed from
@@ -126,9 +128,9 @@ impl<'c> RetryState<'c> {
     /// The `x-envoy-*` headers should only reach here from trusted clients: the connection
     /// manager strips them from external requests, as Envoy does.
     pub fn create<H: HeaderMapAccess + ?Sized>(
-        policy: &'c RetryPolicy,
+        policy: P,
         request: &mut H,
-    ) -> Option<RetryState<'c>> {
+    ) -> Option<RetryState<P>> {
         let wanted = !policy.retry_on.is_empty()
             || request.contains("x-envoy-retry-on")
             || request.contains("x-envoy-retry-grpc-on");
@@ -143,7 +145,7 @@ impl<'c> RetryState<'c> {
         state
     }
 
-    fn new<H: HeaderMapAccess + ?Sized>(policy: &'c RetryPolicy, request: &H) -> Self {
+    fn new<H: HeaderMapAccess + ?Sized>(policy: P, request: &H) -> Self {
         let mut retry_on = policy.retry_on;
         if let Some(v) = request.get("x-envoy-retry-on") {
             retry_on = retry_on | RetryOn::parse(v).0;
@@ -415,17 +417,20 @@ mod tests {
         RetryPolicy::parse(&Node::root(&doc)).unwrap()
     }
 
-    fn state<'a>(p: &'a RetryPolicy, headers: &[(&str, &str)]) -> Option<RetryState<'a>> {
+    fn state<'a>(
+        p: &'a RetryPolicy,
+        headers: &[(&str, &str)],
+    ) -> Option<RetryState<&'a RetryPolicy>> {
         let mut req = VecHeaderMap::request("h", "/", headers);
         RetryState::create(p, &mut req)
     }
 
-    fn status(s: &mut RetryState, code: u16) -> RetryStatus {
+    fn status(s: &mut RetryState<&RetryPolicy>, code: u16) -> RetryStatus {
         let none = VecHeaderMap::new();
         s.should_retry_headers(code, &none, &none, true, 0)
     }
 
-    fn reset(s: &mut RetryState, reason: ResetReason) -> RetryStatus {
+    fn reset(s: &mut RetryState<&RetryPolicy>, reason: ResetReason) -> RetryStatus {
         s.should_retry_reset(reason, true, false, true, 0)
     }
 

@@ -329,7 +329,8 @@ pub struct RouteAction {
     /// `idle_timeout`: `None` when absent or `0s`.
     pub idle_timeout: Option<Duration>,
     /// The route's own `retry_policy` (else the virtual host's applies).
-    pub retry_policy: Option<RetryPolicy>,
+    /// (Shared: a request's `RetryState` keeps it for the life of the request.)
+    pub retry_policy: Option<std::sync::Arc<RetryPolicy>>,
 }
 
 impl RouteAction {
@@ -447,7 +448,9 @@ impl RouteAction {
             idle_timeout: node
                 .opt("idle_timeout", Node::duration)?
                 .filter(|d| !d.is_zero()),
-            retry_policy: node.opt("retry_policy", RetryPolicy::parse)?,
+            retry_policy: node
+                .opt("retry_policy", RetryPolicy::parse)?
+                .map(std::sync::Arc::new),
         })
     }
 }

@@ -193,9 +193,22 @@ impl<'c> Forward<'c> {
     pub fn retry_policy(&self) -> &'c RetryPolicy {
         self.action
             .retry_policy
+            .as_deref()
+            .or(self.route.virtual_host.retry_policy.as_deref())
+            .unwrap_or(&NO_RETRY_POLICY)
+    }
+
+    /// [`retry_policy`](Self::retry_policy), shared: what a request's `RetryState` keeps
+    /// beyond the route lookup (no allocation: the policies are shared, the default one too).
+    pub fn retry_policy_shared(&self) -> std::sync::Arc<RetryPolicy> {
+        static DEFAULT: std::sync::OnceLock<std::sync::Arc<RetryPolicy>> =
+            std::sync::OnceLock::new();
+        self.action
+            .retry_policy
             .as_ref()
             .or(self.route.virtual_host.retry_policy.as_ref())
-            .unwrap_or(&NO_RETRY_POLICY)
+            .unwrap_or_else(|| DEFAULT.get_or_init(|| std::sync::Arc::new(NO_RETRY_POLICY.clone())))
+            .clone()
     }
 
     /// `auto_host_rewrite`: the router sets Host to the chosen upstream host's hostname (when

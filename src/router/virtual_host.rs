@@ -20,7 +20,7 @@ pub struct VirtualHost {
     /// `routes`, in order.
     pub routes: Vec<RouteEntry>,
     /// The virtual host's `retry_policy`, used by routes without their own.
-    pub retry_policy: Option<RetryPolicy>,
+    pub retry_policy: Option<std::sync::Arc<RetryPolicy>>,
     pub(crate) request_headers: HeaderParser,
     pub(crate) response_headers: HeaderParser,
 }
@@ -89,7 +89,9 @@ impl VirtualHost {
             name: node.required("name")?.non_empty_str()?.to_string(),
             domains,
             routes: node.list("routes", |r| RouteEntry::parse(r, ctx))?,
-            retry_policy: node.opt("retry_policy", RetryPolicy::parse)?,
+            retry_policy: node
+                .opt("retry_policy", RetryPolicy::parse)?
+                .map(std::sync::Arc::new),
             request_headers: HeaderParser::parse(
                 node,
                 "request_headers_to_add",

@@ -426,6 +426,7 @@ mod tests {
             max_pending_requests: 1024,
             max_requests: 3,
             max_retries: 3,
+            retry_budget: None,
         }
     }
 

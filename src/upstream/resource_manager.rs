@@ -11,12 +11,18 @@
 //! As in Envoy, check and increment are two steps, so workers racing at the limit may overshoot
 //! it by at most one each; [`Resource::try_inc`] is the exact alternative (a compare-and-swap).
 //! The gauge `cluster.<name>.circuit_breakers.<default|high>.<cx|rq_pending|rq|rq_retry>_open`
-//! is 1 while the resource is at its limit.
+//! is 1 while the resource is at its limit (`cx_pool_open` exists, as in Envoy's default stats,
+//! and stays 0: `max_connection_pools` is not supported).
+//!
+//! A `retry_budget` replaces `max_retries` (Envoy's `RetryBudgetImpl`): retries in flight may
+//! reach `max(budget_percent × (active + pending requests), min_retry_concurrency)`, a limit
+//! that moves with the load; ask [`ResourceManager::can_create_retry`]. Its `rq_retry_open`
+//! gauge is not maintained (it stays 0).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::Thresholds;
+use crate::config::{RetryBudget, Thresholds};
 use crate::stats::{Gauge, ImportMode, Store};
 
 /// The routing priority of a route (`RoutingPriority`): each has its own thresholds.
@@ -115,6 +121,10 @@ pub struct ResourceManager {
     pub pending_requests: Resource,
     pub requests: Resource,
     pub retries: Resource,
+    /// When set, replaces the `max_retries` limit of `retries`.
+    retry_budget: Option<RetryBudget>,
+    /// `cx_pool_open` (always 0; kept so the stat exists as in Envoy).
+    _cx_pool_open: Gauge,
 }
 
 impl ResourceManager {
@@ -139,8 +149,27 @@ impl ResourceManager {
                 open("rq_pending_open"),
             ),
             requests: Resource::new(thresholds.max_requests, open("rq_open")),
-            retries: Resource::new(thresholds.max_retries, open("rq_retry_open")),
+            retries: Resource::new(
+                match thresholds.retry_budget {
+                    Some(_) => u32::MAX,
+                    None => thresholds.max_retries,
+                },
+                open("rq_retry_open"),
+            ),
+            retry_budget: thresholds.retry_budget,
+            _cx_pool_open: open("cx_pool_open"),
         }
+    }
+
+    /// Whether one more retry may start (Envoy's `retries().canCreate()`): below
+    /// `max_retries`, or below the retry budget's current limit when one is configured.
+    pub fn can_create_retry(&self) -> bool {
+        let Some(budget) = self.retry_budget else {
+            return self.retries.can_create();
+        };
+        let active = self.requests.count() + self.pending_requests.count();
+        let allowed = active * u64::from(budget.budget_percent_hundredths) / 10_000;
+        self.retries.count() < allowed.max(u64::from(budget.min_retry_concurrency))
     }
 }
 
@@ -154,6 +183,7 @@ mod tests {
             max_pending_requests: 1,
             max_requests: 1024,
             max_retries: 0,
+            retry_budget: None,
         };
         ResourceManager::new(&thresholds, store, "app", ResourcePriority::Default)
     }
@@ -186,6 +216,33 @@ mod tests {
         assert_eq!(retry_open.value(), 1);
         assert!(!rm.retries.try_inc());
         assert_eq!(rm.requests.max(), 1024);
+    }
+
+    #[test]
+    fn retry_budget_follows_the_load_and_replaces_max_retries() {
+        let store = Store::new();
+        let thresholds = Thresholds {
+            max_retries: 0,
+            retry_budget: Some(RetryBudget {
+                budget_percent_hundredths: 2500,
+                min_retry_concurrency: 1,
+            }),
+            ..Thresholds::default()
+        };
+        let rm = ResourceManager::new(&thresholds, &store, "b", ResourcePriority::Default);
+        // Idle: min_retry_concurrency.
+        assert!(rm.can_create_retry());
+        rm.retries.inc();
+        assert!(!rm.can_create_retry());
+        // 8 requests in flight: 25% of them = 2 retries.
+        for _ in 0..6 {
+            rm.requests.inc();
+        }
+        rm.pending_requests.inc();
+        rm.pending_requests.inc();
+        assert!(rm.can_create_retry());
+        rm.retries.inc();
+        assert!(!rm.can_create_retry());
     }
 
     #[test]

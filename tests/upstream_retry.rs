@@ -1,0 +1,264 @@
+//! Retries end to end (the router on Envoy's `RetryState`): retriable status codes and
+//! headers, the retry limit, the cluster's `max_retries` circuit breaker and retry budget,
+//! through the real `nuncio` binary against a scripted upstream on 127.0.0.1. Stats from the
+//! admin `/stats`; response flags from the access log.
+
+mod http_support;
+
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use http_support::*;
+
+fn retry_route(policy: &str) -> String {
+    format!("              - match: {{prefix: \"/r\"}}\n                route: {{cluster: app, retry_policy: {policy}}}\n")
+}
+
+fn breakers(thresholds: &str) -> String {
+    format!("    circuit_breakers: {{thresholds: [{{{thresholds}}}]}}\n")
+}
+
+/// An HCM access log of `%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%` lines.
+fn access_log(name: &str) -> (PathBuf, String) {
+    let path = std::env::temp_dir().join(format!("nuncio-retry-{name}-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let hcm = format!(
+        "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{text_format_source: {{inline_string: \"%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n\"}}}}\n",
+        path.display()
+    );
+    (path, hcm)
+}
+
+fn start_logged(config: &str) -> Nuncio {
+    Nuncio::start_with(
+        config,
+        &["--concurrency", "1", "--file-flush-interval-msec", "50"],
+    )
+}
+
+fn wait_log_line(path: &PathBuf, line: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {line:?} in access log {text:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// === what is retried ===
+
+#[test]
+fn retriable_status_codes_are_retried_and_others_are_not() {
+    let up = HttpUpstream::start(|req, _| match req.path.as_str() {
+        "/r/teapot" => Reply::status(418),
+        "/r/fine" => Reply::ok("fine"),
+        _ => Reply::status(503),
+    });
+    let policy =
+        "{retry_on: retriable-status-codes, retriable_status_codes: [418], num_retries: 2}";
+    let proxy = Nuncio::start(&config(up.addr, "", &retry_route(policy), "", ""));
+    // 418 is retried twice, then the last answer goes to the client.
+    let r = get(proxy.listener, "/r/teapot");
+    assert_eq!(r.status, 418);
+    assert_eq!(up.requests().len(), 3);
+    // 503 is not in the list: one attempt.
+    let r = get(proxy.listener, "/r/other");
+    assert_eq!(r.status, 503);
+    assert_eq!(up.requests().len(), 4);
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_rq_retry"], 2);
+    assert_eq!(stats["cluster.app.upstream_rq_retry_limit_exceeded"], 1);
+    assert_eq!(
+        stats["cluster.app.upstream_rq_retry_backoff_exponential"],
+        2
+    );
+}
+
+#[test]
+fn a_retried_status_code_then_success() {
+    let up = HttpUpstream::start(|_, n| {
+        if n == 0 {
+            Reply::status(418)
+        } else {
+            Reply::ok("second")
+        }
+    });
+    let policy = "{retry_on: retriable-status-codes, retriable_status_codes: [418]}";
+    let proxy = Nuncio::start(&config(up.addr, "", &retry_route(policy), "", ""));
+    let r = get(proxy.listener, "/r");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "second"));
+    assert_eq!(up.requests().len(), 2);
+    proxy.wait_stat("cluster.app.upstream_rq_retry_success", 1);
+}
+
+#[test]
+fn retriable_headers_match_the_response() {
+    let up = HttpUpstream::start(|_, n| {
+        if n == 0 {
+            Reply::raw("HTTP/1.1 200 OK\r\nx-upstream-retry: yes\r\ncontent-length: 5\r\n\r\nfirst")
+        } else {
+            Reply::ok("second")
+        }
+    });
+    let policy = "{retry_on: retriable-headers, retriable_headers: [{name: x-upstream-retry, string_match: {exact: \"yes\"}}]}";
+    let proxy = Nuncio::start(&config(up.addr, "", &retry_route(policy), "", ""));
+    let r = get(proxy.listener, "/r");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "second"));
+    assert_eq!(up.requests().len(), 2);
+}
+
+#[test]
+fn retriable_status_codes_from_the_request_header() {
+    let up = HttpUpstream::start(|_, n| {
+        if n == 0 {
+            Reply::status(429)
+        } else {
+            Reply::ok("later")
+        }
+    });
+    let proxy = Nuncio::start(&simple(up.addr));
+    let r = request(
+        proxy.listener,
+        "GET / HTTP/1.1\r\nHost: h\r\nx-envoy-retry-on: retriable-status-codes\r\nx-envoy-retriable-status-codes: 429\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "later"));
+    let requests = up.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        requests[0]
+            .header("x-envoy-retriable-status-codes")
+            .is_none(),
+        "retry headers are consumed, not forwarded"
+    );
+}
+
+#[test]
+fn retry_limit_exceeded_returns_the_last_answer_with_urx() {
+    let up = HttpUpstream::start(|_, _| Reply::status(503));
+    let (log, hcm) = access_log("urx");
+    let proxy = start_logged(&config(
+        up.addr,
+        &hcm,
+        &retry_route("{retry_on: 5xx, num_retries: 1}"),
+        "",
+        "",
+    ));
+    assert_eq!(get(proxy.listener, "/r").status, 503);
+    assert_eq!(up.requests().len(), 2);
+    wait_log_line(&log, "/r 503 URX");
+    assert_eq!(
+        proxy.stat("cluster.app.upstream_rq_retry_limit_exceeded"),
+        1
+    );
+}
+
+// === the max_retries circuit breaker and the retry budget ===
+
+#[test]
+fn max_retries_breaker_full_returns_the_answer_with_uo() {
+    let up =
+        HttpUpstream::start(|_, _| Reply::raw("HTTP/1.1 503 X\r\ncontent-length: 4\r\n\r\nbusy"));
+    let (log, hcm) = access_log("overflow");
+    let proxy = start_logged(&config(
+        up.addr,
+        &hcm,
+        &retry_route("{retry_on: 5xx, num_retries: 3}"),
+        "",
+        &breakers("max_retries: 0"),
+    ));
+    let r = get(proxy.listener, "/r");
+    // Envoy passes the upstream's answer on, marked UO; no retry was attempted.
+    assert_eq!((r.status, r.body_str().as_str()), (503, "busy"));
+    assert_eq!(up.requests().len(), 1);
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_rq_retry_overflow"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_retry"], 0);
+    wait_log_line(&log, "/r 503 UO");
+}
+
+#[test]
+fn a_connect_failure_not_retried_for_overflow_is_envoys_503() {
+    let port = refused_port();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let proxy = Nuncio::start(&config(
+        addr,
+        "",
+        &retry_route("{retry_on: connect-failure, num_retries: 3}"),
+        "",
+        &breakers("max_retries: 0"),
+    ));
+    let r = get(proxy.listener, "/r");
+    assert_eq!(r.status, 503);
+    assert_eq!(
+        r.body_str(),
+        "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+    );
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_retry_overflow"), 1);
+    assert_eq!(proxy.stat("cluster.app.upstream_cx_connect_fail"), 1);
+}
+
+#[test]
+fn retry_budget_replaces_max_retries() {
+    let flaky = || {
+        HttpUpstream::start(|_, n| {
+            if n == 0 {
+                Reply::status(503)
+            } else {
+                Reply::ok("retried")
+            }
+        })
+    };
+    let route = retry_route("{retry_on: 5xx, num_retries: 2}");
+    // A budget of 0% with no minimum allows no retry, whatever max_retries says.
+    let up = flaky();
+    let proxy = Nuncio::start(&config(
+        up.addr,
+        "",
+        &route,
+        "",
+        &breakers(
+            "max_retries: 5, retry_budget: {budget_percent: {value: 0}, min_retry_concurrency: 0}",
+        ),
+    ));
+    assert_eq!(get(proxy.listener, "/r").status, 503);
+    assert_eq!(up.requests().len(), 1);
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_retry_overflow"), 1);
+    drop(proxy);
+    // A budget's minimum allows retries even with max_retries 0.
+    let up = flaky();
+    let proxy = Nuncio::start(&config(
+        up.addr,
+        "",
+        &route,
+        "",
+        &breakers("max_retries: 0, retry_budget: {min_retry_concurrency: 2}"),
+    ));
+    let r = get(proxy.listener, "/r");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "retried"));
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_retry_overflow"), 0);
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_retry"), 1);
+}
+
+#[test]
+fn per_try_timeout_is_retried_under_gateway_error_only() {
+    let up = HttpUpstream::start(|_, n| {
+        if n == 0 {
+            Reply::ok("late").after(Duration::from_millis(600))
+        } else {
+            Reply::ok("quick")
+        }
+    });
+    let policy = "{retry_on: gateway-error, num_retries: 1, per_try_timeout: 0.2s}";
+    let proxy = Nuncio::start(&config(up.addr, "", &retry_route(policy), "", ""));
+    let r = get(proxy.listener, "/r");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "quick"));
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_per_try_timeout"), 1);
+}
