@@ -167,6 +167,40 @@ fn refused_upstream_closes_downstream_promptly_and_counts() {
 }
 
 #[test]
+fn max_connections_breaker_refuses_a_session_with_uo() {
+    let upstream = Upstream::echo_mio();
+    let log = std::env::temp_dir().join(format!("nuncio-l4-overflow-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let config = tcp_proxy_logged(
+        upstream,
+        &log,
+        "              log_format: {text_format_source: {inline_string: \"%RESPONSE_FLAGS%\\n\"}}\n",
+    )
+    .replace(
+        "    connect_timeout: 5s\n",
+        "    connect_timeout: 5s\n    circuit_breakers: {thresholds: [{max_connections: 1}]}\n",
+    );
+    let nuncio = Nuncio::start(&config, &["--file-flush-interval-msec", "50"]);
+    let addr = nuncio.listener("proxy");
+    let mut first = connect(addr);
+    first.write_all(b"x").unwrap();
+    let mut byte = [0u8; 1];
+    first.read_exact(&mut byte).unwrap();
+    // The cluster has its one connection: Envoy refuses the next session at once (UO).
+    let mut second = connect(addr);
+    assert_eq!(second.read(&mut byte).unwrap_or(0), 0, "closed");
+    nuncio.wait_stat("cluster.backend.upstream_cx_overflow", 1);
+    assert_eq!(first_log_line(&log), "UO");
+    // The slot frees when the first session ends.
+    drop(first);
+    nuncio.wait_stat("cluster.backend.upstream_cx_active", 0);
+    let mut third = connect(addr);
+    third.write_all(b"y").unwrap();
+    third.read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"y");
+}
+
+#[test]
 fn slow_reader_behind_fast_upstream_keeps_memory_bounded() {
     const LEN: u64 = 1024 * 1024 * 1024;
     let upstream = Upstream::start(|mut s| {
@@ -214,7 +248,12 @@ fn five_thousand_concurrent_connections() {
     const N: usize = 5000;
     raise_fd_limit();
     let upstream = Upstream::echo_mio();
-    let nuncio = Nuncio::start(&tcp_proxy_to(upstream, "5s"), &[]);
+    // Above the default max_connections (1024) of the cluster's circuit breaker.
+    let config = tcp_proxy_to(upstream, "5s").replace(
+        "    connect_timeout: 5s\n",
+        "    connect_timeout: 5s\n    circuit_breakers: {thresholds: [{max_connections: 100000}]}\n",
+    );
+    let nuncio = Nuncio::start(&config, &[]);
     let addr = nuncio.listener("proxy");
     let mut clients = Vec::with_capacity(N);
     for _ in 0..N {

@@ -47,6 +47,7 @@ use crate::network::listener::NetworkFilterFactoryCb;
 use crate::stats::{Counter, Store};
 use crate::upstream::cluster::{self, ClusterStats, Host, HostStats};
 use crate::upstream::cluster_manager::{ClusterId, ThreadLocalClusterManager};
+use crate::upstream::resource_manager::ResourcePriority;
 
 use super::super::{FactoryContext, NamedNetworkFilterConfigFactory};
 
@@ -310,6 +311,25 @@ impl TcpProxy {
         };
         let cluster = cm.cluster(id);
         let info = cluster.info();
+        // Envoy checks the cluster's max_connections breaker here (its TCP pool would queue
+        // the session behind connections that are never released): full -> UO, closed.
+        if !info
+            .resource_manager(ResourcePriority::Default)
+            .connections
+            .can_create()
+        {
+            debug!(
+                "[{}] tcp_proxy: cluster '{}' is at max_connections",
+                cx.connection_id(),
+                info.name
+            );
+            if let Some(s) = self.cluster_stats() {
+                s.upstream_cx_overflow.inc();
+            }
+            self.log.flags.set(ResponseFlag::UpstreamOverflow);
+            self.give_up(cx);
+            return;
+        }
         let Some(chosen) = cluster.choose_host() else {
             debug!(
                 "[{}] tcp_proxy: no healthy upstream in cluster '{}'",
@@ -335,6 +355,10 @@ impl TcpProxy {
         cluster.stats().upstream_cx_total.inc();
         match cx.create_client_connection(host, info.per_connection_buffer_limit_bytes) {
             Ok(conn) => {
+                // Held while Connecting or Connected; `cx_slot_released` gives it back.
+                info.resource_manager(ResourcePriority::Default)
+                    .connections
+                    .inc();
                 if let Some(s) = self.cluster_stats() {
                     s.upstream_cx_active.inc();
                 }
@@ -382,8 +406,21 @@ impl TcpProxy {
         cx.close(CloseType::NoFlush);
     }
 
+    /// The upstream connection (connecting or connected) is gone: its slot in the cluster's
+    /// `max_connections` breaker frees up.
+    fn cx_slot_released(&self) {
+        if let Some((cm, id)) = &self.cluster {
+            cm.cluster(*id)
+                .info()
+                .resource_manager(ResourcePriority::Default)
+                .connections
+                .dec();
+        }
+    }
+
     /// The upstream connection (once connected) is gone: count it.
     fn upstream_closed(&mut self, local: bool) {
+        self.cx_slot_released();
         if let Some(h) = self.host_stats() {
             cluster::dec(&h.cx_active);
         }
@@ -516,6 +553,7 @@ impl ReadFilter for TcpProxy {
                     Upstream::Connecting { conn, .. } => {
                         // Not a connect failure: the downstream went away first.
                         self.upstream = Upstream::None;
+                        self.cx_slot_released();
                         if let Some(s) = self.cluster_stats() {
                             s.upstream_cx_active.dec();
                             s.upstream_cx_destroy.inc();
@@ -585,6 +623,7 @@ impl ReadFilter for TcpProxy {
             ) if *conn == upstream => {
                 // A close before Connected is a connect failure.
                 let attempt = *attempt;
+                self.cx_slot_released();
                 debug!(
                     "[{}] tcp_proxy: upstream connect failed (attempt {attempt})",
                     cx.connection_id()
@@ -640,6 +679,7 @@ impl ReadFilter for TcpProxy {
         match (token, &self.upstream) {
             (CONNECT_TIMER, Upstream::Connecting { conn, attempt }) => {
                 let (conn, attempt) = (*conn, *attempt);
+                self.cx_slot_released();
                 debug!("[{}] tcp_proxy: connect timeout", cx.connection_id());
                 if let Some(s) = self.cluster_stats() {
                     s.upstream_cx_connect_timeout.inc();
