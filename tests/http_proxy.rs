@@ -151,6 +151,33 @@ fn upstream_closing_idle_connections_never_causes_a_503() {
 }
 
 #[test]
+fn upstream_closing_idle_connections_under_concurrent_load_never_causes_a_503() {
+    // As above with eight clients at once, and the upstream hanging up a little after each
+    // answer: the FIN often arrives after the loop iteration that lends the connection has
+    // polled (no idle check can see it), and the connections pooled next to the dead one are
+    // as dead. The replay must go to a new connection, not the next pooled one.
+    let up = HttpUpstream::start(|_, _| Reply::ok("x").closing_after(Duration::from_micros(300)));
+    let proxy = Nuncio::start(&simple(up.addr));
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let listener = proxy.listener;
+            thread::spawn(move || {
+                let mut client = Client::connect(listener);
+                for i in 0..40 {
+                    client.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+                    let r = client.read_response().unwrap();
+                    assert_eq!(r.status, 200, "client {c} request {i}: {r:?}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert_eq!(proxy.stat("http.ingress.downstream_rq_5xx"), 0);
+}
+
+#[test]
 fn upstream_connection_refused_is_503_with_envoys_body() {
     let addr = format!("127.0.0.1:{}", refused_port()).parse().unwrap();
     let proxy = Nuncio::start(&simple(addr));

@@ -439,7 +439,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             self.overflow(cb, io);
             return;
         }
-        if let Some((id, requests)) = self.take_ready(&*cluster, &host_ref, cb, io) {
+        // The replay after a pooled connection died under the request (and any retry after
+        // it) goes to a new connection while `max_connections` allows one: the connections
+        // pooled next to the dead one were most likely closed by the same upstream at the
+        // same moment (seen under load). At the limit a pooled one beats waiting forever.
+        let ready = if self.replayed_after_stale_connection && rm.connections.can_create() {
+            None
+        } else {
+            self.take_ready(&*cluster, &host_ref, cb, io)
+        };
+        if let Some((id, requests)) = ready {
             {
                 self.leave_queue(io, false);
                 log::debug!(

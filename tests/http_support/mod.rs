@@ -397,6 +397,8 @@ pub struct Reply {
     pub bytes: Vec<u8>,
     pub close: bool,
     pub delay: Duration,
+    /// How long after writing the reply a closing upstream waits before it hangs up.
+    pub close_delay: Duration,
 }
 
 impl Reply {
@@ -409,6 +411,7 @@ impl Reply {
             .into_bytes(),
             close: false,
             delay: Duration::ZERO,
+            close_delay: Duration::ZERO,
         }
     }
     pub fn raw(bytes: &str) -> Reply {
@@ -416,6 +419,7 @@ impl Reply {
             bytes: bytes.as_bytes().to_vec(),
             close: false,
             delay: Duration::ZERO,
+            close_delay: Duration::ZERO,
         }
     }
     pub fn status(code: u16) -> Reply {
@@ -423,6 +427,13 @@ impl Reply {
     }
     pub fn closing(mut self) -> Reply {
         self.close = true;
+        self
+    }
+    /// Hangs up `delay` after the reply (an idle timeout that expires while the proxy is
+    /// already reusing the connection).
+    pub fn closing_after(mut self, delay: Duration) -> Reply {
+        self.close = true;
+        self.close_delay = delay;
         self
     }
     pub fn after(mut self, delay: Duration) -> Reply {
@@ -556,6 +567,9 @@ fn serve(
             return;
         }
         if reply.close {
+            if !reply.close_delay.is_zero() {
+                thread::sleep(reply.close_delay);
+            }
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return;
         }
