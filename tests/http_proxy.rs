@@ -228,7 +228,12 @@ fn x_envoy_max_retries_header_enables_retries() {
             Reply::ok("third")
         }
     });
-    let proxy = Nuncio::start(&simple(up.addr));
+    // The router honours these headers only from an internal client (Envoy 1.40: no address
+    // is internal unless `internal_address_config` lists it).
+    let hcm = "          use_remote_address: true
+          internal_address_config: {cidr_ranges: [{address_prefix: 127.0.0.1, prefix_len: 32}]}
+";
+    let proxy = Nuncio::start(&config(up.addr, hcm, "", "", ""));
     let r = request(
         proxy.listener,
         "GET / HTTP/1.1\r\nHost: h\r\nx-envoy-retry-on: gateway-error\r\nx-envoy-max-retries: 2\r\n\r\n",

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::config::{self, ErrorKind, Node};
 
 use super::filter_registry::{self, FilterFactoryCb, HttpFilterEntry, HttpFilterFactoryContext};
+use super::internal_address_config::InternalAddressConfig;
 
 /// `codec_type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +41,13 @@ pub struct HcmConfig {
     pub skip_xff_append: bool,
     pub generate_request_id: bool,
     pub preserve_external_request_id: bool,
+    /// `internal_address_config`: which final remote addresses are internal.
+    pub internal_address_config: InternalAddressConfig,
+    /// `route_config.internal_only_headers`, lower-cased: removed from external requests.
+    pub internal_only_headers: Vec<String>,
+    /// The proxy's own address (Envoy's `LocalInfo` address): appended to `x-forwarded-for`
+    /// in place of a loopback peer.
+    pub local_address: std::net::IpAddr,
     pub always_set_request_id_in_response: bool,
     /// `common_http_protocol_options.idle_timeout` (1 h; zero disables).
     pub idle_timeout: Option<Duration>,
@@ -92,6 +100,7 @@ const SUPPORTED: &[&str] = &[
     "skip_xff_append",
     "generate_request_id",
     "preserve_external_request_id",
+    "internal_address_config",
     "always_set_request_id_in_response",
     "common_http_protocol_options",
     "stream_idle_timeout",
@@ -113,7 +122,6 @@ const UNSUPPORTED: &[&str] = &[
     "http3_protocol_options",
     "tracing",
     "add_user_agent",
-    "internal_address_config",
     "forward_client_cert_details",
     "set_current_client_cert_details",
     "proxy_100_continue",
@@ -138,7 +146,6 @@ const UNSUPPORTED: &[&str] = &[
     "normalize_path_options",
     "max_request_headers_count",
     "server_header_transformation_options",
-    "internal_address_config",
     "http_services",
 ];
 
@@ -184,6 +191,11 @@ impl HcmConfig {
                 ErrorKind::Missing,
                 "route_config is required (nuncio has no RDS)",
             )
+        })?;
+        // Envoy keeps `internal_only_headers` on the route table but applies it in the HCM's
+        // header sanitizing, before any filter runs; the router ignores the field.
+        let internal_only_headers = route_node.list("internal_only_headers", |n| {
+            Ok(n.non_empty_str()?.to_ascii_lowercase())
         })?;
         let route_config = config::TypedConfig {
             type_url: "envoy.config.route.v3.RouteConfiguration".into(),
@@ -321,6 +333,9 @@ impl HcmConfig {
             skip_xff_append: bool_field("skip_xff_append", false)?,
             generate_request_id: bool_field("generate_request_id", true)?,
             preserve_external_request_id: bool_field("preserve_external_request_id", false)?,
+            internal_address_config: InternalAddressConfig::parse(node)?,
+            internal_only_headers,
+            local_address: super::local_address::local_address(),
             always_set_request_id_in_response: bool_field(
                 "always_set_request_id_in_response",
                 false,

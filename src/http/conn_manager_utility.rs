@@ -6,7 +6,8 @@
 //! Called by `ConnectionManager` when a request head arrives (before the decoder filters) and
 //! when a response head leaves (after the encoder filters).
 
-use std::net::SocketAddr;
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
 
 use super::codec::{RequestHead, ResponseHead};
 use super::config::{HcmConfig, ServerHeaderTransformation};
@@ -83,6 +84,19 @@ pub fn uuid_v4(mut random: impl FnMut() -> u64) -> String {
 }
 
 /// Envoy's `mutateRequestHeaders`. Returns the request id (for the response and logs).
+///
+/// The trust decision, as Envoy 1.40 makes it (each case checked against the real binary):
+/// - the *final remote address* is the peer when `use_remote_address` (or, with
+///   `xff_num_trusted_hops` N > 0, the N-th `x-forwarded-for` entry from the right, if it
+///   parses); without `use_remote_address` it is the (N+1)-th entry from the right;
+/// - the request is *internal* when `x-forwarded-for` held a single address (with
+///   `use_remote_address`: none at all before the peer is appended) and the final remote
+///   address is internal per `internal_address_config` (absent: nothing is);
+/// - an *edge* request is an external one on a `use_remote_address` listener.
+///
+/// Internal requests get `x-envoy-internal: true`; external ones lose the headers that steer
+/// the router ([`EXTERNAL_SANITIZED`]) and `route_config.internal_only_headers`; edge requests
+/// also lose [`EDGE_SANITIZED`], get `x-envoy-external-address` and a fresh `x-request-id`.
 pub fn mutate_request_headers(
     head: &mut RequestHead,
     config: &HcmConfig,
@@ -99,32 +113,63 @@ pub fn mutate_request_headers(
     {
         head.headers.remove("expect");
     }
+    // Clean proxy headers: only this proxy says whether a request is internal.
+    head.headers.remove("x-envoy-internal");
 
-    // x-forwarded-for: the edge proxy (use_remote_address) appends the peer it saw.
-    if config.use_remote_address && !config.skip_xff_append {
-        if let Some(remote) = remote {
-            let ip = remote.ip().to_string();
-            match head.headers.get_str("x-forwarded-for") {
-                Some(existing) if !existing.is_empty() => {
-                    let joined = format!("{existing}, {ip}");
-                    head.headers.insert("x-forwarded-for", joined);
-                }
-                _ => head.headers.insert("x-forwarded-for", ip),
-            }
+    let headers = &mut head.headers;
+    let peer = remote.map(|r| r.ip());
+    let (final_remote, single_xff_address) = if config.use_remote_address {
+        let single = !headers.contains("x-forwarded-for");
+        // With trusted proxies in front, the client is the entry the outermost one appended;
+        // if the header is short or garbled, fall back to the peer.
+        let from_xff = match config.xff_num_trusted_hops {
+            0 => None,
+            hops => last_address_from_xff(headers, hops - 1).0,
+        };
+        if let (false, Some(peer)) = (config.skip_xff_append, peer) {
+            let hop = if peer.is_loopback() {
+                config.local_address
+            } else {
+                peer
+            };
+            append_xff(headers, hop);
         }
-    }
-    // x-forwarded-proto: the edge sets it from the connection; inner hops keep what came.
-    if config.use_remote_address || !head.headers.contains("x-forwarded-proto") {
-        head.headers.insert("x-forwarded-proto", "http");
-    }
-    // x-request-id: kept if present (unless an edge proxy distrusts it), else generated.
-    if config.generate_request_id {
-        let edge_external = config.use_remote_address
-            && !config.preserve_external_request_id
-            && !remote.is_some_and(|r| is_internal(r.ip()));
-        if edge_external || !head.headers.contains("x-request-id") {
-            head.headers.insert("x-request-id", uuid_v4(random));
+        // A trusted proxy's `x-forwarded-proto` stands; an untrusted peer's is overwritten.
+        if config.xff_num_trusted_hops == 0 || !headers.contains("x-forwarded-proto") {
+            headers.insert("x-forwarded-proto", "http");
         }
+        (from_xff.or(peer), single)
+    } else {
+        if !headers.contains("x-forwarded-proto") {
+            headers.insert("x-forwarded-proto", "http");
+        }
+        last_address_from_xff(headers, config.xff_num_trusted_hops)
+    };
+    let internal_request = single_xff_address
+        && final_remote.is_some_and(|ip| config.internal_address_config.is_internal(ip));
+    let edge_request = !internal_request && config.use_remote_address;
+
+    if internal_request {
+        headers.insert("x-envoy-internal", "true");
+    } else {
+        // One pass over the entries, whatever the number of names to strip.
+        headers.retain(|name, _| {
+            !(EXTERNAL_SANITIZED.contains(&name)
+                || (edge_request && EDGE_SANITIZED.contains(&name))
+                || config.internal_only_headers.iter().any(|h| h == name))
+        });
+    }
+    // The first ingress into the trusted network records who it trusted the request from.
+    if let (true, Some(ip)) = (edge_request, final_remote) {
+        with_ip_text(ip, |text| headers.insert("x-envoy-external-address", text));
+    }
+    // x-request-id: an edge proxy replaces the client's (unless told to keep it); any proxy
+    // generates one when absent.
+    if config.generate_request_id
+        && ((edge_request && !config.preserve_external_request_id)
+            || !headers.contains("x-request-id"))
+    {
+        headers.insert("x-request-id", uuid_v4(random));
     }
     if config.normalize_path || config.merge_slashes {
         let path = head.path().to_string();
@@ -136,12 +181,109 @@ pub fn mutate_request_headers(
     head.headers.get_str("x-request-id").map(str::to_string)
 }
 
-/// Envoy's default internal addresses: RFC 1918, loopback, unique-local IPv6.
-fn is_internal(ip: std::net::IpAddr) -> bool {
-    match ip {
-        std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_loopback(),
-        std::net::IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+/// Removed from every external request: a client outside the trusted network must not steer
+/// retries, timeouts, stats, tracing or path rewriting. Envoy 1.40's list, checked against the
+/// binary (sent from an external and an internal peer: each reaches the upstream, or is
+/// consumed by the router, only from the internal one).
+const EXTERNAL_SANITIZED: [&str; 15] = [
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-upstream-stream-duration-ms",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-force-trace",
+    "x-envoy-ip-tags",
+    "x-envoy-original-url",
+];
+
+/// Also removed from edge requests (external, `use_remote_address`): what an inner Envoy
+/// tells the next hop (its identity, the operation, the path before a rewrite), which a
+/// client must not claim. (An external request from a trusted proxy keeps them.)
+const EDGE_SANITIZED: [&str; 4] = [
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-original-path",
+];
+
+/// Envoy's `Utility::getLastAddressFromXFF`: skipping the last `skip` entries of
+/// `x-forwarded-for`, the address in the entry before them (if it parses), and whether the
+/// header held exactly one entry and none was skipped.
+fn last_address_from_xff(headers: &mut HeaderMap, skip: u32) -> (Option<IpAddr>, bool) {
+    coalesce_xff(headers);
+    let Some(mut xff) = headers.get_str("x-forwarded-for") else {
+        return (None, false);
+    };
+    for _ in 0..skip {
+        match xff.rfind(',') {
+            Some(comma) => xff = &xff[..comma],
+            None => return (None, false),
+        }
     }
+    let last_comma = xff.rfind(',');
+    // A trailing comma leaves the whole remainder, which then fails to parse (as in Envoy).
+    if let Some(comma) = last_comma.filter(|&c| c + 1 < xff.len()) {
+        xff = &xff[comma + 1..];
+    }
+    match xff.trim().parse::<IpAddr>() {
+        Ok(ip) => (Some(ip), last_comma.is_none() && skip == 0),
+        Err(_) => (None, false),
+    }
+}
+
+/// Envoy's codec joins repeated `x-forwarded-for` lines into one value with `,`; so does this
+/// (only when the header is repeated, which clients rarely do).
+fn coalesce_xff(headers: &mut HeaderMap) {
+    if headers.get_all("x-forwarded-for").nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for (i, value) in headers.get_all("x-forwarded-for").enumerate() {
+        if i > 0 {
+            joined.push(b',');
+        }
+        joined.extend_from_slice(value);
+    }
+    headers.insert("x-forwarded-for", joined);
+}
+
+/// Envoy's `Utility::appendXff`: `ip` joins the list with a bare `,`, or starts it.
+fn append_xff(headers: &mut HeaderMap, ip: IpAddr) {
+    thread_local!(static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) });
+    coalesce_xff(headers);
+    // The joined value is built in a per-thread buffer (the map cannot lend the old value
+    // while it takes the new one): no allocation once the buffer has grown.
+    with_ip_text(ip, |text| {
+        SCRATCH.with(|scratch| {
+            let mut value = scratch.borrow_mut();
+            value.clear();
+            if let Some(existing) = headers.get("x-forwarded-for").filter(|v| !v.is_empty()) {
+                value.extend_from_slice(existing);
+                value.push(b',');
+            }
+            value.extend_from_slice(text.as_bytes());
+            headers.insert("x-forwarded-for", &value[..]);
+        })
+    });
+}
+
+/// Calls `f` with the text form of `ip`, formatted on the stack.
+fn with_ip_text<R>(ip: IpAddr, f: impl FnOnce(&str) -> R) -> R {
+    use std::io::Write;
+    // The longest text form (an IPv4-mapped IPv6 address) is 45 bytes.
+    let mut buf = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // Cannot fail: the buffer is larger than any address's text.
+    let _ = write!(cursor, "{ip}");
+    let len = cursor.position() as usize;
+    f(std::str::from_utf8(&buf[..len]).unwrap_or(""))
 }
 
 /// RFC 3986 §5.2.4 dot-segment removal (`normalize_path`) and `//` merging (`merge_slashes`)
@@ -315,5 +457,174 @@ mod tests {
         assert_eq!(normalize_path("/../..", true, false), "/");
         assert_eq!(normalize_path("//a///b", false, true), "/a/b");
         assert_eq!(normalize_path("/a/b/", true, true), "/a/b/");
+    }
+
+    // === mutate_request_headers: Envoy 1.40's trust decision (cases run through the binary) ===
+
+    use super::super::codec::Method;
+    use super::super::filter_registry::HttpFilterFactoryContext;
+    use crate::config::{parse_yaml, Node};
+
+    /// An HCM config with `extra` fields; the local address is fixed at 192.0.2.9.
+    fn hcm(extra: &str) -> HcmConfig {
+        let yaml = format!(
+            "stat_prefix: t\n{extra}\nroute_config: {{virtual_hosts: [], internal_only_headers: [X-Secret]}}\nhttp_filters: [{{name: envoy.filters.http.router}}]\n"
+        );
+        let doc = parse_yaml(&yaml).unwrap();
+        let mut c =
+            HcmConfig::parse(&Node::root(&doc), &HttpFilterFactoryContext::default()).unwrap();
+        c.local_address = "192.0.2.9".parse().unwrap();
+        c
+    }
+
+    const SPOOFED: [(&str, &str); 8] = [
+        ("x-envoy-internal", "true"),
+        ("x-envoy-external-address", "9.9.9.9"),
+        ("x-envoy-retry-on", "5xx"),
+        ("x-envoy-max-retries", "2"),
+        ("x-envoy-downstream-service-cluster", "z"),
+        ("x-envoy-original-path", "/p"),
+        ("x-request-id", "myid"),
+        ("x-secret", "s"),
+    ];
+
+    /// The headers after mutation of a request from `peer` carrying `SPOOFED` and `xff`.
+    fn mutate(config: &HcmConfig, peer: &str, xff: &[&str]) -> HeaderMap {
+        let mut head = RequestHead::new(Method::Get, "/", "h");
+        for (name, value) in SPOOFED {
+            head.headers.append(name, value);
+        }
+        for value in xff {
+            head.headers.append("x-forwarded-for", value);
+        }
+        head.headers.append("x-forwarded-proto", "https");
+        let mut n = 0;
+        mutate_request_headers(
+            &mut head,
+            config,
+            Some(peer.parse().unwrap()),
+            false,
+            || {
+                n += 1;
+                n
+            },
+        );
+        head.headers
+    }
+
+    const I127: &str = "internal_address_config: {cidr_ranges: [{address_prefix: 127.0.0.1, prefix_len: 32}, {address_prefix: 10.0.0.0, prefix_len: 8}]}";
+
+    #[test]
+    fn edge_request_from_loopback_appends_the_local_address() {
+        let h = mutate(
+            &hcm("use_remote_address: true"),
+            "127.0.0.1:5000",
+            &["1.2.3.4"],
+        );
+        assert_eq!(h.get_str("x-forwarded-for"), Some("1.2.3.4,192.0.2.9"));
+        assert_eq!(h.get_str("x-envoy-external-address"), Some("127.0.0.1"));
+        assert_eq!(h.get_str("x-forwarded-proto"), Some("http"));
+        for gone in [
+            "x-envoy-internal",
+            "x-envoy-retry-on",
+            "x-envoy-max-retries",
+            "x-envoy-downstream-service-cluster",
+            "x-envoy-original-path",
+            "x-secret",
+        ] {
+            assert_eq!(h.get_str(gone), None, "{gone}");
+        }
+        assert_ne!(h.get_str("x-request-id"), Some("myid"));
+    }
+
+    #[test]
+    fn edge_request_from_a_routable_peer_appends_the_peer() {
+        let h = mutate(&hcm("use_remote_address: true"), "8.8.8.8:5000", &[]);
+        assert_eq!(h.get_str("x-forwarded-for"), Some("8.8.8.8"));
+        assert_eq!(h.get_str("x-envoy-external-address"), Some("8.8.8.8"));
+    }
+
+    #[test]
+    fn internal_peer_without_xff_is_trusted() {
+        let h = mutate(
+            &hcm(&format!("use_remote_address: true\n{I127}")),
+            "127.0.0.1:1",
+            &[],
+        );
+        assert_eq!(h.get_str("x-envoy-internal"), Some("true"));
+        assert_eq!(h.get_str("x-forwarded-for"), Some("192.0.2.9"));
+        for kept in SPOOFED.iter().map(|(n, _)| *n) {
+            assert!(h.contains(kept), "{kept}");
+        }
+        assert_eq!(h.get_str("x-envoy-external-address"), Some("9.9.9.9"));
+        assert_eq!(h.get_str("x-request-id"), Some("myid"));
+    }
+
+    #[test]
+    fn internal_peer_with_xff_is_external() {
+        let c = hcm(&format!("use_remote_address: true\n{I127}"));
+        let h = mutate(&c, "127.0.0.1:1", &["1.2.3.4"]);
+        assert_eq!(h.get_str("x-envoy-internal"), None);
+        assert_eq!(h.get_str("x-envoy-retry-on"), None);
+        // Even an empty x-forwarded-for counts as "forwarded".
+        let h = mutate(&c, "127.0.0.1:1", &[""]);
+        assert_eq!(h.get_str("x-envoy-internal"), None);
+        assert_eq!(h.get_str("x-forwarded-for"), Some("192.0.2.9"));
+    }
+
+    #[test]
+    fn trusted_hops_pick_the_client_from_xff() {
+        let c = hcm("use_remote_address: true\nxff_num_trusted_hops: 2");
+        let h = mutate(&c, "127.0.0.1:1", &["1.1.1.1", "2.2.2.2, 3.3.3.3"]);
+        assert_eq!(h.get_str("x-envoy-external-address"), Some("2.2.2.2"));
+        assert_eq!(
+            h.get_str("x-forwarded-for"),
+            Some("1.1.1.1,2.2.2.2, 3.3.3.3,192.0.2.9")
+        );
+        // A trusted proxy's x-forwarded-proto stands.
+        assert_eq!(h.get_str("x-forwarded-proto"), Some("https"));
+        // Too few entries: the peer.
+        let h = mutate(&c, "127.0.0.1:1", &["5.6.7.8"]);
+        assert_eq!(h.get_str("x-envoy-external-address"), Some("127.0.0.1"));
+    }
+
+    #[test]
+    fn without_use_remote_address_xff_decides() {
+        let c = hcm(I127);
+        let h = mutate(&c, "127.0.0.1:1", &["10.1.1.1"]);
+        assert_eq!(h.get_str("x-envoy-internal"), Some("true"));
+        assert_eq!(h.get_str("x-forwarded-for"), Some("10.1.1.1"));
+        for xff in [
+            &["1.2.3.4, 10.1.1.1"][..],
+            &["garbage"],
+            &[],
+            &["10.1.1.1,"],
+        ] {
+            let h = mutate(&c, "127.0.0.1:1", xff);
+            assert_eq!(h.get_str("x-envoy-internal"), None, "{xff:?}");
+            assert_eq!(h.get_str("x-envoy-retry-on"), None, "{xff:?}");
+            assert_eq!(h.get_str("x-secret"), None, "{xff:?}");
+            // Not an edge: the inner hop's headers and request id stay.
+            assert_eq!(h.get_str("x-envoy-external-address"), Some("9.9.9.9"));
+            assert_eq!(h.get_str("x-envoy-original-path"), Some("/p"));
+            assert_eq!(h.get_str("x-envoy-downstream-service-cluster"), Some("z"));
+            assert_eq!(h.get_str("x-request-id"), Some("myid"));
+            assert_eq!(h.get_str("x-forwarded-proto"), Some("https"));
+        }
+        // With a trusted hop the single-address condition never holds.
+        let c = hcm(&format!("xff_num_trusted_hops: 1\n{I127}"));
+        let h = mutate(&c, "127.0.0.1:1", &["10.1.1.1, 1.2.3.4"]);
+        assert_eq!(h.get_str("x-envoy-internal"), None);
+    }
+
+    #[test]
+    fn skip_append_and_preserve_request_id() {
+        let c = hcm(
+            "use_remote_address: true\nskip_xff_append: true\npreserve_external_request_id: true",
+        );
+        let h = mutate(&c, "127.0.0.1:1", &["5.6.7.8"]);
+        assert_eq!(h.get_str("x-forwarded-for"), Some("5.6.7.8"));
+        assert_eq!(h.get_str("x-request-id"), Some("myid"));
+        assert_eq!(h.get_str("x-envoy-external-address"), Some("127.0.0.1"));
     }
 }

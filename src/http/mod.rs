@@ -14,6 +14,8 @@ pub mod filter;
 pub mod filter_manager;
 pub mod filter_registry;
 pub mod filters;
+pub mod internal_address_config;
+pub mod local_address;
 
 pub mod conn_manager_filter;
 #[cfg(test)]

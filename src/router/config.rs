@@ -59,10 +59,11 @@ impl RouteConfig {
                 "validate_clusters",
                 "max_direct_response_body_size_bytes",
                 "ignore_port_in_host_matching",
+                // Applied by the HCM's header sanitizing (`HcmConfig::internal_only_headers`).
+                "internal_only_headers",
             ],
             &[
                 "vhds",
-                "internal_only_headers",
                 "cluster_specifier_plugins",
                 "request_mirror_policies",
                 "ignore_path_parameters_in_path_matching",

@@ -433,10 +433,7 @@ fn route_errors_name_their_path() {
         error("virtual_hosts: [{name: a, domains: ['*'], require_tls: ALL}]"),
         "virtual_hosts[0].require_tls: value 'ALL' is not supported by nuncio (supported: NONE)"
     );
-    assert_eq!(
-        error("internal_only_headers: [x]"),
-        "internal_only_headers: not supported by nuncio"
-    );
+    assert_eq!(error("vhds: {}"), "vhds: not supported by nuncio");
 }
 
 #[test]

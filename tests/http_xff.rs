@@ -1,0 +1,207 @@
+//! `x-forwarded-for`, `use_remote_address`, `xff_num_trusted_hops`, `internal_address_config`
+//! and the header sanitizing that follows from them, end to end: the real `nuncio` binary
+//! between a raw-socket client on 127.0.0.1 and a recording upstream.
+//!
+//! Every expectation below was first observed on Envoy 1.40 with the same config and request
+//! (the client is always 127.0.0.1, a loopback peer, so an appended hop is the proxy's own
+//! local address rather than 127.0.0.1).
+
+mod http_support;
+
+use http_support::*;
+
+/// Spoofable headers every request carries, as a client outside the trusted network would.
+const SPOOFED: &str = "x-envoy-internal: true\r\n\
+x-envoy-external-address: 9.9.9.9\r\n\
+x-envoy-retry-on: 5xx\r\n\
+x-envoy-max-retries: 2\r\n\
+x-envoy-upstream-rq-timeout-ms: 4000\r\n\
+x-envoy-force-trace: 1\r\n\
+x-envoy-downstream-service-cluster: z\r\n\
+x-envoy-original-path: /p\r\n\
+x-envoy-foo: bar\r\n\
+x-secret: s\r\n\
+x-request-id: myid\r\n\
+x-forwarded-proto: https\r\n";
+
+const IAC_127: &str =
+    "          internal_address_config: {cidr_ranges: [{address_prefix: 127.0.0.1, prefix_len: 32}, {address_prefix: 10.0.0.0, prefix_len: 8}]}\n";
+
+/// A proxy with `hcm_extra` HCM fields and `internal_only_headers: [x-secret]`.
+fn proxy(up: &HttpUpstream, hcm_extra: &str) -> Nuncio {
+    let cfg = config(up.addr, hcm_extra, "", "", "").replace(
+        "          route_config:\n",
+        "          route_config:\n            internal_only_headers: [X-Secret]\n",
+    );
+    Nuncio::start(&cfg)
+}
+
+/// Sends `SPOOFED` plus `extra` header lines; returns what the upstream received.
+fn send(proxy: &Nuncio, up: &HttpUpstream, extra: &str) -> Received {
+    let before = up.requests().len();
+    let r = request(
+        proxy.listener,
+        &format!("GET /a HTTP/1.1\r\nHost: h\r\n{SPOOFED}{extra}\r\n"),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    up.requests()[before].clone()
+}
+
+fn local() -> String {
+    nuncio::http::local_address::local_address().to_string()
+}
+
+fn assert_external(got: &Received, edge: bool) {
+    for gone in [
+        "x-envoy-internal",
+        "x-envoy-retry-on",
+        "x-envoy-max-retries",
+        "x-envoy-upstream-rq-timeout-ms",
+        "x-envoy-force-trace",
+        "x-secret",
+    ] {
+        assert_eq!(got.header(gone), None, "{gone}: {got:?}");
+    }
+    assert_eq!(got.header("x-envoy-foo"), Some("bar"));
+    // The router's own default timeout, not the client's 4000.
+    assert_eq!(got.header("x-envoy-expected-rq-timeout-ms"), Some("15000"));
+    for edge_only in [
+        "x-envoy-downstream-service-cluster",
+        "x-envoy-original-path",
+    ] {
+        assert_eq!(
+            got.header(edge_only).is_none(),
+            edge,
+            "{edge_only}: {got:?}"
+        );
+    }
+    assert_eq!(got.header("x-request-id") != Some("myid"), edge, "{got:?}");
+}
+
+fn assert_internal(got: &Received) {
+    assert_eq!(got.header("x-envoy-internal"), Some("true"), "{got:?}");
+    assert_eq!(got.header("x-envoy-external-address"), Some("9.9.9.9"));
+    assert_eq!(got.header("x-envoy-downstream-service-cluster"), Some("z"));
+    assert_eq!(got.header("x-envoy-force-trace"), Some("1"));
+    assert_eq!(got.header("x-secret"), Some("s"));
+    assert_eq!(got.header("x-request-id"), Some("myid"));
+    // The router honoured the client's timeout.
+    assert_eq!(got.header("x-envoy-expected-rq-timeout-ms"), Some("4000"));
+}
+
+// === use_remote_address: true (the edge) ===
+
+#[test]
+fn edge_without_internal_address_config_trusts_nobody() {
+    let up = HttpUpstream::hello();
+    let p = proxy(&up, "          use_remote_address: true\n");
+    let got = send(&p, &up, "x-forwarded-for: 1.2.3.4\r\n");
+    assert_external(&got, true);
+    assert_eq!(
+        got.header("x-forwarded-for"),
+        Some(format!("1.2.3.4,{}", local()).as_str())
+    );
+    assert_eq!(got.header("x-envoy-external-address"), Some("127.0.0.1"));
+    assert_eq!(got.header("x-forwarded-proto"), Some("http"));
+    // No x-forwarded-for at all: still external (loopback is not internal by default).
+    let got = send(&p, &up, "");
+    assert_external(&got, true);
+    assert_eq!(got.header("x-forwarded-for"), Some(local().as_str()));
+}
+
+#[test]
+fn edge_trusts_a_listed_peer_only_without_x_forwarded_for() {
+    let up = HttpUpstream::hello();
+    let p = proxy(
+        &up,
+        &format!("          use_remote_address: true\n{IAC_127}"),
+    );
+    let got = send(&p, &up, "");
+    assert_internal(&got);
+    assert_eq!(got.header("x-forwarded-for"), Some(local().as_str()));
+    // A forwarded request is external even from an internal peer; so is an empty header.
+    for xff in ["x-forwarded-for: 1.2.3.4\r\n", "x-forwarded-for:\r\n"] {
+        let got = send(&p, &up, xff);
+        assert_external(&got, true);
+        assert_eq!(got.header("x-envoy-external-address"), Some("127.0.0.1"));
+    }
+}
+
+#[test]
+fn internal_address_config_without_ranges_is_envoys_legacy_set() {
+    let up = HttpUpstream::hello();
+    let p = proxy(
+        &up,
+        "          use_remote_address: true\n          internal_address_config: {unix_sockets: true}\n",
+    );
+    assert_internal(&send(&p, &up, ""));
+}
+
+#[test]
+fn trusted_hops_take_the_client_from_x_forwarded_for() {
+    let up = HttpUpstream::hello();
+    let p = proxy(
+        &up,
+        "          use_remote_address: true\n          xff_num_trusted_hops: 2\n",
+    );
+    // Two lines are one list (joined with ','); the 2nd entry from the right is the client.
+    let got = send(
+        &p,
+        &up,
+        "x-forwarded-for: 1.1.1.1\r\nx-forwarded-for: 2.2.2.2, 3.3.3.3\r\n",
+    );
+    assert_external(&got, true);
+    assert_eq!(got.header("x-envoy-external-address"), Some("2.2.2.2"));
+    assert_eq!(
+        got.header("x-forwarded-for"),
+        Some(format!("1.1.1.1,2.2.2.2, 3.3.3.3,{}", local()).as_str())
+    );
+    // The trusted proxy's x-forwarded-proto stands.
+    assert_eq!(got.header("x-forwarded-proto"), Some("https"));
+    // Too few entries: the peer is the client.
+    let got = send(&p, &up, "x-forwarded-for: 5.6.7.8\r\n");
+    assert_eq!(got.header("x-envoy-external-address"), Some("127.0.0.1"));
+}
+
+// === use_remote_address: false (behind a trusted proxy) ===
+
+#[test]
+fn inner_proxy_decides_from_a_single_x_forwarded_for_entry() {
+    let up = HttpUpstream::hello();
+    let p = proxy(&up, IAC_127);
+    let got = send(&p, &up, "x-forwarded-for: 10.1.1.1\r\n");
+    assert_internal(&got);
+    assert_eq!(got.header("x-forwarded-for"), Some("10.1.1.1"));
+    // Two entries, an unparsable one, or none (even from an internal peer): external, but
+    // not an edge: the inner hop's headers, request id and x-forwarded-proto stay.
+    for xff in [
+        "x-forwarded-for: 1.2.3.4, 10.1.1.1\r\n",
+        "x-forwarded-for: garbage\r\n",
+        "",
+    ] {
+        let got = send(&p, &up, xff);
+        assert_external(&got, false);
+        assert_eq!(got.header("x-envoy-external-address"), Some("9.9.9.9"));
+        assert_eq!(got.header("x-forwarded-proto"), Some("https"));
+    }
+}
+
+// === what the router then does ===
+
+#[test]
+fn retry_headers_steer_the_router_only_from_internal_clients() {
+    let up = HttpUpstream::start(|_, _| Reply::status(503));
+    let raw =
+        "GET / HTTP/1.1\r\nHost: h\r\nx-envoy-retry-on: 5xx\r\nx-envoy-max-retries: 2\r\n\r\n";
+    let p = proxy(&up, "          use_remote_address: true\n");
+    assert_eq!(request(p.listener, raw).unwrap().status, 503);
+    assert_eq!(up.requests().len(), 1, "external: one attempt");
+    drop(p);
+    let p = proxy(
+        &up,
+        &format!("          use_remote_address: true\n{IAC_127}"),
+    );
+    assert_eq!(request(p.listener, raw).unwrap().status, 503);
+    assert_eq!(up.requests().len(), 1 + 3, "internal: three attempts");
+}
