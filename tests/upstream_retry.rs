@@ -123,7 +123,12 @@ fn retriable_status_codes_from_the_request_header() {
             Reply::ok("later")
         }
     });
-    let proxy = Nuncio::start(&simple(up.addr));
+    // Envoy 1.40 honours router-control headers only from an internal client, and no
+    // address is internal unless `internal_address_config` lists it.
+    let hcm = "          use_remote_address: true
+          internal_address_config: {cidr_ranges: [{address_prefix: 127.0.0.1, prefix_len: 32}]}
+";
+    let proxy = Nuncio::start(&config(up.addr, hcm, "", "", ""));
     let r = request(
         proxy.listener,
         "GET / HTTP/1.1\r\nHost: h\r\nx-envoy-retry-on: retriable-status-codes\r\nx-envoy-retriable-status-codes: 429\r\n\r\n",
