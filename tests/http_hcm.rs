@@ -220,3 +220,54 @@ fn failing_health_checks_mark_every_response_and_close_connections() {
     assert_eq!(r.header("x-envoy-immediate-health-check-fail"), None);
     assert_eq!(r.header("connection"), None, "keep-alive again");
 }
+
+// === per-route idle_timeout (Envoy's ActiveStream::refreshIdleTimeout) ===
+
+#[test]
+fn route_idle_timeout_overrides_the_stream_idle_timeout() {
+    // The upstream answers /idle and /off only after 1.5 s; /quick at once.
+    let up = HttpUpstream::start(|r, _| {
+        if r.path == "/quick" {
+            Reply::ok("quick")
+        } else {
+            Reply::ok("late").after(Duration::from_millis(1500))
+        }
+    });
+    let routes = "              - match: {prefix: \"/idle\"}\n                route: {cluster: app, idle_timeout: 0.3s}\n              - match: {prefix: \"/off\"}\n                route: {cluster: app, idle_timeout: 0s}\n";
+    let cfg = config(
+        up.addr,
+        "          stream_idle_timeout: 1s\n",
+        routes,
+        "",
+        "",
+    );
+    let proxy = Nuncio::start(&cfg);
+
+    // The route's 0.3 s fires before the HCM's 1 s: 504, and the connection stays usable.
+    let mut client = Client::connect(proxy.listener);
+    let started = Instant::now();
+    client.send(b"GET /idle HTTP/1.1\r\nhost: h\r\n\r\n");
+    let r = client.read_response().unwrap();
+    assert_eq!((r.status, r.body_str().as_str()), (504, "stream timeout"));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.header("connection"), None, "{r:?}");
+    client.send(b"GET /quick HTTP/1.1\r\nhost: h\r\n\r\n");
+    assert_eq!(client.read_response().unwrap().body_str(), "quick");
+
+    // An incomplete request on that route: 408 and the connection closes.
+    let mut client = Client::connect(proxy.listener);
+    client.send(b"POST /idle HTTP/1.1\r\nhost: h\r\ncontent-length: 10\r\n\r\nabc");
+    let r = client.read_response().unwrap();
+    assert_eq!((r.status, r.body_str().as_str()), (408, "stream timeout"));
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    assert!(client.closed());
+
+    // idle_timeout 0 disables the HCM's 1 s: the 1.5 s answer arrives.
+    let r = get(proxy.listener, "/off");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "late"));
+    proxy.wait_stat("http.ingress.downstream_rq_idle_timeout", 2);
+}

@@ -26,7 +26,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -107,6 +107,9 @@ pub struct ActiveStream<U> {
     /// The request asks for an upgrade we allow.
     upgrade: bool,
     response_status: Option<u16>,
+    /// The stream idle timeout: the HCM's `stream_idle_timeout`, replaced by the route's
+    /// `idle_timeout` once routed (`None`: off).
+    idle_timeout: Option<Duration>,
     /// For the access log (empty unless access logs are configured).
     log: StreamLog,
 }
@@ -187,8 +190,31 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
     }
 
     fn arm_stream_idle<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
-        if let Some(idle) = self.shared.config.stream_idle_timeout {
+        if let Some(idle) = self.stream.get().and_then(|s| s.idle_timeout) {
             io.arm_timer(HcmTimer::StreamIdle, idle);
+        }
+    }
+
+    /// Envoy's `refreshIdleTimeout`: once the router matched a route with an `idle_timeout`,
+    /// that is the stream's idle timeout from now on (zero disables it).
+    fn refresh_idle_timeout<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        let Some(stream) = self.stream.get_mut() else {
+            return;
+        };
+        let Some(route_idle) = stream.state.route_idle_timeout.take() else {
+            return;
+        };
+        log::debug!(
+            "[C{}][S{}] route idle timeout {:?} replaces the stream idle timeout",
+            io.connection_id(),
+            stream.id,
+            route_idle
+        );
+        stream.idle_timeout = (!route_idle.is_zero()).then_some(route_idle);
+        if stream.idle_timeout.is_some() {
+            self.arm_stream_idle(io);
+        } else {
+            io.disarm_timer(HcmTimer::StreamIdle);
         }
     }
 
@@ -326,6 +352,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             request_id: None,
             upgrade,
             response_status: None,
+            idle_timeout: shared.config.stream_idle_timeout,
             log: StreamLog::default(),
         };
         if head.expect_continue {
@@ -344,11 +371,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             stream.log.request = Some(head.clone());
             stream.log.start = Some(std::time::SystemTime::now());
         }
-        self.arm_stream_idle(io);
         if let Some(t) = shared.config.request_timeout {
             io.arm_timer(HcmTimer::Request, t);
         }
         self.stream.put(stream);
+        self.arm_stream_idle(io);
         if head.upgrade && !upgrade {
             // Envoy: an upgrade the config does not allow is refused.
             stats.downstream_rq_ws_on_non_ws_route.inc();
@@ -460,6 +487,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
 
     /// Handles what a push through the decoder chain ended with.
     fn after_decode<Io: ConnectionIo<Upstream = U>>(&mut self, outcome: ChainOutcome, io: &mut Io) {
+        self.refresh_idle_timeout(io);
         match outcome {
             ChainOutcome::Ok => {}
             ChainOutcome::LocalReply => {
@@ -514,7 +542,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             request_id: request_id.as_deref(),
             status: &mut stream.response_status,
             log: (!shared.access_logs.is_empty()).then_some(&mut stream.log),
-            closing: drain_close,
+            // Envoy: an HTTP/1 response before the request is complete closes the connection.
+            closing: drain_close || (!stream.request_complete && !stream.upgrade),
         };
         let sent = stream
             .filters
@@ -641,7 +670,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                 request_id: request_id.as_deref(),
                 status: &mut stream.response_status,
                 log: (!shared.access_logs.is_empty()).then_some(&mut stream.log),
-                closing: drain_close,
+                closing: drain_close || (!stream.request_complete && !stream.upgrade),
             };
             let chain = &mut stream.filters.encoder;
             let result = match outcome {
@@ -834,12 +863,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                     .state
                     .response_flags
                     .set(ResponseFlag::StreamIdleTimeout);
-                let status = if stream.request_complete { 504 } else { 408 };
+                let request_complete = stream.request_complete;
+                let status = if request_complete { 504 } else { 408 };
                 self.send_local_reply(
                     LocalReply::new(status, "stream timeout", "stream_idle_timeout"),
                     io,
                 );
-                self.close_after_reply(io);
+                if !request_complete {
+                    self.close_after_reply(io);
+                }
+                // A complete request's 504 keeps the connection (as Envoy 1.40 does).
             }
             HcmTimer::Request => {
                 if self.stream.is_none() {

@@ -130,6 +130,9 @@ pub struct ForwardDecision {
     pub route_id: usize,
     /// The route timeout (default 15 s); `None` disables it.
     pub timeout: Option<Duration>,
+    /// The route's `idle_timeout`: replaces the HCM's `stream_idle_timeout` for this stream
+    /// (zero disables it); `None`: the HCM's applies.
+    pub idle_timeout: Option<Duration>,
     /// The request's retry state (route policy + `x-envoy-*` retry headers, already removed
     /// from the request); `None`: no retry can happen.
     pub retry: Option<RetryState<Arc<RetryPolicy>>>,

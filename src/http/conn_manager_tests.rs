@@ -79,7 +79,8 @@ impl ClusterView for FakeCluster {
 }
 
 /// `/direct` → 200 direct response; `/none` → no route; `/retry` → 5xx retried once with a
-/// 1 s timeout; anything else → cluster `app` (timeout 2 s, or `missing`'s for `/missing`).
+/// 1 s timeout; anything else → cluster `app` (timeout 2 s, or `missing`'s for `/missing`;
+/// route `idle_timeout` 1 s for `/idle...`, 0 for `/noidle...`).
 struct Routes;
 
 impl RouteTable for Routes {
@@ -111,6 +112,13 @@ impl RouteTable for Routes {
             },
             route_id: 0,
             timeout: Some(Duration::from_secs(2)),
+            idle_timeout: if path.starts_with("/idle") {
+                Some(Duration::from_secs(1))
+            } else if path.starts_with("/noidle") {
+                Some(Duration::ZERO)
+            } else {
+                None
+            },
             retry,
             per_try_timeout: None,
         })
@@ -873,4 +881,63 @@ fn drain_close_during_a_stream_answers_it_with_connection_close() {
     assert!(down.contains("connection: close\r\n"), "{down}");
     assert_eq!(io.closed, Some(CloseHow::FlushWriteAndDelay));
     assert_eq!(shared.stats.downstream_cx_drain_close.value(), 1);
+}
+
+// === the route's idle_timeout (Envoy's refreshIdleTimeout) ===
+
+/// Fires the timers due after `by`.
+fn advance(hcm: &mut ConnectionManager<u32>, io: &mut FakeIo, by: Duration) {
+    for timer in io.advance(by) {
+        hcm.on_timer(timer, io);
+    }
+}
+
+#[test]
+fn route_idle_timeout_replaces_the_stream_idle_timeout() {
+    let (mut hcm, mut io, shared) = setup("stream_idle_timeout: 10s\n");
+    send(&mut hcm, &mut io, "GET /idle HTTP/1.1\r\nHost: h\r\n\r\n");
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    // The upstream never answers: the route's 1 s fires long before the HCM's 10 s.
+    advance(&mut hcm, &mut io, Duration::from_millis(999));
+    assert!(io.take_written().is_empty());
+    advance(&mut hcm, &mut io, Duration::from_millis(1));
+    let down = io.take_written();
+    assert!(
+        down.starts_with("HTTP/1.1 504 Gateway Timeout\r\n"),
+        "{down}"
+    );
+    assert!(down.ends_with("stream timeout"), "{down}");
+    assert_eq!(shared.stats.downstream_rq_idle_timeout.value(), 1);
+}
+
+#[test]
+fn route_idle_timeout_applies_without_a_stream_idle_timeout_and_408s_an_incomplete_request() {
+    let (mut hcm, mut io, _) = setup("stream_idle_timeout: 0s\n");
+    send(
+        &mut hcm,
+        &mut io,
+        "POST /idle HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc",
+    );
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    advance(&mut hcm, &mut io, Duration::from_secs(1));
+    let down = io.take_written();
+    assert!(
+        down.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{down}"
+    );
+    assert!(down.ends_with("stream timeout"), "{down}");
+}
+
+#[test]
+fn route_idle_timeout_zero_disables_the_stream_idle_timeout() {
+    let (mut hcm, mut io, _) = setup("stream_idle_timeout: 1s\n");
+    send(&mut hcm, &mut io, "GET /noidle HTTP/1.1\r\nHost: h\r\n\r\n");
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    advance(&mut hcm, &mut io, Duration::from_millis(1500));
+    assert!(io.take_written().is_empty(), "no stream idle timeout");
+    // The route timeout (2 s) still applies.
+    advance(&mut hcm, &mut io, Duration::from_millis(500));
+    let down = io.take_written();
+    assert!(down.starts_with("HTTP/1.1 504 "), "{down}");
+    assert!(down.ends_with("upstream request timeout"), "{down}");
 }

@@ -10,7 +10,7 @@
 //!
 //! [`FilterManager`]: super::filter_manager::FilterManager
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -194,6 +194,9 @@ pub struct StreamFilterState {
     pub response_flags: ResponseFlags,
     /// Response code details of the last local reply or upstream response (`via_upstream`).
     pub response_code_details: &'static str,
+    /// Set once by the router when the matched route has an `idle_timeout`; the connection
+    /// manager takes it as the stream's idle timeout (Envoy's `refreshIdleTimeout`).
+    pub route_idle_timeout: Option<Duration>,
 }
 
 impl FilterCallbacks<'_> {

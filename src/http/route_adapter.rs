@@ -64,6 +64,7 @@ impl RouteTable for ConfiguredRoutes {
                     cluster,
                     route_id,
                     timeout: timeout.global_timeout,
+                    idle_timeout: forward.idle_timeout(),
                     retry,
                     per_try_timeout: timeout.per_try_timeout,
                 })

@@ -323,6 +323,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 timeout.as_millis().to_string(),
             );
         }
+        // Envoy's `refreshIdleTimeout`: the route's idle timeout becomes the stream's.
+        cb.state.route_idle_timeout = decision.idle_timeout;
         let mut decision = decision;
         self.retry = decision.retry.take().filter(|r| r.retries_remaining() > 0);
         self.retain_body = self.retry.is_some();

@@ -326,7 +326,8 @@ pub struct RouteAction {
     pub append_x_forwarded_host: bool,
     /// `timeout`: `None` when `0s` (disabled); 15 s when absent.
     pub timeout: Option<Duration>,
-    /// `idle_timeout`: `None` when absent or `0s`.
+    /// `idle_timeout`: `None` when absent (the HCM's `stream_idle_timeout` applies); zero
+    /// disables the stream idle timeout for this route.
     pub idle_timeout: Option<Duration>,
     /// The route's own `retry_policy` (else the virtual host's applies).
     /// (Shared: a request's `RetryState` keeps it for the life of the request.)
@@ -445,9 +446,7 @@ impl RouteAction {
             timeout: node
                 .opt("timeout", Node::duration)?
                 .map_or(Some(DEFAULT_ROUTE_TIMEOUT), |d| (!d.is_zero()).then_some(d)),
-            idle_timeout: node
-                .opt("idle_timeout", Node::duration)?
-                .filter(|d| !d.is_zero()),
+            idle_timeout: node.opt("idle_timeout", Node::duration)?,
             retry_policy: node
                 .opt("retry_policy", RetryPolicy::parse)?
                 .map(std::sync::Arc::new),

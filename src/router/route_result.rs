@@ -183,7 +183,7 @@ impl<'c> Forward<'c> {
         self.action.timeout
     }
 
-    /// The route's idle timeout (`None`: none).
+    /// The route's idle timeout (`None`: none set; zero: disables the stream idle timeout).
     pub fn idle_timeout(&self) -> Option<Duration> {
         self.action.idle_timeout
     }

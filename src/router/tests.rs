@@ -684,7 +684,10 @@ fn timeouts_and_retry_policy() {
             Some(Duration::from_secs(1))
         )
     );
-    assert_eq!(get("/zero"), (None, None, RetryOn::default(), None));
+    assert_eq!(
+        get("/zero"),
+        (None, Some(Duration::ZERO), RetryOn::default(), None)
+    );
 }
 
 #[test]
