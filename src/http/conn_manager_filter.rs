@@ -44,6 +44,7 @@ use super::config::HcmConfig;
 use super::conn_manager::{ConnectionManager, DownstreamEvent, HcmShared, UpstreamEvent};
 use super::conn_manager_io::{CloseHow, ClusterView, ConnectionIo, HcmTimer};
 use super::conn_manager_stats::HcmStats;
+use super::conn_manager_timers::{HcmTimerSet, Rearm};
 use super::filter_registry::HttpFilterFactoryContext;
 use super::route_adapter::ConfiguredRoutes;
 
@@ -59,6 +60,34 @@ type Pools = ConnPools<ConnectionId, ConnectionOwner>;
 
 /// The `on_timer` token of a pool wake-up (beyond every `HcmTimer` token).
 const POOL_WAKE_TOKEN: u64 = 1 << 32;
+
+/// The `on_timer` token of the filter's one reactor timer (every [`HcmTimer`] rides on it).
+const TIMERS_TOKEN: u64 = 0;
+
+/// The connection manager's timers: deadlines per kind, one reactor timer (created on first
+/// use) armed for the earliest. An idle keep-alive connection owns one timer, not one per kind.
+#[derive(Default)]
+struct FilterTimers {
+    timer: Option<Timer>,
+    set: HcmTimerSet,
+}
+
+impl FilterTimers {
+    fn apply(&mut self, rearm: Rearm, cx: &mut FilterContext<'_>) {
+        match rearm {
+            Rearm::Keep => {}
+            Rearm::Enable(after) => self
+                .timer
+                .get_or_insert_with(|| cx.create_timer(TIMERS_TOKEN))
+                .enable(after),
+            Rearm::Disable => {
+                if let Some(timer) = &self.timer {
+                    timer.disable();
+                }
+            }
+        }
+    }
+}
 
 /// A cluster's hosts and settings as read from the config, shared by every worker.
 /// (Round robin over the endpoints; the cluster manager's per-worker load balancers replace it
@@ -204,18 +233,19 @@ pub struct HttpConnectionManagerFilter {
     hcm: ConnectionManager<ConnectionId>,
     config: Arc<HcmFilterConfig>,
     pools: Rc<RefCell<Pools>>,
-    timers: [Option<Timer>; 9],
+    timers: FilterTimers,
     worker: usize,
     rng: u64,
 }
 
 impl HttpConnectionManagerFilter {
     pub fn new(config: Arc<HcmFilterConfig>, worker: usize) -> Self {
+        HcmTimerSet::init_origin();
         HttpConnectionManagerFilter {
             hcm: ConnectionManager::new(config.shared.clone()),
             config,
             pools: POOLS.with(Rc::clone),
-            timers: Default::default(),
+            timers: FilterTimers::default(),
             worker,
             rng: seed(),
         }
@@ -254,7 +284,7 @@ fn seed() -> u64 {
 /// [`ConnectionIo`] over one filter callback's context.
 struct CxIo<'s, 'c, 'h> {
     cx: &'c mut FilterContext<'h>,
-    timers: &'s mut [Option<Timer>; 9],
+    timers: &'s mut FilterTimers,
     /// The worker's pools, borrowed for this one callback (callbacks never nest).
     pools: std::cell::RefMut<'s, Pools>,
     config: &'s Arc<HcmFilterConfig>,
@@ -304,18 +334,12 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
         self.cx.read_disable(disable);
     }
     fn arm_timer(&mut self, timer: HcmTimer, after: Duration) {
-        let slot = &mut self.timers[timer as usize];
-        if slot.is_none() {
-            *slot = Some(self.cx.create_timer(timer.token()));
-        }
-        if let Some(t) = slot {
-            t.enable(after);
-        }
+        let rearm = self.timers.set.arm(timer, self.now, after);
+        self.timers.apply(rearm, self.cx);
     }
     fn disarm_timer(&mut self, timer: HcmTimer) {
-        if let Some(t) = &self.timers[timer as usize] {
-            t.disable();
-        }
+        let rearm = self.timers.set.disarm(timer);
+        self.timers.apply(rearm, self.cx);
     }
     fn connect(&mut self, address: SocketAddr, buffer_limit: u32) -> io::Result<ConnectionId> {
         self.cx.create_client_connection(address, buffer_limit)
@@ -494,11 +518,21 @@ impl ReadFilter for HttpConnectionManagerFilter {
             hcm.on_pool_wake(&mut io);
             return;
         }
-        let Some(timer) = HcmTimer::from_token(token) else {
+        if token != TIMERS_TOKEN {
             return;
-        };
-        let (hcm, mut io) = self.io(cx);
-        hcm.on_timer(timer, &mut io);
+        }
+        // The reactor timer fired: run every timer due, earliest first, then re-arm it for the
+        // earliest deadline left (a callback may arm or disarm others on the way).
+        let now = cx.dispatcher().now();
+        let due = self.timers.set.fired(now);
+        for timer in due.timers() {
+            let (hcm, mut io) = self.io(cx);
+            if io.timers.set.take_due(timer, now) {
+                hcm.on_timer(timer, &mut io);
+            }
+        }
+        let rearm = self.timers.set.rearm(now);
+        self.timers.apply(rearm, cx);
     }
 
     fn on_drain_close(&mut self, cx: &mut FilterContext<'_>) {

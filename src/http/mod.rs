@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn_manager;
 pub mod conn_manager_io;
 pub mod conn_manager_stats;
+pub mod conn_manager_timers;
 pub mod conn_manager_utility;
 pub mod filter;
 pub mod filter_manager;

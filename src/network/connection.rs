@@ -51,6 +51,18 @@ thread_local! {
 /// How many buffer slices one `writev` hands the kernel.
 const MAX_IOVECS: usize = 64;
 
+/// How many emptied write-buffer queues a worker keeps, and the largest one it keeps.
+const MAX_FREE_QUEUES: usize = 64;
+const MAX_KEPT_QUEUE_CAPACITY: usize = 64;
+
+thread_local! {
+    /// This worker's emptied write-buffer queues. A write buffer takes one when its first
+    /// chunk arrives and gives it back once drained: an idle connection owns no queue, and a
+    /// request costs no allocation for one.
+    static FREE_QUEUES: std::cell::RefCell<Vec<VecDeque<Bytes>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The process-wide connection counter behind the `C{n}` in log lines (Envoy's
 /// `next_global_id_`), also the generation that makes a [`ConnectionId`] unique.
 static NEXT_GLOBAL_ID: AtomicU64 = AtomicU64::new(0);
@@ -142,11 +154,18 @@ pub struct ReadResult {
 }
 
 /// The write buffer: a queue of immutable slices moved in without copying (Envoy's
-/// `Buffer::OwnedImpl` used as a write buffer).
+/// `Buffer::OwnedImpl` used as a write buffer). Empty, it owns no memory: its queue comes
+/// from the worker's free list with the first chunk and goes back once drained.
 #[derive(Default)]
 pub struct WriteBuffer {
     chunks: VecDeque<Bytes>,
     len: usize,
+}
+
+impl Drop for WriteBuffer {
+    fn drop(&mut self) {
+        self.clear();
+    }
 }
 
 impl WriteBuffer {
@@ -166,7 +185,7 @@ impl WriteBuffer {
             return;
         }
         self.len += data.len();
-        self.chunks.push_back(data.split().freeze());
+        self.push_chunk(data.split().freeze());
     }
 
     /// Appends an immutable slice.
@@ -175,7 +194,33 @@ impl WriteBuffer {
             return;
         }
         self.len += data.len();
-        self.chunks.push_back(data);
+        self.push_chunk(data);
+    }
+
+    fn push_chunk(&mut self, chunk: Bytes) {
+        if self.chunks.capacity() == 0 {
+            self.chunks = FREE_QUEUES
+                .try_with(|free| free.borrow_mut().pop())
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+        }
+        self.chunks.push_back(chunk);
+    }
+
+    /// Gives the (empty) queue back to the worker's free list, or frees it.
+    fn release_queue(&mut self) {
+        let queue = std::mem::take(&mut self.chunks);
+        if queue.capacity() == 0 || queue.capacity() > MAX_KEPT_QUEUE_CAPACITY {
+            return;
+        }
+        debug_assert!(queue.is_empty());
+        let _ = FREE_QUEUES.try_with(|free| {
+            let mut free = free.borrow_mut();
+            if free.len() < MAX_FREE_QUEUES {
+                free.push(queue);
+            }
+        });
     }
 
     /// One `writev` of up to [`MAX_IOVECS`] slices (`write` for one); returns how many bytes
@@ -213,11 +258,15 @@ impl WriteBuffer {
                 n = 0;
             }
         }
+        if self.chunks.is_empty() {
+            self.release_queue();
+        }
     }
 
-    /// Drops everything (close without flush). Releases the queue's own allocation too.
+    /// Drops everything (close without flush). Releases the queue too.
     fn clear(&mut self) {
-        self.chunks = VecDeque::new();
+        self.chunks.clear();
+        self.release_queue();
         self.len = 0;
     }
 }
@@ -807,6 +856,31 @@ mod tests {
         wb.consume(7);
         assert_eq!(wb.len(), 3);
         assert_eq!(&wb.chunks[0][..], b"rld");
+    }
+
+    #[test]
+    fn a_drained_write_buffer_owns_no_queue_and_the_next_reuses_it() {
+        let free = || FREE_QUEUES.with(|f| f.borrow().len());
+        let mut wb = WriteBuffer::default();
+        wb.push(Bytes::from_static(b"hello"));
+        assert!(wb.chunks.capacity() > 0);
+        let before = free();
+        wb.consume(5);
+        assert_eq!(
+            wb.chunks.capacity(),
+            0,
+            "drained: the queue went back to the worker"
+        );
+        assert_eq!(free(), before + 1);
+        let mut other = WriteBuffer::default();
+        other.push(Bytes::from_static(b"x"));
+        assert_eq!(free(), before, "the next write buffer reuses it");
+        drop(other);
+        assert_eq!(
+            free(),
+            before + 1,
+            "dropping a write buffer gives its queue back"
+        );
     }
 
     #[test]

@@ -68,7 +68,51 @@ pub(crate) struct ActiveConnection {
     /// The listener that accepted it (index into `listeners`), for its stats.
     listener: Option<usize>,
     /// Client connections its filters opened (closed when it is reaped, if still owned).
-    owned: Vec<ConnectionId>,
+    owned: OwnedConnections,
+}
+
+/// The client connections a connection's filters own: almost always none or one (HTTP/1's
+/// current upstream, tcp_proxy's), so one is kept inline and only a second one allocates
+/// (a `Vec` would keep its capacity on every idle keep-alive connection).
+#[derive(Debug, Default)]
+enum OwnedConnections {
+    #[default]
+    None,
+    One(ConnectionId),
+    Many(Vec<ConnectionId>),
+}
+
+impl OwnedConnections {
+    fn push(&mut self, id: ConnectionId) {
+        match self {
+            OwnedConnections::None => *self = OwnedConnections::One(id),
+            OwnedConnections::One(first) => *self = OwnedConnections::Many(vec![*first, id]),
+            OwnedConnections::Many(ids) => ids.push(id),
+        }
+    }
+
+    fn remove(&mut self, id: ConnectionId) {
+        match self {
+            OwnedConnections::One(owned) if *owned == id => *self = OwnedConnections::None,
+            OwnedConnections::Many(ids) => {
+                ids.retain(|c| *c != id);
+                match ids[..] {
+                    [] => *self = OwnedConnections::None,
+                    [one] => *self = OwnedConnections::One(one),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn as_slice(&self) -> &[ConnectionId] {
+        match self {
+            OwnedConnections::None => &[],
+            OwnedConnections::One(id) => std::slice::from_ref(id),
+            OwnedConnections::Many(ids) => ids,
+        }
+    }
 }
 
 /// A listener's per-worker stats (Envoy's `ListenerStats` and per-worker `worker_<n>.` ones).
@@ -534,7 +578,7 @@ impl ConnectionHandler {
             addresses.local,
             config.per_connection_buffer_limit_bytes,
         );
-        let mut filter_manager = FilterManager::default();
+        let mut filter_manager = FilterManager::with_read_capacity(chain.filter_factories.len());
         for factory in &chain.filter_factories {
             factory(&mut filter_manager, self.worker_index);
         }
@@ -543,7 +587,7 @@ impl ConnectionHandler {
             filter_manager,
             owner: ConnectionOwner::FilterChain,
             listener: Some(index),
-            owned: Vec::new(),
+            owned: OwnedConnections::None,
         });
         debug!(
             "[{id}] newConnection: from {} on {} ({}, filter chain '{}')",
@@ -851,7 +895,7 @@ impl ConnectionHandler {
             filter_manager: FilterManager::default(),
             owner,
             listener: None,
-            owned: Vec::new(),
+            owned: OwnedConnections::None,
         });
         if let Err(e) = self.register(id) {
             self.connections.remove(id.slot);
@@ -873,7 +917,7 @@ impl ConnectionHandler {
         let previous = mem::replace(&mut active.owner, owner);
         if let ConnectionOwner::ReadFilter { conn, .. } = previous {
             if let Some(parent) = self.active_mut(conn) {
-                parent.owned.retain(|c| *c != id);
+                parent.owned.remove(id);
             }
         }
         if let ConnectionOwner::ReadFilter { conn, .. } = owner {
@@ -1000,7 +1044,7 @@ impl ConnectionHandler {
                 stats.downstream_cx_active.dec();
                 stats.worker_cx_active.dec();
             }
-            for child in active.owned {
+            for &child in active.owned.as_slice() {
                 let owned = self.active_mut(child).is_some_and(
                     |c| matches!(c.owner, ConnectionOwner::ReadFilter { conn, .. } if conn == id),
                 );
@@ -1068,4 +1112,33 @@ fn consume(stream: &TcpStream, mut len: usize) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod owned_connections_tests {
+    use super::*;
+
+    fn id(slot: usize) -> ConnectionId {
+        ConnectionId::allocate(slot)
+    }
+
+    #[test]
+    fn one_owned_connection_is_kept_inline() {
+        let (a, b, c) = (id(1), id(2), id(3));
+        let mut owned = OwnedConnections::default();
+        assert!(owned.as_slice().is_empty());
+        owned.push(a);
+        assert!(matches!(owned, OwnedConnections::One(_)));
+        owned.push(b);
+        owned.push(c);
+        assert_eq!(owned.as_slice(), &[a, b, c]);
+        owned.remove(b);
+        assert_eq!(owned.as_slice(), &[a, c]);
+        owned.remove(a);
+        assert!(matches!(owned, OwnedConnections::One(x) if x == c));
+        owned.remove(a);
+        assert_eq!(owned.as_slice(), &[c]);
+        owned.remove(c);
+        assert!(matches!(owned, OwnedConnections::None));
+    }
 }

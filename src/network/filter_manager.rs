@@ -34,6 +34,15 @@ pub struct FilterManager {
 }
 
 impl FilterManager {
+    /// A manager with room for `n` read filters (the filter chain's factory count), so a
+    /// connection's filter list is allocated at its exact size, once.
+    pub fn with_read_capacity(n: usize) -> FilterManager {
+        FilterManager {
+            read_filters: Vec::with_capacity(n),
+            write_filters: Vec::new(),
+        }
+    }
+
     /// Appends a read filter (Envoy's `addReadFilter`).
     pub fn add_read_filter(&mut self, filter: Box<dyn ReadFilter>) {
         self.read_filters.push(ActiveReadFilter {

@@ -1,0 +1,276 @@
+//! `HcmTimerSet`: the connection manager's nine timers ([`HcmTimer`]) multiplexed on one
+//! reactor timer.
+//!
+//! Envoy gives each of a connection's timers (idle, stream idle, request, route, per-try, ...)
+//! a timer object of its own; a keep-alive connection that served one request would then own
+//! three or four reactor timers (each a slab slot and a boxed callback) while idle. Here the
+//! HCM filter owns one reactor `Timer`, and this set keeps a deadline per kind and says when
+//! that timer must be re-armed: for the earliest deadline, never later than it.
+//!
+//! Sans-IO: time is passed in, and every call returns a [`Rearm`] for the caller to apply to
+//! its reactor timer (`http::conn_manager_filter` does). Disarming is lazy: the timer may fire
+//! with nothing due, and is then re-armed for the earliest remaining deadline.
+//!
+//! Invariants: `armed` is the deadline the reactor timer was last enabled for (`NONE` when
+//! it is disabled or has fired); every set deadline is `>= armed` unless it was set since the
+//! timer fired (then the caller re-arms).
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::conn_manager_io::HcmTimer;
+
+/// No deadline / not armed.
+const NONE: u64 = u64::MAX;
+
+/// What the caller must do with its reactor timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rearm {
+    /// Nothing to change.
+    Keep,
+    /// Enable (or re-enable) it to fire after this long.
+    Enable(Duration),
+    /// Disable it: no deadline is left.
+    Disable,
+}
+
+/// The deadlines of one connection's timers (nanoseconds since a process-wide origin, so each
+/// takes 8 bytes).
+#[derive(Debug)]
+pub struct HcmTimerSet {
+    deadlines: [u64; HcmTimer::ALL.len()],
+    armed: u64,
+}
+
+impl Default for HcmTimerSet {
+    fn default() -> Self {
+        HcmTimerSet {
+            deadlines: [NONE; HcmTimer::ALL.len()],
+            armed: NONE,
+        }
+    }
+}
+
+/// The origin of every deadline (set once, before any deadline is computed from a later
+/// `now`; an earlier `now` only makes a deadline fire a little sooner than its true value).
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+fn nanos(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(origin()).as_nanos()).unwrap_or(NONE - 1)
+}
+
+impl HcmTimerSet {
+    /// Fixes the origin (call before the first `now` is taken, e.g. when the filter is built).
+    pub fn init_origin() {
+        origin();
+    }
+
+    /// Whether `timer` has a deadline.
+    pub fn is_armed(&self, timer: HcmTimer) -> bool {
+        self.deadlines[timer as usize] != NONE
+    }
+
+    /// Arms `timer` to fire `after` from `now` (replacing its previous deadline).
+    pub fn arm(&mut self, timer: HcmTimer, now: Instant, after: Duration) -> Rearm {
+        let after_ns = u64::try_from(after.as_nanos()).unwrap_or(NONE - 1);
+        let deadline = nanos(now).saturating_add(after_ns).min(NONE - 1);
+        self.deadlines[timer as usize] = deadline;
+        if deadline < self.armed {
+            self.armed = deadline;
+            Rearm::Enable(after)
+        } else {
+            Rearm::Keep
+        }
+    }
+
+    /// Disarms `timer`. The reactor timer is left running (it finds nothing due and re-arms)
+    /// unless no deadline is left at all.
+    pub fn disarm(&mut self, timer: HcmTimer) -> Rearm {
+        self.deadlines[timer as usize] = NONE;
+        if self.armed != NONE && self.deadlines.iter().all(|d| *d == NONE) {
+            self.armed = NONE;
+            Rearm::Disable
+        } else {
+            Rearm::Keep
+        }
+    }
+
+    /// The reactor timer fired at `now`: the timers due, earliest deadline first (ties in
+    /// [`HcmTimer::ALL`] order). Their deadlines stay set until [`take_due`](Self::take_due).
+    pub fn fired(&mut self, now: Instant) -> Due {
+        self.armed = NONE;
+        let now = nanos(now);
+        let mut due = Due::default();
+        for timer in HcmTimer::ALL {
+            let deadline = self.deadlines[timer as usize];
+            if deadline <= now {
+                due.entries[due.len] = (deadline, timer);
+                due.len += 1;
+            }
+        }
+        due.entries[..due.len].sort_by_key(|(deadline, timer)| (*deadline, *timer as usize));
+        due
+    }
+
+    /// Clears `timer` if it is (still) due at `now`: true means its callback runs now. A timer
+    /// re-armed or disarmed by an earlier callback of the same firing is not due any more.
+    pub fn take_due(&mut self, timer: HcmTimer, now: Instant) -> bool {
+        let slot = &mut self.deadlines[timer as usize];
+        if *slot <= nanos(now) {
+            *slot = NONE;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// After a firing's callbacks: arm the reactor timer for the earliest deadline left.
+    pub fn rearm(&mut self, now: Instant) -> Rearm {
+        let earliest = self.deadlines.iter().copied().min().unwrap_or(NONE);
+        if earliest == NONE {
+            let was_armed = self.armed != NONE;
+            self.armed = NONE;
+            return if was_armed {
+                Rearm::Disable
+            } else {
+                Rearm::Keep
+            };
+        }
+        if earliest == self.armed {
+            return Rearm::Keep;
+        }
+        self.armed = earliest;
+        Rearm::Enable(Duration::from_nanos(earliest.saturating_sub(nanos(now))))
+    }
+}
+
+/// The timers due in one firing, in the order their callbacks run.
+#[derive(Debug)]
+pub struct Due {
+    entries: [(u64, HcmTimer); HcmTimer::ALL.len()],
+    len: usize,
+}
+
+impl Default for Due {
+    fn default() -> Self {
+        Due {
+            entries: [(NONE, HcmTimer::ConnectionIdle); HcmTimer::ALL.len()],
+            len: 0,
+        }
+    }
+}
+
+impl Due {
+    pub fn timers(&self) -> impl Iterator<Item = HcmTimer> + '_ {
+        self.entries[..self.len].iter().map(|(_, timer)| *timer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn start() -> Instant {
+        HcmTimerSet::init_origin();
+        Instant::now()
+    }
+
+    #[test]
+    fn the_reactor_timer_follows_the_earliest_deadline() {
+        let t0 = start();
+        let mut set = HcmTimerSet::default();
+        assert_eq!(
+            set.arm(HcmTimer::ConnectionIdle, t0, 3600 * 1000 * MS),
+            Rearm::Enable(3600 * 1000 * MS)
+        );
+        // An earlier deadline moves the reactor timer; a later one does not.
+        assert_eq!(
+            set.arm(HcmTimer::StreamIdle, t0, 300 * 1000 * MS),
+            Rearm::Enable(300 * 1000 * MS)
+        );
+        assert_eq!(
+            set.arm(HcmTimer::RouteTimeout, t0, 15 * 1000 * MS),
+            Rearm::Enable(15 * 1000 * MS)
+        );
+        assert_eq!(set.arm(HcmTimer::Drain, t0, 20 * 1000 * MS), Rearm::Keep);
+        // Disarming is lazy while deadlines remain.
+        assert_eq!(set.disarm(HcmTimer::RouteTimeout), Rearm::Keep);
+        // Fired at 15 s for the disarmed route timeout: nothing is due; re-armed for the
+        // earliest deadline left (the drain, at 20 s).
+        let t15 = t0 + 15 * 1000 * MS;
+        assert_eq!(set.fired(t15).timers().count(), 0);
+        assert_eq!(set.rearm(t15), Rearm::Enable(5 * 1000 * MS));
+    }
+
+    #[test]
+    fn due_timers_fire_in_deadline_order_once() {
+        let t0 = start();
+        let mut set = HcmTimerSet::default();
+        set.arm(HcmTimer::ConnectTimeout, t0, 10 * MS);
+        set.arm(HcmTimer::StreamIdle, t0, 5 * MS);
+        set.arm(HcmTimer::Request, t0, 10 * MS);
+        set.arm(HcmTimer::ConnectionIdle, t0, 50 * MS);
+        let t10 = t0 + 10 * MS;
+        let due: Vec<_> = set.fired(t10).timers().collect();
+        assert_eq!(
+            due,
+            [
+                HcmTimer::StreamIdle,
+                HcmTimer::Request,
+                HcmTimer::ConnectTimeout
+            ]
+        );
+        assert!(set.take_due(HcmTimer::StreamIdle, t10));
+        // The first callback re-armed Request and disarmed ConnectTimeout: neither runs.
+        assert_eq!(
+            set.arm(HcmTimer::Request, t10, 10 * MS),
+            Rearm::Enable(10 * MS)
+        );
+        set.disarm(HcmTimer::ConnectTimeout);
+        assert!(!set.take_due(HcmTimer::Request, t10));
+        assert!(!set.take_due(HcmTimer::ConnectTimeout, t10));
+        assert!(!set.take_due(HcmTimer::StreamIdle, t10), "fires once");
+        assert_eq!(
+            set.rearm(t10),
+            Rearm::Keep,
+            "already armed for the request timeout"
+        );
+    }
+
+    #[test]
+    fn no_deadline_left_disables_the_timer() {
+        let t0 = start();
+        let mut set = HcmTimerSet::default();
+        assert_eq!(set.disarm(HcmTimer::ConnectionIdle), Rearm::Keep);
+        set.arm(HcmTimer::ConnectionIdle, t0, MS);
+        assert!(set.is_armed(HcmTimer::ConnectionIdle));
+        assert_eq!(set.disarm(HcmTimer::ConnectionIdle), Rearm::Disable);
+        assert!(!set.is_armed(HcmTimer::ConnectionIdle));
+        set.arm(HcmTimer::Drain, t0, MS);
+        let t1 = t0 + MS;
+        assert_eq!(
+            set.fired(t1).timers().collect::<Vec<_>>(),
+            [HcmTimer::Drain]
+        );
+        assert!(set.take_due(HcmTimer::Drain, t1));
+        assert_eq!(set.rearm(t1), Rearm::Keep, "already disarmed by the firing");
+    }
+
+    #[test]
+    fn a_deadline_set_by_a_callback_is_armed_after_the_firing() {
+        let t0 = start();
+        let mut set = HcmTimerSet::default();
+        set.arm(HcmTimer::ConnectionIdle, t0, MS);
+        let t1 = t0 + MS;
+        set.fired(t1);
+        assert!(set.take_due(HcmTimer::ConnectionIdle, t1));
+        // The idle callback starts the drain sequence: its deadline must get the timer.
+        assert_eq!(set.arm(HcmTimer::Drain, t1, 5 * MS), Rearm::Enable(5 * MS));
+        assert_eq!(set.rearm(t1), Rearm::Keep);
+    }
+}
