@@ -1,7 +1,10 @@
 //! The router filter (Envoy's `Router::Filter`): the terminal HTTP decoder filter. It routes the
 //! request, picks a host, gets a connection from the worker's pool, sends the request upstream
-//! and turns the upstream's response into events for the encoder chain; it owns retries, the
-//! route timeout and Envoy's upstream local replies.
+//! and turns the upstream's response into events for the encoder chain; it owns retries (asking
+//! the request's `RetryState`, within the cluster's `max_retries` breaker or retry budget), the
+//! route timeout and Envoy's upstream local replies. It also plays the pool's part of Envoy's
+//! `ConnPoolImplBase::newStreamImpl` (`new_stream`): a request without a ready connection is
+//! pending, opens a connection or waits in the host pool's queue until `on_pool_wake`.
 //!
 //! Called by the connection manager (`http::conn_manager`): as the sink of the decoder filter
 //! chain (`decode_*`), and with the upstream connection's bytes, events and timers
