@@ -271,3 +271,91 @@ fn route_idle_timeout_overrides_the_stream_idle_timeout() {
     assert_eq!((r.status, r.body_str().as_str()), (200, "late"));
     proxy.wait_stat("http.ingress.downstream_rq_idle_timeout", 2);
 }
+
+// === the trace log of one request reads as Envoy's call chain ===
+
+#[test]
+fn trace_log_of_one_request_reads_as_envoys_call_chain() {
+    let up = HttpUpstream::hello();
+    let routes = "              - match: {prefix: \"/traced\"}\n                name: traced_route\n                route: {cluster: app}\n";
+    let cfg = config(up.addr, "", routes, "", "");
+    let proxy = Nuncio::start_with(&cfg, &["--concurrency", "1", "-l", "trace"]);
+    let mut client = Client::connect(proxy.listener);
+    client.send(b"GET /traced HTTP/1.1\r\nhost: h\r\n\r\n");
+    assert_eq!(client.read_response().unwrap().body_str(), "hello");
+    let done = "ConnectionManagerImpl::doEndStream: keep-alive";
+    let deadline = Instant::now() + TIMEOUT;
+    while !proxy.log_lines().iter().any(|l| l.contains(done)) {
+        assert!(Instant::now() < deadline, "no '{done}' line");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The worker's lines (the admin's own connections run on the main thread).
+    let lines: Vec<String> = proxy
+        .log_lines()
+        .into_iter()
+        .filter(|l| l.contains("[worker_0]"))
+        .collect();
+    // The downstream connection's id, from its newConnection line.
+    let accepted = lines
+        .iter()
+        .find(|l| l.contains("ActiveTcpListener::newConnection"))
+        .expect("newConnection line");
+    let c = accepted
+        .split("] [")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .expect("[C..] id")
+        .to_string();
+    let s = format!("[{c}][S1]");
+    let c = format!("[{c}]");
+    // (marker, what the line must also contain), in call order.
+    let chain: Vec<(&str, String)> = vec![
+        ("ActiveTcpListener::onAccept", String::new()),
+        ("ActiveTcpListener::newConnection", c.clone()),
+        ("ConnectionImpl::onReadReady", c.clone()),
+        ("ConnectionManagerImpl::onData", c.clone()),
+        ("Http1::ServerConnectionImpl::dispatch", c.clone()),
+        ("Http1::ServerConnectionImpl::onHeadersComplete", s.clone()),
+        ("Http1::ServerConnectionImpl::onMessageComplete", s.clone()),
+        ("ActiveStream::decodeHeaders", s.clone()),
+        ("route 'traced_route' matched: cluster 'app'", s.clone()),
+        ("Router::Filter::decodeHeaders", s.clone()),
+        ("UpstreamRequest::acceptHeadersFromRouter", s.clone()),
+        ("ConnPoolImplBase::newStream: new connection", s.clone()),
+        ("UpstreamRequest::onPoolReady", s.clone()),
+        ("ConnectionImpl::write", String::new()),
+        ("UpstreamRequest::decodeHeaders", s.clone()),
+        ("ActiveStream::encodeHeaders", s.clone()),
+        ("ConnectionImpl::write", c.clone()),
+        (done, s.clone()),
+    ];
+    let mut at = 0;
+    for (marker, also) in &chain {
+        let found = lines[at..]
+            .iter()
+            .position(|l| l.contains(marker) && l.contains(also.as_str()));
+        let Some(i) = found else {
+            panic!(
+                "no '{marker}' {also} line after line {at}:\n{}",
+                lines.join("\n")
+            );
+        };
+        at += i + 1;
+    }
+    // The upstream write names the upstream connection the pool created.
+    let new_conn = lines
+        .iter()
+        .find(|l| l.contains("ConnPoolImplBase::newStream: new connection"))
+        .unwrap();
+    let upstream = new_conn
+        .split("new connection ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("[{upstream}] ConnectionImpl::write"))),
+        "no write on {upstream}"
+    );
+}

@@ -241,7 +241,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             data.clear();
             return;
         }
-        log::trace!("[C{}] dispatching {} bytes", io.connection_id(), data.len());
+        log::trace!(
+            "[C{}] ConnectionManagerImpl::onData: {} bytes (end_stream={end_stream})",
+            io.connection_id(),
+            data.len()
+        );
         if self.stream.is_none() && !data.is_empty() && !self.head_timer_armed {
             // The first bytes of a request: the whole head must follow in time (armed once
             // per request, not per read, or a trickling client would keep pushing it back).
@@ -270,6 +274,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
 
     /// Decodes as many request events as `buf` holds and the codec yields.
     fn dispatch<Io: ConnectionIo<Upstream = U>>(&mut self, buf: &mut BytesMut, io: &mut Io) {
+        log::trace!(
+            "[C{}] Http1::ServerConnectionImpl::dispatch: parsing {} bytes",
+            io.connection_id(),
+            buf.len()
+        );
         loop {
             if self.closing {
                 buf.clear();
@@ -324,14 +333,23 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         let id = self.next_stream_id;
         self.next_stream_id += 1;
         let conn_id = io.connection_id();
-        log::debug!(
-            "[C{conn_id}][S{id}] request headers complete (end_stream={}): {} {} {}",
-            head.body.is_empty(),
+        let end_stream = head.body.is_empty();
+        log::trace!(
+            "[C{conn_id}][S{id}] Http1::ServerConnectionImpl::onHeadersComplete: {} {} {}",
             head.method.as_str(),
             head.authority(),
             head.path()
         );
-        let end_stream = head.body.is_empty();
+        if end_stream {
+            // No body: the codec has the whole message (Envoy defers decodeHeaders to here).
+            log::trace!("[C{conn_id}][S{id}] Http1::ServerConnectionImpl::onMessageComplete");
+        }
+        log::debug!(
+            "[C{conn_id}][S{id}] ActiveStream::decodeHeaders: request headers complete (end_stream={end_stream}): {} {} {}",
+            head.method.as_str(),
+            head.authority(),
+            head.path()
+        );
         let upgrade_value = head.headers.get_str("upgrade").unwrap_or("").to_string();
         let upgrade = head.upgrade && shared.config.upgrade_allowed(&upgrade_value);
         let buffer_limit = io.buffer_limit() as usize;
@@ -397,7 +415,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             shared: &shared,
         };
         log::trace!(
-            "[C{conn_id}][S{id}] decode headers through {} filters",
+            "[C{conn_id}][S{id}] FilterManager::decodeHeaders: through {} filters, then the router",
             stream.filters.decoder.len()
         );
         let outcome = stream
@@ -478,7 +496,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         }
         stream.request_complete = true;
         io.disarm_timer(HcmTimer::Request);
-        log::trace!("[C{}][S{}] request complete", io.connection_id(), stream.id);
+        log::trace!(
+            "[C{}][S{}] Http1::ServerConnectionImpl::onMessageComplete",
+            io.connection_id(),
+            stream.id
+        );
         if !stream.decode_end_pushed {
             self.push_request_data(Bytes::new(), true, io);
         }
@@ -613,7 +635,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         match event {
             UpstreamEvent::Connected => {
                 log::debug!(
-                    "[C{}][S{}] upstream {:?} connected",
+                    "[C{}][S{}] CodecClient::onEvent: upstream {:?} connected",
                     cb.connection_id,
                     cb.stream_id,
                     upstream
@@ -1070,6 +1092,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         };
         // An upgrade the upstream refused (no 101): the connection's framing is in doubt.
         let request_complete = stream.request_complete && !stream.upgrade;
+        let id = stream.id;
         self.destroy_stream(stream, io);
         if self.closing {
             return;
@@ -1086,11 +1109,26 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                 .stats
                 .downstream_rq_response_before_rq_complete
                 .inc();
+            log::trace!(
+                "[C{}][S{id}] ConnectionManagerImpl::doEndStream: response before the request completed: close",
+                io.connection_id()
+            );
             self.closing = true;
             io.close(CloseHow::FlushWriteAndDelay);
             return;
         }
         if self.codec.should_close() || io.draining() || self.draining || max_reached {
+            log::trace!(
+                "[C{}][S{id}] ConnectionManagerImpl::doEndStream: close ({})",
+                io.connection_id(),
+                if self.codec.should_close() {
+                    "connection: close"
+                } else if max_reached {
+                    "max_requests_per_connection"
+                } else {
+                    "draining"
+                }
+            );
             if io.draining() && !self.draining {
                 // Draining began without this connection hearing it (Envoy counts the drain
                 // close where the response notices it).
@@ -1100,6 +1138,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             io.close(CloseHow::FlushWriteAndDelay);
             return;
         }
+        log::trace!(
+            "[C{}][S{id}] ConnectionManagerImpl::doEndStream: keep-alive, waiting for the next request",
+            io.connection_id()
+        );
         self.arm_idle(io);
         if !self.pending_input.is_empty() {
             // The next pipelined request.
@@ -1293,7 +1335,7 @@ impl<Io: ConnectionIo> ChainSink<ResponseHead> for DownstreamSink<'_, Io> {
         }
         self.shared.stats.charge_response(head.status);
         log::debug!(
-            "[C{}][S{}] encoding headers via codec (end_stream={end_stream}): {}",
+            "[C{}][S{}] ActiveStream::encodeHeaders: encoding headers via codec (end_stream={end_stream}): {}",
             cb.connection_id,
             cb.stream_id,
             head.status
@@ -1303,7 +1345,7 @@ impl<Io: ConnectionIo> ChainSink<ResponseHead> for DownstreamSink<'_, Io> {
     }
     fn on_data(&mut self, data: &mut BytesMut, end_stream: bool, cb: &mut FilterCallbacks) {
         log::trace!(
-            "[C{}][S{}] encoding data via codec (size={} end_stream={end_stream})",
+            "[C{}][S{}] ActiveStream::encodeData: encoding data via codec (size={} end_stream={end_stream})",
             cb.connection_id,
             cb.stream_id,
             data.len()
@@ -1317,7 +1359,7 @@ impl<Io: ConnectionIo> ChainSink<ResponseHead> for DownstreamSink<'_, Io> {
     }
     fn on_trailers(&mut self, trailers: &mut HeaderMap, cb: &mut FilterCallbacks) {
         log::trace!(
-            "[C{}][S{}] encoding trailers via codec",
+            "[C{}][S{}] ActiveStream::encodeTrailers: encoding trailers via codec",
             cb.connection_id,
             cb.stream_id
         );

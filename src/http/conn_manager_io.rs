@@ -100,6 +100,11 @@ pub trait ClusterView {
 pub trait RouteTable: Send + Sync {
     /// Routes `head`, applying the matched route's request header edits and rewrites to it.
     fn route(&self, head: &mut RequestHead, random: u64) -> RouteDecision;
+    /// The matched route's `name` ("" when unnamed), for logs.
+    fn route_name(&self, route_id: usize) -> &str {
+        let _ = route_id;
+        ""
+    }
     /// Applies the matched route's response header edits (same `route_id` as returned).
     fn finalize_response(
         &self,

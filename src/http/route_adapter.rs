@@ -72,6 +72,14 @@ impl RouteTable for ConfiguredRoutes {
         }
     }
 
+    fn route_name(&self, route_id: usize) -> &str {
+        self.config
+            .virtual_hosts
+            .get(route_id >> 20)
+            .and_then(|vh| vh.routes.get(route_id & 0xfffff))
+            .map_or("", |entry| entry.name.as_str())
+    }
+
     fn finalize_response(
         &self,
         route_id: usize,

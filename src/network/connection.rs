@@ -71,7 +71,7 @@ static NEXT_GLOBAL_ID: AtomicU64 = AtomicU64::new(0);
 ///
 /// The id makes the handle unique for the life of the process: a stale handle whose slot was
 /// reused by a newer connection simply finds nothing. `Display` is Envoy's `C{id}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnectionId {
     pub(crate) slot: usize,
     pub(crate) global: u64,
@@ -89,6 +89,13 @@ impl ConnectionId {
     /// The global id (the `n` of `C{n}`).
     pub fn global_id(&self) -> u64 {
         self.global
+    }
+}
+
+/// `Debug` as `Display` (`C12`): the HTTP layer logs upstream handles through `Debug`.
+impl fmt::Debug for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "C{}", self.global)
     }
 }
 
@@ -533,7 +540,7 @@ impl Connection {
             self.activate(FileReadyType::READ);
         }
         trace!(
-            "[{}] onReadReady: read {} bytes, end_stream {}",
+            "[{}] ConnectionImpl::onReadReady: read {} bytes, end_stream {}",
             self.id,
             result.bytes_read,
             result.end_stream
@@ -649,7 +656,7 @@ impl Connection {
             return;
         }
         trace!(
-            "[{}] write: {} bytes, end_stream {}",
+            "[{}] ConnectionImpl::write: {} bytes, end_stream {}",
             self.id,
             data.len(),
             end_stream
@@ -702,7 +709,10 @@ impl Connection {
             match self.write_buffer.write_to(socket) {
                 Ok(0) => break,
                 Ok(n) => {
-                    trace!("[{}] onWriteReady: wrote {n} bytes", self.id);
+                    trace!(
+                        "[{}] ConnectionImpl::onWriteReady: wrote {n} bytes",
+                        self.id
+                    );
                     self.bytes_sent += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -590,7 +590,7 @@ impl ConnectionHandler {
             owned: OwnedConnections::None,
         });
         debug!(
-            "[{id}] newConnection: from {} on {} ({}, filter chain '{}')",
+            "[{id}] ActiveTcpListener::newConnection: from {} on {} ({}, filter chain '{}')",
             addresses.remote, addresses.local, self.worker_name, chain.name
         );
         if let Err(e) = self.register(id) {
@@ -906,7 +906,7 @@ impl ConnectionHandler {
                 parent.owned.push(id);
             }
         }
-        debug!("[{id}] connecting to {address}");
+        debug!("[{id}] ClientConnectionImpl::connect: connecting to {address}");
         Ok(id)
     }
 

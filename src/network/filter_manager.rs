@@ -101,13 +101,13 @@ impl ConnectionHandler {
             };
             let mut status = FilterStatus::Continue;
             if first_call {
-                trace!("[{id}] onNewConnection: read filter {index}");
+                trace!("[{id}] FilterManagerImpl::onNewConnection: read filter {index}");
                 status = filter.on_new_connection(&mut cx);
             }
             let still_open = cx.connection().is_some_and(|c| c.state() == State::Open);
             if status == FilterStatus::Continue && still_open && (!buf.is_empty() || end_stream) {
                 trace!(
-                    "[{id}] onData: read filter {index}, {} bytes, end_stream {end_stream}",
+                    "[{id}] FilterManagerImpl::onRead: read filter {index} onData, {} bytes, end_stream {end_stream}",
                     buf.len()
                 );
                 status = filter.on_data(buf, end_stream, &mut cx);

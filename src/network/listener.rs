@@ -127,7 +127,7 @@ impl ListenerImpl {
         loop {
             match socket.accept() {
                 Ok((stream, peer)) => {
-                    trace!("accepted connection from {peer}");
+                    trace!("ActiveTcpListener::onAccept: connection from {peer}");
                     return Accepted::Socket(stream, peer);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accepted::Done,

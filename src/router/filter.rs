@@ -302,11 +302,18 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             RouteDecision::Forward(decision) => decision,
         };
         log::debug!(
-            "[C{}][S{}] cluster '{}' match for URL '{}'",
+            "[C{}][S{}] ActiveStream::refreshCachedRoute: route '{}' matched: cluster '{}' match for URL '{}'",
             cb.connection_id,
             cb.stream_id,
+            routes.route_name(decision.route_id),
             decision.cluster,
             head.path()
+        );
+        log::trace!(
+            "[C{}][S{}] Router::Filter::decodeHeaders: cluster '{}' (end_stream={end_stream})",
+            cb.connection_id,
+            cb.stream_id,
+            decision.cluster
         );
         let Some(cluster) = io.cluster(&decision.cluster) else {
             log::debug!(
@@ -416,6 +423,13 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             return;
         };
         self.upstream_host = Some(host.address());
+        log::trace!(
+            "[C{}][S{}] UpstreamRequest::acceptHeadersFromRouter: attempt {} to {}",
+            cb.connection_id,
+            cb.stream_id,
+            self.attempts,
+            host.address()
+        );
         self.attempt_host = Some(host);
         self.new_stream(cb, io);
     }
@@ -457,7 +471,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             {
                 self.leave_queue(io, false);
                 log::debug!(
-                    "[C{}][S{}] using existing connection {:?} to {}",
+                    "[C{}][S{}] ConnPoolImplBase::newStream: ready client {:?} to {}",
                     cb.connection_id,
                     cb.stream_id,
                     id,
@@ -504,7 +518,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     }
                 }
                 log::debug!(
-                    "[C{}][S{}] no connection to {} available (max_connections): queued",
+                    "[C{}][S{}] ConnPoolImplBase::newStream: pending: no connection to {} available (max_connections): queued",
                     cb.connection_id,
                     cb.stream_id,
                     host
@@ -520,7 +534,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         match io.connect(host, cluster.buffer_limit()) {
             Ok(id) => {
                 log::debug!(
-                    "[C{}][S{}] creating a new connection {:?} to {}",
+                    "[C{}][S{}] ConnPoolImplBase::newStream: new connection {:?} to {}",
                     cb.connection_id,
                     cb.stream_id,
                     id,
@@ -761,7 +775,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let body_pending = self.body.len() > self.body_sent;
         let end = self.downstream_end && !body_pending && self.trailers.is_none();
         log::trace!(
-            "[C{}][S{}] encoding request headers upstream (end_stream={end})",
+            "[C{}][S{}] UpstreamRequest::onPoolReady: RequestEncoderImpl::encodeHeaders (end_stream={end})",
             cb.connection_id,
             cb.stream_id
         );
@@ -943,9 +957,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 self.response_started = true;
                 let end = head.body.is_empty() && head.status != 101;
                 log::debug!(
-                    "[C{}][S{}] upstream headers complete: end_stream={end}",
+                    "[C{}][S{}] UpstreamRequest::decodeHeaders: upstream headers complete: {} (end_stream={end})",
                     cb.connection_id,
-                    cb.stream_id
+                    cb.stream_id,
+                    head.status
                 );
                 out.push(UpstreamOutcome::Headers(head, end));
                 if end {
@@ -1129,7 +1144,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         );
         if pooled {
             log::debug!(
-                "response complete: connection {:?} back to the pool",
+                "UpstreamRequest::onUpstreamComplete: connection {:?} back to the pool",
                 upstream.conn
             );
             io.release_upstream(upstream.conn);
@@ -1139,7 +1154,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             if reusable {
                 stats.upstream_cx_max_requests.inc();
             }
-            log::debug!("response complete: closing connection {:?}", upstream.conn);
+            log::debug!(
+                "UpstreamRequest::onUpstreamComplete: closing connection {:?}",
+                upstream.conn
+            );
             stats.upstream_cx_destroy_local.inc();
             stats.upstream_cx_destroy.inc();
             stats.upstream_cx_active.dec();
