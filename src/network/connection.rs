@@ -286,6 +286,8 @@ pub struct Connection {
     socket: Option<TcpStream>,
     /// The registration with the worker's dispatcher; `None` once closed.
     file_event: Option<FileEvent>,
+    /// What `file_event` is registered for, as last set.
+    interest: FileReadyType,
     /// The `FlushWriteAndDelay` timer, armed while waiting for the peer to close.
     delayed_close_timer: Option<Timer>,
     state: State,
@@ -379,6 +381,7 @@ impl Connection {
             id,
             socket: Some(socket),
             file_event: None,
+            interest: FileReadyType::NONE,
             delayed_close_timer: None,
             state,
             closing_event: ConnectionEvent::LocalClose,
@@ -401,10 +404,11 @@ impl Connection {
         }
     }
 
-    /// Attaches the dispatcher registration (created by the handler, whose callback routes
-    /// events back here by id).
-    pub(crate) fn set_file_event(&mut self, file_event: FileEvent) {
+    /// Attaches the dispatcher registration (created by the handler for `interest`, its
+    /// callback routing events back here by id).
+    pub(crate) fn set_file_event(&mut self, file_event: FileEvent, interest: FileReadyType) {
         self.file_event = Some(file_event);
+        self.interest = interest;
     }
 
     /// Attaches the timer used by `FlushWriteAndDelay`.
@@ -584,14 +588,21 @@ impl Connection {
         }
     }
 
-    /// Registers interest in what the state allows: reads only while enabled and open.
-    fn update_interest(&self) {
+    /// What the state allows: reads only while enabled and open.
+    fn wanted_interest(&self) -> FileReadyType {
+        let mut events = FileReadyType::WRITE;
+        if self.read_disable_count == 0 && self.state == State::Open {
+            events |= FileReadyType::READ | FileReadyType::CLOSED;
+        }
+        events
+    }
+
+    /// Registers [`wanted_interest`](Self::wanted_interest). Always an `epoll_ctl`, even when
+    /// unchanged: the re-registration makes the kernel report the socket's readiness anew.
+    fn update_interest(&mut self) {
         if let Some(event) = &self.file_event {
-            let mut events = FileReadyType::WRITE;
-            if self.read_disable_count == 0 && self.state == State::Open {
-                events |= FileReadyType::READ | FileReadyType::CLOSED;
-            }
-            event.set_enabled(events);
+            self.interest = self.wanted_interest();
+            event.set_enabled(self.interest);
         }
     }
 
@@ -629,7 +640,11 @@ impl Connection {
             self.local_address = local;
         }
         self.state = State::Open;
-        self.update_interest();
+        // Usually registered for reading since the start (only a read_disable while
+        // connecting narrowed it): then there is nothing to change and no epoll_ctl to pay.
+        if self.wanted_interest() != self.interest {
+            self.update_interest();
+        }
         debug!("[{}] connected to {}", self.id, self.remote_address);
         Ok(())
     }

@@ -618,14 +618,15 @@ impl ConnectionHandler {
         let Some(fd) = active.connection.raw_fd() else {
             return Ok(());
         };
+        let interest = FileReadyType::READ | FileReadyType::WRITE | FileReadyType::CLOSED;
         let file_event = self.dispatcher.create_file_event(
             fd,
             FileTriggerType::Edge,
-            FileReadyType::READ | FileReadyType::WRITE | FileReadyType::CLOSED,
+            interest,
             move |ready| enter(&weak, |h| h.on_connection_event(id, ready)),
         )?;
         if let Some(active) = self.active_mut(id) {
-            active.connection.set_file_event(file_event);
+            active.connection.set_file_event(file_event, interest);
         }
         Ok(())
     }
@@ -651,7 +652,11 @@ impl ConnectionHandler {
                     // The owner must hear `Connected` before any byte: deliver it (end of this
                     // dispatch) and come back for the I/O on the next iteration.
                     self.events.push_back((id, ConnectionEvent::Connected));
-                    connection.activate(FileReadyType::READ | FileReadyType::WRITE);
+                    // Flush what was written while connecting; read only what the kernel
+                    // already reported (a server-first greeting, a hang-up): bytes arriving
+                    // later raise a new edge, and a read now would mostly fail with WouldBlock.
+                    let read = ready & (FileReadyType::READ | FileReadyType::CLOSED);
+                    connection.activate(FileReadyType::WRITE | read);
                     return;
                 }
                 Err(e)
