@@ -256,12 +256,12 @@ fn retry_budget_replaces_max_retries() {
 fn per_try_timeout_is_retried_under_gateway_error_only() {
     let up = HttpUpstream::start(|_, n| {
         if n == 0 {
-            Reply::ok("late").after(Duration::from_millis(600))
+            Reply::ok("late").after(Duration::from_millis(2000))
         } else {
             Reply::ok("quick")
         }
     });
-    let policy = "{retry_on: gateway-error, num_retries: 1, per_try_timeout: 0.2s}";
+    let policy = "{retry_on: gateway-error, num_retries: 1, per_try_timeout: 0.5s}";
     let proxy = Nuncio::start(&config(up.addr, "", &retry_route(policy), "", ""));
     let r = get(proxy.listener, "/r");
     assert_eq!((r.status, r.body_str().as_str()), (200, "quick"));
