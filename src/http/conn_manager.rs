@@ -28,7 +28,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use crate::router::filter::{RouterFilter, UpstreamOutcome};
 
@@ -43,6 +43,7 @@ use super::conn_manager_utility::{mutate_request_headers, mutate_response_header
 use super::filter::{ChainSink, FilterCallbacks, LocalReply, ResponseFlag, StreamFilterState};
 use super::filter_manager::{local_reply_headers, ChainOutcome, FilterManager};
 use super::filter_registry::FilterChainBuilder;
+use super::scratch;
 use super::stream_slot::StreamSlot;
 use super::HeaderMap;
 
@@ -122,8 +123,6 @@ pub struct ConnectionManager<U: 'static> {
     stream: StreamSlot<ActiveStream<U>>,
     /// Pipelined bytes waiting for the current response to finish (unallocated when empty).
     pending_input: BytesMut,
-    /// Encoding scratch for downstream writes.
-    out: BytesMut,
     next_stream_id: u64,
     requests: u32,
     /// A close was requested: ignore further input.
@@ -145,7 +144,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             codec,
             stream: StreamSlot::empty(),
             pending_input: BytesMut::new(),
-            out: BytesMut::new(),
             next_stream_id: 1,
             requests: 0,
             closing: false,
@@ -375,8 +373,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         };
         if head.expect_continue {
             // Envoy answers `expect: 100-continue` itself (proxy_100_continue false).
-            self.codec.encode_100_continue(&mut self.out);
-            io.write(&mut self.out, false);
+            let mut out = scratch::take_encode();
+            self.codec.encode_100_continue(&mut out);
+            io.write(&mut out, false);
+            scratch::give_encode(out);
         }
         stream.request_id = mutate_request_headers(
             &mut head,
@@ -427,7 +427,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
 
     fn push_request_data<Io: ConnectionIo<Upstream = U>>(
         &mut self,
-        bytes: Bytes,
+        mut data: BytesMut,
         end_stream: bool,
         io: &mut Io,
     ) {
@@ -438,8 +438,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         if end_stream {
             stream.decode_end_pushed = true;
         }
-        stream.log.bytes_received += bytes.len() as u64;
-        let mut data = BytesMut::from(bytes);
+        stream.log.bytes_received += data.len() as u64;
         let mut cb = FilterCallbacks {
             now: io.now(),
             connection_id: io.connection_id(),
@@ -502,7 +501,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             stream.id
         );
         if !stream.decode_end_pushed {
-            self.push_request_data(Bytes::new(), true, io);
+            self.push_request_data(BytesMut::new(), true, io);
         }
         self.maybe_finish_stream(io);
     }
@@ -556,9 +555,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             state: &mut stream.state,
         };
         let drain_close = self.draining || io.draining();
+        let mut out = scratch::take_encode();
         let mut sink = DownstreamSink {
             codec: &mut self.codec,
-            out: &mut self.out,
+            out: &mut out,
             io,
             shared: &shared,
             request_id: request_id.as_deref(),
@@ -570,6 +570,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         let sent = stream
             .filters
             .send_local_reply(reply, head_request, &mut sink, &mut cb);
+        scratch::give_encode(out);
         if !sent {
             self.reset_stream(io);
         }
@@ -664,6 +665,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         io: &mut Io,
     ) {
         let shared = self.shared.clone();
+        // The worker's encode buffer, for every outcome of this event.
+        let mut out = scratch::take_encode();
         for outcome in outcomes.drain(..) {
             let Some(stream) = self.stream.get_mut() else {
                 break;
@@ -686,7 +689,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             let drain_close = self.draining || io.draining();
             let mut sink = DownstreamSink {
                 codec: &mut self.codec,
-                out: &mut self.out,
+                out: &mut out,
                 io,
                 shared: &shared,
                 request_id: request_id.as_deref(),
@@ -704,8 +707,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                     }
                     chain.push_headers(head, end, &mut sink, &mut cb)
                 }
-                UpstreamOutcome::Data(bytes, end) => {
-                    let mut data = BytesMut::from(bytes);
+                UpstreamOutcome::Data(mut data, end) => {
                     chain.push_data(&mut data, end, &mut sink, &mut cb)
                 }
                 UpstreamOutcome::Trailers(trailers) => {
@@ -747,6 +749,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                 }
             }
         }
+        scratch::give_encode(out);
         return_outcomes(outcomes);
         self.maybe_finish_stream(io);
     }
@@ -1048,16 +1051,17 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         mutate_response_headers(&mut head, &self.shared.config, None);
         self.shared.stats.charge_response(status);
         self.shared.stats.downstream_rq_completed.inc();
-        self.codec
-            .encode_headers(&head, body.is_empty(), &mut self.out);
+        let mut out = scratch::take_encode();
+        self.codec.encode_headers(&head, body.is_empty(), &mut out);
         if !body.is_empty() {
-            self.codec.encode_data(body.as_bytes(), true, &mut self.out);
+            self.codec.encode_data(body.as_bytes(), true, &mut out);
         }
         self.shared
             .stats
             .downstream_cx_tx_bytes_total
-            .add(self.out.len() as u64);
-        io.write(&mut self.out, false);
+            .add(out.len() as u64);
+        io.write(&mut out, false);
+        scratch::give_encode(out);
         self.closing = true;
         io.close(CloseHow::FlushWriteAndDelay);
     }
@@ -1299,6 +1303,7 @@ where
 /// `ResponseEncoder` → `ConnectionImpl::write`).
 struct DownstreamSink<'a, Io> {
     codec: &'a mut ServerCodec,
+    /// The worker's encode buffer (`http::scratch`).
     out: &'a mut BytesMut,
     io: &'a mut Io,
     shared: &'a HcmShared,

@@ -130,7 +130,8 @@ pub enum RouteDecision {
 /// The parts of a forwarding route the router filter needs.
 #[derive(Debug)]
 pub struct ForwardDecision {
-    pub cluster: String,
+    /// The cluster's name, shared with the route table.
+    pub cluster: std::sync::Arc<str>,
     /// Identifies the route for `finalize_response`.
     pub route_id: usize,
     /// The route timeout (default 15 s); `None` disables it.

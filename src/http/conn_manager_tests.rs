@@ -104,6 +104,10 @@ impl RouteTable for Routes {
             ..RetryPolicy::default()
         };
         let retry = RetryState::create(Arc::new(policy), head);
+        // The route table sets the router's expected-timeout header (ConfiguredRoutes does it
+        // through `router::final_timeout`).
+        head.headers
+            .insert("x-envoy-expected-rq-timeout-ms", "2000");
         RouteDecision::Forward(ForwardDecision {
             cluster: if path == "/missing" {
                 "missing".into()

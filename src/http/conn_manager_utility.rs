@@ -13,29 +13,56 @@ use super::codec::{RequestHead, ResponseHead};
 use super::config::{HcmConfig, ServerHeaderTransformation};
 use super::HeaderMap;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: [&str; 5] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-];
+/// True for a hop-by-hop header (RFC 9110 §7.6.1), never forwarded, and for `te` (forwarded
+/// only as `te: trailers`, re-added by the caller). `upgrade` and `connection` stay on an
+/// upgrade being forwarded (as the peer wrote them). Names in a map are lower-case.
+fn is_hop_by_hop(name: &str, keep_upgrade: bool) -> bool {
+    match name {
+        "keep-alive" | "proxy-connection" | "transfer-encoding" | "te" => true,
+        "connection" | "upgrade" => !keep_upgrade,
+        _ => false,
+    }
+}
+
+/// True for a `connection` token that names no header to remove: the connection options the
+/// codec handles itself.
+fn is_connection_option(token: &[u8]) -> bool {
+    token.is_empty()
+        || token.eq_ignore_ascii_case(b"close")
+        || token.eq_ignore_ascii_case(b"keep-alive")
+        || token.eq_ignore_ascii_case(b"upgrade")
+}
+
+/// The header names a `connection` header lists besides its options (lower-case), `None` in
+/// the usual case of no such name (no allocation then).
+fn named_by_connection(headers: &HeaderMap) -> Option<Vec<String>> {
+    let tokens = || {
+        headers
+            .get_all("connection")
+            .flat_map(|value| value.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|token| !is_connection_option(token))
+    };
+    tokens().next()?;
+    Some(
+        tokens()
+            .map(|token| String::from_utf8_lossy(token).to_ascii_lowercase())
+            .collect(),
+    )
+}
 
 /// Removes the hop-by-hop headers and every header the `connection` header names. `upgrade`
 /// (and `connection: upgrade`) survive on an upgrade being forwarded; `te: trailers` survives.
+/// One pass over the fields for the fixed names; the names a `connection` header lists (rare)
+/// are removed one by one.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let mut named: Vec<String> = Vec::new();
-    for value in headers.get_all("connection") {
-        for token in value.split(|&b| b == b',') {
-            let token = String::from_utf8_lossy(token.trim_ascii()).to_ascii_lowercase();
-            if !token.is_empty() && token != "close" && token != "keep-alive" && token != "upgrade"
-            {
-                named.push(token);
-            }
-        }
-    }
-    for name in &named {
+    let named = named_by_connection(headers);
+    let te_trailers = headers.get_all("te").any(|v| {
+        v.split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+    });
+    headers.retain(|name, _| !is_hop_by_hop(name, keep_upgrade));
+    for name in named.iter().flatten() {
         // Never let a client strip the framing or routing headers through `connection`.
         if !matches!(
             name.as_str(),
@@ -44,20 +71,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.remove(name);
         }
     }
-    for name in HOP_BY_HOP {
-        // An upgrade being forwarded keeps `connection` and `upgrade` as the peer wrote them.
-        if keep_upgrade && (name == "upgrade" || name == "connection") {
-            continue;
-        }
-        headers.remove(name);
-    }
-    let te_trailers = headers.get_str("te").is_some_and(|v| {
-        v.split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-    });
-    headers.remove("te");
     if te_trailers {
-        headers.insert("te", "trailers");
+        headers.append("te", "trailers");
     }
 }
 

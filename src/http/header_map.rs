@@ -8,36 +8,38 @@
 //! - Names are stored lower-cased (HTTP/1 names are case-insensitive and Envoy forwards them
 //!   lower-cased); lookups also compare case-insensitively, so `get("Host")` works too.
 //! - Order is kept and a name may appear several times (`get_all`, `append`).
-//! - A decoded map holds the received head as one `Bytes` (copied once from the read buffer by
-//!   the codec) and each entry is a pair of offsets into it. Names and values added later go
-//!   into a small owned buffer (reserved once, not grown per field). Getting a value is a
-//!   slice, never an allocation.
+//! - All bytes live in one vector: a decoded map starts with the received head (copied once
+//!   from the read buffer by the codec, names lower-cased there) and each entry is a pair of
+//!   offsets into it; names and values added later are appended behind it. Getting a value is
+//!   a slice, never an allocation.
+//! - The byte vector and the entry vector come from the worker's free list
+//!   (`http::header_pool`) and go back to it on drop, so building, editing, cloning and
+//!   dropping the heads of a stream costs no `malloc` in steady state.
 //! - Lookups are a linear scan with a length pre-check: HTTP/1 heads are small (typically under
 //!   20 fields) and the framing headers the proxy needs on every request (content-length,
 //!   transfer-encoding, host, connection, upgrade, expect) are already digested by the codec into
 //!   fields of `RequestHead`/`ResponseHead`, so the hot path does not search for them.
 //! - Pseudo-values (method, path, authority, status) are not entries: they are fields of
-//!   `RequestHead`/`ResponseHead` (Envoy keeps them as `:method`, `:path`, ... entries).
+//!   `RequestHead`/`ResponseHead` (Envoy keeps them as `:method`, `:path`, ... entries), stored
+//!   as spans of the same vector.
 
-use bytes::Bytes;
+use super::header_pool;
 use std::fmt;
 
-/// Where one name or value lives: in the shared received bytes or in the owned buffer.
+/// Where one name or value lives: `len` bytes at `start` of the map's byte vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Span {
     start: u32,
     len: u32,
-    owned: bool,
 }
 
 impl Span {
-    /// A span of `len` bytes at `start` inside the received (shared) bytes.
+    /// A span of `len` bytes at `start` of the received head (which starts the byte vector).
     pub(crate) fn received(start: usize, len: usize) -> Span {
         // The codec caps heads far below 4 GiB (max_request_headers_kb), so offsets fit in u32.
         Span {
             start: start as u32,
             len: len as u32,
-            owned: false,
         }
     }
 
@@ -46,80 +48,99 @@ impl Span {
         (self.start as usize, self.len as usize)
     }
 
-    pub(crate) const EMPTY: Span = Span {
-        start: 0,
-        len: 0,
-        owned: true,
-    };
+    pub(crate) const EMPTY: Span = Span { start: 0, len: 0 };
 }
 
+/// One field: its name and value spans. (`pub(crate)` for the free list's type only.)
 #[derive(Clone, Copy, Debug)]
-struct Entry {
+pub(crate) struct Entry {
     name: Span,
     value: Span,
 }
 
-/// First allocation of a map's owned storage.
-const OWNED_RESERVE: usize = 256;
+/// Room kept behind a received head for the fields the proxy adds (x-forwarded-proto,
+/// x-envoy-expected-rq-timeout-ms, x-envoy-upstream-service-time, ...), so adding them does
+/// not grow the vector.
+const ADDED_BYTES: usize = 256;
+
+/// Entries kept free behind the received ones, for the same reason.
+const ADDED_ENTRIES: usize = 4;
 
 /// An ordered multimap of lower-cased header names to byte values.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct HeaderMap {
-    /// The head block this map was decoded from (names already lower-cased in place).
-    received: Bytes,
-    /// Bytes of names and values added after decoding; append-only.
-    owned: Vec<u8>,
+    /// The received head block (names lower-cased in place), then the bytes of names and values
+    /// added after decoding; append-only. Empty (no capacity) until the first byte is stored.
+    bytes: Vec<u8>,
     entries: Vec<Entry>,
 }
 
 impl HeaderMap {
-    /// An empty map.
+    /// An empty map (allocates nothing until a field is added).
     pub fn new() -> HeaderMap {
         HeaderMap::default()
     }
 
-    /// A map whose entries will point into `received` (used by the codec).
-    pub(crate) fn with_received(received: Bytes, capacity: usize) -> HeaderMap {
+    /// A map for a head of `fields` fields, whose entries the codec pushes as spans of the head
+    /// it then copies in with [`copy_received`](Self::copy_received).
+    pub(crate) fn for_received(fields: usize) -> HeaderMap {
         HeaderMap {
-            received,
-            owned: Vec::new(),
-            entries: Vec::with_capacity(capacity),
+            bytes: Vec::new(),
+            entries: header_pool::take_entries(fields + ADDED_ENTRIES),
         }
     }
 
-    /// Adds an entry whose name and value are already in the received bytes. The codec has
-    /// validated and lower-cased them.
+    /// Adds an entry whose name and value are spans of the received head. The codec has
+    /// validated them.
     pub(crate) fn push_received(&mut self, name: Span, value: Span) {
-        debug_assert!(!name.owned && !value.owned);
         self.entries.push(Entry { name, value });
     }
 
-    /// Sets the received bytes the entries pushed so far point into (the codec collects the
-    /// offsets while httparse still borrows the buffer, then freezes the buffer).
-    pub(crate) fn set_received(&mut self, received: Bytes) {
-        self.received = received;
+    /// Copies the received head block the entries pushed so far point into, and lower-cases
+    /// their names in the copy (the codec collects the offsets while httparse still borrows the
+    /// read buffer, then copies the head out of it, so the read buffer stays unshared). Must be
+    /// called before anything else is stored.
+    pub(crate) fn copy_received(&mut self, head: &[u8]) {
+        debug_assert!(self.bytes.is_empty(), "the received head starts the vector");
+        if self.bytes.capacity() == 0 {
+            self.bytes = header_pool::take_bytes(head.len() + ADDED_BYTES);
+        }
+        self.bytes.clear();
+        self.bytes.extend_from_slice(head);
+        for entry in &self.entries {
+            let (start, len) = entry.name.bounds();
+            if let Some(name) = self.bytes.get_mut(start..start + len) {
+                name.make_ascii_lowercase();
+            }
+        }
     }
 
     /// The bytes of a span (of this map's storage).
     pub(crate) fn resolve(&self, span: Span) -> &[u8] {
-        let (start, end) = (span.start as usize, span.start as usize + span.len as usize);
-        let storage: &[u8] = if span.owned {
-            &self.owned
-        } else {
-            &self.received
-        };
-        storage.get(start..end).unwrap_or(&[])
+        resolve(&self.bytes, span)
     }
 
-    /// Stores `bytes` in the owned buffer and returns its span (for values that are not
-    /// entries, such as a rewritten path).
+    /// Makes room for `more` bytes, taking the vector from the worker's free list the first time.
+    fn reserve(&mut self, more: usize) {
+        if self.bytes.capacity() == 0 {
+            self.bytes = header_pool::take_bytes(more);
+        } else {
+            self.bytes.reserve(more);
+        }
+    }
+
+    /// Stores `bytes` and returns its span (for values that are not entries, such as a
+    /// rewritten path).
     pub(crate) fn store(&mut self, bytes: &[u8]) -> Span {
-        let start = self.owned.len();
-        self.owned.extend_from_slice(bytes);
+        if bytes.is_empty() {
+            return Span::EMPTY;
+        }
+        self.reserve(bytes.len());
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
         Span {
             start: start as u32,
             len: bytes.len() as u32,
-            owned: true,
         }
     }
 
@@ -127,13 +148,9 @@ impl HeaderMap {
     /// NUL) become spaces, and names are lower-cased. Config and formatter output go through
     /// here, so no caller can inject a header line.
     fn store_sanitized(&mut self, bytes: &[u8], lower: bool) -> Span {
-        if self.owned.capacity() == 0 {
-            // The proxy adds a handful of fields per request (x-forwarded-proto, x-request-id,
-            // x-envoy-expected-rq-timeout-ms, ...): one allocation holds them all.
-            self.owned.reserve(OWNED_RESERVE.max(bytes.len()));
-        }
-        let start = self.owned.len();
-        self.owned.extend(bytes.iter().map(|&b| match b {
+        self.reserve(bytes.len());
+        let start = self.bytes.len();
+        self.bytes.extend(bytes.iter().map(|&b| match b {
             b'\r' | b'\n' | 0 => b' ',
             _ if lower => b.to_ascii_lowercase(),
             _ => b,
@@ -141,13 +158,15 @@ impl HeaderMap {
         Span {
             start: start as u32,
             len: bytes.len() as u32,
-            owned: true,
         }
     }
 
-    /// The (name, value) spans of every entry, in order (codec only).
-    pub(crate) fn iter_spans(&self) -> impl Iterator<Item = (Span, Span)> + '_ {
-        self.entries.iter().map(|e| (e.name, e.value))
+    /// Appends an entry, taking the entry vector from the worker's free list the first time.
+    fn push(&mut self, entry: Entry) {
+        if self.entries.capacity() == 0 {
+            self.entries = header_pool::take_entries(1);
+        }
+        self.entries.push(entry);
     }
 
     /// Number of entries (a repeated name counts once per line).
@@ -161,10 +180,7 @@ impl HeaderMap {
     }
 
     fn matches(&self, entry: &Entry, name: &str) -> bool {
-        entry.name.len as usize == name.len()
-            && self
-                .resolve(entry.name)
-                .eq_ignore_ascii_case(name.as_bytes())
+        name_matches(&self.bytes, entry, name)
     }
 
     /// The first value of `name`, if present.
@@ -200,19 +216,16 @@ impl HeaderMap {
         match self.entries.iter().position(|e| self.matches(e, name)) {
             Some(first) => {
                 self.entries[first].value = value;
+                let bytes = &self.bytes;
                 let mut index = 0;
-                let entries = std::mem::take(&mut self.entries);
-                self.entries = entries
-                    .into_iter()
-                    .filter(|e| {
-                        index += 1;
-                        index - 1 <= first || !self.matches(e, name)
-                    })
-                    .collect();
+                self.entries.retain(|e| {
+                    index += 1;
+                    index - 1 <= first || !name_matches(bytes, e, name)
+                });
             }
             None => {
                 let name = self.store_sanitized(name.as_bytes(), true);
-                self.entries.push(Entry { name, value });
+                self.push(Entry { name, value });
             }
         }
     }
@@ -221,36 +234,42 @@ impl HeaderMap {
     pub fn append(&mut self, name: &str, value: impl AsRef<[u8]>) {
         let name = self.store_sanitized(name.as_bytes(), true);
         let value = self.store_sanitized(value.as_ref(), false);
-        self.entries.push(Entry { name, value });
+        self.push(Entry { name, value });
     }
 
     /// Removes every entry called `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
+        // Most removals are of a header that is not there (hop-by-hop, x-envoy-* controls):
+        // a read-only scan settles those.
+        if !self.contains(name) {
+            return 0;
+        }
         let before = self.entries.len();
-        let mut entries = std::mem::take(&mut self.entries);
-        entries.retain(|e| !self.matches(e, name));
-        self.entries = entries;
+        let bytes = &self.bytes;
+        self.entries.retain(|e| !name_matches(bytes, e, name));
         before - self.entries.len()
     }
 
     /// Keeps only the entries for which `keep(name, value)` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &[u8]) -> bool) {
-        let mut entries = std::mem::take(&mut self.entries);
-        entries.retain(|e| keep(self.name_str(e.name), self.resolve(e.value)));
-        self.entries = entries;
-    }
-
-    fn name_str(&self, span: Span) -> &str {
-        // Names are HTTP tokens (ASCII), validated by the codec or sanitized on insert; a
-        // non-UTF-8 name cannot be stored, so the fallback is never taken.
-        std::str::from_utf8(self.resolve(span)).unwrap_or("")
+        let bytes = &self.bytes;
+        self.entries
+            .retain(|e| keep(name_str(bytes, e.name), resolve(bytes, e.value)));
     }
 
     /// The entries in order, as (lower-case name, value).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
         self.entries
             .iter()
-            .map(move |e| (self.name_str(e.name), self.resolve(e.value)))
+            .map(move |e| (name_str(&self.bytes, e.name), self.resolve(e.value)))
+    }
+
+    /// The entries in order as raw (name, value) bytes: what the encoder writes (no UTF-8 check
+    /// of the names, which were validated or sanitized when stored).
+    pub(crate) fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.entries
+            .iter()
+            .map(move |e| (self.resolve(e.name), self.resolve(e.value)))
     }
 
     /// Bytes the entries take as HTTP/1 field lines (`name: value\r\n`), for reserving output.
@@ -264,6 +283,48 @@ impl HeaderMap {
             .iter()
             .map(|e| (e.name.len + e.value.len) as usize)
             .sum()
+    }
+}
+
+/// The bytes of `span` in `bytes` (empty if out of range, which the map never produces).
+fn resolve(bytes: &[u8], span: Span) -> &[u8] {
+    let (start, len) = span.bounds();
+    bytes.get(start..start + len).unwrap_or(&[])
+}
+
+/// True when `entry` is called `name` (case-insensitively; length first, the cheap test).
+fn name_matches(bytes: &[u8], entry: &Entry, name: &str) -> bool {
+    entry.name.len as usize == name.len()
+        && resolve(bytes, entry.name).eq_ignore_ascii_case(name.as_bytes())
+}
+
+fn name_str(bytes: &[u8], span: Span) -> &str {
+    // Names are HTTP tokens (ASCII), validated by the codec or sanitized on insert; a
+    // non-UTF-8 name cannot be stored, so the fallback is never taken.
+    std::str::from_utf8(resolve(bytes, span)).unwrap_or("")
+}
+
+impl Clone for HeaderMap {
+    /// A copy whose vectors also come from the worker's free list.
+    fn clone(&self) -> HeaderMap {
+        let mut copy = HeaderMap::new();
+        if !self.bytes.is_empty() {
+            copy.bytes = header_pool::take_bytes(self.bytes.len() + ADDED_BYTES);
+            copy.bytes.extend_from_slice(&self.bytes);
+        }
+        if !self.entries.is_empty() {
+            copy.entries = header_pool::take_entries(self.entries.len() + ADDED_ENTRIES);
+            copy.entries.extend_from_slice(&self.entries);
+        }
+        copy
+    }
+}
+
+impl Drop for HeaderMap {
+    /// The vectors go back to the worker's free list for the next message.
+    fn drop(&mut self) {
+        header_pool::give_bytes(std::mem::take(&mut self.bytes));
+        header_pool::give_entries(std::mem::take(&mut self.entries));
     }
 }
 
@@ -359,14 +420,36 @@ mod tests {
     }
 
     #[test]
-    fn received_entries_point_into_shared_bytes() {
-        let received = Bytes::from_static(b"host: a\r\n");
-        let mut map = HeaderMap::with_received(received, 1);
+    fn received_entries_point_into_the_copied_head() {
+        let mut map = HeaderMap::for_received(1);
         map.push_received(Span::received(0, 4), Span::received(6, 1));
+        map.copy_received(b"HOST: a\r\n");
         assert_eq!(map.get("host"), Some(&b"a"[..]));
         assert_eq!(map.byte_size(), 5);
         let equal: HeaderMap = [("host", "a")].into_iter().collect();
         assert_eq!(map, equal);
+    }
+
+    #[test]
+    fn a_dropped_map_gives_its_storage_to_the_next_one() {
+        let map = sample();
+        let (bytes, entries) = (map.bytes.as_ptr(), map.entries.as_ptr());
+        drop(map);
+        // The free list is last in, first out: the next map of this thread reuses both.
+        let next = sample();
+        assert_eq!(next.bytes.as_ptr(), bytes);
+        assert_eq!(next.entries.as_ptr(), entries);
+        let copy = next.clone();
+        assert_eq!(copy, next);
+        assert_ne!(copy.bytes.as_ptr(), next.bytes.as_ptr());
+    }
+
+    #[test]
+    fn an_empty_map_owns_nothing() {
+        let map = HeaderMap::new();
+        assert_eq!((map.bytes.capacity(), map.entries.capacity()), (0, 0));
+        let copy = map.clone();
+        assert_eq!((copy.bytes.capacity(), copy.entries.capacity()), (0, 0));
     }
 
     #[test]

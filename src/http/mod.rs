@@ -1,7 +1,10 @@
 //! HTTP/1.1: codec, connection manager, HTTP filter chain (issue 4).
 
 pub mod codec;
+pub mod decimal;
 pub mod header_map;
+mod header_pool;
+pub mod scratch;
 
 pub use header_map::HeaderMap;
 

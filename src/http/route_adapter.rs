@@ -49,7 +49,7 @@ impl RouteTable for ConfiguredRoutes {
             },
             RouteResult::Forward(forward) => {
                 let route_id = self.route_id(&forward.route);
-                let cluster = forward.cluster_name().to_string();
+                let cluster = forward.shared_cluster_name();
                 // The timeouts first: `final_timeout` reads the per-try header that
                 // `RetryState::create` removes with the other retry headers.
                 let timeout = final_timeout(forward.timeout(), forward.retry_policy(), head, true);

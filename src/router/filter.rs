@@ -27,13 +27,15 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use crate::http::codec::{CodecError, Http1Settings, RequestHead, ResponseEvent, ResponseHead};
 use crate::http::conn_manager_io::{
     ClusterView, ConnectionIo, ForwardDecision, HcmTimer, RouteDecision, RouteTable,
 };
+use crate::http::decimal::Decimal;
 use crate::http::filter::{FilterCallbacks, LocalReply, ResponseFlag};
+use crate::http::scratch;
 use crate::http::HeaderMap;
 use crate::router::{ResetReason as RetryResetReason, RetryPolicy, RetryState, RetryStatus};
 use crate::upstream::cluster;
@@ -50,7 +52,7 @@ pub const RESET_BEFORE_HEADERS: &str =
 pub enum UpstreamOutcome {
     /// The response head (`end_stream`: no body follows).
     Headers(ResponseHead, bool),
-    Data(Bytes, bool),
+    Data(BytesMut, bool),
     Trailers(HeaderMap),
     /// The response ended after body data (an empty end-of-stream frame).
     End,
@@ -170,8 +172,6 @@ pub struct RouterFilter<U> {
     response_started: bool,
     /// Routing finished with a local reply or the stream is over: ignore everything.
     done: bool,
-    /// Encoding scratch for upstream writes.
-    out: BytesMut,
     /// Upstream read-disabled because the downstream is above its high watermark.
     upstream_read_disabled: bool,
     /// The host of the current attempt.
@@ -218,7 +218,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             attempts: 0,
             response_started: false,
             done: false,
-            out: BytesMut::new(),
             upstream_read_disabled: false,
             upstream_host: None,
             saw_body: false,
@@ -243,7 +242,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     }
 
     pub fn cluster_name(&self) -> Option<&str> {
-        self.decision.as_ref().map(|d| d.cluster.as_str())
+        self.decision.as_ref().map(|d| &*d.cluster)
     }
 
     pub fn route_id(&self) -> Option<usize> {
@@ -326,20 +325,15 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             self.done = true;
             return;
         };
-        // Envoy's router headers: the expected timeout, for the upstream's information.
-        if let Some(timeout) = decision.timeout {
-            head.headers.insert(
-                "x-envoy-expected-rq-timeout-ms",
-                timeout.as_millis().to_string(),
-            );
-        }
         // Envoy's `refreshIdleTimeout`: the route's idle timeout becomes the stream's.
         cb.state.route_idle_timeout = decision.idle_timeout;
         let mut decision = decision;
         self.retry = decision.retry.take().filter(|r| r.retries_remaining() > 0);
         self.retain_body = self.retry.is_some();
         self.downstream_end = end_stream;
-        self.request = Some(head.clone());
+        // The decoder chain has delivered the head: the router keeps it (to send it once the
+        // connection is ready, and again on a retry) instead of a copy.
+        self.request = Some(head.take());
         self.cluster = Some(cluster);
         self.decision = Some(decision);
         if end_stream {
@@ -779,23 +773,40 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             cb.connection_id,
             cb.stream_id
         );
-        upstream.encode_headers(request, end, io.now(), &mut self.out);
         let conn = upstream.conn;
-        if end {
-            io.write_upstream(conn, &mut self.out, false);
-            return;
+        // Encoded into the worker's scratch, handed to the connection's write buffer.
+        let mut out = scratch::take_encode();
+        upstream.encode_headers(request, end, io.now(), &mut out);
+        if !end {
+            // The body (and trailers) follow in the same write when already here.
+            self.encode_request_body(&mut out, io);
         }
-        // The body (and trailers) follow in the same write when already here.
-        self.flush_request(cb, io);
-        if !self.out.is_empty() {
-            io.write_upstream(conn, &mut self.out, false);
-        }
+        io.write_upstream(conn, &mut out, false);
+        scratch::give_encode(out);
     }
 
     /// Writes the request body (and trailers) the current attempt has not seen yet.
     fn flush_request<Io: ConnectionIo<Upstream = U>>(
         &mut self,
         _cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        let Some(conn) = self.upstream.as_ref().map(|u| u.conn) else {
+            return;
+        };
+        let mut out = scratch::take_encode();
+        self.encode_request_body(&mut out, io);
+        if !out.is_empty() {
+            io.write_upstream(conn, &mut out, false);
+        }
+        scratch::give_encode(out);
+    }
+
+    /// Encodes into `out` the request body (and trailers) the current attempt has not seen
+    /// yet, if its connection is ready for them.
+    fn encode_request_body<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        out: &mut BytesMut,
         io: &mut Io,
     ) {
         let Some(upstream) = self.upstream.as_mut() else {
@@ -807,13 +818,13 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let unsent = &self.body[self.body_sent..];
         let end = self.downstream_end && self.trailers.is_none();
         if !unsent.is_empty() || end {
-            upstream.encode_data(unsent, end, &mut self.out);
+            upstream.encode_data(unsent, end, out);
             self.body_sent = self.body.len();
         }
         if self.downstream_end && self.trailers.is_some() {
             // Envoy's HTTP/1 codec drops request trailers (no `enable_trailers`): the
             // chunked body just ends.
-            upstream.encode_data(&[], true, &mut self.out);
+            upstream.encode_data(&[], true, out);
         }
         if !self.retain_body {
             // Nothing to replay: drop what was written.
@@ -824,10 +835,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             // What piled up is now with the upstream connection (its watermarks take over).
             io.read_disable(false);
             self.body_read_disabled = false;
-        }
-        if !self.out.is_empty() {
-            let conn = upstream.conn;
-            io.write_upstream(conn, &mut self.out, false);
         }
     }
 
@@ -946,10 +953,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     self.abandon_attempt(io);
                     return false;
                 }
-                head.headers.insert(
-                    "x-envoy-upstream-service-time",
-                    elapsed.as_millis().to_string(),
-                );
+                let service_time = Decimal::new(elapsed.as_millis() as u64);
+                head.headers
+                    .insert("x-envoy-upstream-service-time", service_time.as_bytes());
                 cluster
                     .stats()
                     .upstream_rq_time

@@ -26,7 +26,7 @@ pub trait HeaderMapAccess {
     fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a;
 
     /// Appends a header line `name: value` (after any existing ones).
-    fn add(&mut self, name: &str, value: String);
+    fn add(&mut self, name: &str, value: &str);
 
     /// Removes every header called `name`.
     fn remove(&mut self, name: &str);
@@ -43,7 +43,7 @@ pub trait HeaderMapAccess {
 
     /// Replaces every `name` header with one `name: value` (Envoy's `setReferenceKey`: remove,
     /// then append, so the header moves to the end).
-    fn set(&mut self, name: &str, value: String) {
+    fn set(&mut self, name: &str, value: &str) {
         self.remove(name);
         self.add(name, value);
     }
@@ -68,7 +68,7 @@ impl VecHeaderMap {
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
         let mut map = VecHeaderMap::new();
         for (name, value) in pairs {
-            map.add(&name.to_ascii_lowercase(), value.to_string());
+            map.add(&name.to_ascii_lowercase(), value);
         }
         map
     }
@@ -83,7 +83,7 @@ impl VecHeaderMap {
             (":path", path),
         ]);
         for (name, value) in headers {
-            map.add(&name.to_ascii_lowercase(), value.to_string());
+            map.add(&name.to_ascii_lowercase(), value);
         }
         map
     }
@@ -112,8 +112,9 @@ impl HeaderMapAccess for VecHeaderMap {
             .map(|(_, v)| v.as_str())
     }
 
-    fn add(&mut self, name: &str, value: String) {
-        self.entries.push((canonical(name).to_string(), value));
+    fn add(&mut self, name: &str, value: &str) {
+        self.entries
+            .push((canonical(name).to_string(), value.to_string()));
     }
 
     fn remove(&mut self, name: &str) {
@@ -153,7 +154,7 @@ impl HeaderMapAccess for HeaderMap {
         utf8_values(self, name)
     }
 
-    fn add(&mut self, name: &str, value: String) {
+    fn add(&mut self, name: &str, value: &str) {
         self.append(name, value);
     }
 
@@ -176,10 +177,10 @@ impl HeaderMapAccess for RequestHead {
         }
     }
 
-    fn add(&mut self, name: &str, value: String) {
+    fn add(&mut self, name: &str, value: &str) {
         match name {
-            ":authority" | "host" => self.set_authority(&value),
-            ":path" => self.set_path(&value),
+            ":authority" | "host" => self.set_authority(value),
+            ":path" => self.set_path(value),
             ":scheme" => {
                 self.scheme = Some(if value == "https" {
                     Scheme::Https
@@ -206,7 +207,7 @@ impl HeaderMapAccess for ResponseHead {
         utf8_values(&self.headers, name)
     }
 
-    fn add(&mut self, name: &str, value: String) {
+    fn add(&mut self, name: &str, value: &str) {
         self.headers.append(name, value);
     }
 
@@ -223,7 +224,7 @@ mod tests {
     fn host_and_authority_are_one_header() {
         let mut map = VecHeaderMap::request("a.com", "/", &[]);
         assert_eq!(map.get("host"), Some("a.com"));
-        map.set("host", "b.com".into());
+        map.set("host", "b.com");
         assert_eq!(map.values(":authority"), vec!["b.com"]);
     }
 
@@ -238,9 +239,9 @@ mod tests {
         assert_eq!(head.get(":method"), Some("POST"));
         assert_eq!(head.get(":scheme"), Some("http"));
         assert_eq!(head.get_all("x-a").collect::<Vec<_>>(), vec!["1", "2"]);
-        head.set(":path", "/new".into());
-        head.set(":authority", "other.com".into());
-        head.set("x-a", "3".into());
+        head.set(":path", "/new");
+        head.set(":authority", "other.com");
+        head.set("x-a", "3");
         head.remove("host");
         assert_eq!(head.path(), "/new");
         assert_eq!(head.authority(), "other.com");
@@ -275,7 +276,7 @@ mod tests {
     #[test]
     fn set_removes_every_value_and_appends() {
         let mut map = VecHeaderMap::from_pairs(&[("x", "1"), ("y", "2"), ("x", "3")]);
-        map.set("x", "4".into());
+        map.set("x", "4");
         assert_eq!(
             map.entries,
             vec![("y".into(), "2".into()), ("x".into(), "4".into())]

@@ -117,10 +117,10 @@ impl HeaderParser {
             }
         }
         for (name, value) in overwrite {
-            headers.set(name, value);
+            headers.set(name, &value);
         }
         for (name, value) in append {
-            headers.add(name, value);
+            headers.add(name, &value);
         }
     }
 }

@@ -379,8 +379,8 @@ mod tests {
     fn scheme_follows_the_request() {
         let r = redirect("host_redirect: new.com");
         let mut request = req("h.com:443", "/r1/a");
-        request.set(":scheme", "https".into());
-        request.set("x-forwarded-proto", "https".into());
+        request.set(":scheme", "https");
+        request.set("x-forwarded-proto", "https");
         assert_eq!(r.location(&request, 3), "https://new.com/r1/a");
     }
 

@@ -489,7 +489,7 @@ mod tests {
         let mut s = state(&p, &[]).unwrap();
         assert_eq!(status(&mut s, 503), YES0);
         let mut req = VecHeaderMap::request("h", "/", &[]);
-        req.set(":method", "POST".into());
+        req.set(":method", "POST");
         let mut s = RetryState::create(&p, &mut req).unwrap();
         assert_eq!(status(&mut s, 503), RetryStatus::No);
     }

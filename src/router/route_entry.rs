@@ -152,8 +152,8 @@ fn path_value<'a>(n: &Node<'a>) -> Result<&'a str> {
 /// How a route chooses its cluster.
 #[derive(Clone, Debug)]
 pub enum ClusterSpecifier {
-    /// `cluster`.
-    Cluster(String),
+    /// `cluster` (shared: the router keeps it per request without copying it).
+    Cluster(std::sync::Arc<str>),
     /// `cluster_header`: the cluster named by this request header (lower-case name).
     ClusterHeader(String),
     /// `weighted_clusters`.
@@ -163,8 +163,8 @@ pub enum ClusterSpecifier {
 /// One of `weighted_clusters.clusters`.
 #[derive(Clone, Debug)]
 pub struct WeightedCluster {
-    /// The cluster.
-    pub name: String,
+    /// The cluster (shared: the router keeps it per request without copying it).
+    pub name: std::sync::Arc<str>,
     /// Its share.
     pub weight: u32,
     /// `host_rewrite_literal` for this cluster (overrides the route's).
@@ -247,7 +247,7 @@ impl WeightedClusters {
                 let name = name_node.non_empty_str()?;
                 check_cluster(&name_node, name, ctx)?;
                 Ok(WeightedCluster {
-                    name: name.to_string(),
+                    name: name.into(),
                     weight: c.opt("weight", Node::u32_value)?.unwrap_or(0),
                     host_rewrite_literal: c.opt("host_rewrite_literal", |n| {
                         Ok(n.non_empty_str()?.to_string())
@@ -385,7 +385,7 @@ impl RouteAction {
                 let n = node.required("cluster")?;
                 let name = n.non_empty_str()?;
                 check_cluster(&n, name, ctx)?;
-                ClusterSpecifier::Cluster(name.to_string())
+                ClusterSpecifier::Cluster(name.into())
             }
             ["cluster_header"] => {
                 let n = node.required("cluster_header")?;

@@ -141,7 +141,7 @@ pub enum RouteResult<'c> {
 #[derive(Clone, Debug)]
 pub enum SelectedCluster<'c> {
     /// `cluster`.
-    Named(&'c str),
+    Named(&'c std::sync::Arc<str>),
     /// The pick among `weighted_clusters`.
     Weighted(&'c WeightedCluster),
     /// The value of `cluster_header` (empty when the header was absent: no such cluster).
@@ -170,6 +170,16 @@ impl<'c> Forward<'c> {
             SelectedCluster::Named(n) => n,
             SelectedCluster::Weighted(w) => &w.name,
             SelectedCluster::FromHeader(n) => n,
+        }
+    }
+
+    /// The name of the chosen cluster as a shared string: a reference count, not a copy, for
+    /// `cluster` and `weighted_clusters` (the router keeps it for the life of the request).
+    pub fn shared_cluster_name(&self) -> std::sync::Arc<str> {
+        match &self.cluster {
+            SelectedCluster::Named(n) => std::sync::Arc::clone(n),
+            SelectedCluster::Weighted(w) => std::sync::Arc::clone(&w.name),
+            SelectedCluster::FromHeader(n) => n.as_str().into(),
         }
     }
 
@@ -259,9 +269,9 @@ impl<'c> Forward<'c> {
             };
             let new_path = rewrite.apply(&path, self.route.matched_len);
             if insert_envoy_headers {
-                headers.set("x-envoy-original-path", path);
+                headers.set("x-envoy-original-path", &path);
             }
-            headers.set(":path", new_path);
+            headers.set(":path", &new_path);
         }
     }
 
@@ -322,17 +332,17 @@ fn update_authority<H: HeaderMapAccess + ?Sized>(
                 Some(xfh) if !xfh.is_empty() => {
                     if xfh.rsplit(',').next().map(str::trim) != Some(old.as_str()) {
                         let joined = format!("{xfh},{old}");
-                        headers.set("x-forwarded-host", joined);
+                        headers.set("x-forwarded-host", &joined);
                     }
                 }
-                _ => headers.set("x-forwarded-host", old.clone()),
+                _ => headers.set("x-forwarded-host", &old),
             }
         }
         if insert_envoy_headers {
-            headers.set("x-envoy-original-host", old);
+            headers.set("x-envoy-original-host", &old);
         }
     }
-    headers.set(":authority", host.to_string());
+    headers.set(":authority", host);
 }
 
 /// "Answer with a redirect".

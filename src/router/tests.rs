@@ -325,7 +325,7 @@ virtual_hosts:
     assert_eq!(answer(&c, "h", "/pfi", &[]), "404");
     assert_eq!(answer(&c, "h", "/pfi", &[("x-a", "1")]), "pfi");
     let mut post = VecHeaderMap::request("h", "/meth", &[]);
-    post.set(":method", "POST".into());
+    post.set(":method", "POST");
     assert_eq!(describe(c.route(&post, 0)), "post");
     assert_eq!(answer(&c, "h", "/meth", &[]), "404");
     assert_eq!(answer(&c, "h", "/pathhdr?x", &[]), "pathhdr");

@@ -79,7 +79,8 @@ pub fn set_timeout_headers<H: HeaderMapAccess + ?Sized>(
             expected.min(global - elapsed)
         };
     }
-    request.set("x-envoy-expected-rq-timeout-ms", expected.to_string());
+    let expected = crate::http::decimal::Decimal::new(expected);
+    request.set("x-envoy-expected-rq-timeout-ms", expected.as_str());
 }
 
 /// A header of milliseconds: `Some(None)` for `0` (no timeout), `None` if absent or not a

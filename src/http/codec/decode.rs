@@ -1,9 +1,10 @@
 //! `BodyDecoder`: incremental body framing (RFC 9112 §6 and §7), resumable at any byte.
 //!
 //! Owned by `ServerCodec`/`ClientCodec` while they are in their `Body` reading state; called
-//! with the connection's read buffer, it consumes framing bytes and hands body bytes out as
-//! `Bytes` copied from the front of the buffer (a copy keeps the read buffer unshared, so the
-//! connection's per-worker scratch buffer is reused in place; see `parse`). It keeps no bytes of
+//! with the connection's read buffer, it consumes framing bytes and hands body bytes out as a
+//! `BytesMut` copied from the front of the buffer into the worker's body scratch
+//! (`http::scratch`: a copy keeps the read buffer unshared, so the connection's per-worker read
+//! buffer is reused in place; see `parse`). It keeps no bytes of
 //! its own: everything it has not consumed stays in the caller's buffer, so a message fed one
 //! byte at a time decodes exactly as the same message fed at once.
 //!
@@ -21,14 +22,15 @@
 //! silently skips junk there; we answer 400, see the conformance table).
 
 use super::super::header_map::{HeaderMap, Span};
+use super::super::scratch;
 use super::error::CodecError;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
 /// What the decoder produced from the buffer.
 #[derive(Debug, PartialEq)]
 pub(crate) enum BodyEvent {
     /// Body bytes (chunk framing removed).
-    Data(Bytes),
+    Data(BytesMut),
     /// The trailer section of a chunked body (only when it has fields).
     Trailers(HeaderMap),
     /// The body is complete.
@@ -271,23 +273,20 @@ fn decode_trailers(
         Err(httparse::Error::TooManyHeaders) => return Err(CodecError::TooManyHeaders),
         Err(_) => return Err(super::parse::classify_invalid(&buf[..end])),
     };
-    let mut block = BytesMut::from(&buf[..end]);
-    buf.advance(end);
-    for (name, _) in &spans {
-        let (start, len) = name.bounds();
-        block[start..start + len].make_ascii_lowercase();
-    }
-    let mut trailers = HeaderMap::with_received(block.freeze(), spans.len());
+    let mut trailers = HeaderMap::for_received(spans.len());
     for (name, value) in spans {
         trailers.push_received(name, value);
     }
+    trailers.copy_received(&buf[..end]);
+    buf.advance(end);
     *state = ChunkedState::Done;
     Ok(Some(BodyEvent::Trailers(trailers)))
 }
 
-/// The first `n` bytes of `buf` as `Bytes` (copied), consumed from `buf`.
-fn take_bytes(buf: &mut BytesMut, n: usize) -> Bytes {
-    let bytes = Bytes::copy_from_slice(&buf[..n]);
+/// The first `n` bytes of `buf`, copied into the worker's body scratch (no allocation in
+/// steady state, see `http::scratch`), consumed from `buf`.
+fn take_bytes(buf: &mut BytesMut, n: usize) -> BytesMut {
+    let bytes = scratch::copy_body(&buf[..n]);
     buf.advance(n);
     bytes
 }

@@ -5,6 +5,7 @@
 //! once that buffer has grown to its working size. Header names are written as stored
 //! (lower-case, as Envoy forwards them); the reason phrase is Envoy's for the status.
 
+use super::super::decimal::Decimal;
 use super::super::header_map::HeaderMap;
 use super::head::{reason_phrase, Method, RequestHead};
 use bytes::{BufMut, BytesMut};
@@ -52,8 +53,8 @@ impl BodyEncoder {
 /// `name: value\r\n` for every entry (plus room for the framing lines the caller adds).
 pub(crate) fn put_fields(headers: &HeaderMap, out: &mut BytesMut) {
     out.reserve(headers.encoded_len() + 64);
-    for (name, value) in headers.iter() {
-        out.put_slice(name.as_bytes());
+    for (name, value) in headers.iter_bytes() {
+        out.put_slice(name);
         out.put_slice(b": ");
         out.put_slice(value);
         out.put_slice(b"\r\n");
@@ -86,18 +87,8 @@ pub(crate) fn put_request_line_and_host(head: &RequestHead, out: &mut BytesMut) 
     out.put_slice(b"\r\n");
 }
 
-pub(crate) fn put_decimal(mut n: u64, out: &mut BytesMut) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[at..]);
+pub(crate) fn put_decimal(n: u64, out: &mut BytesMut) {
+    out.put_slice(Decimal::new(n).as_bytes());
 }
 
 fn put_hex(mut n: u64, out: &mut BytesMut) {

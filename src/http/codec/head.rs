@@ -177,6 +177,22 @@ impl RequestHead {
         }
     }
 
+    /// Moves the head out, leaving an empty one behind (no allocation): for a stage that
+    /// takes over a head the chain has already delivered (the router keeps the request it
+    /// forwards).
+    pub fn take(&mut self) -> RequestHead {
+        std::mem::replace(
+            self,
+            RequestHead::from_parts(
+                Method::Get,
+                Version::Http11,
+                Span::EMPTY,
+                Span::EMPTY,
+                HeaderMap::new(),
+            ),
+        )
+    }
+
     /// Assembles a decoded head (codec only).
     pub(crate) fn from_parts(
         method: Method,

@@ -32,15 +32,16 @@ pub use head::{reason_phrase, BodyLength, Method, RequestHead, ResponseHead, Sch
 pub use server::ServerCodec;
 
 use super::header_map::HeaderMap;
-use bytes::Bytes;
+use bytes::BytesMut;
 
 /// What the server codec decoded (Envoy's `RequestDecoder` callbacks).
 #[derive(Debug)]
 pub enum RequestEvent {
     /// A request head (`decodeHeaders`); `head.body.is_empty()` is Envoy's `end_stream`.
     Headers(RequestHead),
-    /// Body bytes, framing removed (`decodeData`).
-    Data(Bytes),
+    /// Body bytes, framing removed (`decodeData`), in the worker's body scratch
+    /// (`http::scratch`): consume them and drop them, do not keep them.
+    Data(BytesMut),
     /// The trailer section of a chunked body (`decodeTrailers`), when it has fields.
     Trailers(HeaderMap),
     /// The request is complete (`onMessageComplete`); always the last event of a request.
@@ -54,8 +55,8 @@ pub enum ResponseEvent {
     Informational(ResponseHead),
     /// The final response head (`decodeHeaders`).
     Headers(ResponseHead),
-    /// Body bytes, framing removed.
-    Data(Bytes),
+    /// Body bytes, framing removed (in the worker's body scratch, as for requests).
+    Data(BytesMut),
     /// The trailer section of a chunked body.
     Trailers(HeaderMap),
     /// The response is complete; always the last event of a response.

@@ -5,12 +5,13 @@
 //! seen the blank line ending a head, so httparse runs once per head rather than once per read
 //! (a slowloris feeding one byte at a time costs a scan of the new byte, not a re-parse).
 //!
-//! One copy, one allocation: httparse gives slices into the read buffer; we keep them as
-//! offsets, copy the head once into the `HeaderMap`'s own buffer (names lower-cased there) and
-//! consume it from the read buffer. Splitting the head off the read buffer instead would share
-//! it, and the connection's per-worker scratch buffer could then not be reused in place (the
-//! profile showed a shared-promotion allocation plus a fresh 64 KiB read buffer per request).
-//! Only the fixed array of httparse slots lives on the stack.
+//! One copy, no allocation: httparse gives slices into the read buffer; we keep them as
+//! offsets, copy the head once into the `HeaderMap`'s own buffer (names lower-cased there; the
+//! buffer comes from the worker's free list, `http::header_pool`) and consume it from the read
+//! buffer. Splitting the head off the read buffer instead would share it, and the connection's
+//! per-worker scratch buffer could then not be reused in place (the profile showed a
+//! shared-promotion allocation plus a fresh 64 KiB read buffer per request). Only the fixed
+//! array of httparse slots lives on the stack.
 //!
 //! Rules (each checked against Envoy 1.40; deliberate differences marked DIFF):
 //! - head bytes (request line, fields, blank line) > `max_request_headers_kb` → 431
@@ -331,7 +332,7 @@ pub(crate) fn parse_request(
     }
     let max_headers = settings.max_headers_count as usize;
     let base = buf.as_ptr() as usize;
-    let mut map = HeaderMap::with_received(bytes::Bytes::new(), 0);
+    let mut map = HeaderMap::new();
     // Everything httparse borrows is digested into offsets inside this block.
     let (method, version, target_at, target_len, target, facts) =
         with_slots(max_headers, |slots| {
@@ -361,7 +362,7 @@ pub(crate) fn parse_request(
             };
             let target = target.as_bytes();
             let split = split_target(&method, target)?;
-            map = HeaderMap::with_received(bytes::Bytes::new(), request.headers.len());
+            map = HeaderMap::for_received(request.headers.len());
             let facts = scan_fields(request.headers, base, &mut map, true);
             let version = if version == 0 {
                 Version::Http10
@@ -386,7 +387,7 @@ pub(crate) fn parse_request(
         return Err(CodecError::MultipleHost);
     }
 
-    map.set_received(take_head(buf, end, &map));
+    take_head(buf, end, &mut map);
 
     let path = Span::received(target_at, target_len);
     let mut head = RequestHead::from_parts(method, version, path, Span::EMPTY, map);
@@ -457,16 +458,11 @@ pub(crate) fn parse_request(
     Ok(head)
 }
 
-/// Copies `buf[..end]` (a parsed head whose field spans are in `map`) into its own buffer with
-/// the names lower-cased, and consumes it from `buf`.
-fn take_head(buf: &mut BytesMut, end: usize, map: &HeaderMap) -> bytes::Bytes {
-    let mut head = BytesMut::from(&buf[..end]);
-    for (name, _) in map.iter_spans() {
-        let (start, len) = name.bounds();
-        head[start..start + len].make_ascii_lowercase();
-    }
+/// Copies `buf[..end]` (a parsed head whose field spans are in `map`) into the map, names
+/// lower-cased, and consumes it from `buf`.
+fn take_head(buf: &mut BytesMut, end: usize, map: &mut HeaderMap) {
+    map.copy_received(&buf[..end]);
     buf.advance(end);
-    head.freeze()
 }
 
 /// What the client codec must remember about the request a response answers.
@@ -489,7 +485,7 @@ pub(crate) fn parse_response(
     }
     let max_headers = settings.max_headers_count as usize;
     let base = buf.as_ptr() as usize;
-    let mut map = HeaderMap::with_received(bytes::Bytes::new(), 0);
+    let mut map = HeaderMap::new();
     let (status, version, facts) = with_slots(max_headers, |slots| {
         let mut response = httparse::Response::new(&mut []);
         let config = httparse::ParserConfig::default();
@@ -507,7 +503,7 @@ pub(crate) fn parse_response(
         let (Some(status), Some(version)) = (response.code, response.version) else {
             return Err(CodecError::Malformed("incomplete status line"));
         };
-        map = HeaderMap::with_received(bytes::Bytes::new(), response.headers.len());
+        map = HeaderMap::for_received(response.headers.len());
         let facts = scan_fields(response.headers, base, &mut map, false);
         let version = if version == 0 {
             Version::Http10
@@ -521,7 +517,7 @@ pub(crate) fn parse_response(
     }
     let framing = message_framing(&facts)?;
 
-    map.set_received(take_head(buf, end, &map));
+    take_head(buf, end, &mut map);
 
     let mut head = ResponseHead::new(status);
     head.version = version;
