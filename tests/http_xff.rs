@@ -205,3 +205,42 @@ fn retry_headers_steer_the_router_only_from_internal_clients() {
     assert_eq!(request(p.listener, raw).unwrap().status, 503);
     assert_eq!(up.requests().len(), 1 + 3, "internal: three attempts");
 }
+
+// === the access log sees the trusted client ===
+
+#[test]
+fn access_log_downstream_remote_address_is_the_final_remote_address() {
+    let up = HttpUpstream::hello();
+    let log = std::env::temp_dir().join(format!("nuncio-xff-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let hcm = format!(
+        "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{text_format_source: {{inline_string: \"%DOWNSTREAM_REMOTE_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%\\n\"}}}}\n",
+        log.display()
+    );
+    let p = Nuncio::start_with(
+        &config(up.addr, &hcm, "", "", ""),
+        &["--concurrency", "1", "--file-flush-interval-msec", "50"],
+    );
+    for xff in ["1.2.3.4", "1.2.3.4, 5.6.7.8", "garbage"] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: h\r\nx-forwarded-for: {xff}\r\n\r\n");
+        assert_eq!(request(p.listener, &raw).unwrap().status, 200);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= 3 || std::time::Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    // Taken from x-forwarded-for: no port (Envoy logs `ip:0`); unparsable: the peer.
+    assert_eq!(lines[0], "1.2.3.4:0 1.2.3.4");
+    assert_eq!(lines[1], "5.6.7.8:0 5.6.7.8");
+    assert!(
+        lines[2].starts_with("127.0.0.1:") && lines[2].ends_with(" 127.0.0.1"),
+        "{lines:?}"
+    );
+}

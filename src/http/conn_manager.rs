@@ -90,6 +90,8 @@ pub struct StreamLog {
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub start: Option<std::time::SystemTime>,
+    /// The client after `x-forwarded-for` processing (Envoy's final remote address).
+    pub downstream_remote: Option<std::net::SocketAddr>,
 }
 
 /// One request/response exchange (Envoy's `ActiveStream`).
@@ -378,13 +380,15 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             io.write(&mut out, false);
             scratch::give_encode(out);
         }
-        stream.request_id = mutate_request_headers(
+        let mutated = mutate_request_headers(
             &mut head,
             &shared.config,
             io.remote_address(),
             upgrade,
             || io.random(),
         );
+        stream.request_id = mutated.request_id;
+        stream.log.downstream_remote = mutated.final_remote_address;
         if !shared.access_logs.is_empty() {
             stream.log.request = Some(head.clone());
             stream.log.start = Some(std::time::SystemTime::now());
@@ -1234,7 +1238,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             duration: Some(elapsed),
             upstream_host: stream.router.upstream_host,
             upstream_cluster: stream.router.cluster_name(),
-            downstream_remote_address: io.remote_address(),
+            downstream_remote_address: stream.log.downstream_remote.or(io.remote_address()),
             protocol: Some("HTTP/1.1"),
             upstream_request_attempt_count: Some(stream.router.attempts()),
             connection_id: Some(io.connection_id()),

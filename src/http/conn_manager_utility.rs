@@ -98,7 +98,7 @@ pub fn uuid_v4(mut random: impl FnMut() -> u64) -> String {
     out
 }
 
-/// Envoy's `mutateRequestHeaders`. Returns the request id (for the response and logs).
+/// Envoy's `mutateRequestHeaders`. Returns the request id and the final remote address.
 ///
 /// The trust decision, as Envoy 1.40 makes it (each case checked against the real binary):
 /// - the *final remote address* is the peer when `use_remote_address` (or, with
@@ -118,7 +118,7 @@ pub fn mutate_request_headers(
     remote: Option<SocketAddr>,
     keep_upgrade: bool,
     random: impl FnMut() -> u64,
-) -> Option<String> {
+) -> MutateRequestHeadersResult {
     remove_hop_by_hop(&mut head.headers, keep_upgrade);
     // The proxy answered `100-continue` itself; other expectations go through (Envoy).
     if head
@@ -153,15 +153,18 @@ pub fn mutate_request_headers(
         if config.xff_num_trusted_hops == 0 || !headers.contains("x-forwarded-proto") {
             headers.insert("x-forwarded-proto", "http");
         }
-        (from_xff.or(peer), single)
+        (from_xff.map(|ip| SocketAddr::new(ip, 0)).or(remote), single)
     } else {
         if !headers.contains("x-forwarded-proto") {
             headers.insert("x-forwarded-proto", "http");
         }
-        last_address_from_xff(headers, config.xff_num_trusted_hops)
+        let (from_xff, single) = last_address_from_xff(headers, config.xff_num_trusted_hops);
+        (from_xff.map(|ip| SocketAddr::new(ip, 0)), single)
     };
     let internal_request = single_xff_address
-        && final_remote.is_some_and(|ip| config.internal_address_config.is_internal(ip));
+        && final_remote.is_some_and(|a| config.internal_address_config.is_internal(a.ip()));
+    // No usable x-forwarded-for: the peer, for logs (after the trust decision, as in Envoy).
+    let final_remote = final_remote.or(remote);
     let edge_request = !internal_request && config.use_remote_address;
 
     if internal_request {
@@ -175,8 +178,10 @@ pub fn mutate_request_headers(
         });
     }
     // The first ingress into the trusted network records who it trusted the request from.
-    if let (true, Some(ip)) = (edge_request, final_remote) {
-        with_ip_text(ip, |text| headers.insert("x-envoy-external-address", text));
+    if let (true, Some(address)) = (edge_request, final_remote) {
+        with_ip_text(address.ip(), |text| {
+            headers.insert("x-envoy-external-address", text)
+        });
     }
     // x-request-id: an edge proxy replaces the client's (unless told to keep it); any proxy
     // generates one when absent.
@@ -193,7 +198,23 @@ pub fn mutate_request_headers(
             head.set_path(&normalized);
         }
     }
-    head.headers.get_str("x-request-id").map(str::to_string)
+    MutateRequestHeadersResult {
+        request_id: head.headers.get_str("x-request-id").map(str::to_string),
+        // An address taken from x-forwarded-for has no port (Envoy logs it as `ip:0`).
+        final_remote_address: final_remote,
+    }
+}
+
+/// What [`mutate_request_headers`] tells the connection manager (Envoy's
+/// `MutateRequestHeadersResult`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MutateRequestHeadersResult {
+    /// The `x-request-id` the request leaves with (for the response and logs).
+    pub request_id: Option<String>,
+    /// The client as the trust decision saw it: the peer, or the `x-forwarded-for` entry
+    /// chosen by `use_remote_address` / `xff_num_trusted_hops` (port 0). Access logs'
+    /// `%DOWNSTREAM_REMOTE_ADDRESS%`.
+    pub final_remote_address: Option<SocketAddr>,
 }
 
 /// Removed from every external request: a client outside the trusted network must not steer
@@ -630,6 +651,44 @@ mod tests {
         let c = hcm(&format!("xff_num_trusted_hops: 1\n{I127}"));
         let h = mutate(&c, "127.0.0.1:1", &["10.1.1.1, 1.2.3.4"]);
         assert_eq!(h.get_str("x-envoy-internal"), None);
+    }
+
+    #[test]
+    fn final_remote_address_is_the_trusted_client() {
+        let final_of = |config: &HcmConfig, xff: Option<&str>| {
+            let mut head = RequestHead::new(Method::Get, "/", "h");
+            if let Some(xff) = xff {
+                head.headers.append("x-forwarded-for", xff);
+            }
+            let peer = "127.0.0.1:4000".parse().unwrap();
+            mutate_request_headers(&mut head, config, Some(peer), false, || 7)
+                .final_remote_address
+                .map(|a| a.to_string())
+        };
+        let inner = hcm("");
+        assert_eq!(
+            final_of(&inner, Some("1.2.3.4")).as_deref(),
+            Some("1.2.3.4:0")
+        );
+        assert_eq!(
+            final_of(&inner, Some("1.2.3.4, 5.6.7.8")).as_deref(),
+            Some("5.6.7.8:0")
+        );
+        assert_eq!(
+            final_of(&inner, Some("garbage")).as_deref(),
+            Some("127.0.0.1:4000")
+        );
+        assert_eq!(final_of(&inner, None).as_deref(), Some("127.0.0.1:4000"));
+        let edge = hcm("use_remote_address: true");
+        assert_eq!(
+            final_of(&edge, Some("1.2.3.4")).as_deref(),
+            Some("127.0.0.1:4000")
+        );
+        let hop = hcm("use_remote_address: true\nxff_num_trusted_hops: 1");
+        assert_eq!(
+            final_of(&hop, Some("1.2.3.4")).as_deref(),
+            Some("1.2.3.4:0")
+        );
     }
 
     #[test]
