@@ -2,8 +2,9 @@
 //! it did, printed by `%RESPONSE_FLAGS%` as comma-separated short codes (`UH`, `UF,URX`) or `-`,
 //! and matched by `response_flag_filter`.
 //!
-//! The bit order is Envoy's, which is also the order the codes are printed in. The HTTP layer
-//! keeps its own subset (`http::filter::ResponseFlags`); `From` converts it by code.
+//! The bit order is Envoy's, which is also the order the codes are printed in. This is the only
+//! definition: the HTTP layer records the same type per stream (re-exported by `http::filter`)
+//! and tcp_proxy per session.
 
 /// One response flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,21 +177,6 @@ impl From<ResponseFlag> for ResponseFlags {
     }
 }
 
-impl From<crate::http::filter::ResponseFlags> for ResponseFlags {
-    /// Converts the HTTP layer's flags by their short codes.
-    fn from(http: crate::http::filter::ResponseFlags) -> ResponseFlags {
-        let mut out = ResponseFlags::NONE;
-        for (flag, code) in crate::http::filter::ResponseFlag::ALL {
-            if http.has(flag) {
-                if let Some(f) = ResponseFlag::from_code(code) {
-                    out.set(f);
-                }
-            }
-        }
-        out
-    }
-}
-
 impl std::fmt::Display for ResponseFlags {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut out = Vec::new();
@@ -220,10 +206,11 @@ mod tests {
     }
 
     #[test]
-    fn converts_the_http_layer_flags_by_code() {
+    fn the_http_layer_records_these_flags() {
+        // One definition: a stream's flags are the access log's, printed in Envoy's order.
         let mut http = crate::http::filter::ResponseFlags::default();
-        http.set(crate::http::filter::ResponseFlag::UpstreamRequestTimeout);
         http.set(crate::http::filter::ResponseFlag::StreamIdleTimeout);
-        assert_eq!(ResponseFlags::from(http).to_string(), "UT,SI");
+        http.set(crate::http::filter::ResponseFlag::UpstreamRequestTimeout);
+        assert_eq!(http.to_string(), "UT,SI");
     }
 }

@@ -1231,7 +1231,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                 .as_ref()
                 .map(|h| h as &dyn crate::access_log::HeaderLookup),
             response_code: stream.response_status,
-            response_flags: stream.state.response_flags.into(),
+            response_flags: stream.state.response_flags,
             response_code_details: details,
             bytes_received: stream.log.bytes_received,
             bytes_sent: stream.log.bytes_sent,
