@@ -81,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
     let mut request = VecHeaderMap::request(host, path, &[]);
     for field in fields {
         let (name, value) = field.split_once('=').unwrap_or((field, ""));
-        request.add(&name.to_ascii_lowercase(), value.to_string());
+        request.add(&name.to_ascii_lowercase(), value);
     }
     let ctx = FormatterContext::default();
     let original = request.clone();
