@@ -552,8 +552,10 @@ fn circuit_breaker_overflow_is_503_overloaded() {
     assert!(io.connects.is_empty());
 }
 
-#[test]
-fn a_stream_waits_for_a_busy_connection_at_max_connections() {
+/// Two downstream connections on one worker whose cluster allows a single upstream connection
+/// (`max_connections: 1`): the second stream to need one has to wait in the pending queue.
+fn two_connections_sharing_one_upstream_slot(
+) -> (ConnectionManager<u32>, ConnectionManager<u32>, FakeIo) {
     let shared = shared("");
     let mut first = ConnectionManager::new(shared.clone());
     let mut second = ConnectionManager::new(shared);
@@ -567,6 +569,12 @@ fn a_stream_waits_for_a_busy_connection_at_max_connections() {
     ));
     first.on_new_connection(&mut io);
     second.on_new_connection(&mut io);
+    (first, second, io)
+}
+
+#[test]
+fn a_stream_waits_for_a_busy_connection_at_max_connections() {
+    let (mut first, mut second, mut io) = two_connections_sharing_one_upstream_slot();
     send(&mut first, &mut io, GET);
     first.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
     io.take_upstream(1);
@@ -716,19 +724,7 @@ fn http_09_request_is_426() {
 
 #[test]
 fn a_connect_failure_fails_the_streams_waiting_for_the_host() {
-    let shared = shared("");
-    let mut first = ConnectionManager::new(shared.clone());
-    let mut second = ConnectionManager::new(shared);
-    let mut io = FakeIo::new(Some(host()));
-    io.cluster = Rc::new(FakeCluster::new(
-        Some(host()),
-        Thresholds {
-            max_connections: 1,
-            ..Thresholds::default()
-        },
-    ));
-    first.on_new_connection(&mut io);
-    second.on_new_connection(&mut io);
+    let (mut first, mut second, mut io) = two_connections_sharing_one_upstream_slot();
     send(&mut first, &mut io, GET);
     send(&mut second, &mut io, GET);
     assert_eq!(io.connects.len(), 1);
