@@ -178,6 +178,52 @@ fn upstream_closing_idle_connections_under_concurrent_load_never_causes_a_503() 
 }
 
 #[test]
+fn posts_on_reused_connections_the_upstream_closed_are_replayed_with_their_bodies() {
+    // As above with POSTs (Content-Length and chunked) and no retry policy: the body has
+    // already been written to the dead connection when it turns out dead, so the router must
+    // have kept it to replay it on a new connection.
+    let up = HttpUpstream::start(|req, _| {
+        Reply::ok(&String::from_utf8_lossy(&req.body)).closing_after(Duration::from_micros(300))
+    });
+    let proxy = Nuncio::start(&simple(up.addr));
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let listener = proxy.listener;
+            thread::spawn(move || {
+                let mut client = Client::connect(listener);
+                for i in 0..40 {
+                    let body = format!("client {c} request {i}");
+                    if i % 2 == 0 {
+                        client.send(
+                            format!(
+                                "POST /cl HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        );
+                    } else {
+                        client.send(
+                            format!(
+                                "POST /chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        );
+                    }
+                    let r = client.read_response().unwrap();
+                    assert_eq!(r.status, 200, "client {c} request {i}: {r:?}");
+                    assert!(r.body_str().contains(&body), "client {c} request {i}: {r:?}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    assert_eq!(proxy.stat("http.ingress.downstream_rq_5xx"), 0);
+}
+
+#[test]
 fn upstream_connection_refused_is_503_with_envoys_body() {
     let addr = format!("127.0.0.1:{}", refused_port()).parse().unwrap();
     let proxy = Nuncio::start(&simple(addr));

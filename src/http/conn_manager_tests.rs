@@ -695,6 +695,52 @@ fn reused_connection_dying_before_the_response_is_replayed_once() {
     assert!(io.take_written().starts_with("HTTP/1.1 200 OK"));
 }
 
+/// A POST whose body was written to a reused connection that then dies before any response
+/// byte (no retry policy): what reaches the new connection, and what the client gets.
+fn post_on_a_dying_reused_connection(buffer_limit: u32, body: &str) -> (FakeIo, String) {
+    let (mut hcm, mut io, _) = setup("");
+    io.buffer_limit = buffer_limit;
+    send(&mut hcm, &mut io, GET);
+    hcm.on_upstream_event(1, UpstreamEvent::Connected, &mut io);
+    upstream_reply(&mut hcm, &mut io, 1, OK);
+    io.take_written();
+    let post = format!(
+        "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    send(&mut hcm, &mut io, &post);
+    assert!(io.take_upstream(1).ends_with(body), "body streamed at once");
+    let mut eof = BytesMut::new();
+    hcm.on_upstream_data(1, &mut eof, true, &mut io);
+    if io.connects.len() == 2 {
+        hcm.on_upstream_event(2, UpstreamEvent::Connected, &mut io);
+    }
+    let replayed = io.take_upstream(2);
+    (io, replayed)
+}
+
+#[test]
+fn reused_connection_dying_under_a_streamed_body_replays_the_kept_body() {
+    let (mut io, replayed) = post_on_a_dying_reused_connection(1024, "hello body");
+    assert_eq!(io.connects.len(), 2, "replayed on a new connection");
+    assert!(replayed.starts_with("POST /p "), "{replayed}");
+    assert!(replayed.ends_with("\r\n\r\nhello body"), "{replayed}");
+    assert!(io.take_written().is_empty(), "no 503 to the client");
+}
+
+#[test]
+fn a_body_past_the_buffer_limit_is_not_kept_and_the_dead_connection_is_503() {
+    let (mut io, replayed) = post_on_a_dying_reused_connection(8, "more than eight bytes");
+    assert_eq!(io.connects.len(), 1, "no replay");
+    assert!(replayed.is_empty());
+    let down = io.take_written();
+    assert!(down.starts_with("HTTP/1.1 503 "), "{down}");
+    assert!(
+        down.ends_with("reset reason: connection termination"),
+        "{down}"
+    );
+}
+
 #[test]
 fn upgrade_refused_by_the_upstream_closes_the_connection() {
     let (mut hcm, mut io, _) = setup("upgrade_configs: [{upgrade_type: websocket}]\n");

@@ -156,6 +156,10 @@ pub struct RouterFilter<U> {
     body_sent: usize,
     /// The body is kept for a retry (retries configured and the body fits the buffer limit).
     retain_body: bool,
+    /// `body` holds every request body byte received so far: nothing written upstream was
+    /// dropped yet, so the request can be sent again from the start (a retry, or the replay
+    /// after a reused connection died under it).
+    body_whole: bool,
     buffer_limit: usize,
     trailers: Option<HeaderMap>,
     /// The downstream request is complete.
@@ -176,8 +180,6 @@ pub struct RouterFilter<U> {
     upstream_read_disabled: bool,
     /// The host of the current attempt.
     pub upstream_host: Option<std::net::SocketAddr>,
-    /// The request had body bytes (a replay needs them retained).
-    saw_body: bool,
     /// Downstream reads are disabled because request body piled up before the upstream could
     /// take it (one `read_disable(true)` outstanding).
     body_read_disabled: bool,
@@ -209,6 +211,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             body: BytesMut::new(),
             body_sent: 0,
             retain_body: false,
+            body_whole: true,
             buffer_limit,
             trailers: None,
             downstream_end: false,
@@ -220,7 +223,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             done: false,
             upstream_read_disabled: false,
             upstream_host: None,
-            saw_body: false,
             body_read_disabled: false,
             watermark_read_disabled: false,
             replayed_after_stale_connection: false,
@@ -354,7 +356,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             return;
         }
         self.downstream_end |= end_stream;
-        self.saw_body |= !data.is_empty();
         if self.retain_body && self.body.len() + data.len() > self.buffer_limit {
             // Too big to replay: no more retries for this request (Envoy's retry buffer limit).
             self.retain_body = false;
@@ -826,8 +827,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             // chunked body just ends.
             upstream.encode_data(&[], true, out);
         }
-        if !self.retain_body {
+        if !self.keep_written_body() {
             // Nothing to replay: drop what was written.
+            self.body_whole &= self.body.is_empty();
             self.body.clear();
             self.body_sent = 0;
         }
@@ -836,6 +838,26 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             io.read_disable(false);
             self.body_read_disabled = false;
         }
+    }
+
+    /// Whether the body bytes written to the current attempt must be kept: for a retry, or
+    /// for the replay on a new connection should the attempt's reused pooled connection turn
+    /// out dead before any response byte (the upstream closed it while idle and the FIN was
+    /// still in flight when it was lent). That replay is owed even without a retry policy;
+    /// the bytes are kept only while such a death is possible (reused connection, no
+    /// response byte yet, no replay made yet) and while they fit the buffer limit. Past it,
+    /// they are dropped as written and such a request fails with Envoy's 503 as before.
+    fn keep_written_body(&self) -> bool {
+        if self.retain_body {
+            return true;
+        }
+        let stale_possible = self.upstream.as_ref().is_some_and(|u| {
+            !u.new_connection && u.state == UpstreamState::AwaitingHeaders && !u.response_bytes
+        });
+        stale_possible
+            && self.body_whole
+            && !self.replayed_after_stale_connection
+            && self.body.len() <= self.buffer_limit
     }
 
     // === upstream events ===
@@ -870,6 +892,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io: &mut Io,
         out: &mut Vec<UpstreamOutcome>,
     ) {
+        if let Some(upstream) = self.upstream.as_mut() {
+            upstream.response_bytes |= !data.is_empty();
+        }
         loop {
             let Some(upstream) = self.upstream.as_mut() else {
                 data.clear();
@@ -1259,10 +1284,12 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         // A pooled connection can pass the idle check and still die under the request (the
         // upstream's FIN was in flight). Nothing of a response arrived, so the request never
         // reached the application on that connection: replay it once on a new connection
-        // instead of failing it (what a client would do, RFC 9112 §9.3.1).
-        let replayable = !self.saw_body || self.retain_body;
+        // instead of failing it (what a client would do, RFC 9112 §9.3.1). Its body was kept
+        // for this (`keep_written_body`) unless it outgrew the buffer limit.
+        let replayable = self.body_whole;
         if reason == ResetReason::ConnectionTermination
             && !upstream.new_connection
+            && !upstream.response_bytes
             && !self.replayed_after_stale_connection
             && replayable
             && !self.done

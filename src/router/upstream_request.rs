@@ -48,6 +48,9 @@ pub struct UpstreamRequest<U> {
     pub sent_at: Option<Instant>,
     /// The connection was new (counted in `upstream_cx_*` when it connects).
     pub new_connection: bool,
+    /// A byte of the response arrived (the request reached the upstream application: no
+    /// replay after the connection dies).
+    pub response_bytes: bool,
     /// The host this attempt went to (its per-host stats).
     pub upstream_host: Arc<Host>,
     /// The attempt's outcome was counted in the host's `rq_success`/`rq_error`.
@@ -82,6 +85,7 @@ impl<U: Copy> UpstreamRequest<U> {
             request_complete: false,
             sent_at: None,
             new_connection: !connected,
+            response_bytes: false,
         }
     }
 
