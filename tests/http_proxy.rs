@@ -551,3 +551,59 @@ fn access_log_writes_one_line_per_request() {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The request id is one value everywhere: the generated UUID (or the client's id, kept on a
+/// non-edge listener, however long) reaches the upstream, comes back in the response with
+/// `always_set_request_id_in_response`, and is what the access log's `%REQ(X-REQUEST-ID)%`
+/// prints.
+#[test]
+fn request_id_reaches_upstream_response_and_access_log() {
+    let up = HttpUpstream::hello();
+    let path = std::env::temp_dir().join(format!("nuncio-http-reqid-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let hcm = format!(
+        "          always_set_request_id_in_response: true\n          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{text_format_source: {{inline_string: \"%REQ(X-REQUEST-ID)%\\n\"}}}}\n",
+        path.display()
+    );
+    let proxy = Nuncio::start_with(
+        &config(up.addr, &hcm, "", "", ""),
+        &["--concurrency", "1", "--file-flush-interval-msec", "50"],
+    );
+    let long = "l".repeat(100);
+    let mut sent = Vec::new();
+    for id in [None, Some("abc"), Some(long.as_str())] {
+        let extra = id
+            .map(|id| format!("x-request-id: {id}\r\n"))
+            .unwrap_or_default();
+        let r = request(
+            proxy.listener,
+            &format!("GET / HTTP/1.1\r\nHost: h\r\n{extra}\r\n"),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        let answered = r
+            .header("x-request-id")
+            .expect("x-request-id in the response");
+        match id {
+            Some(id) => assert_eq!(answered, id),
+            None => assert_eq!(answered.len(), 36, "a UUID: {answered}"),
+        }
+        sent.push(answered.to_string());
+    }
+    let upstream: Vec<String> = up
+        .requests()
+        .iter()
+        .map(|r| r.header("x-request-id").unwrap_or("").to_string())
+        .collect();
+    assert_eq!(upstream, sent);
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.lines().count() >= 3 {
+            assert_eq!(text.lines().collect::<Vec<_>>(), sent);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "access log: {text:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -43,6 +43,7 @@ use super::conn_manager_utility::{mutate_request_headers, mutate_response_header
 use super::filter::{ChainSink, FilterCallbacks, LocalReply, ResponseFlag, StreamFilterState};
 use super::filter_manager::{local_reply_headers, ChainOutcome, FilterManager};
 use super::filter_registry::FilterChainBuilder;
+use super::request_id::RequestId;
 use super::scratch;
 use super::stream_slot::StreamSlot;
 use super::HeaderMap;
@@ -106,7 +107,8 @@ pub struct ActiveStream<U> {
     decode_end_pushed: bool,
     head_request: bool,
     started: Instant,
-    request_id: Option<String>,
+    /// The `x-request-id` the request left with (inline: no allocation per request).
+    request_id: Option<RequestId>,
     /// The request asks for an upgrade we allow.
     upgrade: bool,
     response_status: Option<u16>,
@@ -551,7 +553,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             reply.details
         );
         let head_request = stream.head_request;
-        let request_id = stream.request_id.clone();
         let mut cb = FilterCallbacks {
             now: io.now(),
             connection_id: io.connection_id(),
@@ -565,7 +566,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             out: &mut out,
             io,
             shared: &shared,
-            request_id: request_id.as_deref(),
+            request_id: stream.request_id.as_ref().map(RequestId::as_str),
             status: &mut stream.response_status,
             log: (!shared.access_logs.is_empty()).then_some(&mut stream.log),
             // Envoy: an HTTP/1 response before the request is complete closes the connection.
@@ -682,7 +683,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                     shared.stats.downstream_cx_upgrades_active.inc();
                 }
             }
-            let request_id = stream.request_id.clone();
             let route_id = stream.router.route_id();
             let mut cb = FilterCallbacks {
                 now: io.now(),
@@ -696,7 +696,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                 out: &mut out,
                 io,
                 shared: &shared,
-                request_id: request_id.as_deref(),
+                request_id: stream.request_id.as_ref().map(RequestId::as_str),
                 status: &mut stream.response_status,
                 log: (!shared.access_logs.is_empty()).then_some(&mut stream.log),
                 closing: drain_close || (!stream.request_complete && !stream.upgrade),

@@ -11,6 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::codec::{RequestHead, ResponseHead};
 use super::config::{HcmConfig, ServerHeaderTransformation};
+pub use super::request_id::{uuid_v4, RequestId};
 use super::HeaderMap;
 
 /// True for a hop-by-hop header (RFC 9110 §7.6.1), never forwarded, and for `te` (forwarded
@@ -74,28 +75,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if te_trailers {
         headers.append("te", "trailers");
     }
-}
-
-/// A random UUID version 4 in its canonical text form.
-pub fn uuid_v4(mut random: impl FnMut() -> u64) -> String {
-    let hi = random();
-    let lo = random();
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&hi.to_be_bytes());
-    bytes[8..].copy_from_slice(&lo.to_be_bytes());
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    // One allocation, no per-byte formatting: this runs for most requests.
-    let mut out = String::with_capacity(36);
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
-        }
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 0xf) as usize] as char);
-    }
-    out
 }
 
 /// Envoy's `mutateRequestHeaders`. Returns the request id and the final remote address.
@@ -189,7 +168,7 @@ pub fn mutate_request_headers(
         && ((edge_request && !config.preserve_external_request_id)
             || !headers.contains("x-request-id"))
     {
-        headers.insert("x-request-id", uuid_v4(random));
+        headers.insert("x-request-id", uuid_v4(random).as_str());
     }
     if config.normalize_path || config.merge_slashes {
         let path = head.path().to_string();
@@ -199,7 +178,7 @@ pub fn mutate_request_headers(
         }
     }
     MutateRequestHeadersResult {
-        request_id: head.headers.get_str("x-request-id").map(str::to_string),
+        request_id: head.headers.get_str("x-request-id").map(RequestId::new),
         // An address taken from x-forwarded-for has no port (Envoy logs it as `ip:0`).
         final_remote_address: final_remote,
     }
@@ -210,7 +189,7 @@ pub fn mutate_request_headers(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MutateRequestHeadersResult {
     /// The `x-request-id` the request leaves with (for the response and logs).
-    pub request_id: Option<String>,
+    pub request_id: Option<RequestId>,
     /// The client as the trust decision saw it: the peer, or the `x-forwarded-for` entry
     /// chosen by `use_remote_address` / `xff_num_trusted_hops` (port 0). Access logs'
     /// `%DOWNSTREAM_REMOTE_ADDRESS%`.
@@ -470,18 +449,6 @@ mod tests {
         assert_eq!(h.get_str("transfer-encoding"), None);
         assert_eq!(h.get_str("te"), Some("trailers"));
         assert_eq!(h.get_str("x-keep"), Some("yes"));
-    }
-
-    #[test]
-    fn uuid_v4_shape() {
-        let mut n = 0u64;
-        let id = uuid_v4(|| {
-            n += 0x1111_1111_1111_1111;
-            n
-        });
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
     }
 
     #[test]
