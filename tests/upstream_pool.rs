@@ -302,3 +302,39 @@ fn max_requests_is_one_limit_for_all_workers() {
     gated.release_one();
     assert_eq!(get(proxy.listener, "/c").status, 200);
 }
+
+// === idle connections ===
+
+#[test]
+fn an_idle_connection_the_upstream_closes_frees_its_slot_and_stats_at_once() {
+    // The upstream hangs up 50 ms after each answer, while the connection sits idle in the pool.
+    let up = HttpUpstream::start(|_, _| Reply::ok("x").closing_after(Duration::from_millis(50)));
+    let proxy = Nuncio::start(&config(
+        up.addr,
+        "",
+        "",
+        "",
+        &breakers("max_connections: 1"),
+    ));
+    let cx_open = "cluster.app.circuit_breakers.default.cx_open";
+    let r = get(proxy.listener, "/");
+    assert_eq!(r.status, 200);
+    // The pooled connection's close is seen while it is idle, without waiting for a request:
+    // it leaves the pool, the breaker and upstream_cx_active (Envoy's idle ActiveClient).
+    proxy.wait_stat("cluster.app.upstream_cx_destroy_remote", 1);
+    proxy.wait_stat(cx_open, 0);
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_cx_active"], 0);
+    assert_eq!(stats["cluster.app.upstream_cx_destroy"], 1);
+    assert_eq!(stats["cluster.app.upstream_cx_destroy_local"], 0);
+    // The next request gets a new connection (the slot is free), no 503.
+    let r = get(proxy.listener, "/");
+    assert_eq!(r.status, 200, "{r:?}");
+    proxy.wait_stat("cluster.app.upstream_cx_destroy_remote", 2);
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_cx_total"], 2);
+    assert_eq!(stats["cluster.app.upstream_cx_active"], 0);
+    assert_eq!(stats["cluster.app.upstream_cx_overflow"], 0);
+    assert_eq!(stats["http.ingress.downstream_rq_5xx"], 0);
+    assert_eq!(stats[cx_open], 0);
+}

@@ -29,7 +29,7 @@ use reactor::Timer;
 use crate::config::{self, Bootstrap, EndpointAddress, Filter};
 use crate::filters::{FactoryContext, NamedNetworkFilterConfigFactory};
 use crate::network::connection::{CloseType, ConnectionEvent, ConnectionId, State};
-use crate::network::connection_handler::ConnectionOwner;
+use crate::network::connection_handler::{ConnectionOwner, IdleConnectionCallbacks};
 use crate::network::filter::{FilterContext, FilterStatus, ReadFilter};
 use crate::network::listener::NetworkFilterFactoryCb;
 use crate::router::upstream_stats::ClusterStats;
@@ -60,6 +60,43 @@ type Pools = ConnPools<ConnectionId, ConnectionOwner>;
 
 /// The `on_timer` token of a pool wake-up (beyond every `HcmTimer` token).
 const POOL_WAKE_TOKEN: u64 = 1 << 32;
+
+/// The worker's pools as the owner of their idle connections (Envoy's idle `ActiveClient`
+/// closing on its connection's close event): a connection the upstream closed while idle
+/// leaves the pool at once, with its `max_connections` slot, `upstream_cx_active` and the
+/// host's `cx_active`, and counts in `upstream_cx_destroy_remote` (`_local` when we closed it
+/// for bytes it received while idle); a stream waiting for a slot is woken.
+struct IdlePoolCallbacks;
+
+impl IdleConnectionCallbacks for IdlePoolCallbacks {
+    fn on_idle_close(&self, id: ConnectionId, remote: bool) -> Option<(ConnectionOwner, u64)> {
+        POOLS.with(|pools| {
+            // Never borrowed here: close events are delivered between filter callbacks.
+            let mut pools = pools.try_borrow_mut().ok()?;
+            let closed = pools.remove_idle(id)?;
+            log::debug!(
+                "[{id}] idle pooled connection to {} closed ({}): removed from the pool",
+                closed.host,
+                if remote { "remote" } else { "local" }
+            );
+            if let Some(host) = &closed.upstream_host {
+                crate::upstream::cluster::dec(&host.stats.cx_active);
+            }
+            let view = VIEWS.with(|views| views.borrow().get(&closed.cluster).cloned())?;
+            pools.discard_idle(view.resource_manager());
+            let stats = view.stats();
+            if remote {
+                stats.upstream_cx_destroy_remote.inc();
+            } else {
+                stats.upstream_cx_destroy_local.inc();
+            }
+            stats.upstream_cx_destroy.inc();
+            stats.upstream_cx_active.dec();
+            let waiter = pools.notify(&closed.cluster, closed.host, true)?;
+            Some((waiter, POOL_WAKE_TOKEN))
+        })
+    }
+}
 
 /// The `on_timer` token of the filter's one reactor timer (every [`HcmTimer`] rides on it).
 const TIMERS_TOKEN: u64 = 0;
@@ -358,9 +395,12 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
         self.cx.set_owner(id, owner);
     }
     fn release_upstream(&mut self, id: ConnectionId) {
-        // Detached: no filter sees its events; an EOF closes it, stray bytes stay buffered,
-        // and `upstream_usable` refuses it either way.
-        self.cx.set_owner(id, ConnectionOwner::FilterChain);
+        // Owned by the pool while idle: an EOF or stray bytes close it and take it out of the
+        // pool (`IdlePoolCallbacks`); `upstream_usable` refuses it should it still be popped.
+        if !self.cx.has_idle_callbacks() {
+            self.cx.set_idle_callbacks(Rc::new(IdlePoolCallbacks));
+        }
+        self.cx.set_owner(id, ConnectionOwner::Idle);
     }
     fn upstream_usable(&mut self, id: ConnectionId, peek: bool) -> bool {
         let Some(conn) = self.cx.connection_of(id) else {

@@ -19,7 +19,10 @@
 //!   dispatch. No filter is ever re-entered, and none waits on another.
 //! - Each connection has an [`ConnectionOwner`]: a downstream connection's data and events go
 //!   to its own read filters; a client connection's go to the read filter that opened it (or
-//!   to whichever filter it was handed to with `set_owner`).
+//!   to whichever filter it was handed to with `set_owner`). A client connection a per-worker
+//!   pool keeps idle is owned by the pool ([`ConnectionOwner::Idle`]): its close goes to the
+//!   worker's [`IdleConnectionCallbacks`], so a connection the peer closed while idle leaves
+//!   the pool (and its circuit-breaker slot) at once, not when next popped.
 //! - A closed connection stays in the slab until the end of the dispatch in which it closed
 //!   (after its close event was delivered), then is reaped: its filters are dropped (their
 //!   timers with them) and client connections it still owns are closed. This is our
@@ -58,6 +61,21 @@ pub enum ConnectionOwner {
     /// A client connection: to read filter `filter` of connection `conn`
     /// (`on_upstream_data`, `on_upstream_event`).
     ReadFilter { conn: ConnectionId, filter: usize },
+    /// A client connection kept idle by a per-worker connection pool (Envoy's idle
+    /// `ActiveClient`, which stays its connection's callbacks): its close goes to the worker's
+    /// [`IdleConnectionCallbacks`]; bytes arriving while idle close it (nothing can answer
+    /// them).
+    Idle,
+}
+
+/// What a per-worker connection pool learns about the idle connections it keeps
+/// ([`ConnectionOwner::Idle`]). Called from the top of a dispatch (never from inside a filter
+/// callback).
+pub trait IdleConnectionCallbacks {
+    /// The idle connection `id` closed: by its peer (`remote`: FIN or RST) or by us (stray
+    /// bytes). Returns a read filter to wake (`on_timer(token)`), e.g. a stream waiting for the
+    /// connection slot this one freed.
+    fn on_idle_close(&self, id: ConnectionId, remote: bool) -> Option<(ConnectionOwner, u64)>;
 }
 
 /// One connection in the worker's slab.
@@ -189,6 +207,8 @@ pub struct ConnectionHandler {
     scratch: BytesMut,
     /// The worker's clusters (set by the worker at start; `None` on the main thread).
     cluster_manager: Option<Rc<ThreadLocalClusterManager>>,
+    /// Where the close of an idle pooled connection goes (set by the pool on first use).
+    idle_callbacks: Option<Rc<dyn IdleConnectionCallbacks>>,
     draining: bool,
     /// Called once when draining and the last connection is gone.
     on_drained: Option<Box<dyn FnOnce()>>,
@@ -235,6 +255,7 @@ impl ConnectionHandler {
                 closed: Vec::new(),
                 scratch: BytesMut::new(),
                 cluster_manager: None,
+                idle_callbacks: None,
                 draining: false,
                 on_drained: None,
             })
@@ -257,6 +278,16 @@ impl ConnectionHandler {
 
     pub fn cluster_manager(&self) -> Option<Rc<ThreadLocalClusterManager>> {
         self.cluster_manager.clone()
+    }
+
+    /// Whether a pool registered the worker's [`IdleConnectionCallbacks`].
+    pub fn has_idle_callbacks(&self) -> bool {
+        self.idle_callbacks.is_some()
+    }
+
+    /// Registers where the close of [`ConnectionOwner::Idle`] connections goes.
+    pub fn set_idle_callbacks(&mut self, callbacks: Rc<dyn IdleConnectionCallbacks>) {
+        self.idle_callbacks = Some(callbacks);
     }
 
     pub fn dispatcher(&self) -> &Dispatcher {
@@ -755,6 +786,16 @@ impl ConnectionHandler {
         };
         match owner {
             ConnectionOwner::FilterChain => self.on_continue_reading(id, start, buf, end),
+            ConnectionOwner::Idle => {
+                if !buf.is_empty() {
+                    debug!(
+                        "[{id}] {} bytes on an idle pooled connection: closing",
+                        buf.len()
+                    );
+                    buf.clear();
+                    self.close(id, CloseType::NoFlush);
+                }
+            }
             ConnectionOwner::ReadFilter { conn, filter } => {
                 let Some(mut f) = self.lend_read_filter(conn, filter) else {
                     trace!("[{id}] owner {conn} is gone; dropping {} bytes", buf.len());
@@ -1015,6 +1056,19 @@ impl ConnectionHandler {
                 };
                 f.on_upstream_event(id, event, &mut cx);
                 self.put_back_read_filter(conn, filter, f);
+            }
+            ConnectionOwner::Idle => {
+                let remote = match event {
+                    ConnectionEvent::RemoteClose => true,
+                    ConnectionEvent::LocalClose => false,
+                    _ => return,
+                };
+                let Some(callbacks) = self.idle_callbacks.clone() else {
+                    return;
+                };
+                if let Some((owner, token)) = callbacks.on_idle_close(id, remote) {
+                    self.queue_wakeup(owner, token);
+                }
             }
         }
     }

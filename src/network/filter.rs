@@ -217,6 +217,22 @@ impl<'a> FilterContext<'a> {
         self.handler.set_owner(id, owner);
     }
 
+    /// Whether the worker's [`IdleConnectionCallbacks`] are registered.
+    ///
+    /// [`IdleConnectionCallbacks`]: super::connection_handler::IdleConnectionCallbacks
+    pub fn has_idle_callbacks(&self) -> bool {
+        self.handler.has_idle_callbacks()
+    }
+
+    /// Registers the worker's callbacks for the close of idle pooled connections
+    /// ([`ConnectionOwner::Idle`]).
+    pub fn set_idle_callbacks(
+        &mut self,
+        callbacks: Rc<dyn super::connection_handler::IdleConnectionCallbacks>,
+    ) {
+        self.handler.set_idle_callbacks(callbacks);
+    }
+
     /// Wakes another read filter of this worker: its `on_timer(token)` runs after the current
     /// callback returns (never synchronously: no filter is re-entered). A per-worker pool uses
     /// it to tell a stream waiting for a connection that one is ready (Envoy calls the waiting

@@ -1165,7 +1165,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         }
         let pooled = io.pools().release(
             cluster.name(),
-            upstream.host,
+            &upstream.upstream_host,
             upstream.conn,
             upstream.requests,
             reusable,

@@ -30,6 +30,11 @@
 //! ([`ConnPools::fail_next`], Envoy's `purgePendingStreams`). A stream that goes away while
 //! waiting leaves the queue ([`ConnPools::cancel`]), passing a notification it got on.
 //!
+//! A pooled connection the upstream closed while idle leaves the pool at once: the pool owns
+//! its idle connections (the worker delivers their close to it, [`ConnPools::remove_idle`]),
+//! so the connection gives back its `max_connections` slot and a waiting stream is woken, as
+//! Envoy's idle `ActiveClient` does on its connection's close event.
+//!
 //! A pooled connection the upstream closed while idle must never be handed out (Envoy's most
 //! complained-about 503): the caller asks `usable(id)` (the connection is still open, and
 //! neither the event loop nor, after a long idle period ([`IdleClient::peek_before_reuse`]), a
@@ -40,6 +45,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use super::cluster::Host;
 use super::resource_manager::ResourceManager;
 use crate::config::Thresholds;
 
@@ -111,9 +119,21 @@ pub struct PendingStream<W> {
     pub state: PendingState,
 }
 
+/// An idle connection that closed while it sat in a pool, taken out by
+/// [`ConnPools::remove_idle`] (the caller updates the stats and wakes a waiting stream).
+#[derive(Debug)]
+pub struct ClosedIdle {
+    pub cluster: String,
+    pub host: SocketAddr,
+    /// The host's shared object (its per-host stats), as last released to the pool.
+    pub upstream_host: Option<Arc<Host>>,
+}
+
 /// The pool of one host of one cluster.
 #[derive(Debug)]
 pub struct HostPool<Id, W> {
+    /// The host (its per-host stats), set when a connection is first released to the pool.
+    pub host: Option<Arc<Host>>,
     /// Every entry is Ready: open, idle, believed reusable. Most recently used last.
     pub ready: Vec<IdleClient<Id>>,
     /// Connections currently connecting or lent to a stream.
@@ -125,6 +145,7 @@ pub struct HostPool<Id, W> {
 impl<Id, W> Default for HostPool<Id, W> {
     fn default() -> Self {
         HostPool {
+            host: None,
             ready: Vec::new(),
             busy: 0,
             pending: VecDeque::new(),
@@ -279,7 +300,7 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
     pub fn release(
         &mut self,
         cluster: &str,
-        host: SocketAddr,
+        host: &Arc<Host>,
         id: Id,
         requests: u32,
         reusable: bool,
@@ -287,8 +308,11 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         rm: &ResourceManager,
         now: Instant,
     ) -> bool {
-        let pool = self.host(cluster, host);
+        let pool = self.host(cluster, host.address());
         pool.busy = pool.busy.saturating_sub(1);
+        if !pool.host.as_ref().is_some_and(|h| Arc::ptr_eq(h, host)) {
+            pool.host = Some(host.clone());
+        }
         let limit_reached = settings
             .max_requests_per_connection
             .is_some_and(|max| requests >= max);
@@ -311,6 +335,26 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         if let Some(pool) = self.cluster(cluster).hosts.get_mut(&host) {
             pool.busy = pool.busy.saturating_sub(1);
         }
+    }
+
+    /// The idle connection `id` closed while in the pool (the upstream's FIN or RST): takes
+    /// it out. `None` if it is not idle in any pool (already popped, or never pooled). The
+    /// caller then gives back its `max_connections` slot ([`discard_idle`](Self::discard_idle)),
+    /// updates the stats and [`notify`](Self::notify)s a waiting stream of any host.
+    pub fn remove_idle(&mut self, id: Id) -> Option<ClosedIdle> {
+        for (name, cluster) in &mut self.clusters {
+            for (address, pool) in &mut cluster.hosts {
+                if let Some(index) = pool.ready.iter().position(|c| c.id == id) {
+                    pool.ready.remove(index);
+                    return Some(ClosedIdle {
+                        cluster: name.clone(),
+                        host: *address,
+                        upstream_host: pool.host.clone(),
+                    });
+                }
+            }
+        }
+        None
     }
 
     // === the pending queue ===
@@ -438,6 +482,10 @@ mod tests {
         "127.0.0.1:8080".parse().unwrap()
     }
 
+    fn up() -> Arc<Host> {
+        Arc::new(Host::new(host(), "", 1))
+    }
+
     fn other() -> SocketAddr {
         "127.0.0.1:8081".parse().unwrap()
     }
@@ -478,8 +526,8 @@ mod tests {
         let (s, rm, now) = (settings(), rm(), Instant::now());
         p.connect_or_wait("c", host(), &rm);
         p.connect_or_wait("c", host(), &rm);
-        assert!(p.release("c", host(), 1, 1, true, &s, &rm, now));
-        assert!(p.release("c", host(), 2, 1, true, &s, &rm, now));
+        assert!(p.release("c", &up(), 1, 1, true, &s, &rm, now));
+        assert!(p.release("c", &up(), 2, 1, true, &s, &rm, now));
         let mut dead = vec![];
         let client = p.pop_idle("c", host(), &s, &rm, now, &mut dead).unwrap();
         assert_eq!((client.id, client.requests), (2, 1));
@@ -491,7 +539,7 @@ mod tests {
         let mut p = Pools::default();
         let (s, rm, now) = (settings(), rm(), Instant::now());
         p.connect_or_wait("c", host(), &rm);
-        p.release("c", host(), 7, 1, true, &s, &rm, now);
+        p.release("c", &up(), 7, 1, true, &s, &rm, now);
         let later = now + Duration::from_secs(61);
         let mut expired = vec![];
         assert!(p
@@ -501,6 +549,25 @@ mod tests {
         assert_eq!(rm.connections.count(), 0);
     }
 
+    #[test]
+    fn an_idle_connection_closed_by_the_upstream_leaves_the_pool() {
+        let mut p = Pools::default();
+        let (s, rm, now) = (settings(), rm(), Instant::now());
+        p.connect_or_wait("c", host(), &rm);
+        p.connect_or_wait("c", host(), &rm);
+        p.release("c", &up(), 1, 1, true, &s, &rm, now);
+        p.release("c", &up(), 2, 1, true, &s, &rm, now);
+        let closed = p.remove_idle(1).expect("idle");
+        assert_eq!((closed.cluster.as_str(), closed.host), ("c", host()));
+        assert!(closed.upstream_host.is_some());
+        p.discard_idle(&rm);
+        assert_eq!(rm.connections.count(), 1);
+        assert!(p.remove_idle(1).is_none(), "only once");
+        let mut dead = vec![];
+        let left = p.pop_idle("c", host(), &s, &rm, now, &mut dead).unwrap();
+        assert_eq!(left.id, 2);
+    }
+
     // === busy connections ===
 
     #[test]
@@ -508,7 +575,7 @@ mod tests {
         let mut p = Pools::default();
         let (s, rm, now) = (settings(), rm(), Instant::now());
         p.connect_or_wait("c", host(), &rm);
-        assert!(!p.release("c", host(), 7, 3, true, &s, &rm, now));
+        assert!(!p.release("c", &up(), 7, 3, true, &s, &rm, now));
         assert_eq!(rm.connections.count(), 0);
         assert!(p.cluster("c").hosts[&host()].is_empty());
     }
