@@ -25,7 +25,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -37,7 +37,10 @@ use crate::http::decimal::Decimal;
 use crate::http::filter::{FilterCallbacks, LocalReply, ResponseFlag};
 use crate::http::scratch;
 use crate::http::HeaderMap;
-use crate::router::{ResetReason as RetryResetReason, RetryPolicy, RetryState, RetryStatus};
+use crate::router::{
+    set_timeout_headers, ResetReason as RetryResetReason, RetryPolicy, RetryState, RetryStatus,
+    TimeoutData,
+};
 use crate::upstream::cluster;
 use crate::upstream::conn_pool::{ConnectDecision, PendingId, PendingState, PoolFailure};
 
@@ -164,6 +167,9 @@ pub struct RouterFilter<U> {
     trailers: Option<HeaderMap>,
     /// The downstream request is complete.
     downstream_end: bool,
+    /// When the downstream request completed (Envoy's `downstream_request_complete_time_`):
+    /// a retry's `x-envoy-expected-rq-timeout-ms` is lowered by the time since.
+    downstream_end_at: Option<Instant>,
     upstream: Option<UpstreamRequest<U>>,
     /// The request's retry decisions (Envoy's `RetryStateImpl`); `None`: no retry possible
     /// (none configured or asked for, or the body grew too big to replay).
@@ -215,6 +221,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             buffer_limit,
             trailers: None,
             downstream_end: false,
+            downstream_end_at: None,
             upstream: None,
             retry: None,
             retry_counted: false,
@@ -390,10 +397,30 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         self.flush_request(cb, io);
     }
 
+    /// The downstream request just completed (Envoy's `onRequestComplete`): the route timeout
+    /// starts.
     fn arm_route_timeout<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        self.downstream_end_at = Some(io.now());
         if let Some(timeout) = self.decision.as_ref().and_then(|d| d.timeout) {
             io.arm_timer(HcmTimer::RouteTimeout, timeout);
         }
+    }
+
+    /// Envoy's `doRetry` → `FilterUtility::setTimeoutHeaders`: a retry tells the upstream the
+    /// time left, `x-envoy-expected-rq-timeout-ms` lowered by the time since the downstream
+    /// request completed (zero if it has not yet).
+    fn set_retry_timeout_headers(&mut self, now: Instant) {
+        let (Some(decision), Some(request)) = (&self.decision, self.request.as_mut()) else {
+            return;
+        };
+        let elapsed = self
+            .downstream_end_at
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        let timeout = TimeoutData {
+            global_timeout: decision.timeout,
+            per_try_timeout: decision.per_try_timeout,
+        };
+        set_timeout_headers(elapsed, &timeout, request, true);
     }
 
     /// Starts one try: pick a host, then a pooled or a new connection.
@@ -1388,6 +1415,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 if let Some(cluster) = &self.cluster {
                     cluster.stats().upstream_rq_retry.inc();
                 }
+                self.set_retry_timeout_headers(io.now());
                 self.start_attempt(cb, io);
                 if let Some(reply) = cb.state.local_reply.take() {
                     out.push(UpstreamOutcome::LocalReply(reply));
