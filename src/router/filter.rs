@@ -434,7 +434,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         };
         self.attempts += 1;
         self.body_sent = 0;
-        let Some(host) = cluster.choose_host() else {
+        let Some(host) = self.choose_host(&*cluster) else {
             cluster.stats().upstream_cx_none_healthy.inc();
             cb.set_response_flag(ResponseFlag::NoHealthyUpstream);
             self.fail_locally(
@@ -445,6 +445,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             return;
         };
         self.upstream_host = Some(host.address());
+        if let Some(retry) = self.retry.as_mut() {
+            retry.on_host_attempted(host.address());
+        }
         log::trace!(
             "[C{}][S{}] UpstreamRequest::acceptHeadersFromRouter: attempt {} to {}",
             cb.connection_id,
@@ -454,6 +457,31 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         );
         self.attempt_host = Some(host);
         self.new_stream(cb, io);
+    }
+
+    /// Picks the attempt's host (Envoy's `LoadBalancerBase::chooseHost` with the router as its
+    /// context): on a retry whose policy has a `retry_host_predicate`, a host it rejects is
+    /// re-picked up to `host_selection_retry_max_attempts` times; the last pick is used if
+    /// every pick is rejected.
+    fn choose_host(
+        &self,
+        cluster: &dyn ClusterView,
+    ) -> Option<Arc<crate::upstream::cluster::Host>> {
+        let mut host = cluster.choose_host()?;
+        let Some(retry) = self
+            .retry
+            .as_ref()
+            .filter(|r| self.attempts > 1 && r.has_host_predicates())
+        else {
+            return Some(host);
+        };
+        for _ in 0..retry.host_selection_max_attempts() {
+            if !retry.should_select_another_host(host.address()) {
+                break;
+            }
+            host = cluster.choose_host()?;
+        }
+        Some(host)
     }
 
     /// Gets a connection to the attempt's host (Envoy's `ConnPoolImplBase::newStreamImpl`):

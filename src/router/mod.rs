@@ -55,7 +55,7 @@ pub use header_parser::{AppendAction, HeaderParser};
 pub use path_rewrite::PathRewrite;
 pub use query_parameter_matcher::QueryParameterMatcher;
 pub use redirect::RedirectAction;
-pub use retry_policy::{RetryOn, RetryPolicy};
+pub use retry_policy::{RetryHostPredicate, RetryOn, RetryPolicy};
 pub use retry_state::{ResetReason, RetryState, RetryStatus};
 pub use route_entry::{
     Action, ClusterSpecifier, DirectResponseAction, HostRewrite, PathMatcher, RouteAction,

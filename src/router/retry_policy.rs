@@ -6,6 +6,14 @@
 //! `retry_on` is a comma-separated list (whitespace around items ignored). As in Envoy, an
 //! unknown item is ignored (logged here at warn level): Envoy 1.40 accepts
 //! `retry_on: "5xx,bogus"`.
+//!
+//! Extensions, chosen by their `typed_config`'s type URL as Envoy does (the `name` is not
+//! looked at; without a `typed_config` Envoy 1.40 finds no implementation either):
+//! - `retry_host_predicate`: `envoy.retry_host_predicates.previous_hosts` (a retry re-picks a
+//!   host already attempted, up to `host_selection_retry_max_attempts` times, default 1);
+//! - `retry_priority`: `envoy.retry_priorities.previous_priorities`, accepted and without
+//!   effect: nuncio has one priority level, and Envoy's predicate then always falls back to the
+//!   original priority load (every level excluded resets the exclusion).
 
 use std::time::Duration;
 
@@ -107,6 +115,72 @@ impl std::ops::BitOr for RetryOn {
     }
 }
 
+/// A `retry_host_predicate` (Envoy's `RetryHostPredicate` extensions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryHostPredicate {
+    /// `envoy.retry_host_predicates.previous_hosts`: reject the hosts already attempted.
+    PreviousHosts,
+}
+
+/// Type URL of `envoy.retry_host_predicates.previous_hosts`.
+const PREVIOUS_HOSTS_TYPE: &str =
+    "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
+/// Type URL of `envoy.retry_priorities.previous_priorities`.
+const PREVIOUS_PRIORITIES_TYPE: &str =
+    "envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig";
+/// Envoy's other host predicates: known, not implemented.
+const UNSUPPORTED_HOST_PREDICATES: &[&str] = &[
+    "envoy.extensions.retry.host.omit_canary_hosts.v3.OmitCanaryHostsPredicate",
+    "envoy.extensions.retry.host.omit_host_metadata.v3.OmitHostMetadataConfig",
+];
+
+/// The type URL of an extension entry's `typed_config` (Envoy's `getAndCheckFactory`): the
+/// implementation is chosen by it; an entry without one names none.
+fn extension_type<'a>(entry: &Node<'a>) -> Result<(&'a str, Node<'a>)> {
+    entry.check_fields(&["name", "typed_config"], &[])?;
+    let name = entry.required("name")?.non_empty_str()?;
+    let Some(typed) = entry.get("typed_config") else {
+        return Err(entry.error(format!(
+            "Didn't find a registered implementation for '{name}' with type URL: ''"
+        )));
+    };
+    let (url, message) = typed.any()?;
+    Ok((crate::config::type_name(url), message))
+}
+
+impl RetryHostPredicate {
+    fn parse(entry: &Node) -> Result<RetryHostPredicate> {
+        let (type_name, message) = extension_type(entry)?;
+        if type_name == PREVIOUS_HOSTS_TYPE {
+            message.check_fields(&[], &[])?;
+            return Ok(RetryHostPredicate::PreviousHosts);
+        }
+        let why = if UNSUPPORTED_HOST_PREDICATES.contains(&type_name) {
+            format!("{type_name}: not supported by nuncio")
+        } else {
+            format!("Didn't find a registered implementation for type URL '{type_name}'")
+        };
+        Err(entry.required("typed_config")?.error(why))
+    }
+}
+
+/// Reads a `retry_priority`: only `previous_priorities` exists (see the module docs).
+fn parse_retry_priority(node: &Node) -> Result<()> {
+    let (type_name, message) = extension_type(node)?;
+    if type_name != PREVIOUS_PRIORITIES_TYPE {
+        return Err(node.required("typed_config")?.error(format!(
+            "Didn't find a registered implementation for type URL '{type_name}'"
+        )));
+    }
+    message.check_fields(&["update_frequency"], &[])?;
+    if let Some(n) = message.get("update_frequency") {
+        if n.as_i64()? <= 0 {
+            return Err(n.error("must be greater than 0"));
+        }
+    }
+    Ok(())
+}
+
 /// Envoy's default retry back-off base interval (`upstream.base_retry_backoff_ms`).
 pub const DEFAULT_BASE_INTERVAL: Duration = Duration::from_millis(25);
 
@@ -130,6 +204,10 @@ pub struct RetryPolicy {
     pub retriable_headers: Vec<HeaderMatcher>,
     /// When non-empty, retries happen only for requests matching one of these.
     pub retriable_request_headers: Vec<HeaderMatcher>,
+    /// `retry_host_predicate`: a retry re-picks a host any of these rejects.
+    pub host_predicates: Vec<RetryHostPredicate>,
+    /// `host_selection_retry_max_attempts`: how many times a retry may re-pick (default 1).
+    pub host_selection_max_attempts: u32,
 }
 
 impl Default for RetryPolicy {
@@ -143,6 +221,8 @@ impl Default for RetryPolicy {
             max_interval: DEFAULT_BASE_INTERVAL * 10,
             retriable_headers: Vec::new(),
             retriable_request_headers: Vec::new(),
+            host_predicates: Vec::new(),
+            host_selection_max_attempts: 1,
         }
     }
 }
@@ -159,13 +239,13 @@ impl RetryPolicy {
                 "retry_back_off",
                 "retriable_headers",
                 "retriable_request_headers",
+                "retry_host_predicate",
+                "host_selection_retry_max_attempts",
+                "retry_priority",
             ],
             &[
                 "per_try_idle_timeout",
-                "retry_priority",
-                "retry_host_predicate",
                 "retry_options_predicates",
-                "host_selection_retry_max_attempts",
                 "rate_limited_retry_back_off",
             ],
         )?;
@@ -210,6 +290,11 @@ impl RetryPolicy {
         policy.retriable_headers = node.list("retriable_headers", HeaderMatcher::parse)?;
         policy.retriable_request_headers =
             node.list("retriable_request_headers", HeaderMatcher::parse)?;
+        policy.host_predicates = node.list("retry_host_predicate", RetryHostPredicate::parse)?;
+        if let Some(n) = node.get("host_selection_retry_max_attempts") {
+            policy.host_selection_max_attempts = n.as_u32()?;
+        }
+        node.opt("retry_priority", parse_retry_priority)?;
         Ok(policy)
     }
 }
@@ -277,8 +362,45 @@ retry_back_off: {base_interval: 0.1s}
             "retry_back_off.base_interval: required field is missing"
         );
         assert_eq!(
-            policy("retry_host_predicate: []").unwrap_err().to_string(),
-            "retry_host_predicate: not supported by nuncio"
+            policy("retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts}]")
+                .unwrap_err()
+                .to_string(),
+            "retry_host_predicate[0]: Didn't find a registered implementation for 'envoy.retry_host_predicates.previous_hosts' with type URL: ''"
+        );
+        assert_eq!(
+            policy(&format!("retry_host_predicate: [{{name: x, typed_config: {{\"@type\": type.googleapis.com/{}}}}}]", UNSUPPORTED_HOST_PREDICATES[0]))
+                .unwrap_err()
+                .to_string(),
+            "retry_host_predicate[0].typed_config: envoy.extensions.retry.host.omit_canary_hosts.v3.OmitCanaryHostsPredicate: not supported by nuncio"
+        );
+        assert_eq!(
+            policy(&format!("retry_priority: {{name: p, typed_config: {{\"@type\": type.googleapis.com/{PREVIOUS_PRIORITIES_TYPE}, update_frequency: 0}}}}"))
+                .unwrap_err()
+                .to_string(),
+            "retry_priority.typed_config.update_frequency: must be greater than 0"
+        );
+    }
+
+    #[test]
+    fn host_predicates_and_priority() {
+        let p = policy(&format!(
+            r#"
+retry_on: 5xx
+retry_host_predicate:
+- name: envoy.retry_host_predicates.previous_hosts
+  typed_config: {{"@type": type.googleapis.com/{PREVIOUS_HOSTS_TYPE}}}
+host_selection_retry_max_attempts: 5
+retry_priority:
+  name: envoy.retry_priorities.previous_priorities
+  typed_config: {{"@type": type.googleapis.com/{PREVIOUS_PRIORITIES_TYPE}, update_frequency: 2}}
+"#
+        ))
+        .unwrap();
+        assert_eq!(p.host_predicates, [RetryHostPredicate::PreviousHosts]);
+        assert_eq!(p.host_selection_max_attempts, 5);
+        assert_eq!(
+            policy("retry_on: 5xx").unwrap().host_selection_max_attempts,
+            1
         );
     }
 }

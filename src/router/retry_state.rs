@@ -23,13 +23,19 @@
 //!
 //! Once the response has started towards the client no retry is possible: the caller says so
 //! (`response_started`) and gets [`RetryStatus::No`].
+//!
+//! Host selection on a retry (Envoy's `shouldSelectAnotherHost`): the router reports each
+//! attempt's host ([`RetryState::on_host_attempted`]); on a retry it re-picks a host the
+//! policy's `retry_host_predicate` rejects ([`RetryState::should_select_another_host`]), at
+//! most [`host_selection_max_attempts`](RetryState::host_selection_max_attempts) times.
 
+use std::net::SocketAddr;
 use std::ops::Deref;
 use std::time::Duration;
 
 use super::header_map::HeaderMapAccess;
 use super::header_matcher::{HeaderMatch, HeaderMatcher};
-use super::retry_policy::{RetryOn, RetryPolicy};
+use super::retry_policy::{RetryHostPredicate, RetryOn, RetryPolicy};
 
 /// Why an upstream attempt ended without a (complete) response head (Envoy's
 /// `StreamResetReason`, the reasons an HTTP/1 upstream can produce).
@@ -105,6 +111,8 @@ pub struct RetryState<P: Deref<Target = RetryPolicy>> {
     backoff: BackOff,
     /// A retry was granted and no attempt has been judged since (for `retry_success` stats).
     retry_pending: bool,
+    /// The hosts attempted so far (kept only when a host predicate needs them).
+    attempted_hosts: Vec<SocketAddr>,
 }
 
 /// The request headers `RetryState::create` reads and removes.
@@ -201,7 +209,33 @@ impl<P: Deref<Target = RetryPolicy>> RetryState<P> {
                 next_ms: base_ms,
             },
             retry_pending: false,
+            attempted_hosts: Vec::new(),
         }
+    }
+
+    /// An attempt goes to `host` (Envoy's `onHostAttempted`).
+    pub fn on_host_attempted(&mut self, host: SocketAddr) {
+        if !self.policy.host_predicates.is_empty() {
+            self.attempted_hosts.push(host);
+        }
+    }
+
+    /// Whether a retry must pick another host than `host` (a `retry_host_predicate` rejects
+    /// it).
+    pub fn should_select_another_host(&self, host: SocketAddr) -> bool {
+        self.policy.host_predicates.iter().any(|p| match p {
+            RetryHostPredicate::PreviousHosts => self.attempted_hosts.contains(&host),
+        })
+    }
+
+    /// Whether host selection on a retry consults the predicates at all.
+    pub fn has_host_predicates(&self) -> bool {
+        !self.policy.host_predicates.is_empty()
+    }
+
+    /// How many times a retry may re-pick its host (`host_selection_retry_max_attempts`).
+    pub fn host_selection_max_attempts(&self) -> u32 {
+        self.policy.host_selection_max_attempts
     }
 
     /// The conditions in force (policy plus request headers).
@@ -752,6 +786,31 @@ mod tests {
         assert_eq!(status(&mut s, 200), RetryStatus::No);
         assert!(s.take_retry_success());
         assert!(!s.take_retry_success());
+    }
+
+    #[test]
+    fn previous_hosts_rejects_attempted_hosts_only() {
+        let p = RetryPolicy {
+            host_predicates: vec![RetryHostPredicate::PreviousHosts],
+            host_selection_max_attempts: 4,
+            ..policy("retry_on: 5xx")
+        };
+        let mut s = state(&p, &[]).unwrap();
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        assert!(s.has_host_predicates());
+        assert!(!s.should_select_another_host(a));
+        s.on_host_attempted(a);
+        assert!(s.should_select_another_host(a));
+        assert!(!s.should_select_another_host(b));
+        assert_eq!(s.host_selection_max_attempts(), 4);
+        // Without a predicate nothing is kept or rejected.
+        let plain = policy("retry_on: 5xx");
+        let mut s = state(&plain, &[]).unwrap();
+        s.on_host_attempted(a);
+        assert!(!s.should_select_another_host(a));
     }
 
     #[test]

@@ -34,6 +34,8 @@ static NO_RETRY_POLICY: RetryPolicy = RetryPolicy {
     max_interval: Duration::from_millis(250),
     retriable_headers: Vec::new(),
     retriable_request_headers: Vec::new(),
+    host_predicates: Vec::new(),
+    host_selection_max_attempts: 1,
 };
 
 /// A matched route in its context (what Envoy hands around as `RouteConstSharedPtr`).
