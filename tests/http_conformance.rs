@@ -24,8 +24,9 @@
 //! Both proxies run the same generated front-proxy config (`harness::front_proxy_config`): a
 //! listener with Envoy's defaults plus short request-headers/idle timeouts and websocket
 //! upgrades, a second listener with `accept_http_10`, and one STATIC cluster pointing at the
-//! recording upstream. Cases run one after another against one proxy process (the upstream
-//! recording is per case); the whole run takes about a minute.
+//! recording upstream. The cases run in 8 lanes (`NUNCIO_CONFORMANCE_LANES=n` to change; 1 runs
+//! them one after another), each lane with its own proxy process and recording upstream (the
+//! recording is per case); the whole run takes about half a minute.
 
 #[path = "http_conformance/cases.rs"]
 mod cases;
@@ -35,6 +36,7 @@ mod harness;
 use cases::{Case, Expect};
 use harness::{observe, Outcome, Proxy, ProxyKind, RecordingUpstream};
 use std::collections::HashSet;
+use std::thread;
 
 #[test]
 fn table_has_enough_unique_recorded_cases() {
@@ -106,47 +108,98 @@ fn envoy_matches_the_table() {
     run_suite(&ProxyKind::Envoy(envoy.into()), |case| case.envoy.as_ref());
 }
 
-fn run_suite(kind: &ProxyKind, expected: impl Fn(&Case) -> Option<&Expect>) {
+fn run_suite(kind: &ProxyKind, expected: impl Fn(&Case) -> Option<&Expect> + Sync) {
     let filter = std::env::var("NUNCIO_CONFORMANCE_CASE").unwrap_or_default();
     let record = std::env::var_os("NUNCIO_CONFORMANCE_RECORD").is_some();
-    let upstream = RecordingUpstream::start();
-    let proxy = Proxy::start(kind, upstream.addr);
-    let mut failures = Vec::new();
-    let mut ran = 0;
-    for case in cases::cases().iter().filter(|c| c.name.contains(&filter)) {
-        ran += 1;
-        let want_responses =
-            expected(case).map_or(0, |e| e.statuses.iter().filter(|&&s| s < 1000).count());
-        let outcome = observe(&proxy, &upstream, case, want_responses);
-        if record {
-            println!("{}", record_line(case, &outcome));
-            println!(
-                "CLIENT {} {:?} partial {:?}",
-                case.name, outcome.bodies, outcome.partial
-            );
-        }
-        let Some(want) = expected(case) else {
-            failures.push(format!("{}: no expectation recorded", case.name));
-            continue;
-        };
-        if outcome.statuses != want.statuses
-            || outcome.closed != want.closed
-            || outcome.upstream != want.upstream
-        {
-            failures.push(format!(
-                "{} ({}):\n    expected statuses {:?} closed {} upstream {:?}\n    observed statuses {:?} closed {} upstream {:?} (partial {:?})\n    client bodies {:?}",
-                case.name, case.about, want.statuses, want.closed, want.upstream,
-                outcome.statuses, outcome.closed, outcome.upstream, outcome.partial, outcome.bodies
-            ));
-        }
+    let all = cases::cases();
+    let selected: Vec<&Case> = all.iter().filter(|c| c.name.contains(&filter)).collect();
+    assert!(
+        !selected.is_empty(),
+        "no case matches NUNCIO_CONFORMANCE_CASE={filter}"
+    );
+    // A case spends nearly all its time waiting (quiet periods, delayed closes, timeouts), so
+    // the cases run in lanes, each with its own recording upstream and proxy process: lane `l`
+    // runs cases l, l + LANES, ... in table order, which keeps every run's assignment the same.
+    let lanes = lanes().min(selected.len());
+    let mut results: Vec<(usize, Option<String>, Option<String>)> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..lanes)
+            .map(|lane| {
+                let (selected, expected) = (&selected, &expected);
+                scope.spawn(move || {
+                    let upstream = RecordingUpstream::start();
+                    let proxy = Proxy::start(kind, upstream.addr);
+                    let mut results = Vec::new();
+                    for (index, case) in selected.iter().enumerate().skip(lane).step_by(lanes) {
+                        let want = expected(case);
+                        let want_responses =
+                            want.map_or(0, |e| e.statuses.iter().filter(|&&s| s < 1000).count());
+                        let outcome = observe(&proxy, &upstream, case, want_responses);
+                        let recorded = record.then(|| {
+                            format!(
+                                "{}\nCLIENT {} {:?} partial {:?}",
+                                record_line(case, &outcome),
+                                case.name,
+                                outcome.bodies,
+                                outcome.partial
+                            )
+                        });
+                        results.push((index, recorded, judge(case, want, &outcome)));
+                    }
+                    results
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a conformance lane panicked"))
+            .collect()
+    });
+    results.sort_by_key(|(index, _, _)| *index);
+    for line in results
+        .iter()
+        .filter_map(|(_, recorded, _)| recorded.as_ref())
+    {
+        println!("{line}");
     }
-    assert!(ran > 0, "no case matches NUNCIO_CONFORMANCE_CASE={filter}");
+    let failures: Vec<&String> = results.iter().filter_map(|(_, _, f)| f.as_ref()).collect();
     assert!(
         failures.is_empty(),
-        "{} of {ran} cases differ:\n{}",
+        "{} of {} cases differ:\n{}",
         failures.len(),
-        failures.join("\n")
+        selected.len(),
+        failures
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     );
+}
+
+/// How many cases run at once: `NUNCIO_CONFORMANCE_LANES`, default 8 (1 = one after another).
+fn lanes() -> usize {
+    std::env::var("NUNCIO_CONFORMANCE_LANES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(8)
+}
+
+/// `None` when `outcome` is what the table expects, else the report line of the difference.
+fn judge(case: &Case, want: Option<&Expect>, outcome: &Outcome) -> Option<String> {
+    let Some(want) = want else {
+        return Some(format!("{}: no expectation recorded", case.name));
+    };
+    if outcome.statuses == want.statuses
+        && outcome.closed == want.closed
+        && outcome.upstream == want.upstream
+    {
+        return None;
+    }
+    Some(format!(
+        "{} ({}):\n    expected statuses {:?} closed {} upstream {:?}\n    observed statuses {:?} closed {} upstream {:?} (partial {:?})\n    client bodies {:?}",
+        case.name, case.about, want.statuses, want.closed, want.upstream,
+        outcome.statuses, outcome.closed, outcome.upstream, outcome.partial, outcome.bodies
+    ))
 }
 
 /// The observed outcome as the `.envoy(..)` call of the table.

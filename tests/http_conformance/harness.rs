@@ -405,30 +405,37 @@ pub fn run_client(addr: SocketAddr, case: &Case, expected_responses: usize) -> O
     let mut raw = Vec::new();
     let mut closed = false;
     let mut chunk = [0u8; 64 * 1024];
-    // Reads what is available within `window`; returns false on EOF/reset.
-    let mut read_for = |stream: &mut TcpStream, raw: &mut Vec<u8>, window: Duration| -> bool {
-        let deadline = Instant::now() + window;
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return true;
-            }
-            let _ = stream.set_read_timeout(Some(deadline - now));
-            match stream.read(&mut chunk) {
-                Ok(0) => return false,
-                Ok(n) => raw.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return true
+    // Reads what is available within `window` (with `until_quiet`, until `window` passes
+    // without a byte, bounded by CASE_LIMIT); returns false on EOF/reset.
+    let mut read_for =
+        |stream: &mut TcpStream, raw: &mut Vec<u8>, window: Duration, until_quiet: bool| -> bool {
+            let mut deadline = Instant::now() + window;
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    return true;
                 }
-                Err(_) => return false,
+                let _ = stream.set_read_timeout(Some(deadline - now));
+                match stream.read(&mut chunk) {
+                    Ok(0) => return false,
+                    Ok(n) => {
+                        raw.extend_from_slice(&chunk[..n]);
+                        if until_quiet && started.elapsed() < CASE_LIMIT {
+                            deadline = Instant::now() + window;
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        return true
+                    }
+                    Err(_) => return false,
+                }
             }
-        }
-    };
+        };
     for step in case.client.iter().cloned() {
         match step {
             Step::Send(bytes) => {
@@ -439,7 +446,7 @@ pub fn run_client(addr: SocketAddr, case: &Case, expected_responses: usize) -> O
             }
             Step::Pause(ms) => {
                 // Pacing the client is the point of these steps (slowloris); read meanwhile.
-                if !read_for(&mut stream, &mut raw, Duration::from_millis(ms)) {
+                if !read_for(&mut stream, &mut raw, Duration::from_millis(ms), false) {
                     closed = true;
                     break;
                 }
@@ -452,8 +459,7 @@ pub fn run_client(addr: SocketAddr, case: &Case, expected_responses: usize) -> O
     if !closed {
         match case.wait {
             Wait::Quiet => loop {
-                let before = raw.len();
-                if !read_for(&mut stream, &mut raw, QUIET) {
+                if !read_for(&mut stream, &mut raw, QUIET, true) {
                     closed = true;
                     break;
                 }
@@ -465,14 +471,14 @@ pub fn run_client(addr: SocketAddr, case: &Case, expected_responses: usize) -> O
                     .iter()
                     .filter(|&&s| s < 1000)
                     .count();
-                if raw.len() == before && complete >= expected_responses {
+                if complete >= expected_responses {
                     break;
                 }
             },
             Wait::UpTo(ms) => {
                 let deadline = Instant::now() + Duration::from_millis(ms);
                 while Instant::now() < deadline {
-                    if !read_for(&mut stream, &mut raw, deadline - Instant::now()) {
+                    if !read_for(&mut stream, &mut raw, deadline - Instant::now(), false) {
                         closed = true;
                         break;
                     }
@@ -486,7 +492,7 @@ pub fn run_client(addr: SocketAddr, case: &Case, expected_responses: usize) -> O
         // timeout (1 s by default). Wait for that EOF, bounded.
         let deadline = Instant::now() + Duration::from_millis(2500);
         while Instant::now() < deadline {
-            if !read_for(&mut stream, &mut raw, deadline - Instant::now()) {
+            if !read_for(&mut stream, &mut raw, deadline - Instant::now(), false) {
                 closed = true;
                 break;
             }
@@ -649,6 +655,11 @@ pub fn front_proxy_config(main_port: u16, http10_port: u16, upstream: SocketAddr
 
 impl Proxy {
     pub fn start(kind: &ProxyKind, upstream: SocketAddr) -> Proxy {
+        // Lanes start their proxies one at a time: a port from `free_port` is free only until
+        // the proxy binds it, and both proxies bind with SO_REUSEPORT, so two proxies started
+        // at once on the same released port would silently share it (and mix the lanes).
+        static STARTING: Mutex<()> = Mutex::new(());
+        let _starting = STARTING.lock().unwrap_or_else(|e| e.into_inner());
         let dir = std::env::temp_dir().join(format!(
             "nuncio-conformance-{}-{}",
             std::process::id(),
@@ -720,17 +731,42 @@ pub struct Outcome {
     pub bodies: Vec<String>,
 }
 
+/// One plain GET through `addr`, answered by the upstream's default reply: afterwards the
+/// proxy holds an idle pooled connection to the upstream.
+fn warm_up(addr: SocketAddr) {
+    let mut stream = TcpStream::connect(addr).expect("connect to proxy");
+    let _ = stream.set_read_timeout(Some(CASE_LIMIT));
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: warm\r\n\r\n")
+        .expect("send the warm-up request");
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !matches!(
+        parse_message(&raw, MessageKind::Response { no_body: false }),
+        Parsed::Complete(..)
+    ) {
+        match stream.read(&mut chunk) {
+            Ok(n) if n > 0 => raw.extend_from_slice(&chunk[..n]),
+            _ => panic!("no response to the warm-up request: {raw:?}"),
+        }
+    }
+}
+
 pub fn observe(
     proxy: &Proxy,
     upstream: &RecordingUpstream,
     case: &Case,
     expected_responses: usize,
 ) -> Outcome {
-    upstream.reset(&case.upstream);
     let addr = match case.listener {
         Listener::Main => proxy.main,
         Listener::Http10 => proxy.http10,
     };
+    if case.warm_pool {
+        upstream.reset(&[]);
+        warm_up(addr);
+    }
+    upstream.reset(&case.upstream);
     let observed = run_client(addr, case, expected_responses);
     upstream.settle(Duration::from_millis(250));
     let (partial, upstream) = upstream
