@@ -37,6 +37,7 @@ use crate::router::RouteConfigOptions;
 use crate::stats::Store;
 use crate::upstream::cluster::Host;
 use crate::upstream::conn_pool::{ConnPools, PoolSettings};
+use crate::upstream::fast_hash::FastHashMap;
 use crate::upstream::resource_manager::{ResourceManager, ResourcePriority};
 
 use super::codec::Http1Settings;
@@ -52,7 +53,7 @@ thread_local! {
     /// This worker's HTTP/1 connection pools (Envoy keeps them in the thread-local cluster).
     static POOLS: Rc<RefCell<Pools>> = Rc::new(RefCell::new(ConnPools::default()));
     /// This worker's cluster views, by name.
-    static VIEWS: RefCell<HashMap<String, Rc<dyn ClusterView>>> = RefCell::new(HashMap::new());
+    static VIEWS: RefCell<FastHashMap<String, Rc<dyn ClusterView>>> = RefCell::new(FastHashMap::default());
 }
 
 /// The worker's pools: upstream connections by id, waiting streams by their filter.

@@ -17,10 +17,10 @@ use super::HeaderMap;
 /// True for a hop-by-hop header (RFC 9110 §7.6.1), never forwarded, and for `te` (forwarded
 /// only as `te: trailers`, re-added by the caller). `upgrade` and `connection` stay on an
 /// upgrade being forwarded (as the peer wrote them). Names in a map are lower-case.
-fn is_hop_by_hop(name: &str, keep_upgrade: bool) -> bool {
+fn is_hop_by_hop(name: &[u8], keep_upgrade: bool) -> bool {
     match name {
-        "keep-alive" | "proxy-connection" | "transfer-encoding" | "te" => true,
-        "connection" | "upgrade" => !keep_upgrade,
+        b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"te" => true,
+        b"connection" | b"upgrade" => !keep_upgrade,
         _ => false,
     }
 }
@@ -151,9 +151,15 @@ pub fn mutate_request_headers(
     } else {
         // One pass over the entries, whatever the number of names to strip.
         headers.retain(|name, _| {
-            !(EXTERNAL_SANITIZED.contains(&name)
-                || (edge_request && EDGE_SANITIZED.contains(&name))
-                || config.internal_only_headers.iter().any(|h| h == name))
+            // Every sanitized name starts with `x-envoy-`: most fields are settled by that.
+            let sanitized = name.starts_with(b"x-envoy-")
+                && (EXTERNAL_SANITIZED.iter().any(|h| h.as_bytes() == name)
+                    || (edge_request && EDGE_SANITIZED.iter().any(|h| h.as_bytes() == name)));
+            !(sanitized
+                || config
+                    .internal_only_headers
+                    .iter()
+                    .any(|h| h.as_bytes() == name))
         });
     }
     // The first ingress into the trusted network records who it trusted the request from.
@@ -418,6 +424,14 @@ pub fn http_date(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_sanitized_name_has_the_prefix_the_filter_checks_first() {
+        let names = super::EXTERNAL_SANITIZED
+            .iter()
+            .chain(&super::EDGE_SANITIZED);
+        assert!(names.into_iter().all(|n| n.starts_with("x-envoy-")));
+    }
+
     #[test]
     fn http_date_format() {
         assert_eq!(super::http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");

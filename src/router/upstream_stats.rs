@@ -3,9 +3,9 @@
 //! (`upstream_rq_200`) are created on first use and cached.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use crate::stats::{Counter, Gauge, Histogram, ImportMode, Store, Unit};
+use crate::upstream::fast_hash::FastHashMap;
 
 /// The stats of one cluster, as the router updates them.
 pub struct ClusterStats {
@@ -42,7 +42,7 @@ pub struct ClusterStats {
     pub upstream_cx_none_healthy: Counter,
     pub upstream_cx_rx_bytes_total: Counter,
     pub upstream_cx_tx_bytes_total: Counter,
-    by_code: RefCell<HashMap<u16, (Counter, Counter)>>,
+    by_code: RefCell<FastHashMap<u16, (Counter, Counter)>>,
 }
 
 impl ClusterStats {
@@ -84,7 +84,7 @@ impl ClusterStats {
             upstream_cx_none_healthy: c("upstream_cx_none_healthy"),
             upstream_cx_rx_bytes_total: c("upstream_cx_rx_bytes_total"),
             upstream_cx_tx_bytes_total: c("upstream_cx_tx_bytes_total"),
-            by_code: RefCell::new(HashMap::new()),
+            by_code: RefCell::new(FastHashMap::default()),
             scope,
         }
     }

@@ -27,7 +27,6 @@
 //! resolver thread merges them under the manager's lock. The effect on workers is the same.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
@@ -39,6 +38,7 @@ use reactor::{Dispatcher, Poster};
 
 use super::cluster::{ClusterInfo, ClusterStats, Host};
 use super::dns::{DnsError, DnsResolverThread, DnsTarget};
+use super::fast_hash::FastHashMap;
 use super::host_set::HostSet;
 use super::load_balancer::{FastRandom, LoadBalancer, RandomGenerator};
 use crate::config::{self, DiscoveryType, EndpointAddress};
@@ -118,7 +118,7 @@ struct Shared {
     clusters: Vec<Arc<ClusterInfo>>,
     /// Per cluster, per endpoint: the config (host name, weight, locality).
     endpoint_configs: Vec<Vec<EndpointConfig>>,
-    by_name: HashMap<String, usize>,
+    by_name: FastHashMap<String, usize>,
     targets: Vec<TargetOwner>,
     state: Mutex<State>,
     /// Signalled when `warming` drops to zero.
@@ -155,7 +155,7 @@ impl ClusterManager {
         clusters: &[config::Cluster],
         store: &Store,
     ) -> Result<ClusterManager, ClusterManagerError> {
-        let mut by_name = HashMap::new();
+        let mut by_name = FastHashMap::default();
         let mut infos = Vec::with_capacity(clusters.len());
         let mut endpoint_configs = Vec::with_capacity(clusters.len());
         let mut endpoints = Vec::with_capacity(clusters.len());

@@ -41,13 +41,14 @@
 //! non-blocking peek finds EOF or stray bytes) before lending a popped connection, and discards
 //! it otherwise.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
 use super::cluster::Host;
+use super::fast_hash::FastHashMap;
 use super::resource_manager::ResourceManager;
 use crate::config::Thresholds;
 
@@ -183,13 +184,13 @@ pub struct PoolSettings {
 /// The pools of one cluster on this worker.
 #[derive(Debug)]
 pub struct ClusterPools<Id, W> {
-    pub hosts: HashMap<SocketAddr, HostPool<Id, W>>,
+    pub hosts: FastHashMap<SocketAddr, HostPool<Id, W>>,
 }
 
 impl<Id, W> Default for ClusterPools<Id, W> {
     fn default() -> Self {
         ClusterPools {
-            hosts: HashMap::new(),
+            hosts: FastHashMap::default(),
         }
     }
 }
@@ -197,14 +198,14 @@ impl<Id, W> Default for ClusterPools<Id, W> {
 /// All pools of one worker.
 #[derive(Debug)]
 pub struct ConnPools<Id, W = ()> {
-    pub clusters: HashMap<String, ClusterPools<Id, W>>,
+    pub clusters: FastHashMap<String, ClusterPools<Id, W>>,
     next_pending: u64,
 }
 
 impl<Id, W> Default for ConnPools<Id, W> {
     fn default() -> Self {
         ConnPools {
-            clusters: HashMap::new(),
+            clusters: FastHashMap::default(),
             next_pending: 0,
         }
     }

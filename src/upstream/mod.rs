@@ -20,6 +20,7 @@ pub mod cluster_manager;
 pub mod clusters_text;
 pub mod conn_pool;
 pub mod dns;
+pub mod fast_hash;
 pub mod host_set;
 pub mod load_balancer;
 pub mod resource_manager;

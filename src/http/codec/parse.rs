@@ -45,7 +45,7 @@ const STACK_HEADERS: usize = 128;
 /// line ends as Envoy does (RFC 9112 §2.2 allows it); callers resume from `len - 2`.
 pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
-    while let Some(pos) = buf.get(i..)?.iter().position(|&b| b == b'\n') {
+    while let Some(pos) = find_lf(buf.get(i..)?) {
         let lf = i + pos;
         match (buf.get(lf + 1), buf.get(lf + 2)) {
             (Some(b'\n'), _) => return Some(lf + 2),
@@ -55,6 +55,34 @@ pub(crate) fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// Offset of the first `\n` in `bytes`, eight bytes per step: every head (and every read of
+/// a trickled one) is searched for its end, so this runs over each byte received.
+fn find_lf(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const LF: u64 = ONES * b'\n' as u64;
+    let mut words = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        // Bytes equal to `\n` become zero; `(x - 1) & !x & 0x80` flags a zero byte. A borrow
+        // can flag a byte above a zero byte too, but never one below the first: the lowest
+        // flag (little-endian: the first byte in memory) is exact.
+        let x = u64::from_le_bytes(w) ^ LF;
+        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zero != 0 {
+            return Some(offset + (zero.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|pos| offset + pos)
 }
 
 /// Why httparse refused a head: control characters get Envoy's `invalid_characters`, the rest
@@ -541,6 +569,27 @@ pub(crate) fn parse_response(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_lf_finds_the_first_line_feed_at_every_offset() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut bytes = vec![b'a'; len];
+                // Bytes that differ from `\n` by one bit or borrow around it must not match.
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    *b = [b'\x0b', b'\t', b'\x8a', 0, b'a'][i % 5];
+                }
+                if at < len {
+                    bytes[at] = b'\n';
+                    if at + 1 < len {
+                        bytes[at + 1] = b'\n';
+                    }
+                }
+                let expected = bytes.iter().position(|&b| b == b'\n');
+                assert_eq!(super::find_lf(&bytes), expected, "len {len} at {at}");
+            }
+        }
+    }
 
     #[test]
     fn find_head_end_handles_crlf_and_bare_lf_and_resumes() {
