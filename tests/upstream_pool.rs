@@ -338,3 +338,69 @@ fn an_idle_connection_the_upstream_closes_frees_its_slot_and_stats_at_once() {
     assert_eq!(stats["http.ingress.downstream_rq_5xx"], 0);
     assert_eq!(stats[cx_open], 0);
 }
+
+// === max_connection_pools and track_remaining ===
+
+#[test]
+fn max_connection_pools_refuses_a_second_hosts_pool_and_remaining_gauges_track_it() {
+    // Two hosts, round robin, one connection pool allowed: the first request's host keeps its
+    // pool (its idle connection), the second host gets none. Checked against Envoy 1.40 (same
+    // config): 200, then 503 `no healthy upstream`, then 200; the same stats.
+    let a = HttpUpstream::start(|_, _| Reply::ok("a"));
+    let b = HttpUpstream::start(|_, _| Reply::ok("b"));
+    let one = format!(
+        "        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
+        a.addr.port()
+    );
+    let two = format!(
+        "{one}        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
+        b.addr.port()
+    );
+    let config = config(
+        a.addr,
+        "",
+        "",
+        "",
+        &breakers("track_remaining: true, max_connection_pools: 1"),
+    )
+    .replace(&one, &two);
+    let proxy = Nuncio::start_with(&config, &["--concurrency", "1"]);
+    let cb = "cluster.app.circuit_breakers.default.";
+    let stats = proxy.stats();
+    for (name, value) in [
+        ("remaining_cx", 1024),
+        ("remaining_pending", 1024),
+        ("remaining_rq", 1024),
+        ("remaining_retries", 3),
+        ("remaining_cx_pools", 1),
+    ] {
+        assert_eq!(stats[&format!("{cb}{name}")], value, "{name}");
+    }
+    assert!(
+        !stats.contains_key("cluster.app.circuit_breakers.high.remaining_cx"),
+        "no remaining gauges without track_remaining"
+    );
+
+    // Round robin starts anywhere: the first host answers, the other has no pool.
+    let first = get(proxy.listener, "/").body_str();
+    let r = get(proxy.listener, "/");
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (503, "no healthy upstream")
+    );
+    assert_eq!(get(proxy.listener, "/").body_str(), first);
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_cx_pool_overflow"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_503"], 1);
+    assert_eq!(stats["cluster.app.upstream_cx_total"], 1);
+    assert_eq!(stats[&format!("{cb}cx_pool_open")], 1);
+    assert_eq!(stats[&format!("{cb}remaining_cx_pools")], 0);
+    assert_eq!(
+        stats[&format!("{cb}remaining_cx")],
+        1023,
+        "the idle connection"
+    );
+    assert_eq!(stats[&format!("{cb}remaining_rq")], 1024);
+    let other = if first == "a" { &b } else { &a };
+    assert!(other.requests().is_empty());
+}

@@ -348,3 +348,40 @@ fn previous_hosts_predicate_sends_the_retry_to_another_host() {
     );
     assert!(proxy.stat("cluster.app.upstream_rq_retry") >= 8);
 }
+
+#[test]
+fn under_a_retry_budget_rq_retry_open_follows_max_retries_as_in_envoy() {
+    // Three requests fail and wait in a long back-off: three retries in flight. The budget
+    // (min_retry_concurrency 10) allows them, but Envoy still counts retries against
+    // max_retries (3 by default) underneath: rq_retry_open reads 1, and remaining_retries is
+    // cleared to 0 by the budget. Checked against Envoy 1.40 with the same config.
+    let up = HttpUpstream::start(|_, _| Reply::status(503));
+    let route = "              - match: {prefix: \"/r\"}\n                route: {cluster: app, timeout: 2s, retry_policy: {retry_on: 5xx, num_retries: 1, retry_back_off: {base_interval: 60s, max_interval: 60s}}}\n";
+    let proxy = Nuncio::start(&config(
+        up.addr,
+        "",
+        route,
+        "",
+        &breakers(
+            "track_remaining: true, retry_budget: {budget_percent: {value: 100}, min_retry_concurrency: 10}",
+        ),
+    ));
+    let cb = "cluster.app.circuit_breakers.default.";
+    assert_eq!(proxy.stat(&format!("{cb}remaining_retries")), 3);
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            let listener = proxy.listener;
+            thread::spawn(move || get(listener, &format!("/r{i}")).status)
+        })
+        .collect();
+    proxy.wait_stat(&format!("{cb}rq_retry_open"), 1);
+    assert_eq!(proxy.stat(&format!("{cb}remaining_retries")), 0);
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_retry_overflow"), 0);
+    for client in clients {
+        // The route timeout ends the back-off (504), unless the jittered back-off drew less
+        // than it (the retry then fails: 503).
+        let status = client.join().unwrap();
+        assert!(status == 504 || status == 503, "{status}");
+    }
+    proxy.wait_stat(&format!("{cb}rq_retry_open"), 0);
+}

@@ -229,6 +229,10 @@ pub struct Thresholds {
     /// `retry_budget`: when given, it replaces `max_retries` (Envoy: "the retry budget will
     /// override any configured retry circuit breaker").
     pub retry_budget: Option<RetryBudget>,
+    /// `max_connection_pools`. Default unlimited (`None`).
+    pub max_connection_pools: Option<u32>,
+    /// `track_remaining`: publish the `remaining_*` gauges. Default false.
+    pub track_remaining: bool,
 }
 
 /// `circuit_breakers.thresholds[].retry_budget`: retries allowed in flight are
@@ -272,6 +276,8 @@ impl Default for Thresholds {
             max_requests: 1024,
             max_retries: 3,
             retry_budget: None,
+            max_connection_pools: None,
+            track_remaining: false,
         }
     }
 }
@@ -509,8 +515,10 @@ impl CircuitBreakers {
                     "max_requests",
                     "max_retries",
                     "retry_budget",
+                    "track_remaining",
+                    "max_connection_pools",
                 ],
-                &["track_remaining", "max_connection_pools"],
+                &[],
             )?;
             let priority = t
                 .opt("priority", |p| p.enum_str(&["DEFAULT", "HIGH"], &[]))?
@@ -531,6 +539,8 @@ impl CircuitBreakers {
                 max_requests: limit("max_requests", defaults.max_requests)?,
                 max_retries: limit("max_retries", defaults.max_retries)?,
                 retry_budget: t.opt("retry_budget", RetryBudget::parse)?,
+                max_connection_pools: t.opt("max_connection_pools", Node::u32_value)?,
+                track_remaining: t.opt("track_remaining", Node::as_bool)?.unwrap_or(false),
             };
             if priority == "HIGH" {
                 breakers.high = thresholds;
@@ -700,6 +710,8 @@ load_assignment:
                 max_requests: 1024,
                 max_retries: 1,
                 retry_budget: None,
+                max_connection_pools: None,
+                track_remaining: false,
             }
         );
         assert_eq!(c.circuit_breakers.high.max_requests, 20);
@@ -786,7 +798,7 @@ load_assignment:
             (format!("name: a\n{}\nhosts: []", la(&one)), "c.hosts: use either load_assignment or the legacy hosts, not both"),
             ("name: a\ncircuit_breakers: {thresholds: [{max_connections: 1}, {priority: DEFAULT}]}".into(), "c.circuit_breakers.thresholds[1]: thresholds for priority DEFAULT are given twice"),
             ("name: a\ncircuit_breakers: {thresholds: [{max_connections: -1}]}".into(), "c.circuit_breakers.thresholds[0].max_connections: -1 is out of range (expected an integer in 0..=4294967295)"),
-            ("name: a\ncircuit_breakers: {thresholds: [{track_remaining: true}]}".into(), "c.circuit_breakers.thresholds[0].track_remaining: not supported by nuncio"),
+            ("name: a\ncircuit_breakers: {thresholds: [{track_remaining: 3}]}".into(), "c.circuit_breakers.thresholds[0].track_remaining: expected a boolean, found the number 3"),
             ("name: a\ncircuit_breakers: {thresholds: [{retry_budget: {budget_percent: {value: 101}}}]}".into(), "c.circuit_breakers.thresholds[0].retry_budget.budget_percent: must be a percentage between 0 and 100"),
             ("name: a\ntyped_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {'@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: {http2_protocol_options: {}}}}".into(), "c.typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config.http2_protocol_options: not supported by nuncio (HTTP/2 upstreams)"),
             ("name: a\ntyped_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {'@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: {}}}".into(), "c.typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.explicit_http_config.http_protocol_options: required field is missing"),

@@ -84,7 +84,7 @@ impl IdleConnectionCallbacks for IdlePoolCallbacks {
                 crate::upstream::cluster::dec(&host.stats.cx_active);
             }
             let view = VIEWS.with(|views| views.borrow().get(&closed.cluster).cloned())?;
-            pools.discard_idle(view.resource_manager());
+            pools.discard_idle(&closed.cluster, closed.host, view.resource_manager());
             let stats = view.stats();
             if remote {
                 stats.upstream_cx_destroy_remote.inc();

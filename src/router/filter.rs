@@ -436,12 +436,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         self.body_sent = 0;
         let Some(host) = self.choose_host(&*cluster) else {
             cluster.stats().upstream_cx_none_healthy.inc();
-            cb.set_response_flag(ResponseFlag::NoHealthyUpstream);
-            self.fail_locally(
-                LocalReply::new(503, "no healthy upstream", "no_healthy_upstream"),
-                cb,
-                io,
-            );
+            self.no_healthy_upstream(&*cluster, cb, io);
             return;
         };
         self.upstream_host = Some(host.address());
@@ -457,6 +452,24 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         );
         self.attempt_host = Some(host);
         self.new_stream(cb, io);
+    }
+
+    /// Envoy's `sendNoHealthyUpstreamResponse`: 503 `no healthy upstream`, `UH`, charged as an
+    /// upstream 503 (`upstream_rq_503`, `upstream_rq_5xx`, `upstream_rq_completed`).
+    fn no_healthy_upstream<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cluster: &dyn ClusterView,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        cluster.stats().charge_response(503);
+        cluster.stats().upstream_rq_completed.inc();
+        cb.set_response_flag(ResponseFlag::NoHealthyUpstream);
+        self.fail_locally(
+            LocalReply::new(503, "no healthy upstream", "no_healthy_upstream"),
+            cb,
+            io,
+        );
     }
 
     /// Picks the attempt's host (Envoy's `LoadBalancerBase::chooseHost` with the router as its
@@ -500,6 +513,19 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let stats = cluster.stats();
         let rm = cluster.resource_manager();
         let host = host_ref.address();
+        if !io.pools().pool_available(cluster.name(), host, rm) {
+            // `max_connection_pools` is full and the host has no pool on this worker: Envoy's
+            // cluster manager hands the router no pool (`upstream_cx_pool_overflow`).
+            log::debug!(
+                "[C{}][S{}] no connection pool for {}: max_connection_pools overflow",
+                cb.connection_id,
+                cb.stream_id,
+                host
+            );
+            stats.upstream_cx_pool_overflow.inc();
+            self.no_healthy_upstream(&*cluster, cb, io);
+            return;
+        }
         if !rm.requests.can_create() {
             // `max_requests` is full. Envoy checks it when attaching the stream to a
             // connection and counts it as a pending overflow; checked up front here, so a
@@ -652,11 +678,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 break;
             };
             if io.upstream_usable(client.id, client.peek_before_reuse(now)) {
-                io.pools().lend(cluster.name(), host);
+                io.pools().lend(cluster.name(), host, rm);
                 found = Some((client.id, client.requests));
                 break;
             }
-            io.pools().discard_idle(rm);
+            io.pools().discard_idle(cluster.name(), host, rm);
             dead.push(client.id);
         }
         for id in dead {
@@ -717,7 +743,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let (Some(cluster), Some(host)) = (self.cluster.clone(), self.upstream_host) else {
             return;
         };
-        let state = io.pools().cancel(cluster.name(), host, id);
+        let state = io
+            .pools()
+            .cancel(cluster.name(), host, id, cluster.resource_manager());
         if pass_on && state == Some(PendingState::Notified) {
             self.notify_pool(host, true, io);
         }
@@ -788,7 +816,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             None | Some(PendingState::Waiting) => return,
             Some(PendingState::Notified) => self.new_stream(cb, io),
             Some(PendingState::Failed(why)) => {
-                io.pools().cancel(cluster.name(), host, id);
+                io.pools()
+                    .cancel(cluster.name(), host, id, cluster.resource_manager());
                 self.pending = None;
                 self.pending_end();
                 cluster.stats().upstream_rq_pending_failure_eject.inc();

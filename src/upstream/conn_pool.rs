@@ -8,6 +8,12 @@
 //! wakes. Keyed by the caller's connection handle type `Id`; a waiting stream is named by the
 //! caller's waiter handle `W` (whom to wake).
 //!
+//! `max_connection_pools`: a host pool counts in the breaker's `connection_pools` while it has
+//! a connection (ready, busy, connecting) or a waiting stream, as Envoy's per-host pool lives
+//! from the stream that creates it until it is idle (`ConnPoolMap::getPool`, deleted on its idle
+//! callback). A stream whose host has no counted pool and no room for one is refused
+//! ([`ConnPools::pool_available`]; the router answers Envoy's "no healthy upstream").
+//!
 //! The circuit breakers are not counted here but in the cluster's shared
 //! [`ResourceManager`](super::resource_manager::ResourceManager) (one per cluster, every worker
 //! counts into it): the pool calls `connections.inc()`/`dec()` as connections open and close;
@@ -141,6 +147,9 @@ pub struct HostPool<Id, W> {
     pub busy: u32,
     /// Streams waiting for a connection, oldest first. Keeps its capacity.
     pub pending: VecDeque<PendingStream<W>>,
+    /// Counted in the cluster's `max_connection_pools` (it has a connection or a waiting
+    /// stream).
+    counted: bool,
 }
 
 impl<Id, W> Default for HostPool<Id, W> {
@@ -150,6 +159,7 @@ impl<Id, W> Default for HostPool<Id, W> {
             ready: Vec::new(),
             busy: 0,
             pending: VecDeque::new(),
+            counted: false,
         }
     }
 }
@@ -159,6 +169,20 @@ impl<Id, W> HostPool<Id, W> {
     /// `max_connections` breaker is full, so the queue of this host cannot stall.
     pub fn is_empty(&self) -> bool {
         self.ready.is_empty() && self.busy == 0
+    }
+
+    /// Keeps the `max_connection_pools` count in step: the pool counts while it has a
+    /// connection or a waiting stream.
+    fn sync_counted(&mut self, rm: &ResourceManager) {
+        let live = !self.is_empty() || !self.pending.is_empty();
+        if live != self.counted {
+            if live {
+                rm.connection_pools.inc();
+            } else {
+                rm.connection_pools.dec();
+            }
+            self.counted = live;
+        }
     }
 }
 
@@ -227,6 +251,17 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         self.cluster(cluster).hosts.entry(host).or_default()
     }
 
+    /// Whether a stream may use the pool of `host` (Envoy's `ConnPoolMap::getPool`): the pool
+    /// exists (counted), or `max_connection_pools` has room for a new one.
+    pub fn pool_available(&self, cluster: &str, host: SocketAddr, rm: &ResourceManager) -> bool {
+        let exists = self
+            .clusters
+            .get(cluster)
+            .and_then(|c| c.hosts.get(&host))
+            .is_some_and(|p| p.counted);
+        exists || rm.connection_pools.can_create()
+    }
+
     /// Whether `host` has an idle connection (it may still turn out dead when popped).
     pub fn has_ready(&mut self, cluster: &str, host: SocketAddr) -> bool {
         self.clusters
@@ -257,19 +292,25 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
                 expired.push(client.id);
                 continue;
             }
+            // Not synced: the caller lends or discards it at once.
             return Some(client);
         }
+        pool.sync_counted(rm);
         None
     }
 
     /// A popped idle connection is lent to a stream (Ready -> Busy).
-    pub fn lend(&mut self, cluster: &str, host: SocketAddr) {
-        self.host(cluster, host).busy += 1;
+    pub fn lend(&mut self, cluster: &str, host: SocketAddr, rm: &ResourceManager) {
+        let pool = self.host(cluster, host);
+        pool.busy += 1;
+        pool.sync_counted(rm);
     }
 
-    /// A popped idle connection turned out dead (closed by the upstream while idle).
-    pub fn discard_idle(&mut self, rm: &ResourceManager) {
+    /// A popped (or [removed](Self::remove_idle)) idle connection turned out dead (closed by
+    /// the upstream while idle): it leaves the breaker.
+    pub fn discard_idle(&mut self, cluster: &str, host: SocketAddr, rm: &ResourceManager) {
         rm.connections.dec();
+        self.host(cluster, host).sync_counted(rm);
     }
 
     /// No usable idle connection: open a new one if the `max_connections` breaker allows
@@ -287,6 +328,7 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
             return ConnectDecision::Wait;
         }
         pool.busy += 1;
+        pool.sync_counted(rm);
         rm.connections.inc();
         ConnectDecision::Connect {
             over_limit: !allowed,
@@ -319,6 +361,7 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
             .is_some_and(|max| requests >= max);
         if !reusable || limit_reached {
             rm.connections.dec();
+            pool.sync_counted(rm);
             return false;
         }
         pool.ready.push(IdleClient {
@@ -335,6 +378,7 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         rm.connections.dec();
         if let Some(pool) = self.cluster(cluster).hosts.get_mut(&host) {
             pool.busy = pool.busy.saturating_sub(1);
+            pool.sync_counted(rm);
         }
     }
 
@@ -401,10 +445,13 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         cluster: &str,
         host: SocketAddr,
         id: PendingId,
+        rm: &ResourceManager,
     ) -> Option<PendingState> {
         let pool = self.cluster(cluster).hosts.get_mut(&host)?;
         let index = pool.pending.iter().position(|p| p.id == id)?;
-        pool.pending.remove(index).map(|p| p.state)
+        let state = pool.pending.remove(index).map(|p| p.state);
+        pool.sync_counted(rm);
+        state
     }
 
     /// A connection to `host` became ready or a connection slot freed up: the oldest waiting
@@ -472,6 +519,7 @@ mod tests {
             max_requests: 3,
             max_retries: 3,
             retry_budget: None,
+            ..Thresholds::default()
         }
     }
 
@@ -561,12 +609,45 @@ mod tests {
         let closed = p.remove_idle(1).expect("idle");
         assert_eq!((closed.cluster.as_str(), closed.host), ("c", host()));
         assert!(closed.upstream_host.is_some());
-        p.discard_idle(&rm);
+        p.discard_idle("c", host(), &rm);
         assert_eq!(rm.connections.count(), 1);
         assert!(p.remove_idle(1).is_none(), "only once");
         let mut dead = vec![];
         let left = p.pop_idle("c", host(), &s, &rm, now, &mut dead).unwrap();
         assert_eq!(left.id, 2);
+    }
+
+    #[test]
+    fn a_host_pool_counts_in_max_connection_pools_while_it_has_connections_or_waiters() {
+        let thresholds = Thresholds {
+            max_connection_pools: Some(1),
+            ..thresholds()
+        };
+        let rm = ResourceManager::new(&thresholds, &Store::new(), "c", ResourcePriority::Default);
+        let (s, now) = (settings(), Instant::now());
+        let mut p = Pools::default();
+        assert!(p.pool_available("c", host(), &rm));
+        p.connect_or_wait("c", host(), &rm);
+        assert_eq!(rm.connection_pools.count(), 1);
+        assert!(p.pool_available("c", host(), &rm), "its own pool exists");
+        assert!(
+            !p.pool_available("c", other(), &rm),
+            "no room for another host's"
+        );
+        // Idle connections keep the pool; it goes when the last connection does.
+        p.release("c", &up(), 1, 1, true, &s, &rm, now);
+        assert_eq!(rm.connection_pools.count(), 1);
+        p.remove_idle(1).unwrap();
+        p.discard_idle("c", host(), &rm);
+        assert_eq!(rm.connection_pools.count(), 0);
+        assert!(p.pool_available("c", other(), &rm));
+        // A connect failure leaves the pool only when no stream waits for it either.
+        p.connect_or_wait("c", host(), &rm);
+        let w = p.enqueue("c", host(), 'w');
+        p.on_stream_failed("c", host(), &rm);
+        assert_eq!(rm.connection_pools.count(), 1);
+        p.cancel("c", host(), w, &rm);
+        assert_eq!(rm.connection_pools.count(), 0);
     }
 
     // === busy connections ===
@@ -597,7 +678,10 @@ mod tests {
         assert_eq!(p.notify("c", host(), false), None);
         // 'a' lost the race: it waits again in its place and is next.
         p.wait_again("c", host(), a);
-        assert_eq!(p.cancel("c", host(), b), Some(PendingState::Notified));
+        assert_eq!(
+            p.cancel("c", host(), b, &rm()),
+            Some(PendingState::Notified)
+        );
         assert_eq!(p.notify("c", host(), false), Some('a'));
         assert_eq!(p.pending_count("c"), 1);
     }
@@ -622,10 +706,10 @@ mod tests {
         }
         assert_eq!(woken, ['a', 'b']);
         assert_eq!(
-            p.cancel("c", host(), a),
+            p.cancel("c", host(), a, &rm()),
             Some(PendingState::Failed(PoolFailure::ConnectionFailure))
         );
-        assert_eq!(p.cancel("c", host(), a), None);
+        assert_eq!(p.cancel("c", host(), a, &rm()), None);
     }
 
     #[test]

@@ -10,14 +10,23 @@
 //!
 //! As in Envoy, check and increment are two steps, so workers racing at the limit may overshoot
 //! it by at most one each; [`Resource::try_inc`] is the exact alternative (a compare-and-swap).
-//! The gauge `cluster.<name>.circuit_breakers.<default|high>.<cx|rq_pending|rq|rq_retry>_open`
-//! is 1 while the resource is at its limit (`cx_pool_open` exists, as in Envoy's default stats,
-//! and stays 0: `max_connection_pools` is not supported).
+//! The gauge `cluster.<name>.circuit_breakers.<default|high>.<cx|rq_pending|rq|rq_retry|cx_pool>_open`
+//! is 1 while the resource is at its limit; as in Envoy (`ManagedResourceImpl`) it moves only
+//! when the resource is counted, so a limit of 0 leaves it at 0. With `track_remaining: true`
+//! the gauges `remaining_cx`, `remaining_pending`, `remaining_rq`, `remaining_retries` and
+//! `remaining_cx_pools` read `max - current` (they start at the max; without
+//! `track_remaining` they do not exist).
+//!
+//! `max_connection_pools` (default unlimited) counts the per-worker, per-host connection pools
+//! (`upstream::conn_pool`): a pool counts while it has a connection or a waiting stream.
 //!
 //! A `retry_budget` replaces `max_retries` (Envoy's `RetryBudgetImpl`): retries in flight may
 //! reach `max(budget_percent × (active + pending requests), min_retry_concurrency)`, a limit
-//! that moves with the load; ask [`ResourceManager::can_create_retry`]. Its `rq_retry_open`
-//! gauge is not maintained (it stays 0).
+//! that moves with the load; ask [`ResourceManager::can_create_retry`]. As in Envoy, the
+//! retries are still counted against `max_retries` underneath: `rq_retry_open` is 1 while the
+//! retries in flight reach `max_retries` (3 unless set), whatever the budget allows, and
+//! `remaining_retries` starts at `max_retries` and reads 0 once the budget is first used
+//! (Envoy clears it: a remaining count makes no sense for a limit that moves with the load).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +48,10 @@ pub struct Resource {
     current: AtomicU64,
     /// 1 while `current >= max`.
     open: Gauge,
+    /// `remaining_*` (with `track_remaining`): `max - current`.
+    remaining: Option<Gauge>,
+    /// A retry budget is in use: `remaining` reads 0 once the resource is used.
+    clear_remaining: bool,
 }
 
 impl fmt::Debug for Resource {
@@ -51,14 +64,28 @@ impl fmt::Debug for Resource {
 }
 
 impl Resource {
-    fn new(max: u32, open: Gauge) -> Resource {
-        if max == 0 {
-            open.set(1);
+    fn new(max: u64, open: Gauge, remaining: Option<Gauge>) -> Resource {
+        if let Some(remaining) = &remaining {
+            remaining.set(max);
         }
         Resource {
-            max: u64::from(max),
+            max,
             current: AtomicU64::new(0),
             open,
+            remaining,
+            clear_remaining: false,
+        }
+    }
+
+    /// Envoy's `updateRemaining` (`clearRemainingGauge` under a retry budget).
+    fn update_remaining(&self, current: u64) {
+        if let Some(remaining) = &self.remaining {
+            let value = if self.clear_remaining {
+                0
+            } else {
+                self.max.saturating_sub(current)
+            };
+            remaining.set(value);
         }
     }
 
@@ -73,6 +100,7 @@ impl Resource {
         if now == self.max {
             self.open.set(1);
         }
+        self.update_remaining(now);
     }
 
     /// Counts one more if below the limit, atomically; false (and nothing counted) at the limit.
@@ -87,6 +115,7 @@ impl Resource {
                 if previous + 1 == self.max {
                     self.open.set(1);
                 }
+                self.update_remaining(previous + 1);
                 true
             }
             Err(_) => false,
@@ -102,6 +131,7 @@ impl Resource {
             if previous == self.max {
                 self.open.set(0);
             }
+            self.update_remaining(previous - 1);
         }
     }
 
@@ -120,11 +150,13 @@ pub struct ResourceManager {
     pub connections: Resource,
     pub pending_requests: Resource,
     pub requests: Resource,
+    /// Retries in flight, against `max_retries` (also under a retry budget, whose limit
+    /// [`ResourceManager::can_create_retry`] applies on top).
     pub retries: Resource,
+    /// The per-worker, per-host connection pools (`max_connection_pools`).
+    pub connection_pools: Resource,
     /// When set, replaces the `max_retries` limit of `retries`.
     retry_budget: Option<RetryBudget>,
-    /// `cx_pool_open` (always 0; kept so the stat exists as in Envoy).
-    _cx_pool_open: Gauge,
 }
 
 impl ResourceManager {
@@ -141,23 +173,30 @@ impl ResourceManager {
             ResourcePriority::High => "high",
         };
         let scope = store.scope(&format!("cluster.{cluster}.circuit_breakers.{priority}"));
-        let open = |name: &str| scope.gauge(name, ImportMode::NeverImport);
+        let gauge = |name: &str| scope.gauge(name, ImportMode::NeverImport);
+        let resource = |max: u32, open: &str, remaining: &str| {
+            let remaining = thresholds.track_remaining.then(|| gauge(remaining));
+            Resource::new(u64::from(max), gauge(open), remaining)
+        };
+        let mut retries = resource(thresholds.max_retries, "rq_retry_open", "remaining_retries");
+        retries.clear_remaining = thresholds.retry_budget.is_some();
         ResourceManager {
-            connections: Resource::new(thresholds.max_connections, open("cx_open")),
-            pending_requests: Resource::new(
+            connections: resource(thresholds.max_connections, "cx_open", "remaining_cx"),
+            pending_requests: resource(
                 thresholds.max_pending_requests,
-                open("rq_pending_open"),
+                "rq_pending_open",
+                "remaining_pending",
             ),
-            requests: Resource::new(thresholds.max_requests, open("rq_open")),
-            retries: Resource::new(
-                match thresholds.retry_budget {
-                    Some(_) => u32::MAX,
-                    None => thresholds.max_retries,
-                },
-                open("rq_retry_open"),
+            requests: resource(thresholds.max_requests, "rq_open", "remaining_rq"),
+            retries,
+            connection_pools: Resource::new(
+                thresholds.max_connection_pools.map_or(u64::MAX, u64::from),
+                gauge("cx_pool_open"),
+                thresholds
+                    .track_remaining
+                    .then(|| gauge("remaining_cx_pools")),
             ),
             retry_budget: thresholds.retry_budget,
-            _cx_pool_open: open("cx_pool_open"),
         }
     }
 
@@ -167,6 +206,7 @@ impl ResourceManager {
         let Some(budget) = self.retry_budget else {
             return self.retries.can_create();
         };
+        self.retries.update_remaining(0);
         let active = self.requests.count() + self.pending_requests.count();
         let allowed = active * u64::from(budget.budget_percent_hundredths) / 10_000;
         self.retries.count() < allowed.max(u64::from(budget.min_retry_concurrency))
@@ -184,6 +224,7 @@ mod tests {
             max_requests: 1024,
             max_retries: 0,
             retry_budget: None,
+            ..Thresholds::default()
         };
         ResourceManager::new(&thresholds, store, "app", ResourcePriority::Default)
     }
@@ -208,12 +249,12 @@ mod tests {
         rm.connections.dec();
         rm.connections.dec();
         assert_eq!(rm.connections.count(), 0);
-        // max_retries 0: never, and open from the start.
+        // max_retries 0: never; its open gauge stays 0 (Envoy only sets it when counting).
         assert!(!rm.retries.can_create());
         let retry_open = store
             .scope("cluster.app.circuit_breakers.default")
             .gauge("rq_retry_open", ImportMode::NeverImport);
-        assert_eq!(retry_open.value(), 1);
+        assert_eq!(retry_open.value(), 0);
         assert!(!rm.retries.try_inc());
         assert_eq!(rm.requests.max(), 1024);
     }
@@ -243,6 +284,75 @@ mod tests {
         assert!(rm.can_create_retry());
         rm.retries.inc();
         assert!(!rm.can_create_retry());
+    }
+
+    #[test]
+    fn remaining_gauges_with_track_remaining() {
+        let store = Store::new();
+        let thresholds = Thresholds {
+            max_connections: 2,
+            max_connection_pools: Some(3),
+            track_remaining: true,
+            ..Thresholds::default()
+        };
+        let rm = ResourceManager::new(&thresholds, &store, "t", ResourcePriority::Default);
+        let scope = store.scope("cluster.t.circuit_breakers.default");
+        let gauge = |name: &str| scope.gauge(name, ImportMode::NeverImport).value();
+        assert_eq!(gauge("remaining_cx"), 2);
+        assert_eq!(gauge("remaining_cx_pools"), 3);
+        assert_eq!(gauge("remaining_rq"), 1024);
+        assert_eq!(gauge("remaining_retries"), 3);
+        rm.connections.inc();
+        rm.connections.inc();
+        rm.connections.inc();
+        assert_eq!(gauge("remaining_cx"), 0, "never below 0");
+        rm.connections.dec();
+        rm.connections.dec();
+        assert_eq!(gauge("remaining_cx"), 1);
+        assert!(rm.connection_pools.try_inc());
+        assert_eq!(gauge("remaining_cx_pools"), 2);
+        // Without track_remaining there are no remaining gauges.
+        let plain = Store::new();
+        let _rm = ResourceManager::new(
+            &Thresholds::default(),
+            &plain,
+            "p",
+            ResourcePriority::Default,
+        );
+        assert!(!plain.gauges().iter().any(|g| g.name.contains("remaining")));
+    }
+
+    #[test]
+    fn under_a_retry_budget_retries_still_count_against_max_retries() {
+        let store = Store::new();
+        let thresholds = Thresholds {
+            max_retries: 2,
+            track_remaining: true,
+            retry_budget: Some(RetryBudget {
+                budget_percent_hundredths: 10_000,
+                min_retry_concurrency: 10,
+            }),
+            ..Thresholds::default()
+        };
+        let rm = ResourceManager::new(&thresholds, &store, "b", ResourcePriority::Default);
+        let scope = store.scope("cluster.b.circuit_breakers.default");
+        let gauge = |name: &str| scope.gauge(name, ImportMode::NeverImport).value();
+        assert_eq!(
+            gauge("remaining_retries"),
+            2,
+            "max_retries until first used"
+        );
+        assert!(rm.can_create_retry());
+        assert_eq!(gauge("remaining_retries"), 0, "cleared under a budget");
+        rm.retries.inc();
+        rm.retries.inc();
+        assert_eq!(gauge("rq_retry_open"), 1, "at max_retries");
+        assert!(rm.can_create_retry(), "the budget still allows more");
+        rm.retries.inc();
+        rm.retries.dec();
+        rm.retries.dec();
+        assert_eq!(gauge("rq_retry_open"), 0);
+        assert_eq!(gauge("remaining_retries"), 0);
     }
 
     #[test]
