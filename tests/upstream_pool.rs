@@ -404,3 +404,29 @@ fn max_connection_pools_refuses_a_second_hosts_pool_and_remaining_gauges_track_i
     let other = if first == "a" { &b } else { &a };
     assert!(other.requests().is_empty());
 }
+
+#[test]
+fn an_idle_connection_past_the_pool_idle_timeout_is_closed_on_time() {
+    // Envoy's upstream idle timeout (common_http_protocol_options.idle_timeout): the idle
+    // pooled connection is closed by the proxy when it expires, not when next wanted.
+    let up = HttpUpstream::hello();
+    let options = "    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        common_http_protocol_options: {idle_timeout: 0.3s}\n        explicit_http_config: {http_protocol_options: {}}\n";
+    let proxy = Nuncio::start(&config(
+        up.addr,
+        "",
+        "",
+        "",
+        &format!("{options}{}", breakers("max_connections: 1")),
+    ));
+    assert_eq!(get(proxy.listener, "/").status, 200);
+    assert_eq!(proxy.stat("cluster.app.upstream_cx_active"), 1);
+    proxy.wait_stat("cluster.app.upstream_cx_idle_timeout", 1);
+    proxy.wait_stat("cluster.app.circuit_breakers.default.cx_open", 0);
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_cx_active"], 0);
+    assert_eq!(stats["cluster.app.upstream_cx_destroy_local"], 1);
+    assert_eq!(stats["cluster.app.upstream_cx_destroy_remote"], 0);
+    // A new request opens a new connection.
+    assert_eq!(get(proxy.listener, "/").status, 200);
+    assert_eq!(proxy.stat("cluster.app.upstream_cx_total"), 2);
+}

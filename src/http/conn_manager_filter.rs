@@ -97,6 +97,39 @@ impl IdleConnectionCallbacks for IdlePoolCallbacks {
             Some((waiter, POOL_WAKE_TOKEN))
         })
     }
+
+    /// The pooled-connection idle timeout: the expired idle connections leave the pool, the
+    /// breaker and `upstream_cx_active`, count in `upstream_cx_idle_timeout` and
+    /// `upstream_cx_destroy_local` (Envoy's `CodecClient::onIdleTimeout`), and are closed by
+    /// the caller. (A waiting stream needs no wake-up: streams wait only while their host has
+    /// a busy connection, which wakes them when released.)
+    fn on_idle_timer(&self, now: Instant) -> (Vec<ConnectionId>, Option<Duration>) {
+        POOLS.with(|pools| {
+            let Ok(mut pools) = pools.try_borrow_mut() else {
+                return (Vec::new(), Some(Duration::from_millis(1)));
+            };
+            let view = |name: &str| VIEWS.with(|views| views.borrow().get(name).cloned());
+            let (expired, next) = pools.sweep_idle(now, |name| {
+                view(name).and_then(|v| v.pool_settings().idle_timeout)
+            });
+            let mut ids = Vec::with_capacity(expired.len());
+            for (closed, id) in expired {
+                if let Some(host) = &closed.upstream_host {
+                    crate::upstream::cluster::dec(&host.stats.cx_active);
+                }
+                if let Some(view) = view(&closed.cluster) {
+                    pools.discard_idle(&closed.cluster, closed.host, view.resource_manager());
+                    let stats = view.stats();
+                    stats.upstream_cx_idle_timeout.inc();
+                    stats.upstream_cx_destroy_local.inc();
+                    stats.upstream_cx_destroy.inc();
+                    stats.upstream_cx_active.dec();
+                }
+                ids.push(id);
+            }
+            (ids, next)
+        })
+    }
 }
 
 /// The `on_timer` token of the filter's one reactor timer (every [`HcmTimer`] rides on it).
@@ -402,6 +435,9 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
             self.cx.set_idle_callbacks(Rc::new(IdlePoolCallbacks));
         }
         self.cx.set_owner(id, ConnectionOwner::Idle);
+        if let Some(after) = self.pools.take_idle_timer_arm() {
+            self.cx.arm_idle_timer(after);
+        }
     }
     fn upstream_usable(&mut self, id: ConnectionId, peek: bool) -> bool {
         let Some(conn) = self.cx.connection_of(id) else {

@@ -76,6 +76,14 @@ pub trait IdleConnectionCallbacks {
     /// bytes). Returns a read filter to wake (`on_timer(token)`), e.g. a stream waiting for the
     /// connection slot this one freed.
     fn on_idle_close(&self, id: ConnectionId, remote: bool) -> Option<(ConnectionOwner, u64)>;
+
+    /// The worker's idle timer fired (armed with [`ConnectionHandler::arm_idle_timer`]):
+    /// returns the idle connections whose idle timeout expired (the handler closes them; they
+    /// were taken out of the pool already) and when to fire again, if ever.
+    fn on_idle_timer(
+        &self,
+        now: std::time::Instant,
+    ) -> (Vec<ConnectionId>, Option<std::time::Duration>);
 }
 
 /// One connection in the worker's slab.
@@ -209,6 +217,8 @@ pub struct ConnectionHandler {
     cluster_manager: Option<Rc<ThreadLocalClusterManager>>,
     /// Where the close of an idle pooled connection goes (set by the pool on first use).
     idle_callbacks: Option<Rc<dyn IdleConnectionCallbacks>>,
+    /// The pools' idle timeout timer (created on first use).
+    idle_timer: Option<Timer>,
     draining: bool,
     /// Called once when draining and the last connection is gone.
     on_drained: Option<Box<dyn FnOnce()>>,
@@ -256,6 +266,7 @@ impl ConnectionHandler {
                 scratch: BytesMut::new(),
                 cluster_manager: None,
                 idle_callbacks: None,
+                idle_timer: None,
                 draining: false,
                 on_drained: None,
             })
@@ -288,6 +299,32 @@ impl ConnectionHandler {
     /// Registers where the close of [`ConnectionOwner::Idle`] connections goes.
     pub fn set_idle_callbacks(&mut self, callbacks: Rc<dyn IdleConnectionCallbacks>) {
         self.idle_callbacks = Some(callbacks);
+    }
+
+    /// (Re)arms the worker's idle timer: [`IdleConnectionCallbacks::on_idle_timer`] runs
+    /// `after` from now.
+    pub fn arm_idle_timer(&mut self, after: std::time::Duration) {
+        let weak = self.this.clone();
+        let dispatcher = &self.dispatcher;
+        self.idle_timer
+            .get_or_insert_with(|| {
+                dispatcher.create_timer(move || enter(&weak, |h| h.on_idle_timer()))
+            })
+            .enable(after);
+    }
+
+    fn on_idle_timer(&mut self) {
+        let Some(callbacks) = self.idle_callbacks.clone() else {
+            return;
+        };
+        let (expired, next) = callbacks.on_idle_timer(self.dispatcher.now());
+        for id in expired {
+            debug!("[{id}] idle pooled connection timed out: closing");
+            self.close(id, CloseType::NoFlush);
+        }
+        if let Some(after) = next {
+            self.arm_idle_timer(after);
+        }
     }
 
     pub fn dispatcher(&self) -> &Dispatcher {

@@ -233,6 +233,11 @@ impl<'a> FilterContext<'a> {
         self.handler.set_idle_callbacks(callbacks);
     }
 
+    /// (Re)arms the worker's idle timer (see `IdleConnectionCallbacks::on_idle_timer`).
+    pub fn arm_idle_timer(&mut self, after: std::time::Duration) {
+        self.handler.arm_idle_timer(after);
+    }
+
     /// Wakes another read filter of this worker: its `on_timer(token)` runs after the current
     /// callback returns (never synchronously: no filter is re-entered). A per-worker pool uses
     /// it to tell a stream waiting for a connection that one is ready (Envoy calls the waiting

@@ -668,12 +668,13 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let stats = cluster.stats();
         let mut found = None;
         let mut dead = Vec::new();
+        let mut expired = Vec::new();
         // Never lend a connection the upstream closed while it sat idle: ask the event loop,
         // and the socket after a long idle period.
         loop {
-            let popped = io
-                .pools()
-                .pop_idle(cluster.name(), host, &settings, rm, now, &mut dead);
+            let popped =
+                io.pools()
+                    .pop_idle(cluster.name(), host, &settings, rm, now, &mut expired);
             let Some(client) = popped else {
                 break;
             };
@@ -694,6 +695,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             );
             io.close_upstream(id, crate::http::conn_manager_io::CloseHow::NoFlush);
             stats.upstream_cx_destroy_remote.inc();
+            stats.upstream_cx_destroy.inc();
+            stats.upstream_cx_active.dec();
+            cluster::dec(&host_ref.stats.cx_active);
+        }
+        // Past the idle timeout (the worker's idle timer had not run yet): closed as the timer
+        // would have.
+        for id in expired {
+            io.close_upstream(id, crate::http::conn_manager_io::CloseHow::NoFlush);
+            stats.upstream_cx_idle_timeout.inc();
+            stats.upstream_cx_destroy_local.inc();
             stats.upstream_cx_destroy.inc();
             stats.upstream_cx_active.dec();
             cluster::dec(&host_ref.stats.cx_active);

@@ -36,6 +36,11 @@
 //! ([`ConnPools::fail_next`], Envoy's `purgePendingStreams`). A stream that goes away while
 //! waiting leaves the queue ([`ConnPools::cancel`]), passing a notification it got on.
 //!
+//! The pooled-connection idle timeout (`common_http_protocol_options.idle_timeout`) closes an
+//! idle connection on time, as Envoy's `CodecClient` idle timer does: one worker timer, armed
+//! for the earliest expiry ([`ConnPools::take_idle_timer_arm`] after a release), sweeps the
+//! expired connections out ([`ConnPools::sweep_idle`]).
+//!
 //! A pooled connection the upstream closed while idle leaves the pool at once: the pool owns
 //! its idle connections (the worker delivers their close to it, [`ConnPools::remove_idle`]),
 //! so the connection gives back its `max_connections` slot and a waiting stream is woken, as
@@ -224,6 +229,10 @@ impl<Id, W> Default for ClusterPools<Id, W> {
 pub struct ConnPools<Id, W = ()> {
     pub clusters: FastHashMap<String, ClusterPools<Id, W>>,
     next_pending: u64,
+    /// When the worker's idle timer fires next (`None`: not armed).
+    idle_sweep_at: Option<Instant>,
+    /// The idle timer must be (re)armed this long from now (taken by the caller).
+    idle_timer_arm: Option<Duration>,
 }
 
 impl<Id, W> Default for ConnPools<Id, W> {
@@ -231,6 +240,8 @@ impl<Id, W> Default for ConnPools<Id, W> {
         ConnPools {
             clusters: FastHashMap::default(),
             next_pending: 0,
+            idle_sweep_at: None,
+            idle_timer_arm: None,
         }
     }
 }
@@ -369,7 +380,58 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
             since: now,
             requests,
         });
+        if let Some(timeout) = settings.idle_timeout {
+            let at = now + timeout;
+            if self.idle_sweep_at.is_none_or(|sweep| at < sweep) {
+                self.idle_sweep_at = Some(at);
+                self.idle_timer_arm = Some(timeout);
+            }
+        }
         true
+    }
+
+    /// Whether the worker's idle timer must be (re)armed, and for how long from now (after a
+    /// [`release`](Self::release) that pooled a connection expiring before the timer fires).
+    pub fn take_idle_timer_arm(&mut self) -> Option<Duration> {
+        self.idle_timer_arm.take()
+    }
+
+    /// The worker's idle timer fired: takes out every idle connection idle for its cluster's
+    /// `idle_timeout` (`timeout_of(cluster)`), returns them (the caller gives back their slots
+    /// with [`discard_idle`](Self::discard_idle), counts them and closes them) and how long
+    /// until the next one expires.
+    pub fn sweep_idle(
+        &mut self,
+        now: Instant,
+        timeout_of: impl Fn(&str) -> Option<Duration>,
+    ) -> (Vec<(ClosedIdle, Id)>, Option<Duration>) {
+        let mut expired = Vec::new();
+        let mut next: Option<Instant> = None;
+        for (name, cluster) in &mut self.clusters {
+            let Some(timeout) = timeout_of(name) else {
+                continue;
+            };
+            for (address, pool) in &mut cluster.hosts {
+                let mut i = 0;
+                while i < pool.ready.len() {
+                    let at = pool.ready[i].since + timeout;
+                    if at <= now {
+                        let client = pool.ready.remove(i);
+                        let closed = ClosedIdle {
+                            cluster: name.clone(),
+                            host: *address,
+                            upstream_host: pool.host.clone(),
+                        };
+                        expired.push((closed, client.id));
+                    } else {
+                        next = Some(next.map_or(at, |n| n.min(at)));
+                        i += 1;
+                    }
+                }
+            }
+        }
+        self.idle_sweep_at = next;
+        (expired, next.map(|at| at.saturating_duration_since(now)))
     }
 
     /// A connection a stream was using (or connecting) failed or is gone before being
@@ -615,6 +677,27 @@ mod tests {
         let mut dead = vec![];
         let left = p.pop_idle("c", host(), &s, &rm, now, &mut dead).unwrap();
         assert_eq!(left.id, 2);
+    }
+
+    #[test]
+    fn the_idle_timer_is_armed_for_the_earliest_expiry_and_sweeps_expired_connections() {
+        let mut p = Pools::default();
+        let (s, rm, now) = (settings(), rm(), Instant::now());
+        let timeout = s.idle_timeout.unwrap();
+        p.connect_or_wait("c", host(), &rm);
+        p.connect_or_wait("c", host(), &rm);
+        p.release("c", &up(), 1, 1, true, &s, &rm, now);
+        assert_eq!(p.take_idle_timer_arm(), Some(timeout));
+        // A later release expires later: the armed timer serves it.
+        let later = now + Duration::from_secs(10);
+        p.release("c", &up(), 2, 1, true, &s, &rm, later);
+        assert_eq!(p.take_idle_timer_arm(), None);
+        let (expired, next) = p.sweep_idle(now + timeout, |_| Some(timeout));
+        assert_eq!(expired.len(), 1);
+        assert_eq!((expired[0].0.host, expired[0].1), (host(), 1));
+        assert_eq!(next, Some(Duration::from_secs(10)));
+        p.discard_idle("c", host(), &rm);
+        assert_eq!(rm.connections.count(), 1);
     }
 
     #[test]
