@@ -377,6 +377,12 @@ fn under_a_retry_budget_rq_retry_open_follows_max_retries_as_in_envoy() {
     proxy.wait_stat(&format!("{cb}rq_retry_open"), 1);
     assert_eq!(proxy.stat(&format!("{cb}remaining_retries")), 0);
     assert_eq!(proxy.stat("cluster.app.upstream_rq_retry_overflow"), 0);
+    // Retries waiting in their back-off are not counted yet (Envoy 1.40 shows 0 for both).
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_retry"), 0);
+    assert_eq!(
+        proxy.stat("cluster.app.upstream_rq_retry_backoff_exponential"),
+        0
+    );
     for client in clients {
         // The route timeout ends the back-off (504), unless the jittered back-off drew less
         // than it (the retry then fails: 503).

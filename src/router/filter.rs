@@ -1200,7 +1200,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let stats = cluster.stats();
         match status {
             RetryStatus::Yes(delay) => {
-                stats.upstream_rq_retry_backoff_exponential.inc();
                 if !self.retry_counted {
                     cluster.resource_manager().retries.inc();
                     self.retry_counted = true;
@@ -1481,7 +1480,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 // Envoy's `doRetry`.
                 self.retry_end();
                 if let Some(cluster) = &self.cluster {
+                    // Counted when the retry starts, as Envoy 1.40 shows them (both stay 0
+                    // while the retry waits in its back-off; its max_retries slot is held).
                     cluster.stats().upstream_rq_retry.inc();
+                    cluster.stats().upstream_rq_retry_backoff_exponential.inc();
                 }
                 self.set_retry_timeout_headers(io.now());
                 self.start_attempt(cb, io);
