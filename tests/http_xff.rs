@@ -244,3 +244,101 @@ fn access_log_downstream_remote_address_is_the_final_remote_address() {
         "{lines:?}"
     );
 }
+
+// === the route's header formatters see the trusted client ===
+
+/// `request_headers_to_add` / `response_headers_to_add` with the downstream address
+/// formatters: `%DOWNSTREAM_REMOTE_ADDRESS%` & co. are the final remote address (after
+/// `x-forwarded-for` handling, port 0 when taken from the header), the `DIRECT` ones the peer,
+/// `LOCAL` the listener side; `%UPSTREAM_HOST%` is empty on the request and the host on the
+/// response. Observed identically on Envoy 1.40 for use_remote_address false / true /
+/// true + xff_num_trusted_hops 1, with x-forwarded-for absent, `1.2.3.4` and `1.2.3.4, 5.6.7.8`.
+#[test]
+fn header_formatters_see_the_final_remote_address() {
+    let up = HttpUpstream::hello();
+    let formatters = [
+        ("x-dra", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+        ("x-drawp", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+        ("x-drp", "%DOWNSTREAM_REMOTE_PORT%"),
+        ("x-ddra", "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%"),
+        (
+            "x-ddrawp",
+            "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%",
+        ),
+        ("x-ddrp", "%DOWNSTREAM_DIRECT_REMOTE_PORT%"),
+        ("x-dla", "%DOWNSTREAM_LOCAL_ADDRESS%"),
+        ("x-dlawp", "%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%"),
+        ("x-dlp", "%DOWNSTREAM_LOCAL_PORT%"),
+        ("x-uh", "[%UPSTREAM_HOST%]"),
+    ];
+    let mut to_add = String::from("            request_headers_to_add:\n");
+    for (name, value) in formatters {
+        to_add += &format!("            - header: {{key: {name}, value: \"{value}\"}}\n");
+    }
+    to_add += "            response_headers_to_add:\n";
+    for (name, value) in [
+        ("x-rdra", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+        ("x-ruh", "%UPSTREAM_HOST%"),
+    ] {
+        to_add += &format!("            - header: {{key: {name}, value: \"{value}\"}}\n");
+    }
+    for (hcm, xff, remote) in [
+        ("", "", None),
+        ("", "1.2.3.4", Some("1.2.3.4")),
+        ("", "1.2.3.4, 5.6.7.8", Some("5.6.7.8")),
+        ("          use_remote_address: true\n", "1.2.3.4", None),
+        (
+            "          use_remote_address: true\n          xff_num_trusted_hops: 1\n",
+            "1.2.3.4, 5.6.7.8",
+            Some("5.6.7.8"),
+        ),
+    ] {
+        let cfg = config(up.addr, hcm, "", "", "").replace(
+            "          route_config:\n",
+            &format!("          route_config:\n{to_add}"),
+        );
+        let p = Nuncio::start(&cfg);
+        let mut client = Client::connect(p.listener);
+        let peer = client.stream.local_addr().unwrap();
+        let xff_line = if xff.is_empty() {
+            String::new()
+        } else {
+            format!("x-forwarded-for: {xff}\r\n")
+        };
+        client.send(format!("GET / HTTP/1.1\r\nHost: h\r\n{xff_line}\r\n").as_bytes());
+        let r = client.read_response().unwrap();
+        assert_eq!(r.status, 200);
+        let got = up.requests().pop().unwrap();
+        let case = format!("{hcm:?} xff {xff:?}: {got:?}");
+        let (dra, drawp, drp) = match remote {
+            Some(ip) => (format!("{ip}:0"), ip.to_string(), "0".to_string()),
+            None => (
+                peer.to_string(),
+                peer.ip().to_string(),
+                peer.port().to_string(),
+            ),
+        };
+        let listener = p.listener;
+        let expected = [
+            ("x-dra", dra.clone()),
+            ("x-drawp", drawp),
+            ("x-drp", drp),
+            ("x-ddra", peer.to_string()),
+            ("x-ddrawp", peer.ip().to_string()),
+            ("x-ddrp", peer.port().to_string()),
+            ("x-dla", listener.to_string()),
+            ("x-dlawp", listener.ip().to_string()),
+            ("x-dlp", listener.port().to_string()),
+            ("x-uh", "[]".to_string()),
+        ];
+        for (name, value) in expected {
+            assert_eq!(got.header(name), Some(value.as_str()), "{name}, {case}");
+        }
+        assert_eq!(r.header("x-rdra"), Some(dra.as_str()), "{case}");
+        assert_eq!(
+            r.header("x-ruh"),
+            Some(up.addr.to_string().as_str()),
+            "{case}"
+        );
+    }
+}

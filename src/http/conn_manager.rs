@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use crate::router::filter::{RouterFilter, UpstreamOutcome};
+use crate::router::FormatterContext;
 
 use super::codec::{
     reason_phrase, CodecError, Http1Settings, Method, RequestEvent, RequestHead, ResponseHead,
@@ -40,7 +41,9 @@ use super::config::HcmConfig;
 use super::conn_manager_io::{CloseHow, ConnectionIo, HcmTimer, RouteTable};
 use super::conn_manager_stats::HcmStats;
 use super::conn_manager_utility::{mutate_request_headers, mutate_response_headers};
-use super::filter::{ChainSink, FilterCallbacks, LocalReply, ResponseFlag, StreamFilterState};
+use super::filter::{
+    ChainSink, DownstreamAddresses, FilterCallbacks, LocalReply, ResponseFlag, StreamFilterState,
+};
 use super::filter_manager::{local_reply_headers, ChainOutcome, FilterManager};
 use super::filter_registry::FilterChainBuilder;
 use super::request_id::RequestId;
@@ -391,6 +394,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         );
         stream.request_id = mutated.request_id;
         stream.log.downstream_remote = mutated.final_remote_address;
+        stream.state.downstream = DownstreamAddresses {
+            remote: mutated.final_remote_address,
+            direct_remote: io.remote_address(),
+            local: io.local_address(),
+        };
         if !shared.access_logs.is_empty() {
             stream.log.request = Some(head.clone());
             stream.log.start = Some(std::time::SystemTime::now());
@@ -684,6 +692,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                 }
             }
             let route_id = stream.router.route_id();
+            let downstream = stream.state.downstream;
             let mut cb = FilterCallbacks {
                 now: io.now(),
                 connection_id: io.connection_id(),
@@ -705,9 +714,17 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             let result = match outcome {
                 UpstreamOutcome::Headers(mut head, end) => {
                     if let (Some(route_id), Some(request)) = (route_id, stream.router.request()) {
+                        let ctx = FormatterContext {
+                            downstream_remote_address: downstream.remote,
+                            downstream_direct_remote_address: downstream.direct_remote,
+                            downstream_local_address: downstream.local,
+                            upstream_host: stream.router.upstream_host,
+                            start_time: std::time::SystemTime::now(),
+                            protocol: Some(request.version.as_str()),
+                        };
                         shared
                             .routes
-                            .finalize_response(route_id, &mut head, request);
+                            .finalize_response(route_id, &mut head, request, &ctx);
                     }
                     chain.push_headers(head, end, &mut sink, &mut cb)
                 }

@@ -385,6 +385,9 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
     fn remote_address(&self) -> Option<SocketAddr> {
         self.cx.connection().map(|c| c.remote_address())
     }
+    fn local_address(&self) -> Option<SocketAddr> {
+        self.cx.connection().map(|c| c.local_address())
+    }
     fn draining(&self) -> bool {
         self.cx.draining() || self.config.health_check_failed.load(Ordering::Relaxed)
     }

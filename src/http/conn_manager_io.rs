@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::router::{RetryPolicy, RetryState};
+use crate::router::{FormatterContext, RetryPolicy, RetryState};
 use crate::upstream::conn_pool::{ConnPools, PoolSettings};
 
 use super::codec::{RequestHead, ResponseHead};
@@ -98,8 +98,9 @@ pub trait ClusterView {
 
 /// The route table as the router filter uses it.
 pub trait RouteTable: Send + Sync {
-    /// Routes `head`, applying the matched route's request header edits and rewrites to it.
-    fn route(&self, head: &mut RequestHead, random: u64) -> RouteDecision;
+    /// Routes `head`, applying the matched route's request header edits and rewrites to it
+    /// (their `%FORMATTER%` values read `ctx`).
+    fn route(&self, head: &mut RequestHead, random: u64, ctx: &FormatterContext) -> RouteDecision;
     /// The matched route's `name` ("" when unnamed), for logs.
     fn route_name(&self, route_id: usize) -> &str {
         let _ = route_id;
@@ -111,6 +112,7 @@ pub trait RouteTable: Send + Sync {
         route_id: usize,
         response: &mut ResponseHead,
         request: &RequestHead,
+        ctx: &FormatterContext,
     );
 }
 
@@ -158,6 +160,10 @@ pub trait ConnectionIo {
     /// The downstream connection's id (for logs: `[C12]`).
     fn connection_id(&self) -> u64;
     fn remote_address(&self) -> Option<SocketAddr>;
+    /// The listener-side address of the downstream connection.
+    fn local_address(&self) -> Option<SocketAddr> {
+        None
+    }
     /// Whether the server is draining (Envoy's drain manager): no keep-alive.
     fn draining(&self) -> bool;
     /// The downstream connection's `per_connection_buffer_limit_bytes` (from its listener;

@@ -84,7 +84,12 @@ impl ClusterView for FakeCluster {
 struct Routes;
 
 impl RouteTable for Routes {
-    fn route(&self, head: &mut RequestHead, _random: u64) -> RouteDecision {
+    fn route(
+        &self,
+        head: &mut RequestHead,
+        _random: u64,
+        _: &crate::router::FormatterContext,
+    ) -> RouteDecision {
         let path = head.path().to_string();
         if path == "/direct" {
             return RouteDecision::DirectResponse {
@@ -127,7 +132,13 @@ impl RouteTable for Routes {
             per_try_timeout: None,
         })
     }
-    fn finalize_response(&self, _: usize, response: &mut ResponseHead, _: &RequestHead) {
+    fn finalize_response(
+        &self,
+        _: usize,
+        response: &mut ResponseHead,
+        _: &RequestHead,
+        _: &crate::router::FormatterContext,
+    ) {
         response.headers.insert("x-route", "yes");
     }
 }

@@ -105,6 +105,22 @@ pub struct StreamFilterState {
     /// Set once by the router when the matched route has an `idle_timeout`; the connection
     /// manager takes it as the stream's idle timeout (Envoy's `refreshIdleTimeout`).
     pub route_idle_timeout: Option<Duration>,
+    /// The stream's addresses (Envoy's `StreamInfo::downstreamAddressProvider`), set by the
+    /// connection manager before the decoder filters run: what the route's header formatters
+    /// print.
+    pub downstream: DownstreamAddresses,
+}
+
+/// The downstream addresses of a stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DownstreamAddresses {
+    /// The client after `x-forwarded-for` handling (Envoy's final remote address; an address
+    /// taken from the header has port 0).
+    pub remote: Option<std::net::SocketAddr>,
+    /// The peer of the connection.
+    pub direct_remote: Option<std::net::SocketAddr>,
+    /// The listener-side address of the connection.
+    pub local: Option<std::net::SocketAddr>,
 }
 
 impl FilterCallbacks<'_> {

@@ -4,8 +4,6 @@
 //! Called by the router filter once per request (`route`) and once per response
 //! (`finalize_response`).
 
-use std::time::SystemTime;
-
 use crate::router::{final_timeout, FormatterContext, RetryState, Route, RouteConfig, RouteResult};
 
 use super::codec::{RequestHead, ResponseHead};
@@ -36,7 +34,7 @@ impl ConfiguredRoutes {
 }
 
 impl RouteTable for ConfiguredRoutes {
-    fn route(&self, head: &mut RequestHead, random: u64) -> RouteDecision {
+    fn route(&self, head: &mut RequestHead, random: u64, ctx: &FormatterContext) -> RouteDecision {
         match self.config.route(head, random) {
             RouteResult::NoRoute => RouteDecision::NoRoute,
             RouteResult::DirectResponse(direct) => RouteDecision::DirectResponse {
@@ -54,12 +52,7 @@ impl RouteTable for ConfiguredRoutes {
                 // `RetryState::create` removes with the other retry headers.
                 let timeout = final_timeout(forward.timeout(), forward.retry_policy(), head, true);
                 let retry = RetryState::create(forward.retry_policy_shared(), head);
-                let ctx = FormatterContext {
-                    start_time: SystemTime::now(),
-                    protocol: Some("HTTP/1.1"),
-                    ..FormatterContext::default()
-                };
-                forward.finalize_request_headers(head, &ctx, true);
+                forward.finalize_request_headers(head, ctx, true);
                 RouteDecision::Forward(ForwardDecision {
                     cluster,
                     route_id,
@@ -85,6 +78,7 @@ impl RouteTable for ConfiguredRoutes {
         route_id: usize,
         response: &mut ResponseHead,
         request: &RequestHead,
+        ctx: &FormatterContext,
     ) {
         let Some(virtual_host) = self.config.virtual_hosts.get(route_id >> 20) else {
             return;
@@ -98,6 +92,6 @@ impl RouteTable for ConfiguredRoutes {
             entry,
             matched_len: 0,
         };
-        route.finalize_response_headers(response, request, &FormatterContext::default());
+        route.finalize_response_headers(response, request, ctx);
     }
 }

@@ -25,7 +25,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 
@@ -38,8 +38,8 @@ use crate::http::filter::{FilterCallbacks, LocalReply, ResponseFlag};
 use crate::http::scratch;
 use crate::http::HeaderMap;
 use crate::router::{
-    set_timeout_headers, ResetReason as RetryResetReason, RetryPolicy, RetryState, RetryStatus,
-    TimeoutData,
+    set_timeout_headers, FormatterContext, ResetReason as RetryResetReason, RetryPolicy,
+    RetryState, RetryStatus, TimeoutData,
 };
 use crate::upstream::cluster;
 use crate::upstream::conn_pool::{ConnectDecision, PendingId, PendingState, PoolFailure};
@@ -278,7 +278,15 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     ) {
         stats.rq_total.inc();
         let random = io.random();
-        let decision = match routes.route(head, random) {
+        let ctx = FormatterContext {
+            downstream_remote_address: cb.state.downstream.remote,
+            downstream_direct_remote_address: cb.state.downstream.direct_remote,
+            downstream_local_address: cb.state.downstream.local,
+            upstream_host: None,
+            start_time: SystemTime::now(),
+            protocol: Some(head.version.as_str()),
+        };
+        let decision = match routes.route(head, random, &ctx) {
             RouteDecision::NoRoute => {
                 log::debug!(
                     "[C{}][S{}] no route match for URL '{}'",

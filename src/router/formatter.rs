@@ -3,7 +3,10 @@
 //! commonly uses).
 //!
 //! Supported: `%DOWNSTREAM_REMOTE_ADDRESS%`, `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%`,
-//! `%DOWNSTREAM_REMOTE_PORT%`, `%DOWNSTREAM_LOCAL_ADDRESS%`,
+//! `%DOWNSTREAM_REMOTE_PORT%` (the final remote address, after `x-forwarded-for` handling: an
+//! address taken from the header has port 0), `%DOWNSTREAM_DIRECT_REMOTE_ADDRESS%`,
+//! `%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%`, `%DOWNSTREAM_DIRECT_REMOTE_PORT%` (the
+//! peer of the connection), `%DOWNSTREAM_LOCAL_ADDRESS%`,
 //! `%DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT%`, `%DOWNSTREAM_LOCAL_PORT%`, `%UPSTREAM_HOST%`,
 //! `%UPSTREAM_REMOTE_ADDRESS%`, `%START_TIME%` and `%START_TIME(format)%`, `%PROTOCOL%`,
 //! `%REQ(name?alt):max%`, `%HOSTNAME%`, and `%%` for a literal `%`. An unknown command or a
@@ -24,8 +27,10 @@ use super::header_map::HeaderMapAccess;
 /// `StreamInfo`, the part the route table uses). Filled by the connection manager / router.
 #[derive(Clone, Debug)]
 pub struct FormatterContext<'a> {
-    /// The client's address (after `x-forwarded-for` processing when `use_remote_address`).
+    /// The client's address after `x-forwarded-for` processing (Envoy's final remote address).
     pub downstream_remote_address: Option<SocketAddr>,
+    /// The peer of the downstream connection.
+    pub downstream_direct_remote_address: Option<SocketAddr>,
     /// The listener-side address of the downstream connection.
     pub downstream_local_address: Option<SocketAddr>,
     /// The upstream host the request went to (known on the response path only).
@@ -40,6 +45,7 @@ impl Default for FormatterContext<'_> {
     fn default() -> Self {
         FormatterContext {
             downstream_remote_address: None,
+            downstream_direct_remote_address: None,
             downstream_local_address: None,
             upstream_host: None,
             start_time: UNIX_EPOCH,
@@ -63,6 +69,9 @@ enum Command {
     DownstreamRemoteAddress,
     DownstreamRemoteAddressWithoutPort,
     DownstreamRemotePort,
+    DownstreamDirectRemoteAddress,
+    DownstreamDirectRemoteAddressWithoutPort,
+    DownstreamDirectRemotePort,
     DownstreamLocalAddress,
     DownstreamLocalAddressWithoutPort,
     DownstreamLocalPort,
@@ -192,6 +201,15 @@ fn format_command<H: HeaderMapAccess + ?Sized>(
         Command::DownstreamRemoteAddress => write_addr(out, ctx.downstream_remote_address),
         Command::DownstreamRemoteAddressWithoutPort => write_ip(out, ctx.downstream_remote_address),
         Command::DownstreamRemotePort => write_port(out, ctx.downstream_remote_address),
+        Command::DownstreamDirectRemoteAddress => {
+            write_addr(out, ctx.downstream_direct_remote_address)
+        }
+        Command::DownstreamDirectRemoteAddressWithoutPort => {
+            write_ip(out, ctx.downstream_direct_remote_address)
+        }
+        Command::DownstreamDirectRemotePort => {
+            write_port(out, ctx.downstream_direct_remote_address)
+        }
         Command::DownstreamLocalAddress => write_addr(out, ctx.downstream_local_address),
         Command::DownstreamLocalAddressWithoutPort => write_ip(out, ctx.downstream_local_address),
         Command::DownstreamLocalPort => write_port(out, ctx.downstream_local_address),
@@ -274,6 +292,11 @@ fn command(name: &str, arg: Option<&str>) -> Result<Command, String> {
             no_arg(Command::DownstreamRemoteAddressWithoutPort)
         }
         "DOWNSTREAM_REMOTE_PORT" => no_arg(Command::DownstreamRemotePort),
+        "DOWNSTREAM_DIRECT_REMOTE_ADDRESS" => no_arg(Command::DownstreamDirectRemoteAddress),
+        "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT" => {
+            no_arg(Command::DownstreamDirectRemoteAddressWithoutPort)
+        }
+        "DOWNSTREAM_DIRECT_REMOTE_PORT" => no_arg(Command::DownstreamDirectRemotePort),
         "DOWNSTREAM_LOCAL_ADDRESS" => no_arg(Command::DownstreamLocalAddress),
         "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT" => {
             no_arg(Command::DownstreamLocalAddressWithoutPort)
@@ -430,6 +453,7 @@ mod tests {
     fn ctx() -> FormatterContext<'static> {
         FormatterContext {
             downstream_remote_address: Some("127.0.0.1:55124".parse().unwrap()),
+            downstream_direct_remote_address: Some("127.0.0.2:41000".parse().unwrap()),
             downstream_local_address: Some("[::1]:8080".parse().unwrap()),
             upstream_host: None,
             // 2026-11-26T10:22:14.940Z
@@ -455,6 +479,15 @@ mod tests {
                 &req
             ),
             "127.0.0.1:55124|127.0.0.1|HTTP/1.1|hello|%|2026-11-26T10:22:14.940Z|"
+        );
+    }
+
+    #[test]
+    fn direct_remote_address_is_the_peer() {
+        let req = VecHeaderMap::new();
+        assert_eq!(
+            fmt("%DOWNSTREAM_DIRECT_REMOTE_ADDRESS% %DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT% %DOWNSTREAM_DIRECT_REMOTE_PORT% %DOWNSTREAM_REMOTE_PORT%", &req),
+            "127.0.0.2:41000 127.0.0.2 41000 55124"
         );
     }
 
