@@ -9,12 +9,14 @@
 //!
 //! Sans-IO: time is passed in, and every call returns a [`Rearm`] for the caller to apply to
 //! its reactor timer (`http::conn_manager_filter` does). Disarming is lazy: the timer may fire
-//! with nothing due, and is then re-armed for the earliest remaining deadline.
+//! with nothing due, and is then re-armed for the earliest remaining deadline (or left off
+//! when none is left).
 //!
 //! Invariants: `armed` is the deadline the reactor timer was last enabled for (`NONE` when
 //! it is disabled or has fired); every set deadline is `>= armed` unless it was set since the
 //! timer fired (then the caller re-arms).
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -59,7 +61,19 @@ fn origin() -> Instant {
 }
 
 fn nanos(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(origin()).as_nanos()).unwrap_or(NONE - 1)
+    thread_local! {
+        /// The last conversion: every call of one event-loop iteration passes the same cached
+        /// `now`, and comparing two `Instant`s is cheaper than subtracting them.
+        static LAST: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
+    }
+    if let Ok(Some((last, ns))) = LAST.try_with(Cell::get) {
+        if last == at {
+            return ns;
+        }
+    }
+    let ns = u64::try_from(at.saturating_duration_since(origin()).as_nanos()).unwrap_or(NONE - 1);
+    let _ = LAST.try_with(|last| last.set(Some((at, ns))));
+    ns
 }
 
 impl HcmTimerSet {
@@ -86,16 +100,16 @@ impl HcmTimerSet {
         }
     }
 
-    /// Disarms `timer`. The reactor timer is left running (it finds nothing due and re-arms)
-    /// unless no deadline is left at all.
+    /// Disarms `timer`. The reactor timer is left running, even when no deadline is left: it
+    /// then fires once for nothing and is re-armed for the earliest deadline (or left off).
+    /// A keep-alive connection under load disarms and re-arms the same timers on every
+    /// request (connection idle, stream idle, route timeout): each new deadline lies after the
+    /// one the reactor timer is still armed for, so nothing touches the reactor's timer wheel
+    /// until that stale deadline passes (one spurious firing per route timeout, instead of
+    /// five wheel updates per request).
     pub fn disarm(&mut self, timer: HcmTimer) -> Rearm {
         self.deadlines[timer as usize] = NONE;
-        if self.armed != NONE && self.deadlines.iter().all(|d| *d == NONE) {
-            self.armed = NONE;
-            Rearm::Disable
-        } else {
-            Rearm::Keep
-        }
+        Rearm::Keep
     }
 
     /// The reactor timer fired at `now`: the timers due, earliest deadline first (ties in
@@ -243,15 +257,26 @@ mod tests {
     }
 
     #[test]
-    fn no_deadline_left_disables_the_timer() {
+    fn disarming_the_last_deadline_leaves_the_timer_to_fire_for_nothing() {
         let t0 = start();
         let mut set = HcmTimerSet::default();
         assert_eq!(set.disarm(HcmTimer::ConnectionIdle), Rearm::Keep);
-        set.arm(HcmTimer::ConnectionIdle, t0, MS);
+        assert_eq!(set.arm(HcmTimer::ConnectionIdle, t0, MS), Rearm::Enable(MS));
         assert!(set.is_armed(HcmTimer::ConnectionIdle));
-        assert_eq!(set.disarm(HcmTimer::ConnectionIdle), Rearm::Disable);
+        assert_eq!(set.disarm(HcmTimer::ConnectionIdle), Rearm::Keep);
         assert!(!set.is_armed(HcmTimer::ConnectionIdle));
-        set.arm(HcmTimer::Drain, t0, MS);
+        // A later deadline rides on the stale one: the timer fires at 1 ms for nothing, then
+        // is armed for the real deadline.
+        assert_eq!(set.arm(HcmTimer::Request, t0, 5 * MS), Rearm::Keep);
+        let t1 = t0 + MS;
+        assert_eq!(set.fired(t1).timers().count(), 0);
+        assert_eq!(set.rearm(t1), Rearm::Enable(4 * MS));
+        let t5 = t0 + 5 * MS;
+        assert_eq!(set.fired(t5).timers().count(), 1);
+        assert!(set.take_due(HcmTimer::Request, t5));
+        assert_eq!(set.rearm(t5), Rearm::Keep, "nothing left: stays off");
+        // After a firing the next deadline arms the timer again.
+        assert_eq!(set.arm(HcmTimer::Drain, t0, MS), Rearm::Enable(MS));
         let t1 = t0 + MS;
         assert_eq!(
             set.fired(t1).timers().collect::<Vec<_>>(),

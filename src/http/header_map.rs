@@ -150,11 +150,18 @@ impl HeaderMap {
     fn store_sanitized(&mut self, bytes: &[u8], lower: bool) -> Span {
         self.reserve(bytes.len());
         let start = self.bytes.len();
-        self.bytes.extend(bytes.iter().map(|&b| match b {
-            b'\r' | b'\n' | 0 => b' ',
-            _ if lower => b.to_ascii_lowercase(),
-            _ => b,
-        }));
+        // Copied whole, then checked eight bytes at a time: names and values from the config
+        // and the proxy itself are clean, and a byte-by-byte pass cost ~7 instructions a byte.
+        self.bytes.extend_from_slice(bytes);
+        let mut words = self.bytes[start..].chunks_exact_mut(8);
+        for word in &mut words {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            if !is_clean(u64::from_le_bytes(w), lower) {
+                sanitize(word, lower);
+            }
+        }
+        sanitize(words.into_remainder(), lower);
         Span {
             start: start as u32,
             len: bytes.len() as u32,
@@ -288,6 +295,39 @@ impl HeaderMap {
     }
 }
 
+/// Replaces CR, LF and NUL with spaces and, with `lower`, upper-case ASCII letters with
+/// lower-case ones.
+fn sanitize(bytes: &mut [u8], lower: bool) {
+    for b in bytes {
+        match *b {
+            b'\r' | b'\n' | 0 => *b = b' ',
+            c if lower => *b = c.to_ascii_lowercase(),
+            _ => {}
+        }
+    }
+}
+
+/// True when [`sanitize`] would leave these eight bytes unchanged: none is CR, LF or NUL, and
+/// (with `lower`) none is an upper-case ASCII letter.
+fn is_clean(word: u64, lower: bool) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Some byte of `x` is zero iff this is non-zero (the flag may also mark bytes above a
+    // zero byte, which does not matter for "any").
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    if has_zero(word) || has_zero(word ^ (ONES * 0x0d)) || has_zero(word ^ (ONES * 0x0a)) {
+        return false;
+    }
+    if !lower {
+        return true;
+    }
+    // On the low seven bits (no carry between bytes): bit 7 of `+ 0x3f` is set from 'A' (0x41)
+    // up, bit 7 of `+ 0x25` from '[' (0x5b) up; bytes >= 0x80 are not letters.
+    let low = word & !HIGHS;
+    let upper = low.wrapping_add(ONES * 0x3f) & !low.wrapping_add(ONES * 0x25) & !word & HIGHS;
+    upper == 0
+}
+
 /// The bytes of `span` in `bytes` (empty if out of range, which the map never produces).
 fn resolve(bytes: &[u8], span: Span) -> &[u8] {
     let (start, len) = span.bounds();
@@ -419,6 +459,36 @@ mod tests {
         let mut map = HeaderMap::new();
         map.insert("x", "a\r\nevil: 1\0");
         assert_eq!(map.get("x"), Some(&b"a  evil: 1 "[..]));
+    }
+
+    #[test]
+    fn stored_bytes_are_sanitized_like_the_byte_by_byte_rule() {
+        // Every byte value at every position of words and tails, with and without lower-casing.
+        for lower in [false, true] {
+            for b in 0..=255u8 {
+                for len in [1usize, 7, 8, 9, 16, 23] {
+                    for at in 0..len {
+                        let mut input = vec![b'a'; len];
+                        input[at] = b;
+                        let mut expected = input.clone();
+                        for c in &mut expected {
+                            *c = match *c {
+                                b'\r' | b'\n' | 0 => b' ',
+                                c if lower => c.to_ascii_lowercase(),
+                                c => c,
+                            };
+                        }
+                        let mut map = HeaderMap::new();
+                        let span = map.store_sanitized(&input, lower);
+                        assert_eq!(
+                            map.resolve(span),
+                            &expected[..],
+                            "byte {b:#x} at {at}/{len}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -67,6 +67,24 @@ impl<T: 'static> StreamSlot<T> {
         self.boxed = Some(boxed);
     }
 
+    /// Drops the value in place and gives the emptied box back to the worker's free list
+    /// (`take` without moving the value out).
+    pub fn clear(&mut self) {
+        if let Some(mut boxed) = self.boxed.take() {
+            *boxed = None;
+            give_back(boxed);
+        }
+    }
+
+    /// Stores the value `make` builds, as [`put`](Self::put) does; building it inside lets
+    /// the compiler write a large value straight into the box instead of moving it there.
+    #[inline]
+    pub fn put_with(&mut self, make: impl FnOnce() -> T) {
+        let mut boxed = self.boxed.take().unwrap_or_else(take_free_box);
+        *boxed = Some(make());
+        self.boxed = Some(boxed);
+    }
+
     /// Moves the value out and gives the emptied box back to the worker's free list.
     pub fn take(&mut self) -> Option<T> {
         let mut boxed = self.boxed.take()?;
@@ -144,6 +162,20 @@ mod tests {
         }
         assert_eq!(Rc::strong_count(&value), 1);
         assert_eq!(free_boxes(), (before + 1).min(MAX_FREE));
+    }
+
+    #[test]
+    fn clearing_drops_the_value_in_place_and_recycles_the_box() {
+        let value = Rc::new(());
+        let mut slot = StreamSlot::empty();
+        slot.put(value.clone());
+        let before = free_boxes();
+        slot.clear();
+        assert!(slot.is_none() && slot.boxed.is_none());
+        assert_eq!(Rc::strong_count(&value), 1);
+        assert_eq!(free_boxes(), (before + 1).min(MAX_FREE));
+        slot.clear();
+        assert!(slot.is_none());
     }
 
     #[test]

@@ -42,11 +42,16 @@ impl Hasher for FastHasher {
             self.add(u64::from_le_bytes(word));
         }
         let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            // The length keeps "a" and "a\0" apart.
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        let n = rest.len();
+        if n > 0 {
+            // The last 1-7 bytes as one word, from two overlapping reads (no variable-length
+            // copy, which would be a memcpy call); the length keeps "a" and "a\0" apart.
+            let word = if n >= 4 {
+                u64::from(read_u32(rest, 0)) | u64::from(read_u32(rest, n - 4)) << 32
+            } else {
+                u64::from(rest[0]) | u64::from(rest[n / 2]) << 8 | u64::from(rest[n - 1]) << 16
+            };
+            self.add(word ^ ((n as u64) << 59));
         }
     }
 
@@ -79,6 +84,12 @@ impl Hasher for FastHasher {
     fn finish(&self) -> u64 {
         self.hash
     }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
 }
 
 #[cfg(test)]

@@ -61,11 +61,11 @@ impl ClientCodec {
     /// become tunnels.
     pub fn encode_headers(&mut self, head: &RequestHead, end_stream: bool, out: &mut BytesMut) {
         encode::put_request_line_and_host(head, out);
-        encode::put_fields(&head.headers, out);
+        let fields = encode::put_fields(&head.headers, out);
         let tunnel = head.upgrade || head.method == Method::Connect;
         let encoder = if tunnel {
             BodyEncoder::Raw
-        } else if head.headers.contains("content-length") {
+        } else if fields.content_length {
             BodyEncoder::Length
         } else if end_stream {
             // Envoy announces an empty body explicitly unless the method has no body by

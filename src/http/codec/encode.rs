@@ -43,22 +43,45 @@ impl BodyEncoder {
         if self == BodyEncoder::Chunked {
             out.put_slice(b"0\r\n");
             if let Some(trailers) = trailers {
-                put_fields(trailers, out);
+                let _ = put_fields(trailers, out);
             }
             out.put_slice(b"\r\n");
         }
     }
 }
 
+/// What the framing decisions need to know about the fields just written (collected on the
+/// way, so the encoders do not search the map again).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WrittenFields {
+    pub content_length: bool,
+    pub connection: bool,
+    /// A `connection` field lists the `close` option.
+    pub connection_close: bool,
+}
+
 /// `name: value\r\n` for every entry (plus room for the framing lines the caller adds).
-pub(crate) fn put_fields(headers: &HeaderMap, out: &mut BytesMut) {
+pub(crate) fn put_fields(headers: &HeaderMap, out: &mut BytesMut) -> WrittenFields {
     out.reserve(headers.encoded_len() + 64);
+    let mut written = WrittenFields::default();
     for (name, value) in headers.iter_bytes() {
+        // Stored names are lower-case.
+        match name {
+            b"content-length" => written.content_length = true,
+            b"connection" => {
+                written.connection = true;
+                written.connection_close |= value
+                    .split(|&b| b == b',')
+                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"));
+            }
+            _ => {}
+        }
         out.put_slice(name);
         out.put_slice(b": ");
         out.put_slice(value);
         out.put_slice(b"\r\n");
     }
+    written
 }
 
 /// `HTTP/1.1 200 OK\r\n`.
@@ -74,16 +97,17 @@ pub(crate) fn put_status_line(status: u16, out: &mut BytesMut) {
 /// `GET /path HTTP/1.1\r\nhost: authority\r\n` (CONNECT uses the authority as its target).
 pub(crate) fn put_request_line_and_host(head: &RequestHead, out: &mut BytesMut) {
     // One reservation for the whole head (fields and framing included).
-    out.reserve(head.path().len() + 2 * head.authority().len() + head.headers.encoded_len() + 96);
+    let (path, authority) = (head.path_bytes(), head.authority_bytes());
+    out.reserve(path.len() + 2 * authority.len() + head.headers.encoded_len() + 96);
     out.put_slice(head.method.as_str().as_bytes());
     out.put_u8(b' ');
     if head.method == Method::Connect {
-        out.put_slice(head.authority().as_bytes());
+        out.put_slice(authority);
     } else {
-        out.put_slice(head.path().as_bytes());
+        out.put_slice(path);
     }
     out.put_slice(b" HTTP/1.1\r\nhost: ");
-    out.put_slice(head.authority().as_bytes());
+    out.put_slice(authority);
     out.put_slice(b"\r\n");
 }
 

@@ -221,6 +221,17 @@ impl RequestHead {
         std::str::from_utf8(self.headers.resolve(self.path)).unwrap_or("")
     }
 
+    /// The path as stored, without the UTF-8 check of [`path`](Self::path) (the encoder
+    /// writes bytes).
+    pub(crate) fn path_bytes(&self) -> &[u8] {
+        self.headers.resolve(self.path)
+    }
+
+    /// The authority as stored (see [`path_bytes`](Self::path_bytes)).
+    pub(crate) fn authority_bytes(&self) -> &[u8] {
+        self.headers.resolve(self.authority)
+    }
+
     /// Replaces the path (route rewrites).
     pub fn set_path(&mut self, path: &str) {
         self.path = self.headers.store(path.as_bytes());

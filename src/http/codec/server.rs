@@ -220,7 +220,7 @@ impl ServerCodec {
             connect: false,
         });
         encode::put_status_line(head.status, out);
-        encode::put_fields(&head.headers, out);
+        let fields = encode::put_fields(&head.headers, out);
         if head.is_informational() && head.status != 101 {
             out.extend_from_slice(b"\r\n");
             return;
@@ -228,14 +228,14 @@ impl ServerCodec {
         let switching = request.tunnel
             && (head.status == 101 || (request.connect && (200..300).contains(&head.status)));
         let no_body = request.head_request || head.status == 204 || head.status == 304;
-        let has_length = head.headers.contains("content-length");
+        let has_length = fields.content_length;
         // `head.keep_alive` describes where the head came from (an upstream may close after
         // every response); it says nothing about this connection. The connection manager asks
         // for a close with a `connection: close` header, as Envoy's does.
         let mut close = !request.keep_alive
             || (request.tunnel && !switching)
             || matches!(self.reading, Reading::Failed(_))
-            || connection_says_close(&head.headers);
+            || fields.connection_close;
         let encoder = if switching {
             BodyEncoder::Raw
         } else if no_body {
@@ -252,7 +252,7 @@ impl ServerCodec {
             out.extend_from_slice(b"transfer-encoding: chunked\r\n");
             BodyEncoder::Chunked
         };
-        if close && !head.headers.contains("connection") {
+        if close && !fields.connection {
             out.extend_from_slice(b"connection: close\r\n");
         } else if !close && request.version == Version::Http10 {
             out.extend_from_slice(b"connection: keep-alive\r\n");
@@ -289,12 +289,4 @@ impl ServerCodec {
         self.writing = Writing::Done;
         self.responding = None;
     }
-}
-
-fn connection_says_close(headers: &HeaderMap) -> bool {
-    headers.get_all("connection").any(|value| {
-        value
-            .split(|&b| b == b',')
-            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
-    })
 }
