@@ -120,7 +120,11 @@ pub(crate) struct Inner {
     running: Cell<bool>,
     /// Steps 3 to 6 are running: slot frees are delayed to the end of step 6.
     in_iteration: Cell<bool>,
+    /// The time read when the last poll returned (see [`Dispatcher::now`]).
     now: Cell<Instant>,
+    /// The time read when the last iteration's callbacks finished: the start of the next
+    /// poll, so an iteration reads the clock twice (after the poll, after the callbacks).
+    iteration_end: Cell<Instant>,
 }
 
 struct State {
@@ -186,6 +190,7 @@ impl Dispatcher {
                 running: Cell::new(false),
                 in_iteration: Cell::new(false),
                 now: Cell::new(now),
+                iteration_end: Cell::new(now),
             }),
         })
     }
@@ -205,6 +210,7 @@ impl Dispatcher {
             ));
         }
         let _guard = RunGuard(inner);
+        inner.iteration_end.set(Instant::now());
         loop {
             if run_type == RunType::Block && !inner.has_work() {
                 return Ok(());
@@ -305,7 +311,10 @@ impl Dispatcher {
         signal::listen(self, signal, cb)
     }
 
-    /// The time cached when the last poll returned (Envoy's `approximateMonotonicTime`).
+    /// The time cached when the last poll returned (Envoy's `approximateMonotonicTime`,
+    /// libevent's cached time). Callbacks of one iteration all see the same instant, and timers
+    /// armed from them count their delay from it (as libevent's `event_add` does with its
+    /// cached time): no clock read per arm. A timer armed outside `run` counts from the clock.
     pub fn now(&self) -> Instant {
         self.inner.now.get()
     }
@@ -364,18 +373,19 @@ impl Inner {
 
     /// One loop iteration: the six steps of the module docs, in order.
     fn run_iteration(&self, may_block: bool) -> io::Result<()> {
-        // 1. Timeout.
+        // 1. Timeout. The clock was read when the previous iteration's callbacks finished,
+        //    which is as good as now: only this step ran since.
+        let poll_start = self.iteration_end.get();
         let timeout = {
             let st = self.state.borrow();
             if !may_block || self.has_immediate_work(&st) || self.exit_requested() {
                 Some(Duration::ZERO)
             } else {
-                st.wheel.next_expiry(Instant::now())
+                st.wheel.next_expiry(poll_start)
             }
         };
 
         // 2. Poll mio's (edge) set, then harvest the level set if it may hold ready fds.
-        let poll_start = Instant::now();
         {
             let mut st = self.state.borrow_mut();
             let State {
@@ -397,7 +407,7 @@ impl Inner {
         }
         let now = Instant::now();
         self.now.set(now);
-        let waited = now - poll_start;
+        let waited = now.saturating_duration_since(poll_start);
         self.stats.poll_wait_us.record(waited);
         if let Some(delay) = timeout.and_then(|t| waited.checked_sub(t)) {
             if !delay.is_zero() {
@@ -417,7 +427,11 @@ impl Inner {
         self.in_iteration.set(false);
 
         bump(&self.stats.loop_iterations_total, 1);
-        self.stats.callback_us.record(now.elapsed());
+        let end = Instant::now();
+        self.iteration_end.set(end);
+        self.stats
+            .callback_us
+            .record(end.saturating_duration_since(now));
         Ok(())
     }
 
@@ -710,7 +724,13 @@ impl Inner {
         if let TimerState::Armed(wk) = slot.state {
             wheel.cancel(wk);
         }
-        slot.state = TimerState::Armed(wheel.arm(Instant::now(), delay, key));
+        // From the loop's cached time while callbacks run (see `Dispatcher::now`).
+        let now = if self.in_iteration.get() {
+            self.now.get()
+        } else {
+            Instant::now()
+        };
+        slot.state = TimerState::Armed(wheel.arm(now, delay, key));
         bump(&self.stats.timers_enabled_total, 1);
         self.stats.timers_armed.store(wheel.len() as u64, Relaxed);
     }

@@ -152,3 +152,35 @@ fn dropping_an_armed_timer_disarms_it() {
     d.run(RunType::Block).unwrap();
     assert_eq!(d.stats().snapshot().timers_fired_total, 0);
 }
+
+#[test]
+fn callbacks_of_one_iteration_share_the_cached_time_and_timers_armed_there_count_from_it() {
+    let d = Dispatcher::new("t").unwrap();
+    let armed_at = Rc::new(Cell::new(None));
+    let fired_at = Rc::new(Cell::new(None));
+    let f = fired_at.clone();
+    let d2 = d.clone();
+    let second = Rc::new(d.create_timer(move || f.set(Some(d2.now()))));
+    let (a, s, d3) = (armed_at.clone(), second.clone(), d.clone());
+    let first = d.create_timer(move || {
+        let base = d3.now();
+        // A long batch: the loop's time does not move while its callbacks run...
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            d3.now(),
+            base,
+            "now() is the time cached when the poll returned"
+        );
+        // ...and a timer armed now counts its delay from that cached time.
+        s.enable(Duration::from_millis(10));
+        a.set(Some(base));
+    });
+    first.enable(Duration::ZERO);
+    d.run(RunType::Block).unwrap();
+    let (armed, fired) = (armed_at.get().unwrap(), fired_at.get().unwrap());
+    assert!(
+        fired >= armed + Duration::from_millis(10),
+        "fired {:?} after the cached arm time",
+        fired - armed
+    );
+}

@@ -231,20 +231,25 @@ impl WriteBuffer {
     }
 
     /// One `writev` of up to [`MAX_IOVECS`] slices (`write` for one); returns how many bytes
-    /// the kernel took.
+    /// the kernel took. The usual shapes (one slice: a request; two: a response head and its
+    /// body) build their iovec on the stack without filling the whole array.
     fn write_to(&mut self, socket: &mut TcpStream) -> io::Result<usize> {
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let mut n = 0;
-        for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
-            *slot = IoSlice::new(chunk);
-            n += 1;
-        }
-        // One slice (a typical response or request): plain write(2), the same work for the
-        // kernel and an strace that reads like the data path.
-        let written = if n == 1 {
-            socket.write(&slices[0])?
-        } else {
-            socket.write_vectored(&slices[..n])?
+        // One slice: plain write(2), the same work for the kernel and an strace that reads like
+        // the data path.
+        let written = match self.chunks.len() {
+            0 => 0,
+            1 => socket.write(&self.chunks[0])?,
+            2 => socket
+                .write_vectored(&[IoSlice::new(&self.chunks[0]), IoSlice::new(&self.chunks[1])])?,
+            _ => {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut n = 0;
+                for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
+                    *slot = IoSlice::new(chunk);
+                    n += 1;
+                }
+                socket.write_vectored(&slices[..n])?
+            }
         };
         self.consume(written);
         Ok(written)
@@ -651,15 +656,22 @@ impl Connection {
 
     // === Writing (Envoy's write → onWriteReady → RawBufferSocket::doWrite) ===
 
-    /// Queues `data` (already through the write filters) and schedules a flush on the next
-    /// write event. `end_stream` shuts down our write side once everything is flushed. Raises
-    /// `AboveWriteBufferHighWatermark` into `events` when the buffer crosses the limit.
+    /// Queues `data` (already through the write filters). `end_stream` shuts down our write
+    /// side once everything is flushed. Raises `AboveWriteBufferHighWatermark` into `events`
+    /// when the buffer crosses the limit.
+    ///
+    /// Returns whether the caller must flush ([`on_write_ready`](Self::on_write_ready)) once
+    /// it has written everything it has: true for the first write into an empty buffer of an
+    /// open connection. Otherwise a flush is already due: bytes left behind by a flush wait for
+    /// the kernel's next write-ready edge (the socket is registered edge-triggered for WRITE, and
+    /// a flush only stops early on `WouldBlock`), and a connecting socket flushes once connected.
+    #[must_use = "the caller flushes when told to"]
     pub fn write(
         &mut self,
         data: &mut BytesMut,
         end_stream: bool,
         events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
-    ) {
+    ) -> bool {
         if self.write_end_stream || !matches!(self.state, State::Open | State::Connecting) {
             // Envoy ignores writes after end_stream or close; the bytes are dropped.
             trace!(
@@ -668,7 +680,7 @@ impl Connection {
                 data.len()
             );
             data.clear();
-            return;
+            return false;
         }
         trace!(
             "[{}] ConnectionImpl::write: {} bytes, end_stream {}",
@@ -676,29 +688,11 @@ impl Connection {
             data.len(),
             end_stream
         );
+        let flush_due = !self.write_buffer.is_empty();
         self.write_buffer.move_in(data);
         self.write_end_stream = end_stream;
         self.check_high_watermark(events);
-        if self.state == State::Open {
-            self.activate(FileReadyType::WRITE);
-        }
-    }
-
-    /// Like [`write`](Self::write) for an immutable slice (e.g. a canned response).
-    pub fn write_bytes(
-        &mut self,
-        data: Bytes,
-        end_stream: bool,
-        events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
-    ) {
-        let mut owned = BytesMut::new();
-        if !data.is_empty() {
-            if self.write_end_stream || !matches!(self.state, State::Open | State::Connecting) {
-                return;
-            }
-            self.write_buffer.push(data);
-        }
-        self.write(&mut owned, end_stream, events);
+        self.state == State::Open && !flush_due
     }
 
     fn check_high_watermark(&mut self, events: &mut VecDeque<(ConnectionId, ConnectionEvent)>) {
