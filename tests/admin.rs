@@ -3,20 +3,21 @@
 //! checked against the traffic sent (text, JSON parsed as JSON, Prometheus parsed by a
 //! Prometheus text parser), the mutating endpoints, clean exit and log rotation.
 
-mod http_support;
+mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::Deref;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use http_support::{request, Client, HttpUpstream, Response, TIMEOUT};
 use serde_json::Value;
+use support::http::{request, Client, HttpUpstream, Response, TIMEOUT};
+use support::Nuncio;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -25,75 +26,19 @@ fn temp_path(what: &str) -> PathBuf {
     std::env::temp_dir().join(format!("nuncio-admin-{}-{n}-{what}", std::process::id()))
 }
 
-/// A running nuncio whose listeners are known by name.
-struct Server {
-    child: Child,
-    listeners: HashMap<String, SocketAddr>,
-    admin: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    lines: mpsc::Receiver<String>,
+/// A running nuncio (`support::Nuncio`, two workers) with helpers for its admin endpoint.
+struct Server(Nuncio);
+
+impl Deref for Server {
+    type Target = Nuncio;
+    fn deref(&self) -> &Nuncio {
+        &self.0
+    }
 }
 
 impl Server {
     fn start(config: &str, extra: &[&str]) -> Server {
-        let path = temp_path("config.yaml");
-        std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nuncio"))
-            .arg("-c")
-            .arg(&path)
-            .args(["-l", "info", "--concurrency", "2"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn nuncio");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, lines) = mpsc::channel();
-        {
-            let log = log.clone();
-            thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    log.lock().unwrap().push(line.clone());
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let mut listeners = HashMap::new();
-        let mut admin = None;
-        loop {
-            let Ok(line) = lines.recv_timeout(TIMEOUT) else {
-                panic!("nuncio did not start:\n{}", log.lock().unwrap().join("\n"));
-            };
-            // `listener 'echo' listening on 127.0.0.1:41721`
-            if let Some((name, addr)) = line
-                .split_once("listener '")
-                .and_then(|(_, rest)| rest.split_once("' listening on "))
-            {
-                listeners.insert(name.to_string(), addr.trim().parse().unwrap());
-            }
-            if let Some((_, addr)) = line.split_once("admin address: ") {
-                admin = addr.trim().parse().ok();
-            }
-            if line.contains("starting main dispatch loop") {
-                break;
-            }
-        }
-        let server = Server {
-            child,
-            listeners,
-            admin: admin.expect("admin address in the log"),
-            log,
-            lines,
-        };
-        assert_eq!(server.get("/ready").status, 200);
-        server
-    }
-
-    fn listener(&self, name: &str) -> SocketAddr {
-        self.listeners[name]
+        Server(Nuncio::start(config, extra))
     }
 
     fn call(&self, method: &str, target: &str) -> Response {
@@ -149,14 +94,7 @@ impl Server {
 
     /// Waits for the process to exit; its status.
     fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "nuncio did not exit");
-            thread::sleep(Duration::from_millis(10));
-        }
+        self.0.wait_exit(TIMEOUT).expect("nuncio did not exit")
     }
 
     /// Waits for a log line containing `text`.
@@ -165,22 +103,14 @@ impl Server {
             return;
         }
         let deadline = Instant::now() + TIMEOUT;
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        while let Some(line) =
+            self.next_log_line(deadline.saturating_duration_since(Instant::now()))
         {
             if line.contains(text) {
                 return;
             }
         }
         panic!("no log line with '{text}'");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -694,11 +624,11 @@ fn mutating_endpoints_change_the_server() {
     let http = server.listener("http");
 
     // Health checks: the health_check filter follows the admin's flag.
-    assert_eq!(http_support::get(http, "/healthz").status, 200);
+    assert_eq!(support::http::get(http, "/healthz").status, 200);
     assert_eq!(server.post("/healthcheck/fail").body_str(), "OK\n");
-    assert_eq!(http_support::get(http, "/healthz").status, 503);
+    assert_eq!(support::http::get(http, "/healthz").status, 503);
     assert_eq!(server.post("/healthcheck/ok").body_str(), "OK\n");
-    assert_eq!(http_support::get(http, "/healthz").status, 200);
+    assert_eq!(support::http::get(http, "/healthz").status, 200);
 
     // Reset counters: counters drop to 0, gauges stay.
     send_traffic(&server);
@@ -837,7 +767,7 @@ fn log_rotation_loses_no_line() {
     // Rotation by SIGUSR1.
     std::fs::rename(&log, &rotated2).unwrap();
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.child.id() as i32),
+        nix::unistd::Pid::from_raw(server.pid()),
         nix::sys::signal::Signal::SIGUSR1,
     )
     .unwrap();

@@ -2,9 +2,9 @@
 //! named `localhost` (resolved with `dns_lookup_family: V4_ONLY`, refreshed every 50 ms), on
 //! OS-chosen ports; round robin spreads the connections over both endpoints.
 
-mod upstream_support;
+mod support;
 
-use upstream_support::*;
+use support::*;
 
 #[test]
 fn tcp_proxy_reaches_a_strict_dns_localhost_cluster() {
@@ -36,7 +36,7 @@ static_resources:
         a.port(),
         b.port()
     );
-    let nuncio = Nuncio::start(&config, &["front"]);
+    let nuncio = Nuncio::start(&config, &[]);
     let mut seen = Vec::new();
     for _ in 0..8 {
         let mut s = connect_and_send(nuncio.listener("front"), b"ping");
@@ -48,7 +48,7 @@ static_resources:
     assert!(seen.iter().any(|x| x == "b"), "{seen:?}");
     nuncio.wait_stat("cluster.backend.upstream_cx_total", 8);
     // The admin's /clusters shows the resolved hosts under the name they came from.
-    let (status, clusters) = http_get(nuncio.admin, "/clusters");
+    let (status, clusters) = http_get(nuncio.admin, "/clusters").expect("GET /clusters");
     assert_eq!(status, 200);
     for port in [a.port(), b.port()] {
         let line = format!("backend::127.0.0.1:{port}::hostname::localhost");

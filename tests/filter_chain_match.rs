@@ -4,9 +4,9 @@
 //! in Envoy); each chain proxies to an upstream that answers with the chain's name. Every
 //! expectation in `precedence_follows_envoy` was checked against Envoy 1.40 with the same chains.
 
-mod upstream_support;
+mod support;
 
-use upstream_support::*;
+use support::*;
 
 /// Which chain serves a connection from `src` to `dst` (`None`: the connection was closed).
 fn chain_for(nuncio: &Nuncio, listener: &str, src: &str, dst: &str) -> Option<String> {
@@ -45,9 +45,9 @@ fn setup() -> Nuncio {
     let mut clusters = String::new();
     for (m, name) in CHAINS {
         chains.push_str(&tcp_proxy_chain(m, name));
-        clusters.push_str(&static_cluster(name, banner_upstream(name)));
+        clusters.push_str(&cluster(name, banner_upstream(name), "5s"));
     }
-    clusters.push_str(&static_cluster("default", banner_upstream("default")));
+    clusters.push_str(&cluster("default", banner_upstream("default"), "5s"));
     let config = format!(
         "admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
@@ -70,7 +70,7 @@ static_resources:
 {clusters}",
         tcp_proxy_chain("{ destination_port: 443 }", "tls_port"),
     );
-    Nuncio::start(&config, &["fc", "no_default"])
+    Nuncio::start(&config, &[])
 }
 
 #[test]
@@ -155,7 +155,7 @@ fn overlapping_matches_are_a_config_error() {
 {}",
         tcp_proxy_chain("{ source_ports: [1, 2] }", "x"),
         tcp_proxy_chain("{ source_ports: [2, 3] }", "x"),
-        static_cluster("x", "127.0.0.1:9".parse().unwrap()),
+        cluster("x", "127.0.0.1:9".parse().unwrap(), "5s"),
     );
     let path = std::env::temp_dir().join(format!("nuncio-fc-overlap-{}.yaml", std::process::id()));
     std::fs::write(&path, config).unwrap();

@@ -1,9 +1,9 @@
 //! `configs/front-proxy.yaml` runs as shipped (only its ports are moved to free ones) and
 //! routes, rewrites, redirects, health-checks and proxies as it says.
 
-mod http_support;
+mod support;
 
-use http_support::*;
+use support::http::*;
 
 #[test]
 fn front_proxy_example_config_runs() {

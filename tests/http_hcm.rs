@@ -3,12 +3,12 @@
 //! SIGTERM, per-route `idle_timeout`, `x-envoy-immediate-health-check-fail`, the listener's
 //! `per_connection_buffer_limit_bytes`, and the trace-level call chain of one request.
 
-mod http_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use http_support::*;
 use nix::sys::signal::Signal;
+use support::http::*;
 
 /// Waits until the admin's `/ready` says the server is draining.
 fn wait_draining(proxy: &Nuncio) {

@@ -1,14 +1,14 @@
 //! The HTTP connection manager, router and connection pools end to end: the real `nuncio`
 //! binary between real clients (raw sockets) and real upstreams on 127.0.0.1.
 
-mod http_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;
 
-use http_support::*;
+use support::http::*;
 
 // === proxying ===
 

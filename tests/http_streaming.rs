@@ -2,7 +2,7 @@
 //! stalled upstream and a large download to a stalled client never pile up in the proxy.
 //! 1 GiB each in release builds (the CI's `cargo test --release`), 128 MiB in debug builds.
 
-mod http_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use http_support::*;
+use support::http::*;
 
 const SIZE: u64 = if cfg!(debug_assertions) {
     128 << 20

@@ -3,13 +3,13 @@
 //! payload after the header reaches the upstream byte for byte, and bad or missing headers close
 //! the connection and are counted under Envoy 1.40's stat names.
 
-mod upstream_support;
+mod support;
 
 use std::io::Write;
 use std::thread;
 use std::time::Duration;
 
-use upstream_support::*;
+use support::*;
 
 const PP_FILTER: &str = "    listener_filters:
     - name: envoy.filters.listener.proxy_protocol
@@ -52,11 +52,11 @@ static_resources:
             "ten"
         ),
         tcp_proxy_chain("{}", "default"),
-        static_cluster("https", https),
-        static_cluster("ten", ten),
-        static_cluster("default", default),
+        cluster("https", https, "5s"),
+        cluster("ten", ten, "5s"),
+        cluster("default", default, "5s"),
     );
-    Nuncio::start(&config, &["pp", "allow"])
+    Nuncio::start(&config, &[])
 }
 
 fn v2(command: u8, family: u8, body: &[u8]) -> Vec<u8> {
