@@ -105,6 +105,106 @@ fn drain_answers_the_request_in_flight_and_closes_idle_connections_after_drain_t
     );
 }
 
+/// The admin's `/drain_listeners?graceful` drains as Envoy 1.40 does (with
+/// `--drain-strategy immediate`; Envoy's default `gradual` spreads the same closes over the
+/// drain time): every HTTP connection is drain-closed (`downstream_cx_drain_close`,
+/// `connection: close` on its next response, an idle one closed after `drain_timeout` as on
+/// SIGTERM), the listener keeps accepting during `--drain-time-s` (a new connection's response
+/// says `connection: close` too) and then stops; the server stays LIVE and does not exit.
+#[test]
+fn admin_graceful_drain_listeners_drain_closes_http_connections() {
+    let up = HttpUpstream::hello();
+    let cfg = config(up.addr, "          drain_timeout: 0.3s\n", "", "", "");
+    let mut proxy = Nuncio::start_with(&cfg, &["--concurrency", "1", "--drain-time-s", "2"]);
+    let mut idle = Client::connect(proxy.listener);
+    let mut busy = Client::connect(proxy.listener);
+    for c in [&mut idle, &mut busy] {
+        c.send(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+        let r = c.read_response().expect("response before the drain");
+        assert_eq!(r.header("connection"), None, "keep-alive before the drain");
+    }
+    let started = Instant::now();
+    assert_eq!(
+        proxy.admin_post("/drain_listeners?graceful").body_str(),
+        "OK\n"
+    );
+    proxy.wait_stat("http.ingress.downstream_cx_drain_close", 2);
+    // A second call while the drain runs is ignored (Envoy).
+    assert_eq!(
+        proxy.admin_post("/drain_listeners?graceful").body_str(),
+        "OK\n"
+    );
+
+    busy.send(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+    let r = busy.read_response().expect("response during the drain");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "hello"));
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    assert!(busy.closed(), "the connection closes after the response");
+
+    // Still accepting during the drain time; a new connection is drain-closed too.
+    let mut late = Client::connect(proxy.listener);
+    late.send(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+    let r = late
+        .read_response()
+        .expect("a new connection during the drain");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    assert!(late.closed());
+    assert_eq!(proxy.stat("http.ingress.downstream_cx_drain_close"), 3);
+
+    // The idle connection goes once drain_timeout is over.
+    assert!(idle.closed(), "idle connection closed by the drain");
+    let ready = request(proxy.admin, "GET /ready HTTP/1.1\r\nhost: a\r\n\r\n").unwrap();
+    assert_eq!(ready.status, 200, "a graceful drain is not a shutdown");
+
+    // After --drain-time-s the listener stops; the server keeps running.
+    proxy.wait_stat("listener_manager.listener_stopped", 1);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let deadline = Instant::now() + TIMEOUT;
+    while std::net::TcpStream::connect(proxy.listener).is_ok() {
+        assert!(Instant::now() < deadline, "the listener still accepts");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(proxy.wait_exit(Duration::from_millis(300)), None, "no exit");
+    let ready = request(proxy.admin, "GET /ready HTTP/1.1\r\nhost: a\r\n\r\n").unwrap();
+    assert_eq!(ready.status, 200);
+}
+
+/// `skip_exit`: the connections are drained but the listeners never stop.
+#[test]
+fn admin_drain_listeners_skip_exit_drains_but_keeps_listening() {
+    let up = HttpUpstream::hello();
+    let mut proxy = Nuncio::start_with(
+        &simple(up.addr),
+        &["--concurrency", "1", "--drain-time-s", "1"],
+    );
+    let mut c = Client::connect(proxy.listener);
+    c.send(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().header("connection"), None);
+    assert_eq!(
+        proxy
+            .admin_post("/drain_listeners?graceful&skip_exit")
+            .body_str(),
+        "OK\n"
+    );
+    proxy.wait_stat("http.ingress.downstream_cx_drain_close", 1);
+    c.send(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+    assert_eq!(
+        c.read_response().unwrap().header("connection"),
+        Some("close")
+    );
+    // Past the drain time, still listening.
+    assert_eq!(
+        proxy.wait_exit(Duration::from_millis(1500)),
+        None,
+        "no exit"
+    );
+    let r = get(proxy.listener, "/");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(proxy.stat("listener_manager.listener_stopped"), 0);
+}
+
 // === the listener's per_connection_buffer_limit_bytes (Envoy's connection().bufferLimit()) ===
 
 /// `config(...)` with `per_connection_buffer_limit_bytes: limit` on the HTTP listener.

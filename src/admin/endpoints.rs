@@ -47,10 +47,16 @@ pub const ENDPOINTS: &[Endpoint] = &[
     },
     get("/config_dump", "dump current Envoy configs"),
     Endpoint {
-        params: &[(
-            "graceful",
-            "When draining listeners, enter a graceful drain period prior to closing listeners. The duration is --drain-time-s",
-        )],
+        params: &[
+            (
+                "graceful",
+                "When draining listeners, enter a graceful drain period prior to closing listeners. The duration is --drain-time-s",
+            ),
+            (
+                "skip_exit",
+                "When draining listeners, drain the connections but never stop the listeners. The graceful parameter has no effect when this is set, since the drain period only delays stopping the listeners",
+            ),
+        ],
         ..post("/drain_listeners", "drain listeners")
     },
     post("/healthcheck/fail", "cause the server to fail health checks"),

@@ -50,9 +50,10 @@ pub trait ServerControl: Send + Sync {
     /// Leave the main loop and shut down as after a second SIGTERM (`/quitquitquit`), once
     /// the response is written.
     fn quit(&self);
-    /// Stop every listener on every worker (`/drain_listeners`); with `graceful`, after the
-    /// drain time. Connections already accepted continue.
-    fn drain_listeners(&self, graceful: bool);
+    /// `/drain_listeners`: stop every listener on every worker, connections already accepted
+    /// continue; with `graceful`, drain the connections and stop the listeners after the
+    /// drain time; with `skip_exit`, drain the connections and never stop the listeners.
+    fn drain_listeners(&self, graceful: bool, skip_exit: bool);
     /// Reopen every access log file (`/reopen_logs`, SIGUSR1).
     fn reopen_logs(&self);
 }
@@ -365,8 +366,9 @@ impl AdminServer {
             }
             "/drain_listeners" => {
                 let graceful = query.has("graceful");
-                info!("admin: /drain_listeners (graceful: {graceful})");
-                self.with_control(|c| c.drain_listeners(graceful));
+                let skip_exit = query.has("skip_exit");
+                info!("admin: /drain_listeners (graceful: {graceful}, skip_exit: {skip_exit})");
+                self.with_control(|c| c.drain_listeners(graceful, skip_exit));
                 AdminResponse::text(200, "OK\n")
             }
             "/logging" => {

@@ -256,6 +256,8 @@ fn serve(options: &Options) -> Result<(), StartError> {
         .gauge("total_listeners_active", ImportMode::NeverImport)
         .set(built.listeners.len() as u64);
     let listener_stopped = listener_manager.counter("listener_stopped");
+    // Set once the workers were told to drain (SIGTERM/SIGINT or `/drain_listeners?graceful`).
+    let drain_started = Arc::new(AtomicBool::new(false));
     admin.set_control(Box::new(InstanceControl {
         main: dispatcher.poster(),
         workers: workers.iter().map(Worker::poster).collect(),
@@ -264,6 +266,7 @@ fn serve(options: &Options) -> Result<(), StartError> {
         listeners: built.listeners.len() as u64,
         listener_stopped,
         stopped: Arc::new(AtomicBool::new(false)),
+        drain_started: drain_started.clone(),
     }));
     if started.load(Ordering::Acquire) == workers_n {
         listener_manager
@@ -303,6 +306,7 @@ fn serve(options: &Options) -> Result<(), StartError> {
         let draining = draining.clone();
         let drain_timer = drain_timer.clone();
         let drain_time = options.drain_time;
+        let drain_started = drain_started.clone();
         move |name: &str| {
             if draining.swap(true, Ordering::AcqRel) {
                 info!("caught {name} again: exiting now");
@@ -314,6 +318,7 @@ fn serve(options: &Options) -> Result<(), StartError> {
                 drain_time.as_secs()
             );
             admin.set_state(ServerState::Draining);
+            drain_started.store(true, Ordering::Release);
             let poster = dispatcher.poster();
             let n = workers.borrow().len();
             for worker in workers.borrow().iter() {
@@ -414,6 +419,8 @@ struct InstanceControl {
     listeners: u64,
     listener_stopped: crate::stats::Counter,
     stopped: Arc<AtomicBool>,
+    /// The workers were told to drain (by a signal or a graceful `/drain_listeners`).
+    drain_started: Arc<AtomicBool>,
 }
 
 impl InstanceControl {
@@ -440,18 +447,38 @@ impl crate::admin::ServerControl for InstanceControl {
         self.main.exit();
     }
 
-    fn drain_listeners(&self, graceful: bool) {
+    /// Envoy 1.40's `handlerDrainListeners`: without `graceful` (or `skip_exit`) the listeners
+    /// stop now and the connections go on undisturbed. With `graceful` the drain sequence
+    /// starts (once: later calls are ignored, as is a call during a signal's drain): every
+    /// HTTP connection is drain-closed as on SIGTERM (`connection: close` on its in-flight or
+    /// next response, `downstream_cx_drain_close`, closed if still idle after
+    /// `drain_timeout`), the listeners keep accepting for `--drain-time-s` and then stop
+    /// (never with `skip_exit`). The server stays LIVE and does not exit.
+    fn drain_listeners(&self, graceful: bool, skip_exit: bool) {
         let stop = {
             let (workers, stopped) = (self.workers.clone(), self.stopped.clone());
             let (counter, listeners) = (self.listener_stopped.clone(), self.listeners);
             move || InstanceControl::stop_listeners(&workers, &stopped, &counter, listeners)
         };
-        if !graceful {
+        if !graceful && !skip_exit {
             stop();
             return;
         }
-        // Envoy keeps accepting during the graceful drain period, then stops the listeners.
-        // A short-lived thread waits it out so that no dispatcher needs a timer it does not own.
+        if self.drain_started.swap(true, Ordering::AcqRel) {
+            info!("drain_listeners: the drain sequence already started");
+            return;
+        }
+        for w in &self.workers {
+            w.post(Box::new(|| {
+                // Nothing waits for the end of this drain: the server keeps running.
+                super::worker::with_handler(|h| h.start_draining(Box::new(|| {})));
+            }));
+        }
+        if skip_exit {
+            return;
+        }
+        // A short-lived thread waits out the drain time so that no dispatcher needs a timer
+        // it does not own.
         let stop = Arc::new(stop);
         let later = stop.clone();
         let drain_time = self.drain_time;
