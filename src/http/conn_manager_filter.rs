@@ -98,11 +98,10 @@ impl IdleConnectionCallbacks for IdlePoolCallbacks {
         })
     }
 
-    /// The pooled-connection idle timeout: the expired idle connections leave the pool, the
-    /// breaker and `upstream_cx_active`, count in `upstream_cx_idle_timeout` and
-    /// `upstream_cx_destroy_local` (Envoy's `CodecClient::onIdleTimeout`), and are closed by
-    /// the caller. (A waiting stream needs no wake-up: streams wait only while their host has
-    /// a busy connection, which wakes them when released.)
+    /// The pooled-connection idle timeout (Envoy's `CodecClient::onIdleTimeout`): the expired
+    /// idle connections count in `upstream_cx_idle_timeout` and are closed by the caller; each
+    /// close then comes back as [`on_idle_close`](Self::on_idle_close) (local): out of the
+    /// pool, `upstream_cx_destroy_local`, its slot freed and a waiting stream woken.
     fn on_idle_timer(&self, now: Instant) -> (Vec<ConnectionId>, Option<Duration>) {
         POOLS.with(|pools| {
             let Ok(mut pools) = pools.try_borrow_mut() else {
@@ -113,17 +112,9 @@ impl IdleConnectionCallbacks for IdlePoolCallbacks {
                 view(name).and_then(|v| v.pool_settings().idle_timeout)
             });
             let mut ids = Vec::with_capacity(expired.len());
-            for (closed, id) in expired {
-                if let Some(host) = &closed.upstream_host {
-                    crate::upstream::cluster::dec(&host.stats.cx_active);
-                }
-                if let Some(view) = view(&closed.cluster) {
-                    pools.discard_idle(&closed.cluster, closed.host, view.resource_manager());
-                    let stats = view.stats();
-                    stats.upstream_cx_idle_timeout.inc();
-                    stats.upstream_cx_destroy_local.inc();
-                    stats.upstream_cx_destroy.inc();
-                    stats.upstream_cx_active.dec();
+            for (cluster, id) in expired {
+                if let Some(view) = view(&cluster) {
+                    view.stats().upstream_cx_idle_timeout.inc();
                 }
                 ids.push(id);
             }

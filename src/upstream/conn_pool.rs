@@ -396,37 +396,27 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         self.idle_timer_arm.take()
     }
 
-    /// The worker's idle timer fired: takes out every idle connection idle for its cluster's
-    /// `idle_timeout` (`timeout_of(cluster)`), returns them (the caller gives back their slots
-    /// with [`discard_idle`](Self::discard_idle), counts them and closes them) and how long
-    /// until the next one expires.
+    /// The worker's idle timer fired: returns every idle connection idle for its cluster's
+    /// `idle_timeout` (`timeout_of(cluster)`), with its cluster, and how long until the next
+    /// one expires. The caller closes them; each close then takes its connection out of the
+    /// pool like any close of an idle connection ([`remove_idle`](Self::remove_idle)).
     pub fn sweep_idle(
         &mut self,
         now: Instant,
         timeout_of: impl Fn(&str) -> Option<Duration>,
-    ) -> (Vec<(ClosedIdle, Id)>, Option<Duration>) {
+    ) -> (Vec<(String, Id)>, Option<Duration>) {
         let mut expired = Vec::new();
         let mut next: Option<Instant> = None;
-        for (name, cluster) in &mut self.clusters {
+        for (name, cluster) in &self.clusters {
             let Some(timeout) = timeout_of(name) else {
                 continue;
             };
-            for (address, pool) in &mut cluster.hosts {
-                let mut i = 0;
-                while i < pool.ready.len() {
-                    let at = pool.ready[i].since + timeout;
-                    if at <= now {
-                        let client = pool.ready.remove(i);
-                        let closed = ClosedIdle {
-                            cluster: name.clone(),
-                            host: *address,
-                            upstream_host: pool.host.clone(),
-                        };
-                        expired.push((closed, client.id));
-                    } else {
-                        next = Some(next.map_or(at, |n| n.min(at)));
-                        i += 1;
-                    }
+            for client in cluster.hosts.values().flat_map(|pool| &pool.ready) {
+                let at = client.since + timeout;
+                if at <= now {
+                    expired.push((name.clone(), client.id));
+                } else {
+                    next = Some(next.map_or(at, |n| n.min(at)));
                 }
             }
         }
@@ -693,9 +683,10 @@ mod tests {
         p.release("c", &up(), 2, 1, true, &s, &rm, later);
         assert_eq!(p.take_idle_timer_arm(), None);
         let (expired, next) = p.sweep_idle(now + timeout, |_| Some(timeout));
-        assert_eq!(expired.len(), 1);
-        assert_eq!((expired[0].0.host, expired[0].1), (host(), 1));
+        assert_eq!(expired, [("c".to_string(), 1)]);
         assert_eq!(next, Some(Duration::from_secs(10)));
+        // Its close takes it out of the pool.
+        p.remove_idle(1).unwrap();
         p.discard_idle("c", host(), &rm);
         assert_eq!(rm.connections.count(), 1);
     }
