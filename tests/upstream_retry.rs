@@ -79,6 +79,15 @@ fn retriable_status_codes_are_retried_and_others_are_not() {
         stats["cluster.app.upstream_rq_retry_backoff_exponential"],
         2
     );
+    // As Envoy 1.40: a retried answer counts only under `retry.`; the plain per-code stats
+    // count what the clients got.
+    assert_eq!(stats["cluster.app.retry.upstream_rq_418"], 2);
+    assert_eq!(stats["cluster.app.retry.upstream_rq_4xx"], 2);
+    assert_eq!(stats["cluster.app.retry.upstream_rq_completed"], 2);
+    assert_eq!(stats["cluster.app.upstream_rq_418"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_503"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_completed"], 2);
+    assert!(!stats.contains_key("cluster.app.retry.upstream_rq_503"));
 }
 
 #[test]

@@ -1070,8 +1070,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     .sent_at
                     .map(|t| now.saturating_duration_since(t))
                     .unwrap_or_default();
-                cluster.stats().charge_response(status);
                 if self.retry_response(&head, cb, io) {
+                    cluster.stats().charge_retried_response(status);
                     log::debug!(
                         "[C{}][S{}] upstream {} is retriable: retrying",
                         cb.connection_id,
@@ -1081,6 +1081,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     self.abandon_attempt(io);
                     return false;
                 }
+                cluster.stats().charge_response(status);
                 let service_time = Decimal::new(elapsed.as_millis() as u64);
                 head.headers
                     .insert("x-envoy-upstream-service-time", service_time.as_bytes());

@@ -2,7 +2,7 @@
 //! Envoy's names. Handles are created once per cluster per worker; per-status-code counters
 //! (`upstream_rq_200`) are created on first use and cached.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 
 use crate::stats::{Counter, Gauge, Histogram, ImportMode, Store, Unit};
 use crate::upstream::fast_hash::FastHashMap;
@@ -45,6 +45,10 @@ pub struct ClusterStats {
     pub upstream_cx_rx_bytes_total: Counter,
     pub upstream_cx_tx_bytes_total: Counter,
     by_code: RefCell<FastHashMap<u16, (Counter, Counter)>>,
+    /// `retry.upstream_rq_<code>` / `retry.upstream_rq_<n>xx` (created on first use).
+    retried_by_code: RefCell<FastHashMap<u16, (Counter, Counter)>>,
+    /// `retry.upstream_rq_completed` (created on first use).
+    retried_completed: OnceCell<Counter>,
 }
 
 impl ClusterStats {
@@ -89,22 +93,42 @@ impl ClusterStats {
             upstream_cx_rx_bytes_total: c("upstream_cx_rx_bytes_total"),
             upstream_cx_tx_bytes_total: c("upstream_cx_tx_bytes_total"),
             by_code: RefCell::new(FastHashMap::default()),
+            retried_by_code: RefCell::new(FastHashMap::default()),
+            retried_completed: OnceCell::new(),
             scope,
         }
     }
 
     /// `upstream_rq_<code>` and `upstream_rq_<n>xx` for a response (Envoy's
-    /// `chargeResponseStat`), plus `upstream_rq_completed`.
+    /// `chargeResponseStat`); the caller counts `upstream_rq_completed`.
     pub fn charge_response(&self, status: u16) {
-        let mut by_code = self.by_code.borrow_mut();
-        let (code, class) = by_code.entry(status).or_insert_with(|| {
-            (
-                self.scope.counter(&format!("upstream_rq_{status}")),
-                self.scope
-                    .counter(&format!("upstream_rq_{}xx", status / 100)),
-            )
-        });
-        code.inc();
-        class.inc();
+        charge(&self.by_code, &self.scope, "", status);
     }
+
+    /// A response that was retried (dropped): Envoy charges it under `retry.` only
+    /// (`retry.upstream_rq_<code>`, `retry.upstream_rq_<n>xx`, `retry.upstream_rq_completed`),
+    /// so the plain `upstream_rq_<code>` counts the answers clients got.
+    pub fn charge_retried_response(&self, status: u16) {
+        charge(&self.retried_by_code, &self.scope, "retry.", status);
+        self.retried_completed
+            .get_or_init(|| self.scope.counter("retry.upstream_rq_completed"))
+            .inc();
+    }
+}
+
+fn charge(
+    cache: &RefCell<FastHashMap<u16, (Counter, Counter)>>,
+    scope: &Store,
+    prefix: &str,
+    status: u16,
+) {
+    let mut by_code = cache.borrow_mut();
+    let (code, class) = by_code.entry(status).or_insert_with(|| {
+        (
+            scope.counter(&format!("{prefix}upstream_rq_{status}")),
+            scope.counter(&format!("{prefix}upstream_rq_{}xx", status / 100)),
+        )
+    });
+    code.inc();
+    class.inc();
 }
