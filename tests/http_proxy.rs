@@ -246,6 +246,36 @@ fn upstream_timeout_is_504() {
     assert_eq!(r.status, 504);
     assert_eq!(r.body_str(), "upstream request timeout");
     proxy.wait_stat("cluster.app.upstream_rq_timeout", 1);
+    // Closed by us with the request on it (Envoy's CodecClient counters, checked on 1.40).
+    let stats = proxy.stats();
+    assert_eq!(
+        stats["cluster.app.upstream_cx_destroy_local_with_active_rq"],
+        1
+    );
+    assert_eq!(stats["cluster.app.upstream_cx_destroy_with_active_rq"], 1);
+    assert_eq!(
+        stats["cluster.app.upstream_cx_destroy_remote_with_active_rq"],
+        0
+    );
+}
+
+#[test]
+fn upstream_closing_under_a_request_is_503_and_counted_with_active_rq() {
+    let up = HttpUpstream::start(|_, _| Reply::raw("").closing());
+    let proxy = Nuncio::start(&simple(up.addr));
+    let r = get(proxy.listener, "/");
+    assert_eq!(r.status, 503);
+    assert!(r.body_str().ends_with("connection termination"), "{r:?}");
+    let stats = proxy.stats();
+    assert_eq!(
+        stats["cluster.app.upstream_cx_destroy_remote_with_active_rq"],
+        1
+    );
+    assert_eq!(stats["cluster.app.upstream_cx_destroy_with_active_rq"], 1);
+    assert_eq!(
+        stats["cluster.app.upstream_cx_destroy_local_with_active_rq"],
+        0
+    );
 }
 
 #[test]

@@ -1330,6 +1330,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             stats.upstream_cx_destroy_local.inc();
             stats.upstream_cx_destroy.inc();
             stats.upstream_cx_active.dec();
+            if upstream.connected() {
+                // Envoy's CodecClient closing with a request on it.
+                stats.upstream_cx_destroy_with_active_rq.inc();
+                stats.upstream_cx_destroy_local_with_active_rq.inc();
+            }
         }
         io.disarm_timer(HcmTimer::ConnectTimeout);
         io.disarm_timer(HcmTimer::PerTryTimeout);
@@ -1363,6 +1368,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io.disarm_timer(HcmTimer::PerTryTimeout);
         let reason = if upstream.connected() {
             stats.upstream_rq_rx_reset.inc();
+            stats.upstream_cx_destroy_with_active_rq.inc();
+            stats.upstream_cx_destroy_remote_with_active_rq.inc();
             ResetReason::ConnectionTermination
         } else {
             io.disarm_timer(HcmTimer::ConnectTimeout);
