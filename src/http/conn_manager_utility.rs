@@ -37,45 +37,30 @@ fn is_connection_option(token: &[u8]) -> bool {
     }
 }
 
-/// The header names a `connection` header lists besides its options (lower-case), `None` in
-/// the usual case of no such name (no allocation then).
-fn named_by_connection(headers: &HeaderMap) -> Option<Vec<String>> {
-    let tokens = || {
-        headers
-            .get_all("connection")
-            .flat_map(|value| value.split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|token| !is_connection_option(token))
-    };
-    // The usual `connection: keep-alive` / `close` settled with plain loops (the iterator
-    // chain above costs several hundred instructions per header).
-    let names_a_header = headers.get_all("connection").any(|value| {
-        value
-            .split(|&b| b == b',')
-            .any(|token| !is_connection_option(token.trim_ascii()))
-    });
-    if !names_a_header {
-        return None;
-    }
-    Some(
-        tokens()
-            .map(|token| String::from_utf8_lossy(token).to_ascii_lowercase())
-            .collect(),
-    )
-}
-
 /// Removes the hop-by-hop headers and every header the `connection` header names. `upgrade`
 /// (and `connection: upgrade`) survive on an upgrade being forwarded; `te: trailers` survives.
 /// One pass over the fields for the fixed names; the names a `connection` header lists (rare)
 /// are removed one by one.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named = named_by_connection(headers);
-    let te_trailers = headers.get_all("te").any(|v| {
-        v.split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+    // One pass: the fixed names go, `te: trailers` and the names a `connection` header lists
+    // (rare; collected lower-case) are noted on the way.
+    let mut te_trailers = false;
+    let mut named: Vec<String> = Vec::new();
+    headers.retain(|name, value| {
+        if name == b"te" {
+            te_trailers |= value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
+        } else if name == b"connection" {
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if !is_connection_option(token) {
+                    named.push(String::from_utf8_lossy(token).to_ascii_lowercase());
+                }
+            }
+        }
+        !is_hop_by_hop(name, keep_upgrade)
     });
-    headers.retain(|name, _| !is_hop_by_hop(name, keep_upgrade));
-    for name in named.iter().flatten() {
+    for name in &named {
         // Never let a client strip the framing or routing headers through `connection`.
         if !matches!(
             name.as_str(),

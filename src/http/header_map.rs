@@ -153,15 +153,19 @@ impl HeaderMap {
         // Copied whole, then checked eight bytes at a time: names and values from the config
         // and the proxy itself are clean, and a byte-by-byte pass cost ~7 instructions a byte.
         self.bytes.extend_from_slice(bytes);
-        let mut words = self.bytes[start..].chunks_exact_mut(8);
+        let stored = &mut self.bytes[start..];
+        let n = stored.len();
+        let mut words = stored.chunks_exact_mut(8);
         for word in &mut words {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            if !is_clean(u64::from_le_bytes(w), lower) {
+            if !is_clean(read_word(word), lower) {
                 sanitize(word, lower);
             }
         }
-        sanitize(words.into_remainder(), lower);
+        // The last 1-7 bytes: checked as the (overlapping) last word when there is one.
+        let tail_clean = n >= 8 && is_clean(read_word(&stored[n - 8..]), lower);
+        if !tail_clean {
+            sanitize(&mut stored[n - n % 8..], lower);
+        }
         Span {
             start: start as u32,
             len: bytes.len() as u32,
@@ -206,6 +210,13 @@ impl HeaderMap {
     /// True when at least one entry is called `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
+    }
+
+    /// True when at least one entry is called one of `names` (one pass over the entries).
+    pub fn contains_any(&self, names: &[&str]) -> bool {
+        self.entries
+            .iter()
+            .any(|e| names.iter().any(|name| self.matches(e, name)))
     }
 
     /// Every value of `name`, in order of appearance.
@@ -307,6 +318,13 @@ fn sanitize(bytes: &mut [u8], lower: bool) {
     }
 }
 
+/// The first eight bytes of `bytes` as a little-endian word.
+fn read_word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(word)
+}
+
 /// True when [`sanitize`] would leave these eight bytes unchanged: none is CR, LF or NUL, and
 /// (with `lower`) none is an upper-case ASCII letter.
 fn is_clean(word: u64, lower: bool) -> bool {
@@ -365,8 +383,13 @@ impl Clone for HeaderMap {
 impl Drop for HeaderMap {
     /// The vectors go back to the worker's free list for the next message.
     fn drop(&mut self) {
-        header_pool::give_bytes(std::mem::take(&mut self.bytes));
-        header_pool::give_entries(std::mem::take(&mut self.entries));
+        // Empty maps (a head taken over by the router leaves one behind) own nothing to give.
+        if self.bytes.capacity() != 0 {
+            header_pool::give_bytes(std::mem::take(&mut self.bytes));
+        }
+        if self.entries.capacity() != 0 {
+            header_pool::give_entries(std::mem::take(&mut self.entries));
+        }
     }
 }
 
@@ -424,6 +447,15 @@ mod tests {
         assert_eq!(map.iter().next(), Some(("host", &b"a"[..])));
         assert_eq!(map.get_str("accept"), Some("*/*"));
         assert!(map.get("missing").is_none());
+    }
+
+    #[test]
+    fn contains_any_finds_one_of_several_names_in_any_case() {
+        let map = sample();
+        assert!(map.contains_any(&["missing", "x-multi"]));
+        assert!(map.contains_any(&["ACCEPT"]));
+        assert!(!map.contains_any(&["missing", "x-mult", "x-multi2"]));
+        assert!(!map.contains_any(&[]));
     }
 
     #[test]

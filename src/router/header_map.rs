@@ -41,6 +41,13 @@ pub trait HeaderMapAccess {
         self.get_all(name).next().is_some()
     }
 
+    /// Whether any of `names` is present. The codec's maps answer in one pass over their
+    /// fields, so the router asks this before looking up (and removing) its control headers
+    /// one by one: a request carries none of them in the usual case.
+    fn contains_any(&self, names: &[&str]) -> bool {
+        names.iter().any(|name| self.contains(name))
+    }
+
     /// Replaces every `name` header with one `name: value` (Envoy's `setReferenceKey`: remove,
     /// then append, so the header moves to the end).
     fn set(&mut self, name: &str, value: &str) {
@@ -161,6 +168,10 @@ impl HeaderMapAccess for HeaderMap {
     fn remove(&mut self, name: &str) {
         HeaderMap::remove(self, name);
     }
+
+    fn contains_any(&self, names: &[&str]) -> bool {
+        HeaderMap::contains_any(self, names)
+    }
 }
 
 impl HeaderMapAccess for RequestHead {
@@ -200,6 +211,13 @@ impl HeaderMapAccess for RequestHead {
             self.headers.remove(name);
         }
     }
+
+    fn contains_any(&self, names: &[&str]) -> bool {
+        if names.iter().any(|n| n.starts_with(':') || *n == "host") {
+            return names.iter().any(|name| self.contains(name));
+        }
+        self.headers.contains_any(names)
+    }
 }
 
 impl HeaderMapAccess for ResponseHead {
@@ -213,6 +231,10 @@ impl HeaderMapAccess for ResponseHead {
 
     fn remove(&mut self, name: &str) {
         self.headers.remove(name);
+    }
+
+    fn contains_any(&self, names: &[&str]) -> bool {
+        self.headers.contains_any(names)
     }
 }
 

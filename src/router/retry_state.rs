@@ -139,16 +139,21 @@ impl<P: Deref<Target = RetryPolicy>> RetryState<P> {
         policy: P,
         request: &mut H,
     ) -> Option<RetryState<P>> {
+        // The usual request carries none of the control headers: one pass settles that.
+        let any_header = request.contains_any(RETRY_HEADERS);
         let wanted = !policy.retry_on.is_empty()
-            || request.contains("x-envoy-retry-on")
-            || request.contains("x-envoy-retry-grpc-on");
+            || (any_header
+                && (request.contains("x-envoy-retry-on")
+                    || request.contains("x-envoy-retry-grpc-on")));
         let state = if wanted {
             Some(RetryState::new(policy, request))
         } else {
             None
         };
-        for name in RETRY_HEADERS {
-            request.remove(name);
+        if any_header {
+            for name in RETRY_HEADERS {
+                request.remove(name);
+            }
         }
         state
     }

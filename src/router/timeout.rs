@@ -31,16 +31,21 @@ pub fn final_timeout<H: HeaderMapAccess + ?Sized>(
     request: &mut H,
     insert_expected_timeout: bool,
 ) -> TimeoutData {
+    const GLOBAL: &str = "x-envoy-upstream-rq-timeout-ms";
+    const PER_TRY: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
     let mut global = route_timeout;
     let mut per_try = policy.per_try_timeout;
-    if let Some(ms) = header_ms(request, "x-envoy-upstream-rq-timeout-ms") {
-        global = ms;
+    // The usual request carries neither header: one pass settles that.
+    if request.contains_any(&[GLOBAL, PER_TRY]) {
+        if let Some(ms) = header_ms(request, GLOBAL) {
+            global = ms;
+        }
+        request.remove(GLOBAL);
+        if let Some(ms) = header_ms(request, PER_TRY) {
+            per_try = ms;
+        }
+        request.remove(PER_TRY);
     }
-    request.remove("x-envoy-upstream-rq-timeout-ms");
-    if let Some(ms) = header_ms(request, "x-envoy-upstream-rq-per-try-timeout-ms") {
-        per_try = ms;
-    }
-    request.remove("x-envoy-upstream-rq-per-try-timeout-ms");
     if let (Some(p), Some(g)) = (per_try, global) {
         if p >= g {
             per_try = None;
