@@ -40,6 +40,7 @@ use super::codec::{
 use super::config::HcmConfig;
 use super::conn_manager_io::{CloseHow, ConnectionIo, HcmTimer, RouteTable};
 use super::conn_manager_stats::HcmStats;
+use super::conn_manager_timers::TimerClock;
 use super::conn_manager_utility::{mutate_request_headers, mutate_response_headers};
 use super::filter::{
     ChainSink, DownstreamAddresses, FilterCallbacks, LocalReply, ResponseFlag, StreamFilterState,
@@ -128,9 +129,10 @@ pub struct ConnectionManager<U: 'static> {
     codec: ServerCodec,
     /// The active stream, if any (no memory while idle).
     stream: StreamSlot<ActiveStream<U>>,
-    /// Pipelined bytes waiting for the current response to finish (unallocated when empty).
-    pending_input: BytesMut,
-    next_stream_id: u64,
+    /// Pipelined bytes waiting for the current response to finish (`None` when empty: boxed,
+    /// an idle connection pays one pointer for it).
+    pending_input: Option<Box<BytesMut>>,
+    /// Requests started on this connection; the latest stream's id is this count.
     requests: u32,
     /// A close was requested: ignore further input.
     closing: bool,
@@ -140,7 +142,8 @@ pub struct ConnectionManager<U: 'static> {
     draining: bool,
     /// After a 101: bytes pass through in both directions.
     tunnel: bool,
-    created: Option<Instant>,
+    /// When the connection was accepted, in the timer set's clock (8 bytes, not 16).
+    created: Option<TimerClock>,
 }
 
 impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManager<U> {
@@ -150,8 +153,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             shared,
             codec,
             stream: StreamSlot::empty(),
-            pending_input: BytesMut::new(),
-            next_stream_id: 1,
+            pending_input: None,
             requests: 0,
             closing: false,
             head_timer_armed: false,
@@ -177,7 +179,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         stats.downstream_cx_active.inc();
         stats.downstream_cx_http1_total.inc();
         stats.downstream_cx_http1_active.inc();
-        self.created = Some(io.now());
+        self.created = Some(TimerClock::at(io.now()));
         self.arm_idle(io);
     }
 
@@ -256,19 +258,19 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             // per request, not per read, or a trickling client would keep pushing it back).
             self.arm_head_timer(io);
         }
-        if !self.pending_input.is_empty() {
-            self.pending_input.extend_from_slice(data);
+        if let Some(mut buf) = self.pending_input.take() {
+            buf.extend_from_slice(data);
             data.clear();
-            let mut buf = std::mem::take(&mut self.pending_input);
             self.dispatch(&mut buf, io);
             if !buf.is_empty() {
-                self.pending_input = buf;
+                self.pending_input = Some(buf);
             }
         } else {
             self.dispatch(data, io);
             if !data.is_empty() && self.codec.is_responding() && !self.closing {
                 // Pipelined: keep the next request's bytes until this response is done.
-                self.pending_input.extend_from_slice(data);
+                // Copied out of the worker's read scratch, into an allocation of its own size.
+                self.pending_input = Some(Box::new(BytesMut::from(&data[..])));
                 data.clear();
             }
         }
@@ -335,8 +337,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         stats.downstream_rq_http1_total.inc();
         stats.downstream_rq_active.inc();
         self.requests += 1;
-        let id = self.next_stream_id;
-        self.next_stream_id += 1;
+        let id = u64::from(self.requests);
         let conn_id = io.connection_id();
         let end_stream = head.body.is_empty();
         log::trace!(
@@ -822,7 +823,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         if let Some(created) = self.created {
             stats
                 .downstream_cx_length_ms
-                .record(io.now().saturating_duration_since(created).as_millis() as u64);
+                .record(created.elapsed_at(io.now()).as_millis() as u64);
         }
         if let Some(stream) = self.stream.get_mut() {
             stats.downstream_cx_destroy_active_rq.inc();
@@ -852,7 +853,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
     /// The downstream half-closed: an incomplete request is a premature close.
     fn on_downstream_eof<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         let mut empty = BytesMut::new();
-        match self.codec.on_eof(&self.pending_input) {
+        let no_input = BytesMut::new();
+        let pending = self.pending_input.as_deref().unwrap_or(&no_input);
+        match self.codec.on_eof(pending) {
             Ok(Some(RequestEvent::MessageComplete)) => self.on_message_complete(io),
             Ok(_) => {
                 if self.stream.is_none() {
@@ -1166,17 +1169,14 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             io.connection_id()
         );
         self.arm_idle(io);
-        if !self.pending_input.is_empty() {
+        if let Some(mut buf) = self.pending_input.take() {
             // The next pipelined request.
-            let mut buf = std::mem::take(&mut self.pending_input);
             self.arm_head_timer(io);
             self.dispatch(&mut buf, io);
-            if self.pending_input.is_empty() {
-                if !buf.is_empty() {
-                    self.pending_input = buf;
-                }
-            } else {
-                self.pending_input.extend_from_slice(&buf);
+            match &mut self.pending_input {
+                Some(newer) => newer.extend_from_slice(&buf),
+                None if !buf.is_empty() => self.pending_input = Some(buf),
+                None => {}
             }
         }
     }

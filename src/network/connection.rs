@@ -33,6 +33,8 @@ use log::{debug, trace};
 use mio::net::TcpStream;
 use reactor::{FileEvent, FileReadyType, Timer};
 
+use super::address_pair::AddressPair;
+
 /// Default `per_connection_buffer_limit_bytes` (Envoy's 1 MiB).
 pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
 
@@ -58,8 +60,10 @@ const MAX_KEPT_QUEUE_CAPACITY: usize = 64;
 thread_local! {
     /// This worker's emptied write-buffer queues. A write buffer takes one when its first
     /// chunk arrives and gives it back once drained: an idle connection owns no queue, and a
-    /// request costs no allocation for one.
-    static FREE_QUEUES: std::cell::RefCell<Vec<VecDeque<Bytes>>> =
+    /// request costs no allocation for one. Boxed on purpose: the box is what a write buffer
+    /// holds (one pointer), and recycling it saves its allocation too.
+    #[allow(clippy::vec_box)]
+    static FREE_QUEUES: std::cell::RefCell<Vec<Box<WriteQueue>>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -161,10 +165,17 @@ pub struct ReadResult {
 }
 
 /// The write buffer: a queue of immutable slices moved in without copying (Envoy's
-/// `Buffer::OwnedImpl` used as a write buffer). Empty, it owns no memory: its queue comes
-/// from the worker's free list with the first chunk and goes back once drained.
+/// `Buffer::OwnedImpl` used as a write buffer). Empty, it is one null pointer and owns no
+/// memory: its queue comes from the worker's free list with the first chunk and goes back once
+/// drained (an idle connection pays 8 bytes for it, a request no allocation).
 #[derive(Default)]
 pub struct WriteBuffer {
+    queue: Option<Box<WriteQueue>>,
+}
+
+/// The chunks waiting and their total length.
+#[derive(Default)]
+struct WriteQueue {
     chunks: VecDeque<Bytes>,
     len: usize,
 }
@@ -178,12 +189,12 @@ impl Drop for WriteBuffer {
 impl WriteBuffer {
     /// Bytes waiting.
     pub fn len(&self) -> usize {
-        self.len
+        self.queue.as_ref().map_or(0, |q| q.len)
     }
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// Appends `data`, taking its bytes (zero-copy: the slice is frozen, not copied).
@@ -191,7 +202,6 @@ impl WriteBuffer {
         if data.is_empty() {
             return;
         }
-        self.len += data.len();
         self.push_chunk(data.split().freeze());
     }
 
@@ -200,28 +210,31 @@ impl WriteBuffer {
         if data.is_empty() {
             return;
         }
-        self.len += data.len();
         self.push_chunk(data);
     }
 
     fn push_chunk(&mut self, chunk: Bytes) {
-        if self.chunks.capacity() == 0 {
-            self.chunks = FREE_QUEUES
+        let queue = self.queue.get_or_insert_with(|| {
+            FREE_QUEUES
                 .try_with(|free| free.borrow_mut().pop())
                 .ok()
                 .flatten()
-                .unwrap_or_default();
-        }
-        self.chunks.push_back(chunk);
+                .unwrap_or_default()
+        });
+        queue.len += chunk.len();
+        queue.chunks.push_back(chunk);
     }
 
-    /// Gives the (empty) queue back to the worker's free list, or frees it.
+    /// Gives the queue back to the worker's free list (emptied), or frees it.
     fn release_queue(&mut self) {
-        let queue = std::mem::take(&mut self.chunks);
-        if queue.capacity() == 0 || queue.capacity() > MAX_KEPT_QUEUE_CAPACITY {
+        let Some(mut queue) = self.queue.take() else {
+            return;
+        };
+        if queue.chunks.capacity() > MAX_KEPT_QUEUE_CAPACITY {
             return;
         }
-        debug_assert!(queue.is_empty());
+        queue.chunks.clear();
+        queue.len = 0;
         let _ = FREE_QUEUES.try_with(|free| {
             let mut free = free.borrow_mut();
             if free.len() < MAX_FREE_QUEUES {
@@ -234,17 +247,20 @@ impl WriteBuffer {
     /// the kernel took. The usual shapes (one slice: a request; two: a response head and its
     /// body) build their iovec on the stack without filling the whole array.
     fn write_to(&mut self, socket: &mut TcpStream) -> io::Result<usize> {
+        let Some(queue) = self.queue.as_ref() else {
+            return Ok(0);
+        };
+        let chunks = &queue.chunks;
         // One slice: plain write(2), the same work for the kernel and an strace that reads like
         // the data path.
-        let written = match self.chunks.len() {
+        let written = match chunks.len() {
             0 => 0,
-            1 => socket.write(&self.chunks[0])?,
-            2 => socket
-                .write_vectored(&[IoSlice::new(&self.chunks[0]), IoSlice::new(&self.chunks[1])])?,
+            1 => socket.write(&chunks[0])?,
+            2 => socket.write_vectored(&[IoSlice::new(&chunks[0]), IoSlice::new(&chunks[1])])?,
             _ => {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut n = 0;
-                for (slot, chunk) in slices.iter_mut().zip(self.chunks.iter()) {
+                for (slot, chunk) in slices.iter_mut().zip(chunks.iter()) {
                     *slot = IoSlice::new(chunk);
                     n += 1;
                 }
@@ -257,29 +273,30 @@ impl WriteBuffer {
 
     /// Drops the first `n` bytes.
     fn consume(&mut self, mut n: usize) {
-        self.len -= n;
+        let Some(queue) = self.queue.as_mut() else {
+            return;
+        };
+        queue.len -= n;
         while n > 0 {
-            let Some(front) = self.chunks.front_mut() else {
-                return;
+            let Some(front) = queue.chunks.front_mut() else {
+                break;
             };
             if front.len() <= n {
                 n -= front.len();
-                self.chunks.pop_front();
+                queue.chunks.pop_front();
             } else {
                 front.advance(n);
                 n = 0;
             }
         }
-        if self.chunks.is_empty() {
+        if queue.chunks.is_empty() {
             self.release_queue();
         }
     }
 
     /// Drops everything (close without flush). Releases the queue too.
     fn clear(&mut self) {
-        self.chunks.clear();
         self.release_queue();
-        self.len = 0;
     }
 }
 
@@ -300,10 +317,11 @@ pub struct Connection {
     closing_event: ConnectionEvent,
     /// Whether `Closing` waits for the delayed-close timer after the flush.
     delay_after_flush: bool,
-    remote_address: SocketAddr,
-    local_address: SocketAddr,
-    /// Bytes read and left unconsumed by the filters (empty, unallocated, while idle).
-    pub(crate) read_buffer: BytesMut,
+    /// Remote and local address (16 bytes for IPv4).
+    addresses: AddressPair,
+    /// Bytes read and left unconsumed by the filters, in an allocation of their own size
+    /// (`None` while idle). Reads go through the worker's scratch buffer.
+    pub(crate) read_buffer: Option<Box<[u8]>>,
     write_buffer: WriteBuffer,
     /// Nested `read_disable(true)` calls not yet undone (Envoy's `read_disable_count_`).
     read_disable_count: u32,
@@ -327,9 +345,6 @@ pub struct Connection {
     /// high watermark.
     buffer_limit: u32,
     above_high_watermark: bool,
-    /// Totals for stats and logs.
-    bytes_received: u64,
-    bytes_sent: u64,
 }
 
 impl Connection {
@@ -391,9 +406,8 @@ impl Connection {
             state,
             closing_event: ConnectionEvent::LocalClose,
             delay_after_flush: false,
-            remote_address,
-            local_address,
-            read_buffer: BytesMut::new(),
+            addresses: AddressPair::new(remote_address, local_address),
+            read_buffer: None,
             write_buffer: WriteBuffer::default(),
             read_disable_count: 0,
             dispatch_buffered_data: false,
@@ -404,8 +418,6 @@ impl Connection {
             half_close: false,
             buffer_limit: buffer_limit.max(1),
             above_high_watermark: false,
-            bytes_received: 0,
-            bytes_sent: 0,
         }
     }
 
@@ -435,10 +447,10 @@ impl Connection {
         self.state
     }
     pub fn remote_address(&self) -> SocketAddr {
-        self.remote_address
+        self.addresses.remote()
     }
     pub fn local_address(&self) -> SocketAddr {
-        self.local_address
+        self.addresses.local()
     }
     /// Whether reads are enabled (Envoy's `readEnabled`).
     pub fn read_enabled(&self) -> bool {
@@ -456,12 +468,6 @@ impl Connection {
     }
     pub fn above_high_watermark(&self) -> bool {
         self.above_high_watermark
-    }
-    pub fn bytes_received(&self) -> u64 {
-        self.bytes_received
-    }
-    pub fn bytes_sent(&self) -> u64 {
-        self.bytes_sent
     }
     /// Whether a read `end_stream` keeps the connection open (Envoy's `enableHalfClose`).
     pub fn enable_half_close(&mut self, enabled: bool) {
@@ -541,7 +547,6 @@ impl Connection {
                 }
             }
         }
-        self.bytes_received += result.bytes_read as u64;
         if result.end_stream {
             self.read_end_stream = true;
         }
@@ -587,7 +592,7 @@ impl Connection {
             self.update_interest();
             // Bytes already buffered must be offered again, and the next poll may come after
             // other work: read now (Envoy activates Read for both).
-            self.dispatch_buffered_data = !self.read_buffer.is_empty();
+            self.dispatch_buffered_data = self.read_buffer.is_some();
             self.activate(FileReadyType::READ);
             true
         }
@@ -642,7 +647,7 @@ impl Connection {
         // mio: a connect is complete once peer_addr succeeds.
         socket.peer_addr()?;
         if let Ok(local) = socket.local_addr() {
-            self.local_address = local;
+            self.addresses.set_local(local);
         }
         self.state = State::Open;
         // Usually registered for reading since the start (only a read_disable while
@@ -650,7 +655,7 @@ impl Connection {
         if self.wanted_interest() != self.interest {
             self.update_interest();
         }
-        debug!("[{}] connected to {}", self.id, self.remote_address);
+        debug!("[{}] connected to {}", self.id, self.addresses.remote());
         Ok(())
     }
 
@@ -722,7 +727,6 @@ impl Connection {
                         "[{}] ConnectionImpl::onWriteReady: wrote {n} bytes",
                         self.id
                     );
-                    self.bytes_sent += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -838,15 +842,12 @@ impl Connection {
         if self.state == State::Closed {
             return;
         }
-        debug!(
-            "[{}] closeSocket: {:?} (rx {} tx {} bytes)",
-            self.id, event, self.bytes_received, self.bytes_sent
-        );
+        debug!("[{}] closeSocket: {:?}", self.id, event);
         self.state = State::Closed;
         self.file_event = None;
         self.delayed_close_timer = None;
         self.write_buffer.clear();
-        self.read_buffer = BytesMut::new();
+        self.read_buffer = None;
         self.socket = None;
         events.push_back((self.id, event));
     }
@@ -874,7 +875,7 @@ mod tests {
         wb.push(Bytes::from_static(b"world"));
         wb.consume(7);
         assert_eq!(wb.len(), 3);
-        assert_eq!(&wb.chunks[0][..], b"rld");
+        assert_eq!(&wb.queue.as_ref().unwrap().chunks[0][..], b"rld");
     }
 
     #[test]
@@ -882,12 +883,11 @@ mod tests {
         let free = || FREE_QUEUES.with(|f| f.borrow().len());
         let mut wb = WriteBuffer::default();
         wb.push(Bytes::from_static(b"hello"));
-        assert!(wb.chunks.capacity() > 0);
+        assert!(wb.queue.is_some());
         let before = free();
         wb.consume(5);
-        assert_eq!(
-            wb.chunks.capacity(),
-            0,
+        assert!(
+            wb.queue.is_none(),
             "drained: the queue went back to the worker"
         );
         assert_eq!(free(), before + 1);

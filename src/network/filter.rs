@@ -204,7 +204,7 @@ impl<'a> FilterContext<'a> {
     ) -> io::Result<ConnectionId> {
         let owner = ConnectionOwner::ReadFilter {
             conn: self.conn,
-            filter: self.filter_index,
+            filter: self.filter_index as u32,
         };
         self.handler
             .create_client_connection(address, buffer_limit, owner)
@@ -250,7 +250,7 @@ impl<'a> FilterContext<'a> {
     pub fn this_filter(&self) -> ConnectionOwner {
         ConnectionOwner::ReadFilter {
             conn: self.conn,
-            filter: self.filter_index,
+            filter: self.filter_index as u32,
         }
     }
 

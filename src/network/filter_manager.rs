@@ -27,22 +27,59 @@ pub(crate) struct ActiveReadFilter {
 #[doc(alias = "FilterManagerImpl")]
 pub struct FilterManager {
     /// Envoy calls these `upstream_filters_`; they see bytes coming from the peer.
-    pub(crate) read_filters: Vec<ActiveReadFilter>,
+    pub(crate) read_filters: FilterList<ActiveReadFilter>,
     /// Envoy's `downstream_filters_`; they see bytes written to the peer. Lent out like the
     /// read filters (`None` during their own callback).
-    pub(crate) write_filters: Vec<Option<Box<dyn WriteFilter>>>,
+    pub(crate) write_filters: FilterList<Option<Box<dyn WriteFilter>>>,
 }
 
-impl FilterManager {
-    /// A manager with room for `n` read filters (the filter chain's factory count), so a
-    /// connection's filter list is allocated at its exact size, once.
-    pub fn with_read_capacity(n: usize) -> FilterManager {
-        FilterManager {
-            read_filters: Vec::with_capacity(n),
-            write_filters: Vec::new(),
+/// A filter list that keeps a single filter inline: most connections have exactly one read
+/// filter (the HTTP connection manager, tcp_proxy, echo) and no write filter, and a `Vec`
+/// would put a 32-byte heap block beside every idle connection for that one filter.
+pub(crate) enum FilterList<T> {
+    One(T),
+    /// None (an empty `Vec` owns no memory) or more than one.
+    Many(Vec<T>),
+}
+
+impl<T> Default for FilterList<T> {
+    fn default() -> Self {
+        FilterList::Many(Vec::new())
+    }
+}
+
+impl<T> FilterList<T> {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            FilterList::One(_) => 1,
+            FilterList::Many(list) => list.len(),
         }
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut T> {
+        match self {
+            FilterList::One(only) => (index == 0).then_some(only),
+            FilterList::Many(list) => list.get_mut(index),
+        }
+    }
+
+    fn push(&mut self, filter: T) {
+        *self = match std::mem::take(self) {
+            FilterList::Many(list) if list.is_empty() => FilterList::One(filter),
+            FilterList::Many(mut list) => {
+                list.push(filter);
+                FilterList::Many(list)
+            }
+            FilterList::One(first) => FilterList::Many(vec![first, filter]),
+        };
+    }
+}
+
+impl FilterManager {
     /// Appends a read filter (Envoy's `addReadFilter`).
     pub fn add_read_filter(&mut self, filter: Box<dyn ReadFilter>) {
         self.read_filters.push(ActiveReadFilter {

@@ -6,6 +6,7 @@
 //! `filter_manager` (the read and write filter lists) and `filter` (the traits filters
 //! implement, and the context they act through).
 
+pub mod address_pair;
 pub mod connection;
 pub mod connection_handler;
 pub mod filter;
