@@ -428,4 +428,12 @@ fn an_idle_connection_past_the_pool_idle_timeout_is_closed_on_time() {
     // A new request opens a new connection.
     assert_eq!(get(proxy.listener, "/").status, 200);
     assert_eq!(proxy.stat("cluster.app.upstream_cx_total"), 2);
+    // Each connect was timed (Envoy's upstream_cx_connect_ms histogram).
+    let text = request(
+        proxy.admin,
+        "GET /stats?filter=upstream_cx_connect_ms HTTP/1.1\r\nHost: a\r\n\r\n",
+    )
+    .unwrap()
+    .body_str();
+    assert!(text.contains("cluster.app.upstream_cx_connect_ms: P0("), "{text}");
 }

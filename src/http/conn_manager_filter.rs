@@ -86,6 +86,7 @@ impl IdleConnectionCallbacks for IdlePoolCallbacks {
             if let Some(host) = &closed.upstream_host {
                 crate::upstream::cluster::dec(&host.stats.cx_active);
             }
+            // The view exists: the connection was opened through it.
             let view = VIEWS.with(|views| views.borrow().get(&closed.cluster).cloned())?;
             pools.discard_idle(&closed.cluster, closed.host, view.resource_manager());
             let stats = view.stats();

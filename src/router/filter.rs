@@ -636,6 +636,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     0,
                     self.settings.clone(),
                 ));
+                if let Some(upstream) = self.upstream.as_mut() {
+                    upstream.connect_started = Some(io.now());
+                }
                 io.arm_timer(HcmTimer::ConnectTimeout, cluster.connect_timeout());
             }
             Err(e) => {
@@ -972,6 +975,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io: &mut Io,
     ) {
         io.disarm_timer(HcmTimer::ConnectTimeout);
+        if let (Some(cluster), Some(started)) = (
+            self.cluster.as_ref(),
+            self.upstream.as_ref().and_then(|u| u.connect_started),
+        ) {
+            let took = io.now().saturating_duration_since(started);
+            cluster
+                .stats()
+                .upstream_cx_connect_ms
+                .record(took.as_millis() as u64);
+        }
         if let Some(cluster) = self.cluster.clone() {
             if self.upstream.is_some() && !self.request_counted {
                 self.on_attached(&*cluster);

@@ -48,6 +48,8 @@ pub struct UpstreamRequest<U> {
     pub sent_at: Option<Instant>,
     /// The connection was new (counted in `upstream_cx_*` when it connects).
     pub new_connection: bool,
+    /// When the new connection's connect started (`upstream_cx_connect_ms`).
+    pub connect_started: Option<Instant>,
     /// A byte of the response arrived (the request reached the upstream application: no
     /// replay after the connection dies).
     pub response_bytes: bool,
@@ -85,6 +87,7 @@ impl<U: Copy> UpstreamRequest<U> {
             request_complete: false,
             sent_at: None,
             new_connection: !connected,
+            connect_started: None,
             response_bytes: false,
         }
     }
