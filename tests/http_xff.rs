@@ -342,3 +342,215 @@ fn header_formatters_see_the_final_remote_address() {
         );
     }
 }
+
+// === original_ip_detection_extensions (use_remote_address: false) ===
+
+const XFF_EXT: &str =
+    "type.googleapis.com/envoy.extensions.http.original_ip_detection.xff.v3.XffConfig";
+const HEADER_EXT: &str = "type.googleapis.com/envoy.extensions.http.original_ip_detection.custom_header.v3.CustomHeaderConfig";
+
+/// A proxy with one original IP detection extension (`type_url` + `fields`), 10/8 and
+/// 127.0.0.1 internal, and the final remote address in `x-dra` upstream.
+fn detecting_proxy(up: &HttpUpstream, type_url: &str, fields: &str) -> Nuncio {
+    let hcm = format!(
+        "{IAC_127}          original_ip_detection_extensions:\n          - name: detect\n            typed_config: {{\"@type\": {type_url}, {fields}}}\n"
+    );
+    let cfg = config(up.addr, &hcm, "", "", "").replace(
+        "          route_config:\n",
+        "          route_config:\n            request_headers_to_add: [{header: {key: x-dra, value: \"%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%\"}}]\n",
+    );
+    Nuncio::start(&cfg)
+}
+
+/// Sends `header` (if any); returns the status and, when forwarded, the upstream's
+/// (x-dra, x-envoy-internal, x-forwarded-for).
+fn detect(p: &Nuncio, up: &HttpUpstream, header: &str) -> (u16, Option<[Option<String>; 3]>) {
+    let before = up.requests().len();
+    let line = if header.is_empty() {
+        String::new()
+    } else {
+        format!("{header}\r\n")
+    };
+    let r = request(
+        p.listener,
+        &format!("GET / HTTP/1.1\r\nHost: h\r\n{line}\r\n"),
+    )
+    .unwrap();
+    let got = up.requests().get(before).map(|got| {
+        ["x-dra", "x-envoy-internal", "x-forwarded-for"].map(|n| got.header(n).map(str::to_string))
+    });
+    (r.status, got)
+}
+
+fn seen(dra: &str, internal: bool, xff: Option<&str>) -> (u16, Option<[Option<String>; 3]>) {
+    (
+        200,
+        Some([
+            Some(dra.to_string()),
+            internal.then(|| "true".to_string()),
+            xff.map(str::to_string),
+        ]),
+    )
+}
+
+/// `envoy.http.original_ip_detection.xff` with `xff_trusted_cidrs` (Envoy 1.40 observed): a
+/// trusted peer's x-forwarded-for is read from the right past the trusted entries (all
+/// trusted: the leftmost); only a single entry may be internal; a garbled entry or no header
+/// leaves the peer; an untrusted peer's header is ignored and the peer is appended.
+#[test]
+fn xff_extension_with_trusted_cidrs() {
+    let up = HttpUpstream::hello();
+    let trusted = detecting_proxy(
+        &up,
+        XFF_EXT,
+        "xff_trusted_cidrs: {cidrs: [{address_prefix: 127.0.0.1, prefix_len: 32}, {address_prefix: 10.0.0.0, prefix_len: 8}]}",
+    );
+    let x = |v: &str| format!("x-forwarded-for: {v}");
+    assert_eq!(detect(&trusted, &up, ""), seen("127.0.0.1", false, None));
+    for (xff, dra, internal) in [
+        ("1.2.3.4", "1.2.3.4", false),
+        ("1.2.3.4,10.0.0.1", "1.2.3.4", false),
+        ("10.0.0.2,10.0.0.1", "10.0.0.2", false),
+        ("garbage,10.0.0.1", "127.0.0.1", false),
+        ("10.0.0.3", "10.0.0.3", true),
+    ] {
+        assert_eq!(
+            detect(&trusted, &up, &x(xff)),
+            seen(dra, internal, Some(xff)),
+            "{xff}"
+        );
+    }
+    let untrusted = detecting_proxy(
+        &up,
+        XFF_EXT,
+        "xff_trusted_cidrs: {cidrs: [{address_prefix: 192.168.0.0, prefix_len: 16}]}",
+    );
+    let local = local();
+    assert_eq!(
+        detect(&untrusted, &up, ""),
+        seen("127.0.0.1", false, Some(&local))
+    );
+    assert_eq!(
+        detect(&untrusted, &up, &x("10.0.0.3")),
+        seen("127.0.0.1", false, Some(&format!("10.0.0.3,{local}")))
+    );
+    // skip_xff_append: false appends the peer after the detection.
+    let appending = detecting_proxy(
+        &up,
+        XFF_EXT,
+        "xff_num_trusted_hops: 1, skip_xff_append: false",
+    );
+    assert_eq!(
+        detect(&appending, &up, &x("10.0.0.2,10.0.0.1")),
+        seen(
+            "10.0.0.2",
+            false,
+            Some(&format!("10.0.0.2,10.0.0.1,{local}"))
+        )
+    );
+    assert_eq!(
+        detect(&appending, &up, &x("1.2.3.4")),
+        seen("127.0.0.1", false, Some(&format!("1.2.3.4,{local}")))
+    );
+}
+
+/// `envoy.http.original_ip_detection.custom_header` (Envoy 1.40 observed): the header's
+/// address is the client, internal only with `allow_extension_to_set_address_as_trusted`;
+/// x-forwarded-for is not consulted; `reject_with_status` answers a request without a usable
+/// header (a status outside 400-511 becomes 403) with an empty body and counts
+/// `downstream_rq_rejected_via_ip_detection`.
+#[test]
+fn custom_header_extension_detects_or_rejects() {
+    let up = HttpUpstream::hello();
+    let trusting = detecting_proxy(
+        &up,
+        HEADER_EXT,
+        "header_name: x-real-ip, allow_extension_to_set_address_as_trusted: true",
+    );
+    assert_eq!(
+        detect(&trusting, &up, "x-real-ip: 10.0.0.9"),
+        seen("10.0.0.9", true, None)
+    );
+    assert_eq!(
+        detect(&trusting, &up, "x-real-ip: 1.2.3.4"),
+        seen("1.2.3.4", false, None)
+    );
+    assert_eq!(
+        detect(&trusting, &up, "x-real-ip: bad"),
+        seen("127.0.0.1", false, None)
+    );
+    assert_eq!(
+        detect(&trusting, &up, "x-forwarded-for: 10.0.0.3"),
+        seen("127.0.0.1", false, Some("10.0.0.3"))
+    );
+    let plain = detecting_proxy(&up, HEADER_EXT, "header_name: x-real-ip");
+    assert_eq!(
+        detect(&plain, &up, "x-real-ip: 10.0.0.9"),
+        seen("10.0.0.9", false, None)
+    );
+
+    let rejecting = detecting_proxy(
+        &up,
+        HEADER_EXT,
+        "header_name: x-real-ip, reject_with_status: {code: Unauthorized}",
+    );
+    let r = request(
+        rejecting.listener,
+        "GET / HTTP/1.1\r\nHost: h\r\nx-real-ip: bad\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!((r.status, r.body.len()), (401, 0), "{r:?}");
+    assert_eq!(r.header("content-length"), Some("0"));
+    assert_eq!(detect(&rejecting, &up, ""), (401, None));
+    assert_eq!(
+        detect(&rejecting, &up, "x-real-ip: 1.2.3.4"),
+        seen("1.2.3.4", false, None)
+    );
+    rejecting.wait_stat("http.ingress.downstream_rq_rejected_via_ip_detection", 2);
+    let to_403 = detecting_proxy(
+        &up,
+        HEADER_EXT,
+        "header_name: x-real-ip, reject_with_status: {code: 200}",
+    );
+    assert_eq!(detect(&to_403, &up, ""), (403, None));
+}
+
+/// The extensions replace the HCM's XFF settings: mixing them is refused at start with
+/// Envoy's message and the field's path, as is a bad extension config.
+#[test]
+fn original_ip_detection_config_errors_name_the_field() {
+    let up = HttpUpstream::hello();
+    let ext = format!(
+        "          original_ip_detection_extensions:\n          - name: detect\n            typed_config: {{\"@type\": {XFF_EXT}, xff_num_trusted_hops: 1}}\n"
+    );
+    for (extra, message) in [
+        (
+            format!("          use_remote_address: true\n{ext}"),
+            "original_ip_detection_extensions: Original IP detection extensions and use_remote_address may not be mixed",
+        ),
+        (
+            format!("          xff_num_trusted_hops: 1\n{ext}"),
+            "original_ip_detection_extensions: Original IP detection extensions and xff_num_trusted_hops may not be mixed",
+        ),
+        (
+            ext.replace("xff_num_trusted_hops: 1", "xff_num_trusted_hops: 1, xff_trusted_cidrs: {cidrs: []}"),
+            "typed_config: Cannot set both xff_num_trusted_hops and xff_trusted_cidrs",
+        ),
+        (
+            ext.replace(XFF_EXT, HEADER_EXT).replace("xff_num_trusted_hops: 1", "header_name: x, reject_with_status: {code: 999}"),
+            "typed_config.reject_with_status.code",
+        ),
+    ] {
+        let path = std::env::temp_dir().join(format!("nuncio-oip-{}.yaml", std::process::id()));
+        std::fs::write(&path, config(up.addr, &extra, "", "", "")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nuncio"))
+            .args(["--mode", "validate", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra}");
+        assert!(stderr.contains(message), "{message} not in {stderr}");
+    }
+}

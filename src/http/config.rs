@@ -13,6 +13,7 @@ use crate::config::{self, ErrorKind, Node};
 
 use super::filter_registry::{self, FilterFactoryCb, HttpFilterEntry, HttpFilterFactoryContext};
 use super::internal_address_config::InternalAddressConfig;
+use super::original_ip_detection::OriginalIpDetection;
 
 /// `codec_type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +44,9 @@ pub struct HcmConfig {
     pub preserve_external_request_id: bool,
     /// `internal_address_config`: which final remote addresses are internal.
     pub internal_address_config: InternalAddressConfig,
+    /// `original_ip_detection_extensions`, in order (empty: `x-forwarded-for` with
+    /// `xff_num_trusted_hops`, Envoy's default XFF extension).
+    pub original_ip_detection: Vec<OriginalIpDetection>,
     /// `route_config.internal_only_headers`, lower-cased: removed from external requests.
     pub internal_only_headers: Vec<String>,
     /// The proxy's own address (Envoy's `LocalInfo` address): appended to `x-forwarded-for`
@@ -101,6 +105,7 @@ const SUPPORTED: &[&str] = &[
     "generate_request_id",
     "preserve_external_request_id",
     "internal_address_config",
+    "original_ip_detection_extensions",
     "always_set_request_id_in_response",
     "common_http_protocol_options",
     "stream_idle_timeout",
@@ -132,7 +137,6 @@ const UNSUPPORTED: &[&str] = &[
     "strip_matching_host_port",
     "strip_any_host_port",
     "path_with_escaped_slashes_action",
-    "original_ip_detection_extensions",
     "early_header_mutation_extensions",
     "stream_error_on_invalid_http_message",
     "access_log_options",
@@ -321,7 +325,29 @@ impl HcmConfig {
             None => Vec::new(),
         };
 
+        let original_ip_detection = node.list(
+            "original_ip_detection_extensions",
+            OriginalIpDetection::parse,
+        )?;
+        if let (false, Some(list)) = (
+            original_ip_detection.is_empty(),
+            node.get("original_ip_detection_extensions"),
+        ) {
+            // Envoy 1.40's messages: the extensions replace the XFF settings.
+            if node.opt("use_remote_address", Node::bool_value)? == Some(true) {
+                return Err(list.error(
+                    "Original IP detection extensions and use_remote_address may not be mixed",
+                ));
+            }
+            if node.opt("xff_num_trusted_hops", Node::as_u32)?.unwrap_or(0) > 0 {
+                return Err(list.error(
+                    "Original IP detection extensions and xff_num_trusted_hops may not be mixed",
+                ));
+            }
+        }
+
         Ok(HcmConfig {
+            original_ip_detection,
             stat_prefix,
             codec_type,
             route_config,

@@ -411,6 +411,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             io.arm_timer(HcmTimer::Request, t);
         }
         self.arm_stream_idle(io);
+        if let Some(status) = mutated.reject_status {
+            // An original IP detection extension refused the request (Envoy's
+            // `reject_request`): the status, an empty body.
+            stats.downstream_rq_rejected_via_ip_detection.inc();
+            self.send_local_reply(
+                LocalReply::new(status, "", "rejecting_because_detection_failed"),
+                io,
+            );
+            return;
+        }
         if head.upgrade && !upgrade {
             // Envoy: an upgrade the config does not allow is refused.
             stats.downstream_rq_ws_on_non_ws_route.inc();

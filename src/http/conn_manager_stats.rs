@@ -40,6 +40,7 @@ pub struct HcmStats {
     pub downstream_rq_tx_reset: Counter,
     pub downstream_rq_too_large: Counter,
     pub downstream_rq_ws_on_non_ws_route: Counter,
+    pub downstream_rq_rejected_via_ip_detection: Counter,
     pub downstream_rq_response_before_rq_complete: Counter,
     pub rq_total: Counter,
     pub no_route: Counter,
@@ -90,6 +91,7 @@ impl HcmStats {
             downstream_rq_tx_reset: c("downstream_rq_tx_reset"),
             downstream_rq_too_large: c("downstream_rq_too_large"),
             downstream_rq_ws_on_non_ws_route: c("downstream_rq_ws_on_non_ws_route"),
+            downstream_rq_rejected_via_ip_detection: c("downstream_rq_rejected_via_ip_detection"),
             downstream_rq_response_before_rq_complete: c(
                 "downstream_rq_response_before_rq_complete",
             ),

@@ -115,7 +115,7 @@ pub fn mutate_request_headers(
         // if the header is short or garbled, fall back to the peer.
         let from_xff = match config.xff_num_trusted_hops {
             0 => None,
-            hops => last_address_from_xff(headers, hops - 1).0,
+            hops => last_address_from_xff_mut(headers, hops - 1).0,
         };
         if let (false, Some(peer)) = (config.skip_xff_append, peer) {
             let hop = if peer.is_loopback() {
@@ -134,8 +134,43 @@ pub fn mutate_request_headers(
         if !headers.contains("x-forwarded-proto") {
             headers.insert("x-forwarded-proto", "http");
         }
-        let (from_xff, single) = last_address_from_xff(headers, config.xff_num_trusted_hops);
-        (from_xff.map(|ip| SocketAddr::new(ip, 0)), single)
+        if config.original_ip_detection.is_empty() {
+            let (from_xff, single) =
+                last_address_from_xff_mut(headers, config.xff_num_trusted_hops);
+            (from_xff.map(|ip| SocketAddr::new(ip, 0)), single)
+        } else {
+            // The extensions in order; the first to detect an address (or to reject) decides.
+            coalesce_xff(headers);
+            let mut found = (None, false);
+            for extension in &config.original_ip_detection {
+                let detection = extension.detect(headers, peer);
+                if !detection.skip_xff_append {
+                    if let Some(peer) = peer {
+                        let hop = if peer.is_loopback() {
+                            config.local_address
+                        } else {
+                            peer
+                        };
+                        append_xff(headers, hop);
+                    }
+                }
+                if let Some(status) = detection.reject_status {
+                    return MutateRequestHeadersResult {
+                        request_id: None,
+                        final_remote_address: remote,
+                        reject_status: Some(status),
+                    };
+                }
+                if let Some(ip) = detection.address {
+                    found = (
+                        Some(SocketAddr::new(ip, 0)),
+                        detection.allow_trusted_address_checks,
+                    );
+                    break;
+                }
+            }
+            found
+        }
     };
     let internal_request = single_xff_address
         && final_remote.is_some_and(|a| config.internal_address_config.is_internal(a.ip()));
@@ -184,6 +219,7 @@ pub fn mutate_request_headers(
         request_id: head.headers.get_str("x-request-id").map(RequestId::new),
         // An address taken from x-forwarded-for has no port (Envoy logs it as `ip:0`).
         final_remote_address: final_remote,
+        reject_status: None,
     }
 }
 
@@ -197,6 +233,9 @@ pub struct MutateRequestHeadersResult {
     /// chosen by `use_remote_address` / `xff_num_trusted_hops` (port 0). Access logs'
     /// `%DOWNSTREAM_REMOTE_ADDRESS%`.
     pub final_remote_address: Option<SocketAddr>,
+    /// An original IP detection extension rejects the request with this status (Envoy's
+    /// `reject_request`): answer it locally, with an empty body.
+    pub reject_status: Option<u16>,
 }
 
 /// Removed from every external request: a client outside the trusted network must not steer
@@ -234,8 +273,13 @@ const EDGE_SANITIZED: [&str; 4] = [
 /// Envoy's `Utility::getLastAddressFromXFF`: skipping the last `skip` entries of
 /// `x-forwarded-for`, the address in the entry before them (if it parses), and whether the
 /// header held exactly one entry and none was skipped.
-fn last_address_from_xff(headers: &mut HeaderMap, skip: u32) -> (Option<IpAddr>, bool) {
+fn last_address_from_xff_mut(headers: &mut HeaderMap, skip: u32) -> (Option<IpAddr>, bool) {
     coalesce_xff(headers);
+    last_address_from_xff(headers, skip)
+}
+
+/// [`last_address_from_xff_mut`] on a map whose `x-forwarded-for` is already one line.
+pub(super) fn last_address_from_xff(headers: &HeaderMap, skip: u32) -> (Option<IpAddr>, bool) {
     let Some(mut xff) = headers.get_str("x-forwarded-for") else {
         return (None, false);
     };

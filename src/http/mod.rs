@@ -20,6 +20,7 @@ pub mod filter_registry;
 pub mod filters;
 pub mod internal_address_config;
 pub mod local_address;
+pub mod original_ip_detection;
 pub mod request_id;
 
 pub mod conn_manager_filter;
