@@ -377,7 +377,7 @@ impl Inner {
         //    which is as good as now: only this step ran since.
         let poll_start = self.iteration_end.get();
         let timeout = {
-            let st = self.state.borrow();
+            let mut st = self.state.borrow_mut();
             if !may_block || self.has_immediate_work(&st) || self.exit_requested() {
                 Some(Duration::ZERO)
             } else {

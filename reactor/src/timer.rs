@@ -73,6 +73,13 @@ pub struct TimerWheel<T> {
     entries: Slab<Entry<T>>,
     /// Reused by `expire`: (deadline, entry key) of the due entries.
     due: Vec<(u64, usize)>,
+    /// A tick no entry is due before (at most the end of a revolution), remembered from the
+    /// last `next_expiry` scan and lowered by every `arm`; `None` when unknown. A cancel leaves
+    /// it a valid lower bound (the loop may wake once for nothing, then rescans), and reaching
+    /// it in `expire` forgets it. Without it, every poll that blocks would rescan every armed
+    /// entry beyond the current revolution: with 10,000 idle connections each holding a
+    /// one-hour idle timer, 10,000 entries per loop iteration.
+    earliest: Option<u64>,
 }
 
 impl<T> TimerWheel<T> {
@@ -92,6 +99,7 @@ impl<T> TimerWheel<T> {
             occupied: [0; WORDS],
             entries: Slab::new(),
             due: Vec::new(),
+            earliest: None,
         }
     }
 
@@ -122,6 +130,9 @@ impl<T> TimerWheel<T> {
             .div_ceil(TICK.as_nanos())
             .min(MAX_TICK as u128) as u64;
         let deadline = deadline.max(self.next_tick);
+        if let Some(earliest) = &mut self.earliest {
+            *earliest = (*earliest).min(deadline);
+        }
         let slot = (deadline & MASK) as usize;
         let tail = self.slots[slot].tail;
         let key = self.entries.insert(Entry {
@@ -196,11 +207,28 @@ impl<T> TimerWheel<T> {
     }
 
     /// How long after `now` the next entry is due (zero if one is already due); `None` when the
-    /// wheel is empty. Used as the poll timeout.
-    pub fn next_expiry(&self, now: Instant) -> Option<Duration> {
+    /// wheel is empty. Used as the poll timeout. It may be earlier than the next deadline
+    /// (after a cancel, or when only entries of later revolutions are left), never later.
+    pub fn next_expiry(&mut self, now: Instant) -> Option<Duration> {
         if self.entries.is_empty() {
+            self.earliest = None;
             return None;
         }
+        let deadline = match self.earliest {
+            Some(tick) => tick,
+            None => {
+                let tick = self.scan_next_deadline();
+                self.earliest = Some(tick);
+                tick
+            }
+        };
+        let at = self.origin + tick_duration(deadline);
+        Some(at.saturating_duration_since(now))
+    }
+
+    /// The tick of the earliest entry due within the current revolution, or the end of the
+    /// revolution if none is: the slots and entries are walked, so this costs what is armed.
+    fn scan_next_deadline(&self) -> u64 {
         // The first occupied slot holding an entry of the current revolution gives the answer.
         let revolution_end = self.next_tick + SLOTS as u64;
         let start = (self.next_tick & MASK) as usize;
@@ -230,8 +258,7 @@ impl<T> TimerWheel<T> {
             }
             pos = dist + 1;
         }
-        let at = self.origin + tick_duration(deadline);
-        Some(at.saturating_duration_since(now))
+        deadline
     }
 
     /// Removes every entry due at `now` and appends their values to `out`, earliest deadline
@@ -272,6 +299,9 @@ impl<T> TimerWheel<T> {
         }
         for &(_, k) in &self.due {
             out.push(self.entries.remove(k).value);
+        }
+        if self.earliest.is_some_and(|tick| tick <= now_tick) {
+            self.earliest = None; // reached: what is due next must be looked up again
         }
         self.next_tick = now_tick + 1;
     }
@@ -489,6 +519,29 @@ mod tests {
         );
         assert!(s.expire(10 * SLOTS as u64 * 1_000).is_empty());
         assert_eq!(s.wheel.cancel(far), Some(1));
+    }
+
+    #[test]
+    fn next_expiry_is_remembered_lowered_by_arms_and_never_late() {
+        let mut s = Sim::new();
+        let a = s.arm(0, 5_000, 1);
+        s.arm(0, 9_000, 2);
+        assert_eq!(s.wheel.next_expiry(s.at(0)), Some(Duration::from_millis(5)));
+        // An earlier arm lowers the remembered answer at once.
+        let c = s.arm(0, 2_000, 3);
+        assert_eq!(s.wheel.next_expiry(s.at(0)), Some(Duration::from_millis(2)));
+        // Cancelling the earliest leaves an early answer: the loop wakes once for nothing...
+        assert_eq!(s.wheel.cancel(c), Some(3));
+        assert_eq!(s.wheel.cancel(a), Some(1));
+        assert_eq!(s.wheel.next_expiry(s.at(0)), Some(Duration::from_millis(2)));
+        assert!(s.expire(2_000).is_empty());
+        // ...and once that time is reached, the answer is exact again.
+        assert_eq!(
+            s.wheel.next_expiry(s.at(2_000)),
+            Some(Duration::from_millis(7))
+        );
+        assert_eq!(s.expire(9_000), vec![2]);
+        assert_eq!(s.wheel.next_expiry(s.at(9_000)), None);
     }
 
     #[test]

@@ -463,6 +463,14 @@ impl Connection {
     pub fn write_buffer_len(&self) -> usize {
         self.write_buffer.len()
     }
+    /// Whether [`on_write_ready`](Self::on_write_ready) has anything to do: bytes to write, our
+    /// FIN to send, or a flushing close to finish. Most write-ready events find none (epoll
+    /// reports a writable socket with every read event).
+    pub fn write_pending(&self) -> bool {
+        !self.write_buffer.is_empty()
+            || (self.write_end_stream && !self.write_shutdown)
+            || self.state == State::Closing
+    }
     pub fn buffer_limit(&self) -> u32 {
         self.buffer_limit
     }

@@ -746,7 +746,7 @@ impl ConnectionHandler {
                 }
             }
         }
-        if ready.contains(FileReadyType::WRITE) || connection.write_buffer_len() > 0 {
+        if connection.write_pending() {
             flush(connection, &mut self.events);
         }
         if ready.intersects(FileReadyType::READ | FileReadyType::CLOSED)
