@@ -435,5 +435,8 @@ fn an_idle_connection_past_the_pool_idle_timeout_is_closed_on_time() {
     )
     .unwrap()
     .body_str();
-    assert!(text.contains("cluster.app.upstream_cx_connect_ms: P0("), "{text}");
+    assert!(
+        text.contains("cluster.app.upstream_cx_connect_ms: P0("),
+        "{text}"
+    );
 }

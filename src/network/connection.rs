@@ -53,6 +53,10 @@ thread_local! {
 /// How many buffer slices one `writev` hands the kernel.
 const MAX_IOVECS: usize = 64;
 
+/// Waiting chunks up to this size are copied out of a shared allocation when a write stalls
+/// (see [`WriteBuffer::on_stall`]).
+const MAX_COPIED_LEFTOVER: usize = 8 * 1024;
+
 /// How many emptied write-buffer queues a worker keeps, and the largest one it keeps.
 const MAX_FREE_QUEUES: usize = 64;
 const MAX_KEPT_QUEUE_CAPACITY: usize = 64;
@@ -178,6 +182,8 @@ pub struct WriteBuffer {
 struct WriteQueue {
     chunks: VecDeque<Bytes>,
     len: usize,
+    /// A flush left bytes the kernel would not take (see [`WriteBuffer::on_stall`]).
+    stalled: bool,
 }
 
 impl Drop for WriteBuffer {
@@ -223,6 +229,25 @@ impl WriteBuffer {
         });
         queue.len += chunk.len();
         queue.chunks.push_back(chunk);
+        if queue.stalled {
+            // Written behind a stall: it waits for the peer too.
+            queue.chunks.back_mut().map(unpin);
+        }
+    }
+
+    /// Called when a flush left bytes the kernel would not take: gives each waiting chunk of
+    /// at most [`MAX_COPIED_LEFTOVER`] bytes that shares its allocation an allocation of its
+    /// own, now and for chunks written until the queue drains. The chunks are often slices of
+    /// a worker's scratch buffer (`http::scratch`'s 32 KiB encode and body buffers, a read
+    /// buffer), and a slice kept by a peer that stopped reading would pin the whole allocation
+    /// for as long as the peer stalls, one allocation per stalled connection. Copying a small
+    /// leftover costs one allocation per stall instead; a copy is unique, so no chunk is copied
+    /// twice. Larger chunks stay: they fill much of what they pin.
+    fn on_stall(&mut self) {
+        if let Some(queue) = self.queue.as_mut() {
+            queue.stalled = true;
+            queue.chunks.iter_mut().for_each(unpin);
+        }
     }
 
     /// Gives the queue back to the worker's free list (emptied), or frees it.
@@ -235,6 +260,7 @@ impl WriteBuffer {
         }
         queue.chunks.clear();
         queue.len = 0;
+        queue.stalled = false;
         let _ = FREE_QUEUES.try_with(|free| {
             let mut free = free.borrow_mut();
             if free.len() < MAX_FREE_QUEUES {
@@ -297,6 +323,14 @@ impl WriteBuffer {
     /// Drops everything (close without flush). Releases the queue too.
     fn clear(&mut self) {
         self.release_queue();
+    }
+}
+
+/// A copy of `chunk` when it is small and shares its allocation (see
+/// [`WriteBuffer::on_stall`]).
+fn unpin(chunk: &mut Bytes) {
+    if chunk.len() <= MAX_COPIED_LEFTOVER && !chunk.is_unique() {
+        *chunk = Bytes::copy_from_slice(chunk);
     }
 }
 
@@ -755,6 +789,8 @@ impl Connection {
             events.push_back((self.id, ConnectionEvent::BelowWriteBufferLowWatermark));
         }
         if !self.write_buffer.is_empty() {
+            // The kernel pushed back: the rest waits for the peer, maybe long.
+            self.write_buffer.on_stall();
             return;
         }
         if self.write_end_stream && !self.write_shutdown {
@@ -917,6 +953,119 @@ mod tests {
         wb.move_in(&mut data);
         assert!(data.is_empty());
         assert_eq!(wb.len(), 3);
+    }
+
+    /// An open connection over real loopback TCP, and its peer (which never reads).
+    fn open_connection() -> (Connection, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, remote) = listener.accept().unwrap();
+        accepted.set_nonblocking(true).unwrap();
+        let local = accepted.local_addr().unwrap();
+        let socket = TcpStream::from_std(accepted);
+        let cx = Connection::new_server(ConnectionId::allocate(0), socket, remote, local, 1);
+        (cx, peer)
+    }
+
+    /// More than the socket buffers hold (the peer never reads).
+    fn filler() -> BytesMut {
+        BytesMut::from(&vec![b'x'; 32 * 1024 * 1024][..])
+    }
+
+    const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+
+    /// A worker scratch buffer (as `http::scratch` keeps them) holding an encoded response.
+    fn scratch_with_response() -> (BytesMut, *const u8) {
+        let mut scratch = BytesMut::with_capacity(32 * 1024);
+        let start = scratch.as_ptr();
+        scratch.extend_from_slice(RESPONSE);
+        (scratch, start)
+    }
+
+    /// Whether `scratch` is its allocation's only owner again (it starts over at its start).
+    fn unshared(mut scratch: BytesMut, start: *const u8) -> bool {
+        scratch.try_reclaim(32 * 1024) && scratch.as_ptr() == start
+    }
+
+    #[test]
+    fn a_partial_write_does_not_pin_the_scratch_it_came_from() {
+        let (mut cx, _peer) = open_connection();
+        let mut events = VecDeque::new();
+        let (mut scratch, start) = scratch_with_response();
+        let _ = cx.write(&mut filler(), false, &mut events);
+        let _ = cx.write(&mut scratch, false, &mut events);
+        cx.on_write_ready(&mut events);
+        assert!(
+            cx.write_buffer_len() > RESPONSE.len(),
+            "the write did not stall"
+        );
+        assert_eq!(&chunks(&cx.write_buffer).back().unwrap()[..], RESPONSE);
+        assert!(
+            unshared(scratch, start),
+            "the stalled chunk pins the scratch"
+        );
+    }
+
+    #[test]
+    fn a_write_behind_a_stall_does_not_pin_the_scratch_it_came_from() {
+        let (mut cx, _peer) = open_connection();
+        let mut events = VecDeque::new();
+        let _ = cx.write(&mut filler(), false, &mut events);
+        cx.on_write_ready(&mut events);
+        assert!(cx.write_buffer_len() > 0, "the filler did not stall");
+        let (mut scratch, start) = scratch_with_response();
+        let flush = cx.write(&mut scratch, false, &mut events);
+        assert!(
+            !flush,
+            "a stalled connection waits for the kernel's write-ready edge"
+        );
+        assert_eq!(&chunks(&cx.write_buffer).back().unwrap()[..], RESPONSE);
+        assert!(
+            unshared(scratch, start),
+            "the waiting chunk pins the scratch"
+        );
+    }
+
+    fn chunks(wb: &WriteBuffer) -> &VecDeque<Bytes> {
+        &wb.queue.as_ref().expect("bytes waiting").chunks
+    }
+
+    #[test]
+    fn a_stall_copies_shared_small_chunks_once_and_keeps_large_ones() {
+        let mut wb = WriteBuffer::default();
+        let mut big = BytesMut::from(&vec![b'b'; MAX_COPIED_LEFTOVER + 1][..]);
+        let big_part = big.split_to(MAX_COPIED_LEFTOVER + 1).freeze();
+        let big_ptr = big_part.as_ptr();
+        wb.push(big_part);
+        let mut small = BytesMut::from(&b"small-and-more"[..]);
+        wb.push(small.split_to(5).freeze());
+        let shared_ptr = chunks(&wb)[1].as_ptr();
+        wb.on_stall();
+        assert_eq!(chunks(&wb)[0].as_ptr(), big_ptr, "a large chunk is kept");
+        assert_eq!(&chunks(&wb)[1][..], b"small");
+        assert_ne!(
+            chunks(&wb)[1].as_ptr(),
+            shared_ptr,
+            "a small shared one is copied"
+        );
+        let copied = chunks(&wb)[1].as_ptr();
+        wb.on_stall();
+        assert_eq!(
+            chunks(&wb)[1].as_ptr(),
+            copied,
+            "an own chunk is not copied again"
+        );
+        // Written behind the stall: copied on arrival.
+        wb.push(small.split_to(4).freeze());
+        assert_eq!(&chunks(&wb)[2][..], b"-and");
+        assert!(chunks(&wb)[2].is_unique());
+        assert_eq!(wb.len(), MAX_COPIED_LEFTOVER + 1 + 5 + 4);
+        // Drained, the queue forgets the stall: the next chunk is moved in, not copied.
+        wb.consume(wb.len());
+        let next = small.split_to(2).freeze();
+        let next_ptr = next.as_ptr();
+        wb.push(next);
+        assert_eq!(chunks(&wb)[0].as_ptr(), next_ptr);
     }
 
     #[test]
