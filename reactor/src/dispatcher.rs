@@ -59,6 +59,7 @@ use slab::Slab;
 
 use crate::deferred::DeferredDeleteList;
 use crate::file_event::{FileCallback, FileEvent, FileReadyType, FileSlot, FileTriggerType};
+use crate::handler::{Callback, EventHandler, HandlerId, Running};
 use crate::level_set::LevelSet;
 use crate::post::{PostCallback, PostQueue, Poster};
 use crate::signal::{self, SignalEvent};
@@ -94,7 +95,8 @@ pub struct Dispatcher {
     inner: Rc<Inner>,
 }
 
-type TimerCallback = Box<dyn FnMut()>;
+/// The callback of a timer: its own closure, or a shared handler and a token.
+type TimerCallback = Callback<dyn FnMut()>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum TimerState {
@@ -108,7 +110,7 @@ enum TimerState {
 struct TimerSlot {
     state: TimerState,
     dead: bool,
-    cb: Option<TimerCallback>,
+    cb: TimerCallback,
 }
 
 pub(crate) struct Inner {
@@ -134,6 +136,8 @@ struct State {
     level: LevelSet,
     files: Slab<FileSlot>,
     timers: Slab<TimerSlot>,
+    /// The shared handlers (see handler.rs), by `HandlerId`; kept for the dispatcher's life.
+    handlers: Vec<Rc<dyn EventHandler>>,
     wheel: TimerWheel<usize>,
     /// Keys of file events to run in step 4 of this iteration.
     active: Vec<usize>,
@@ -170,6 +174,7 @@ impl Dispatcher {
             level,
             files: Slab::new(),
             timers: Slab::new(),
+            handlers: Vec::new(),
             wheel: TimerWheel::new(now),
             active: Vec::new(),
             next_active: Vec::new(),
@@ -245,6 +250,30 @@ impl Dispatcher {
         events: FileReadyType,
         cb: impl FnMut(FileReadyType) + 'static,
     ) -> io::Result<FileEvent> {
+        self.new_file_event(fd, trigger, events, Callback::Own(Some(Box::new(cb))))
+    }
+
+    /// [`create_file_event`](Self::create_file_event) calling the shared `handler`'s
+    /// `on_file_event(token, ready)` instead of a closure of its own (no heap block per event;
+    /// see handler.rs).
+    pub fn create_file_event_for(
+        &self,
+        fd: RawFd,
+        trigger: FileTriggerType,
+        events: FileReadyType,
+        handler: HandlerId,
+        token: u64,
+    ) -> io::Result<FileEvent> {
+        self.new_file_event(fd, trigger, events, Callback::Shared { handler, token })
+    }
+
+    fn new_file_event(
+        &self,
+        fd: RawFd,
+        trigger: FileTriggerType,
+        events: FileReadyType,
+        cb: FileCallback,
+    ) -> io::Result<FileEvent> {
         let inner = &*self.inner;
         let mut st = inner.state.borrow_mut();
         let State {
@@ -265,12 +294,15 @@ impl Dispatcher {
             queued: false,
             queued_next: false,
             dead: false,
-            cb: None,
+            cb,
         };
-        update_registration(poll, level, key, &mut slot, events)?;
+        if let Err(e) = update_registration(poll, level, key, &mut slot, events) {
+            let closure = slot.cb.clear();
+            drop(st);
+            drop(closure); // user code may run in the closure's drop: no borrow held
+            return Err(e);
+        }
         *enabled_files += slot.registered as usize;
-        let cb: FileCallback = Box::new(cb);
-        slot.cb = Some(cb);
         files.insert(slot);
         bump(inner.trigger_gauge(trigger), 1);
         Ok(FileEvent {
@@ -281,16 +313,35 @@ impl Dispatcher {
 
     /// A disarmed timer; arm it with [`Timer::enable`].
     pub fn create_timer(&self, cb: impl FnMut() + 'static) -> Timer {
-        let cb: TimerCallback = Box::new(cb);
+        self.new_timer(Callback::Own(Some(Box::new(cb))))
+    }
+
+    /// [`create_timer`](Self::create_timer) calling the shared `handler`'s `on_timer(token)`
+    /// instead of a closure of its own (no heap block per timer; see handler.rs).
+    pub fn create_timer_for(&self, handler: HandlerId, token: u64) -> Timer {
+        self.new_timer(Callback::Shared { handler, token })
+    }
+
+    fn new_timer(&self, cb: TimerCallback) -> Timer {
         let key = self.inner.state.borrow_mut().timers.insert(TimerSlot {
             state: TimerState::Disarmed,
             dead: false,
-            cb: Some(cb),
+            cb,
         });
         Timer {
             inner: Rc::downgrade(&self.inner),
             key,
         }
+    }
+
+    /// Adds a handler shared by the file events and timers created for it with a token
+    /// ([`create_file_event_for`](Self::create_file_event_for),
+    /// [`create_timer_for`](Self::create_timer_for)). The dispatcher keeps it until it is
+    /// dropped itself: a handler that refers back to its owner should hold a `Weak`.
+    pub fn add_handler(&self, handler: Rc<dyn EventHandler>) -> HandlerId {
+        let mut st = self.inner.state.borrow_mut();
+        st.handlers.push(handler);
+        HandlerId((st.handlers.len() - 1) as u32)
     }
 
     /// Drops `obj` at the end of the current iteration (step 6), never before every callback of
@@ -459,23 +510,29 @@ impl Inner {
         for &key in &expired {
             let cb = {
                 let mut st = self.state.borrow_mut();
-                let Some(slot) = st.timers.get_mut(key) else {
+                let State {
+                    timers, handlers, ..
+                } = &mut *st;
+                let Some(slot) = timers.get_mut(key) else {
                     continue;
                 };
                 if slot.dead || slot.state != TimerState::Due {
                     continue; // dropped, disabled or re-armed by an earlier callback
                 }
                 slot.state = TimerState::Disarmed;
-                slot.cb.take()
+                slot.cb.take(handlers)
             };
             let Some(mut cb) = cb else { continue };
-            cb();
+            match &mut cb {
+                Running::Own(f) => f(),
+                Running::Shared(handler, token) => handler.on_timer(*token),
+            }
             fired += 1;
             let leftover = {
                 let mut st = self.state.borrow_mut();
                 match st.timers.get_mut(key) {
                     Some(slot) if !slot.dead => {
-                        slot.cb = Some(cb);
+                        slot.cb.restore(cb);
                         None
                     }
                     _ => Some(cb),
@@ -534,7 +591,10 @@ impl Inner {
         for &key in &active {
             let (mut cb, ready) = {
                 let mut st = self.state.borrow_mut();
-                let Some(slot) = st.files.get_mut(key) else {
+                let State {
+                    files, handlers, ..
+                } = &mut *st;
+                let Some(slot) = files.get_mut(key) else {
                     continue;
                 };
                 slot.queued = false;
@@ -548,16 +608,21 @@ impl Inner {
                 if ready.is_empty() {
                     continue;
                 }
-                let Some(cb) = slot.cb.take() else { continue };
+                let Some(cb) = slot.cb.take(handlers) else {
+                    continue;
+                };
                 (cb, ready)
             };
-            cb(ready);
+            match &mut cb {
+                Running::Own(f) => f(ready),
+                Running::Shared(handler, token) => handler.on_file_event(*token, ready),
+            }
             dispatched += 1;
             let leftover = {
                 let mut st = self.state.borrow_mut();
                 match st.files.get_mut(key) {
                     Some(slot) if !slot.dead => {
-                        slot.cb = Some(cb);
+                        slot.cb.restore(cb);
                         None
                     }
                     _ => Some(cb),
@@ -697,7 +762,7 @@ impl Inner {
             slot.registered = false;
             slot.dead = true;
             self.trigger_gauge(slot.trigger).fetch_sub(1, Relaxed);
-            let cb = slot.cb.take();
+            let cb = slot.cb.clear();
             // Keep the (dead) slot while a list of this iteration, or the activation list of
             // the next, may still name it; step 6 frees it.
             if self.in_iteration.get() || slot.queued_next {
@@ -763,7 +828,7 @@ impl Inner {
                 return;
             };
             slot.dead = true;
-            let cb = slot.cb.take();
+            let cb = slot.cb.clear();
             if self.in_iteration.get() {
                 st.freed_timers.push(key);
             } else {

@@ -42,6 +42,7 @@ use std::rc::Weak;
 use mio::Interest;
 
 use crate::dispatcher::Inner;
+use crate::handler::Callback;
 
 /// Level or edge triggering (Envoy's `FileTriggerType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,8 +147,8 @@ impl std::fmt::Display for FileReadyType {
     }
 }
 
-/// The callback type of a file event.
-pub(crate) type FileCallback = Box<dyn FnMut(FileReadyType)>;
+/// The callback of a file event: its own closure, or a shared handler and a token.
+pub(crate) type FileCallback = Callback<dyn FnMut(FileReadyType)>;
 
 /// The dispatcher's record of one registered fd (one slab entry; its key is the mio token).
 pub(crate) struct FileSlot {
@@ -167,8 +168,8 @@ pub(crate) struct FileSlot {
     pub(crate) queued_next: bool,
     /// The handle was dropped; the slot is freed when deferred deletions are reaped.
     pub(crate) dead: bool,
-    /// `None` while the callback runs (it is taken out so it can use the dispatcher freely).
-    pub(crate) cb: Option<FileCallback>,
+    /// A closure is taken out while it runs, so it can use the dispatcher freely.
+    pub(crate) cb: FileCallback,
 }
 
 /// A registered fd. Dropping it unregisters the fd (without closing it); a dropped FileEvent

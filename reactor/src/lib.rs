@@ -45,6 +45,7 @@
 //! | `Dispatcher::post`                   | [`Poster::post`]                 | post.rs         |
 //! | `evsignal` / `SignalEventImpl`       | [`SignalEvent`]                  | signal.rs       |
 //! | `Dispatcher::deferredDelete`         | [`Dispatcher::deferred_delete`]  | deferred.rs     |
+//! | `event_assign` (fn pointer + arg)    | [`EventHandler`] + token         | handler.rs      |
 //! | `approximateMonotonicTime`           | [`Dispatcher::now`]              | dispatcher.rs   |
 //! | (Envoy's dispatcher stats)           | [`DispatcherStats`]              | stats.rs        |
 //!
@@ -53,6 +54,8 @@
 //!   see the "Level triggering" section below.
 //! - **Callbacks are taken out of their slot while they run**, so they can call anything on the
 //!   dispatcher, including dropping their own handle (see dispatcher.rs).
+//! - **A shared handler and a token instead of a closure per event**, for owners of many
+//!   events (a proxy worker's connections): an event then owns no heap block (handler.rs).
 //! - **Deferred deletion** lets a connection close itself from its own callback: it is dropped
 //!   in step 6, after every callback of the iteration, and slab slots freed during an iteration
 //!   are only reused after it, so stale events of the batch never reach a newcomer.
@@ -80,6 +83,7 @@
 mod deferred;
 mod dispatcher;
 mod file_event;
+mod handler;
 mod level_set;
 mod post;
 mod signal;
@@ -88,6 +92,7 @@ mod timer;
 
 pub use dispatcher::{Dispatcher, RunType};
 pub use file_event::{FileEvent, FileReadyType, FileTriggerType};
+pub use handler::{EventHandler, HandlerId};
 pub use nix::sys::signal::Signal;
 pub use post::{PostCallback, Poster};
 pub use signal::{SignalEvent, SUPPORTED_SIGNALS};

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use log::{debug, error, trace, warn};
 use mio::net::TcpStream;
-use reactor::{Dispatcher, FileEvent, FileReadyType, FileTriggerType, Timer};
+use reactor::{Dispatcher, FileEvent, FileReadyType, FileTriggerType, HandlerId, Timer};
 use slab::Slab;
 
 use super::connection::{CloseType, Connection, ConnectionEvent, ConnectionId, State};
@@ -50,6 +50,7 @@ use super::listener::{Accepted, ListenerConfig, ListenerImpl, ACCEPT_BATCH};
 use super::listener_filter::{
     ListenerFilter, ListenerFilterContext, ListenerFilterStatus, SocketAddresses,
 };
+use super::worker_events::{guard_matches, EventTarget, WorkerEvents};
 use crate::stats::{Counter, Gauge, ImportMode, Store};
 use crate::upstream::cluster_manager::ThreadLocalClusterManager;
 
@@ -195,6 +196,8 @@ struct ActiveTcpSocket {
 pub struct ConnectionHandler {
     dispatcher: Dispatcher,
     this: Weak<RefCell<ConnectionHandler>>,
+    /// The dispatcher's handler for this worker's connection events (worker_events.rs).
+    events_handler: HandlerId,
     worker_index: usize,
     worker_name: String,
     stats: Store,
@@ -228,7 +231,10 @@ pub struct ConnectionHandler {
 
 /// Runs `f` on the handler behind `weak`, then delivers queued events and reaps closed
 /// connections: the boundary every reactor callback of the worker goes through.
-fn enter(weak: &Weak<RefCell<ConnectionHandler>>, f: impl FnOnce(&mut ConnectionHandler)) {
+pub(crate) fn enter(
+    weak: &Weak<RefCell<ConnectionHandler>>,
+    f: impl FnOnce(&mut ConnectionHandler),
+) {
     let Some(rc) = weak.upgrade() else {
         return;
     };
@@ -252,9 +258,13 @@ impl ConnectionHandler {
         stats: Store,
     ) -> Rc<RefCell<ConnectionHandler>> {
         Rc::new_cyclic(|this| {
+            let events = dispatcher.add_handler(Rc::new(WorkerEvents {
+                handler: this.clone(),
+            }));
             RefCell::new(ConnectionHandler {
                 dispatcher,
                 this: this.clone(),
+                events_handler: events,
                 worker_index,
                 worker_name: worker_name.to_string(),
                 stats,
@@ -690,12 +700,21 @@ impl ConnectionHandler {
             return Ok(());
         };
         let interest = FileReadyType::READ | FileReadyType::WRITE | FileReadyType::CLOSED;
-        let file_event = self.dispatcher.create_file_event(
-            fd,
-            FileTriggerType::Edge,
-            interest,
-            move |ready| enter(&weak, |h| h.on_connection_event(id, ready)),
-        )?;
+        let file_event = match EventTarget::connection(id).token() {
+            Some(token) => self.dispatcher.create_file_event_for(
+                fd,
+                FileTriggerType::Edge,
+                interest,
+                self.events_handler,
+                token,
+            )?,
+            None => self.dispatcher.create_file_event(
+                fd,
+                FileTriggerType::Edge,
+                interest,
+                move |ready| enter(&weak, |h| h.on_connection_event(id, ready)),
+            )?,
+        };
         if let Some(active) = self.active_mut(id) {
             active.connection.set_file_event(file_event, interest);
         }
@@ -914,8 +933,11 @@ impl ConnectionHandler {
         };
         if close_type == CloseType::FlushWriteAndDelay {
             // Created only when needed: an open connection carries no timer.
-            let timer =
-                dispatcher.create_timer(move || enter(&weak, |h| h.on_delayed_close_timeout(id)));
+            let timer = match EventTarget::connection(id).token() {
+                Some(token) => dispatcher.create_timer_for(self.events_handler, token),
+                None => dispatcher
+                    .create_timer(move || enter(&weak, |h| h.on_delayed_close_timeout(id))),
+            };
             active.connection.set_delayed_close_timer(timer);
         }
         active.connection.close(close_type, &mut self.events);
@@ -1022,21 +1044,57 @@ impl ConnectionHandler {
         filter: usize,
         token: u64,
     ) -> Timer {
+        let target = EventTarget::filter_timer(conn, filter, token).and_then(|t| t.token());
+        if let Some(target) = target {
+            return self
+                .dispatcher
+                .create_timer_for(self.events_handler, target);
+        }
         let weak = self.this.clone();
         self.dispatcher.create_timer(move || {
-            enter(&weak, |h| {
-                let Some(mut f) = h.lend_read_filter(conn, filter) else {
-                    return;
-                };
-                let mut cx = FilterContext {
-                    handler: h,
-                    conn,
-                    filter_index: filter,
-                };
-                f.on_timer(token, &mut cx);
-                h.put_back_read_filter(conn, filter, f);
-            })
+            enter(&weak, |h| h.on_filter_timer(conn, filter, token));
         })
+    }
+
+    fn on_filter_timer(&mut self, conn: ConnectionId, filter: usize, token: u64) {
+        let Some(mut f) = self.lend_read_filter(conn, filter) else {
+            return;
+        };
+        let mut cx = FilterContext {
+            handler: self,
+            conn,
+            filter_index: filter,
+        };
+        f.on_timer(token, &mut cx);
+        self.put_back_read_filter(conn, filter, f);
+    }
+
+    /// The connection a reactor token's target belongs to, if it is still there.
+    fn target_connection(&self, target: EventTarget) -> Option<ConnectionId> {
+        let (slot, guard) = target.connection_slot();
+        let id = self.connections.get(slot)?.connection.id();
+        guard_matches(id, guard).then_some(id)
+    }
+
+    /// A file event of this worker's shared handler: a connection's socket.
+    pub(crate) fn on_target_file_event(&mut self, target: EventTarget, ready: FileReadyType) {
+        if let (EventTarget::Connection { .. }, Some(id)) = (target, self.target_connection(target))
+        {
+            self.on_connection_event(id, ready);
+        }
+    }
+
+    /// A timer of this worker's shared handler: a delayed close or a read filter's timer.
+    pub(crate) fn on_target_timer(&mut self, target: EventTarget) {
+        let Some(id) = self.target_connection(target) else {
+            return;
+        };
+        match target {
+            EventTarget::Connection { .. } => self.on_delayed_close_timeout(id),
+            EventTarget::FilterTimer { filter, token, .. } => {
+                self.on_filter_timer(id, filter, u64::from(token))
+            }
+        }
     }
 
     // === The end of every dispatch ===

@@ -15,3 +15,4 @@ pub mod filter_manager;
 pub mod listener;
 pub mod listener_filter;
 pub mod proxy_protocol;
+pub mod worker_events;
