@@ -35,50 +35,14 @@ RUN_DIR=${RUN_DIR:-/tmp/nuncio-profile}
 CALL_GRAPH=${CALL_GRAPH:-0}
 LIBC=$(ldd "$NUNCIO_BIN" | awk '/libc\.so/ {print $3}')
 
-for tool in h2load nginx perf strace python3 taskset ss; do
-  command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
-done
-[[ -x "$NUNCIO_BIN" ]] || { echo "no nuncio at $NUNCIO_BIN (cargo build --release)" >&2; exit 2; }
-
-STARTED=()
+LOG_TAG=profile STOP_TENTHS=50
+# shellcheck source=benches/lib.sh
+source "$HERE/lib.sh"
+need_tools "" h2load nginx perf strace python3 taskset ss
 PROBES=()
-log() { printf '[profile %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-stop_pid() {
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  local rc=$? i p
-  trap - EXIT INT TERM
-  for ((i=${#STARTED[@]}-1; i>=0; i--)); do stop_pid "${STARTED[i]}"; done
+cleanup_extra() {
+  local p
   for p in "${PROBES[@]}"; do perf probe -q -d "$p" 2>/dev/null || true; done
-  [[ $rc -ne 0 ]] && log "exited with status $rc (files in $RUN_DIR)"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_listen() {
-  local i
-  for i in $(seq 100); do
-    kill -0 "$2" 2>/dev/null || { log "process $2 died while starting (port $1)"; return 1; }
-    [[ -n "$(ss -ltnH "sport = :$1" 2>/dev/null)" ]] && return 0
-    sleep 0.1
-  done
-  log "port $1 did not open"; return 1
-}
-start_proc() {  # start_proc NAME PORT CPU CMD... -> LAST_PID
-  local name=$1 port=$2 cpu=$3; shift 3
-  taskset -c "$cpu" "$@" >"$RUN_DIR/$name.out" 2>&1 &
-  LAST_PID=$!
-  STARTED+=("$LAST_PID")
-  wait_listen "$port" "$LAST_PID" || { cat "$RUN_DIR/$name.out" >&2; return 1; }
 }
 load() {  # load N: N requests through nuncio; prints the number answered 2xx
   taskset -c "$LOAD_CPU" h2load --h1 -n "$1" -c "$CONNS" -t 1 "http://127.0.0.1:$PORT$PATH_" >"$RUN_DIR/h2load.txt"

@@ -40,61 +40,10 @@ LOAD_CPU=${LOAD_CPU:-0}
 RUN_DIR=${RUN_DIR:-/tmp/nuncio-tcp-bench}
 PRIO=${PRIO:--10}
 
-for tool in iperf3 haproxy python3 taskset ss timeout; do
-  command -v "$tool" >/dev/null || { echo "missing tool: $tool (apt-get install -y iperf3 haproxy)" >&2; exit 2; }
-done
-[[ -x "$NUNCIO_BIN" ]] || { echo "no nuncio at $NUNCIO_BIN (cargo build --release)" >&2; exit 2; }
-
-STARTED=()
-log() { printf '[tcp-bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-
-stop_pid() {  # stop one process we started: TERM, up to 5 s, then KILL
-  local pid=$1 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  local rc=$? i
-  trap - EXIT INT TERM
-  for ((i=${#STARTED[@]}-1; i>=0; i--)); do stop_pid "${STARTED[i]}"; done
-  [[ $rc -ne 0 ]] && log "exited with status $rc (logs in $RUN_DIR)"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_listen() {  # wait_listen PORT PID: until PORT is listening (without connecting to it)
-  local i
-  for i in $(seq 100); do
-    kill -0 "$2" 2>/dev/null || { log "process $2 died while starting (port $1)"; return 1; }
-    [[ -n "$(ss -ltnH "sport = :$1" 2>/dev/null)" ]] && return 0
-    sleep 0.1
-  done
-  log "port $1 did not open"; return 1
-}
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
-LAST_PID=
-start_proc() {  # start_proc NAME PORT CPU CMD...  -> LAST_PID
-  local name=$1 port=$2 cpu=$3; shift 3
-  nice -n "$PRIO" taskset -c "$cpu" "$@" >"$RUN_DIR/$name.out" 2>&1 &
-  LAST_PID=$!
-  STARTED+=("$LAST_PID")
-  wait_listen "$port" "$LAST_PID" || { cat "$RUN_DIR/$name.out" >&2; return 1; }
-}
-stop_started() {
-  local pid=$1 i
-  stop_pid "$pid"
-  for i in "${!STARTED[@]}"; do [[ "${STARTED[i]}" == "$pid" ]] && unset 'STARTED[i]'; done
-  STARTED=("${STARTED[@]}")
-}
+LOG_TAG=tcp-bench STOP_TENTHS=50
+# shellcheck source=benches/lib.sh
+source "$HERE/lib.sh"
+need_tools "apt-get install -y iperf3 haproxy" iperf3 haproxy python3 taskset ss timeout
 
 measure() {  # measure TARGET PORT PROXY_PID(0 = none) STREAMS -> one JSON line on RESULTS
   local target=$1 port=$2 pid=$3 n=$4 c0=0 c1=0 t0 t1 out
