@@ -144,6 +144,44 @@ fn retries_lower_the_expected_timeout_by_the_elapsed_time() {
     assert_eq!(expected(3), [1000, 1000, 1000]);
 }
 
+/// The router's `suppress_envoy_headers` (checked against Envoy 1.40): no
+/// `x-envoy-expected-rq-timeout-ms` on any attempt, no `x-envoy-original-path` after a prefix
+/// rewrite, no `x-envoy-upstream-service-time` on the response.
+#[test]
+fn suppress_envoy_headers_adds_no_router_headers() {
+    let up = HttpUpstream::start(|_, n| {
+        if n == 0 {
+            Reply::status(503)
+        } else {
+            Reply::ok("second")
+        }
+    });
+    let routes = "              - match: {prefix: \"/r\"}\n                route: {cluster: app, prefix_rewrite: /z, retry_policy: {retry_on: 5xx}}\n";
+    let router = "typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}";
+    let cfg = config(up.addr, "", routes, "", "");
+    assert!(cfg.contains(router));
+    let cfg = cfg.replace(
+        router,
+        "typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router, suppress_envoy_headers: true}",
+    );
+    let proxy = Nuncio::start(&cfg);
+    let r = get(proxy.listener, "/r");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "second"));
+    assert_eq!(r.header("x-envoy-upstream-service-time"), None, "{r:?}");
+    let got = up.requests();
+    assert_eq!(got.len(), 2);
+    for attempt in &got {
+        assert_eq!(attempt.path, "/z");
+        assert!(
+            attempt
+                .headers
+                .iter()
+                .all(|(n, _)| !n.starts_with("x-envoy-")),
+            "{attempt:?}"
+        );
+    }
+}
+
 #[test]
 fn retriable_headers_match_the_response() {
     let up = HttpUpstream::start(|_, n| {

@@ -32,6 +32,8 @@ pub struct HcmConfig {
     pub route_config: config::TypedConfig,
     /// `http_filters` before the router, in order.
     pub filters: Vec<(String, Arc<dyn FilterFactoryCb>)>,
+    /// The router's `suppress_envoy_headers`.
+    pub suppress_envoy_headers: bool,
     /// `server_name` (default `envoy` in Envoy; `nuncio` here): the `server` response header.
     pub server_name: String,
     /// `server_header_transformation`: OVERWRITE (default), APPEND_IF_ABSENT, PASS_THROUGH.
@@ -210,10 +212,16 @@ impl HcmConfig {
         let mut filters = Vec::new();
         let entries = node.required("http_filters")?.as_list()?;
         let mut saw_router = false;
+        let mut suppress_envoy_headers = false;
         for (i, entry) in entries.iter().enumerate() {
             match filter_registry::resolve(entry, context)? {
-                HttpFilterEntry::Router if i + 1 == entries.len() => saw_router = true,
-                HttpFilterEntry::Router => {
+                HttpFilterEntry::Router {
+                    suppress_envoy_headers: suppress,
+                } if i + 1 == entries.len() => {
+                    saw_router = true;
+                    suppress_envoy_headers = suppress;
+                }
+                HttpFilterEntry::Router { .. } => {
                     return Err(entry.error(
                         "the router filter must be the last HTTP filter (a filter after it would never run)",
                     ))
@@ -348,6 +356,7 @@ impl HcmConfig {
 
         Ok(HcmConfig {
             original_ip_detection,
+            suppress_envoy_headers,
             stat_prefix,
             codec_type,
             route_config,

@@ -661,10 +661,14 @@ pub fn build_config(
             access_logs.push(manager.create(log)?);
         }
     }
+    let suppress_envoy_headers = config.suppress_envoy_headers;
     Ok(HcmFilterConfig {
         shared: Arc::new(HcmShared {
             config,
-            routes: Arc::new(ConfiguredRoutes { config: routes }),
+            routes: Arc::new(ConfiguredRoutes {
+                suppress_envoy_headers,
+                config: routes,
+            }),
             codec_settings,
             stats,
             access_logs,

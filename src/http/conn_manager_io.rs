@@ -146,6 +146,9 @@ pub struct ForwardDecision {
     pub retry: Option<RetryState<Arc<RetryPolicy>>>,
     /// `per_try_timeout` (policy or `x-envoy-upstream-rq-per-try-timeout-ms`).
     pub per_try_timeout: Option<Duration>,
+    /// The router's `suppress_envoy_headers`: no `x-envoy-expected-rq-timeout-ms` on retries,
+    /// no `x-envoy-upstream-service-time`, no `x-envoy-overloaded`.
+    pub suppress_envoy_headers: bool,
 }
 
 /// The side effects the connection manager asks of its environment.

@@ -114,6 +114,7 @@ impl RouteTable for Routes {
         head.headers
             .insert("x-envoy-expected-rq-timeout-ms", "2000");
         RouteDecision::Forward(ForwardDecision {
+            suppress_envoy_headers: false,
             cluster: if path == "/missing" {
                 "missing".into()
             } else {

@@ -80,7 +80,9 @@ pub enum HttpFilterEntry {
         name: String,
         factory: Arc<dyn FilterFactoryCb>,
     },
-    Router,
+    /// `envoy.filters.http.router`; `suppress_envoy_headers`: the router adds no `x-envoy-*`
+    /// header of its own.
+    Router { suppress_envoy_headers: bool },
 }
 
 /// Resolves one `http_filters[i]` entry: the `typed_config` type wins, else the name (Envoy's
@@ -103,6 +105,7 @@ pub fn resolve(
         None => name == factory_name,
     };
     if wanted(ROUTER_NAME, ROUTER_TYPE) {
+        let mut suppress_envoy_headers = false;
         if let Some(typed) = &typed {
             let node = typed.node();
             node.check_fields(
@@ -117,8 +120,13 @@ pub fn resolve(
                     "upstream_http_filters",
                 ],
             )?;
+            suppress_envoy_headers = node
+                .opt("suppress_envoy_headers", Node::as_bool)?
+                .unwrap_or(false);
         }
-        return Ok(HttpFilterEntry::Router);
+        return Ok(HttpFilterEntry::Router {
+            suppress_envoy_headers,
+        });
     }
     for factory in factories() {
         if wanted(factory.name(), factory.config_type()) {

@@ -12,6 +12,9 @@ use super::conn_manager_io::{ForwardDecision, RouteDecision, RouteTable};
 /// `RouteConfig` behind the router filter's [`RouteTable`].
 pub struct ConfiguredRoutes {
     pub config: RouteConfig,
+    /// The router's `suppress_envoy_headers` (no `x-envoy-expected-rq-timeout-ms`, no
+    /// `x-envoy-original-path`).
+    pub suppress_envoy_headers: bool,
 }
 
 impl ConfiguredRoutes {
@@ -50,10 +53,17 @@ impl RouteTable for ConfiguredRoutes {
                 let cluster = forward.shared_cluster_name();
                 // The timeouts first: `final_timeout` reads the per-try header that
                 // `RetryState::create` removes with the other retry headers.
-                let timeout = final_timeout(forward.timeout(), forward.retry_policy(), head, true);
+                let envoy_headers = !self.suppress_envoy_headers;
+                let timeout = final_timeout(
+                    forward.timeout(),
+                    forward.retry_policy(),
+                    head,
+                    envoy_headers,
+                );
                 let retry = RetryState::create(forward.retry_policy_shared(), head);
-                forward.finalize_request_headers(head, ctx, true);
+                forward.finalize_request_headers(head, ctx, envoy_headers);
                 RouteDecision::Forward(ForwardDecision {
+                    suppress_envoy_headers: self.suppress_envoy_headers,
                     cluster,
                     route_id,
                     timeout: timeout.global_timeout,

@@ -428,7 +428,14 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             global_timeout: decision.timeout,
             per_try_timeout: decision.per_try_timeout,
         };
-        set_timeout_headers(elapsed, &timeout, request, true);
+        set_timeout_headers(elapsed, &timeout, request, !decision.suppress_envoy_headers);
+    }
+
+    /// The router's `suppress_envoy_headers`: it adds no `x-envoy-*` header of its own.
+    fn suppress_envoy_headers(&self) -> bool {
+        self.decision
+            .as_ref()
+            .is_some_and(|d| d.suppress_envoy_headers)
     }
 
     /// Starts one try: pick a host, then a pooled or a new connection.
@@ -814,7 +821,13 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     /// A circuit breaker is full: Envoy's 503 with `x-envoy-overloaded`, `UO`.
     fn overflow<Io: ConnectionIo<Upstream = U>>(&mut self, cb: &mut FilterCallbacks, io: &mut Io) {
         cb.set_response_flag(ResponseFlag::UpstreamOverflow);
-        self.fail_locally(ResetReason::Overflow.local_reply(), cb, io);
+        let mut reply = ResetReason::Overflow.local_reply();
+        if self.suppress_envoy_headers() {
+            reply
+                .headers
+                .retain(|(name, _)| *name != "x-envoy-overloaded");
+        }
+        self.fail_locally(reply, cb, io);
     }
 
     /// The pool woke this stream while it waits in the queue (Envoy's `onPoolReady` /
@@ -1095,9 +1108,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     return false;
                 }
                 cluster.stats().charge_response(status);
-                let service_time = Decimal::new(elapsed.as_millis() as u64);
-                head.headers
-                    .insert("x-envoy-upstream-service-time", service_time.as_bytes());
+                if !self.suppress_envoy_headers() {
+                    let service_time = Decimal::new(elapsed.as_millis() as u64);
+                    head.headers
+                        .insert("x-envoy-upstream-service-time", service_time.as_bytes());
+                }
                 cluster
                     .stats()
                     .upstream_rq_time
