@@ -88,7 +88,7 @@ impl IdleConnectionCallbacks for IdlePoolCallbacks {
             }
             // The view exists: the connection was opened through it.
             let view = VIEWS.with(|views| views.borrow().get(&closed.cluster).cloned())?;
-            pools.discard_idle(&closed.cluster, closed.host, view.resource_manager());
+            pools.discard_idle(closed.key, view.resource_manager());
             let stats = view.stats();
             if remote {
                 stats.upstream_cx_destroy_remote.inc();
@@ -97,7 +97,7 @@ impl IdleConnectionCallbacks for IdlePoolCallbacks {
             }
             stats.upstream_cx_destroy.inc();
             stats.upstream_cx_active.dec();
-            let waiter = pools.notify(&closed.cluster, closed.host, true)?;
+            let waiter = pools.notify(closed.key, true)?;
             Some((waiter, POOL_WAKE_TOKEN))
         })
     }

@@ -371,7 +371,10 @@ fn get_is_proxied_and_response_returned() {
     assert_eq!(shared.stats.downstream_rq_completed.value(), 1);
     assert_eq!(io.cluster.stats.upstream_rq_total.value(), 1);
     // The connection went back to the pool.
-    assert_eq!(io.pools.cluster("app").hosts[&host()].ready.len(), 1);
+    assert_eq!(
+        io.pools.host_pool("app", host()).expect("pool").ready.len(),
+        1
+    );
 }
 
 #[test]

@@ -42,7 +42,7 @@ use crate::router::{
     RetryState, RetryStatus, TimeoutData,
 };
 use crate::upstream::cluster;
-use crate::upstream::conn_pool::{ConnectDecision, PendingId, PendingState, PoolFailure};
+use crate::upstream::conn_pool::{ConnectDecision, PendingId, PendingState, PoolFailure, PoolKey};
 
 use super::upstream_request::{UpstreamRequest, UpstreamState};
 
@@ -186,6 +186,9 @@ pub struct RouterFilter<U> {
     upstream_read_disabled: bool,
     /// The host of the current attempt.
     pub upstream_host: Option<std::net::SocketAddr>,
+    /// The worker pool of the current attempt's host, resolved once per attempt
+    /// (`start_attempt`) and passed to every pool call of the attempt.
+    pool: Option<PoolKey>,
     /// Downstream reads are disabled because request body piled up before the upstream could
     /// take it (one `read_disable(true)` outstanding).
     body_read_disabled: bool,
@@ -230,6 +233,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             done: false,
             upstream_read_disabled: false,
             upstream_host: None,
+            pool: None,
             body_read_disabled: false,
             watermark_read_disabled: false,
             replayed_after_stale_connection: false,
@@ -455,6 +459,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             return;
         };
         self.upstream_host = Some(host.address());
+        self.pool = Some(io.pools().key(cluster.name(), host.address()));
         if let Some(retry) = self.retry.as_mut() {
             retry.on_host_attempted(host.address());
         }
@@ -521,14 +526,15 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         cb: &mut FilterCallbacks,
         io: &mut Io,
     ) {
-        let (Some(cluster), Some(host_ref)) = (self.cluster.clone(), self.attempt_host.clone())
+        let (Some(cluster), Some(host_ref), Some(pool)) =
+            (self.cluster.clone(), self.attempt_host.clone(), self.pool)
         else {
             return;
         };
         let stats = cluster.stats();
         let rm = cluster.resource_manager();
         let host = host_ref.address();
-        if !io.pools().pool_available(cluster.name(), host, rm) {
+        if !io.pools().pool_available(pool, rm) {
             // `max_connection_pools` is full and the host has no pool on this worker: Envoy's
             // cluster manager hands the router no pool (`upstream_cx_pool_overflow`).
             log::debug!(
@@ -556,7 +562,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let ready = if self.replayed_after_stale_connection && rm.connections.can_create() {
             None
         } else {
-            self.take_ready(&*cluster, &host_ref, cb, io)
+            self.take_ready(&*cluster, &host_ref, pool, cb, io)
         };
         if let Some((id, requests)) = ready {
             {
@@ -571,6 +577,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 io.adopt_upstream(id);
                 self.upstream = Some(UpstreamRequest::new(
                     host_ref,
+                    pool,
                     id,
                     true,
                     requests,
@@ -597,15 +604,15 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             stats.upstream_rq_pending_active.inc();
             self.pending_counted = true;
         }
-        let over_limit = match io.pools().connect_or_wait(cluster.name(), host, rm) {
+        let over_limit = match io.pools().connect_or_wait(pool, rm) {
             ConnectDecision::Connect { over_limit } => over_limit,
             ConnectDecision::Wait => {
                 stats.upstream_cx_overflow.inc();
                 match self.pending {
-                    Some(id) => io.pools().wait_again(cluster.name(), host, id),
+                    Some(id) => io.pools().wait_again(pool, id),
                     None => {
                         let waiter = io.waiter();
-                        self.pending = Some(io.pools().enqueue(cluster.name(), host, waiter));
+                        self.pending = Some(io.pools().enqueue(pool, waiter));
                     }
                 }
                 log::debug!(
@@ -638,6 +645,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 cluster::inc(&host_stats.cx_active);
                 self.upstream = Some(UpstreamRequest::new(
                     host_ref.clone(),
+                    pool,
                     id,
                     false,
                     0,
@@ -656,12 +664,12 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     host,
                     e
                 );
-                io.pools().on_stream_failed(cluster.name(), host, rm);
+                io.pools().on_stream_failed(pool, rm);
                 stats.upstream_cx_connect_fail.inc();
                 cluster::inc(&host_stats.cx_total);
                 cluster::inc(&host_stats.cx_connect_fail);
                 self.pending_end();
-                self.purge_pending(host, PoolFailure::ConnectionFailure, io);
+                self.purge_pending(pool, PoolFailure::ConnectionFailure, io);
                 self.on_reset_before_headers(ResetReason::ConnectionFailure, false, cb, io);
             }
         }
@@ -673,11 +681,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         &mut self,
         cluster: &dyn ClusterView,
         host_ref: &Arc<crate::upstream::cluster::Host>,
+        pool: PoolKey,
         cb: &mut FilterCallbacks,
         io: &mut Io,
     ) -> Option<(U, u32)> {
-        let host = host_ref.address();
-        if !io.pools().has_ready(cluster.name(), host) {
+        if !io.pools().has_ready(pool) {
             return None;
         }
         let rm = cluster.resource_manager();
@@ -690,18 +698,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         // Never lend a connection the upstream closed while it sat idle: ask the event loop,
         // and the socket after a long idle period.
         loop {
-            let popped =
-                io.pools()
-                    .pop_idle(cluster.name(), host, &settings, rm, now, &mut expired);
+            let popped = io.pools().pop_idle(pool, &settings, rm, now, &mut expired);
             let Some(client) = popped else {
                 break;
             };
             if io.upstream_usable(client.id, client.peek_before_reuse(now)) {
-                io.pools().lend(cluster.name(), host, rm);
+                io.pools().lend(pool, rm);
                 found = Some((client.id, client.requests));
                 break;
             }
-            io.pools().discard_idle(cluster.name(), host, rm);
+            io.pools().discard_idle(pool, rm);
             dead.push(client.id);
         }
         for id in dead {
@@ -769,14 +775,12 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let Some(id) = self.pending.take() else {
             return;
         };
-        let (Some(cluster), Some(host)) = (self.cluster.clone(), self.upstream_host) else {
+        let (Some(cluster), Some(pool)) = (self.cluster.clone(), self.pool) else {
             return;
         };
-        let state = io
-            .pools()
-            .cancel(cluster.name(), host, id, cluster.resource_manager());
+        let state = io.pools().cancel(pool, id, cluster.resource_manager());
         if pass_on && state == Some(PendingState::Notified) {
-            self.notify_pool(host, true, io);
+            self.notify_pool(pool, true, io);
         }
     }
 
@@ -786,34 +790,28 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         self.pending_end();
     }
 
-    /// A connection of `host` was released to the pool or a connection slot freed up: wake
-    /// the oldest waiting stream (of `host`, or with `any_host` of any host of the cluster).
+    /// A connection of `pool` was released to the pool or a connection slot freed up: wake
+    /// the oldest waiting stream (of its host, or with `any_host` of any host of the cluster).
     fn notify_pool<Io: ConnectionIo<Upstream = U>>(
         &self,
-        host: std::net::SocketAddr,
+        pool: PoolKey,
         any_host: bool,
         io: &mut Io,
     ) {
-        let Some(cluster) = &self.cluster else {
-            return;
-        };
-        if let Some(waiter) = io.pools().notify(cluster.name(), host, any_host) {
+        if let Some(waiter) = io.pools().notify(pool, any_host) {
             io.wake(waiter);
         }
     }
 
-    /// A connection attempt to `host` failed: every stream waiting for the host fails too
+    /// A connection attempt of `pool` failed: every stream waiting for its host fails too
     /// (Envoy's `purgePendingStreams`); each is woken to fail or retry.
     fn purge_pending<Io: ConnectionIo<Upstream = U>>(
         &self,
-        host: std::net::SocketAddr,
+        pool: PoolKey,
         why: PoolFailure,
         io: &mut Io,
     ) {
-        let Some(cluster) = &self.cluster else {
-            return;
-        };
-        while let Some(waiter) = io.pools().fail_next(cluster.name(), host, why) {
+        while let Some(waiter) = io.pools().fail_next(pool, why) {
             io.wake(waiter);
         }
     }
@@ -839,20 +837,18 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io: &mut Io,
         out: &mut Vec<UpstreamOutcome>,
     ) {
-        let (Some(id), Some(cluster), Some(host)) =
-            (self.pending, self.cluster.clone(), self.upstream_host)
+        let (Some(id), Some(cluster), Some(pool)) = (self.pending, self.cluster.clone(), self.pool)
         else {
             return;
         };
         if self.done {
             return;
         }
-        match io.pools().pending_state(cluster.name(), host, id) {
+        match io.pools().pending_state(pool, id) {
             None | Some(PendingState::Waiting) => return,
             Some(PendingState::Notified) => self.new_stream(cb, io),
             Some(PendingState::Failed(why)) => {
-                io.pools()
-                    .cancel(cluster.name(), host, id, cluster.resource_manager());
+                io.pools().cancel(pool, id, cluster.resource_manager());
                 self.pending = None;
                 self.pending_end();
                 cluster.stats().upstream_rq_pending_failure_eject.inc();
@@ -1295,7 +1291,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             self.upstream_read_disabled = false;
         }
         let pooled = io.pools().release(
-            cluster.name(),
+            upstream.pool,
             &upstream.upstream_host,
             upstream.conn,
             upstream.requests,
@@ -1311,7 +1307,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             );
             io.release_upstream(upstream.conn);
             // Envoy's `onUpstreamReady`: the oldest stream waiting for this host gets it.
-            self.notify_pool(upstream.host, false, io);
+            self.notify_pool(upstream.pool, false, io);
         } else {
             if reusable {
                 stats.upstream_cx_max_requests.inc();
@@ -1329,7 +1325,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 crate::http::conn_manager_io::CloseHow::NoFlush,
             );
             // A connection slot freed up.
-            self.notify_pool(upstream.host, true, io);
+            self.notify_pool(upstream.pool, true, io);
         }
     }
 
@@ -1353,7 +1349,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         self.pending_end();
         if let Some(cluster) = self.cluster.clone() {
             io.pools()
-                .on_stream_failed(cluster.name(), upstream.host, cluster.resource_manager());
+                .on_stream_failed(upstream.pool, cluster.resource_manager());
             let stats = cluster.stats();
             stats.upstream_cx_destroy_local.inc();
             stats.upstream_cx_destroy.inc();
@@ -1367,7 +1363,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io.disarm_timer(HcmTimer::ConnectTimeout);
         io.disarm_timer(HcmTimer::PerTryTimeout);
         io.close_upstream(upstream.conn, how);
-        self.notify_pool(upstream.host, true, io);
+        self.notify_pool(upstream.pool, true, io);
     }
 
     /// The upstream connection closed (EOF or error) while this attempt used it.
@@ -1387,7 +1383,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         };
         let stats = cluster.stats();
         io.pools()
-            .on_stream_failed(cluster.name(), upstream.host, cluster.resource_manager());
+            .on_stream_failed(upstream.pool, cluster.resource_manager());
         self.request_end();
         self.pending_end();
         stats.upstream_cx_destroy.inc();
@@ -1403,10 +1399,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             io.disarm_timer(HcmTimer::ConnectTimeout);
             stats.upstream_cx_connect_fail.inc();
             cluster::inc(&upstream.upstream_host.stats.cx_connect_fail);
-            self.purge_pending(upstream.host, PoolFailure::ConnectionFailure, io);
+            self.purge_pending(upstream.pool, PoolFailure::ConnectionFailure, io);
             ResetReason::ConnectionFailure
         };
-        self.notify_pool(upstream.host, true, io);
+        self.notify_pool(upstream.pool, true, io);
         log::debug!(
             "[C{}][S{}] upstream reset: {}",
             cb.connection_id,
@@ -1546,8 +1542,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 }
                 if let Some(upstream) = &self.upstream {
                     cluster::inc(&upstream.upstream_host.stats.cx_connect_fail);
-                    let host = upstream.host;
-                    self.purge_pending(host, PoolFailure::Timeout, io);
+                    let pool = upstream.pool;
+                    self.purge_pending(pool, PoolFailure::Timeout, io);
                 }
                 self.abandon_attempt(io);
                 self.on_reset_before_headers(ResetReason::ConnectionTimeout, false, cb, io);

@@ -17,6 +17,7 @@ use bytes::BytesMut;
 use crate::http::codec::{ClientCodec, CodecError, Http1Settings, RequestHead, ResponseEvent};
 use crate::http::HeaderMap;
 use crate::upstream::cluster::{self, Host};
+use crate::upstream::conn_pool::PoolKey;
 
 /// Where one attempt stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub enum UpstreamState {
 /// One attempt.
 pub struct UpstreamRequest<U> {
     pub host: SocketAddr,
+    /// The worker pool of `host` the connection belongs to (released or forgotten there).
+    pub pool: PoolKey,
     pub conn: U,
     pub state: UpstreamState,
     pub codec: ClientCodec,
@@ -64,6 +67,7 @@ impl<U: Copy> UpstreamRequest<U> {
     /// (the latter until [`UpstreamRequest::end_host_request`]).
     pub fn new(
         host: Arc<Host>,
+        pool: PoolKey,
         conn: U,
         connected: bool,
         requests: u32,
@@ -73,6 +77,7 @@ impl<U: Copy> UpstreamRequest<U> {
         cluster::inc(&host.stats.rq_active);
         UpstreamRequest {
             host: host.address(),
+            pool,
             upstream_host: host,
             host_charged: false,
             conn,
@@ -174,9 +179,18 @@ impl<U: Copy> UpstreamRequest<U> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::conn_pool::ConnPools;
 
     fn attempt(host: &Arc<Host>) -> UpstreamRequest<u32> {
-        UpstreamRequest::new(host.clone(), 1, true, 0, Arc::new(Http1Settings::default()))
+        let pool = ConnPools::<u32>::default().key("c", host.address());
+        UpstreamRequest::new(
+            host.clone(),
+            pool,
+            1,
+            true,
+            0,
+            Arc::new(Http1Settings::default()),
+        )
     }
 
     #[test]

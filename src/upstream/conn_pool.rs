@@ -137,6 +137,8 @@ pub struct PendingStream<W> {
 pub struct ClosedIdle {
     pub cluster: String,
     pub host: SocketAddr,
+    /// The pool it was in (for [`ConnPools::discard_idle`] and [`ConnPools::notify`]).
+    pub key: PoolKey,
     /// The host's shared object (its per-host stats), as last released to the pool.
     pub upstream_host: Option<Arc<Host>>,
 }
@@ -210,16 +212,36 @@ pub struct PoolSettings {
     pub max_requests_per_connection: Option<u32>,
 }
 
+/// Names one host pool of a [`ConnPools`]: the cluster's and the host's position in it,
+/// resolved once per attempt by [`ConnPools::key`] (two hash lookups) so that every later
+/// pool call of the attempt (about six per request: availability, pop, lend, release,
+/// notify, ...) is two vector indexings instead of two hash lookups each.
+///
+/// Invariant: a key is only valid for the `ConnPools` that issued it (each worker has one);
+/// pools are never removed from a `ConnPools`, so a key stays valid for its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolKey {
+    cluster: u32,
+    host: u32,
+}
+
 /// The pools of one cluster on this worker.
 #[derive(Debug)]
 pub struct ClusterPools<Id, W> {
-    pub hosts: FastHashMap<SocketAddr, HostPool<Id, W>>,
+    /// The cluster's name (what [`ConnPools::sweep_idle`] and [`ClosedIdle`] report).
+    pub name: String,
+    /// Position of each host's pool in `hosts`.
+    host_index: FastHashMap<SocketAddr, u32>,
+    /// The host pools, in the order they were first used (never removed).
+    pub hosts: Vec<(SocketAddr, HostPool<Id, W>)>,
 }
 
-impl<Id, W> Default for ClusterPools<Id, W> {
-    fn default() -> Self {
+impl<Id, W> ClusterPools<Id, W> {
+    fn new(name: &str) -> Self {
         ClusterPools {
-            hosts: FastHashMap::default(),
+            name: name.to_string(),
+            host_index: FastHashMap::default(),
+            hosts: Vec::new(),
         }
     }
 }
@@ -227,7 +249,10 @@ impl<Id, W> Default for ClusterPools<Id, W> {
 /// All pools of one worker.
 #[derive(Debug)]
 pub struct ConnPools<Id, W = ()> {
-    pub clusters: FastHashMap<String, ClusterPools<Id, W>>,
+    /// Position of each cluster's pools in `clusters`.
+    cluster_index: FastHashMap<String, u32>,
+    /// The cluster pools, in the order they were first used (never removed: see [`PoolKey`]).
+    clusters: Vec<ClusterPools<Id, W>>,
     next_pending: u64,
     /// When the worker's idle timer fires next (`None`: not armed).
     idle_sweep_at: Option<Instant>,
@@ -238,7 +263,8 @@ pub struct ConnPools<Id, W = ()> {
 impl<Id, W> Default for ConnPools<Id, W> {
     fn default() -> Self {
         ConnPools {
-            clusters: FastHashMap::default(),
+            cluster_index: FastHashMap::default(),
+            clusters: Vec::new(),
             next_pending: 0,
             idle_sweep_at: None,
             idle_timer_arm: None,
@@ -247,53 +273,72 @@ impl<Id, W> Default for ConnPools<Id, W> {
 }
 
 impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
-    pub fn cluster(&mut self, cluster: &str) -> &mut ClusterPools<Id, W> {
-        if !self.clusters.contains_key(cluster) {
-            self.clusters
-                .insert(cluster.to_string(), ClusterPools::default());
+    /// The key of the pool of `host` in `cluster`, creating the (empty, uncounted) pool on
+    /// first use. The router resolves it once per attempt and passes it to every other call.
+    pub fn key(&mut self, cluster: &str, host: SocketAddr) -> PoolKey {
+        let c = match self.cluster_index.get(cluster) {
+            Some(&c) => c,
+            None => {
+                let c = index_u32(self.clusters.len());
+                self.clusters.push(ClusterPools::new(cluster));
+                self.cluster_index.insert(cluster.to_string(), c);
+                c
+            }
+        };
+        let pools = &mut self.clusters[c as usize];
+        let h = match pools.host_index.get(&host) {
+            Some(&h) => h,
+            None => {
+                let h = index_u32(pools.hosts.len());
+                pools.hosts.push((host, HostPool::default()));
+                pools.host_index.insert(host, h);
+                h
+            }
+        };
+        PoolKey {
+            cluster: c,
+            host: h,
         }
-        // Invariant: inserted just above when absent.
-        self.clusters
-            .get_mut(cluster)
-            .expect("cluster pools present")
     }
 
-    fn host(&mut self, cluster: &str, host: SocketAddr) -> &mut HostPool<Id, W> {
-        self.cluster(cluster).hosts.entry(host).or_default()
+    /// The pool `key` names (issued by this `ConnPools`: see [`PoolKey`]).
+    fn pool(&mut self, key: PoolKey) -> &mut HostPool<Id, W> {
+        &mut self.clusters[key.cluster as usize].hosts[key.host as usize].1
     }
 
-    /// Whether a stream may use the pool of `host` (Envoy's `ConnPoolMap::getPool`): the pool
-    /// exists (counted), or `max_connection_pools` has room for a new one.
-    pub fn pool_available(&self, cluster: &str, host: SocketAddr, rm: &ResourceManager) -> bool {
-        let exists = self
-            .clusters
-            .get(cluster)
-            .and_then(|c| c.hosts.get(&host))
-            .is_some_and(|p| p.counted);
-        exists || rm.connection_pools.can_create()
+    fn pool_ref(&self, key: PoolKey) -> &HostPool<Id, W> {
+        &self.clusters[key.cluster as usize].hosts[key.host as usize].1
     }
 
-    /// Whether `host` has an idle connection (it may still turn out dead when popped).
-    pub fn has_ready(&mut self, cluster: &str, host: SocketAddr) -> bool {
-        self.clusters
-            .get(cluster)
-            .and_then(|c| c.hosts.get(&host))
-            .is_some_and(|p| !p.ready.is_empty())
+    /// The pool of `host` in `cluster`, if one was ever used (for tests and diagnostics).
+    pub fn host_pool(&self, cluster: &str, host: SocketAddr) -> Option<&HostPool<Id, W>> {
+        let pools = &self.clusters[*self.cluster_index.get(cluster)? as usize];
+        Some(&pools.hosts[*pools.host_index.get(&host)? as usize].1)
     }
 
-    /// Takes the most recently used idle connection to `host` out of the pool (expired ones
-    /// leave the breaker and are dropped into `expired` for the caller to close). The caller
+    /// Whether a stream may use the pool `key` (Envoy's `ConnPoolMap::getPool`): the pool
+    /// is counted (it has a connection or a waiter), or `max_connection_pools` has room.
+    pub fn pool_available(&self, key: PoolKey, rm: &ResourceManager) -> bool {
+        self.pool_ref(key).counted || rm.connection_pools.can_create()
+    }
+
+    /// Whether the pool has an idle connection (it may still turn out dead when popped).
+    pub fn has_ready(&self, key: PoolKey) -> bool {
+        !self.pool_ref(key).ready.is_empty()
+    }
+
+    /// Takes the most recently used idle connection of the pool out (expired ones leave
+    /// the breaker and are dropped into `expired` for the caller to close). The caller
     /// then either [`lend`](Self::lend)s it or [`discard_idle`](Self::discard_idle)s it.
     pub fn pop_idle(
         &mut self,
-        cluster: &str,
-        host: SocketAddr,
+        key: PoolKey,
         settings: &PoolSettings,
         rm: &ResourceManager,
         now: Instant,
         expired: &mut Vec<Id>,
     ) -> Option<IdleClient<Id>> {
-        let pool = self.cluster(cluster).hosts.get_mut(&host)?;
+        let pool = self.pool(key);
         while let Some(client) = pool.ready.pop() {
             let too_old = settings
                 .idle_timeout
@@ -311,29 +356,24 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
     }
 
     /// A popped idle connection is lent to a stream (Ready -> Busy).
-    pub fn lend(&mut self, cluster: &str, host: SocketAddr, rm: &ResourceManager) {
-        let pool = self.host(cluster, host);
+    pub fn lend(&mut self, key: PoolKey, rm: &ResourceManager) {
+        let pool = self.pool(key);
         pool.busy += 1;
         pool.sync_counted(rm);
     }
 
     /// A popped (or [removed](Self::remove_idle)) idle connection turned out dead (closed by
     /// the upstream while idle): it leaves the breaker.
-    pub fn discard_idle(&mut self, cluster: &str, host: SocketAddr, rm: &ResourceManager) {
+    pub fn discard_idle(&mut self, key: PoolKey, rm: &ResourceManager) {
         rm.connections.dec();
-        self.host(cluster, host).sync_counted(rm);
+        self.pool(key).sync_counted(rm);
     }
 
     /// No usable idle connection: open a new one if the `max_connections` breaker allows
     /// (or the host has no connection at all, as Envoy does), else the stream must wait.
     /// On [`ConnectDecision::Connect`] the connection is counted (Busy, breaker).
-    pub fn connect_or_wait(
-        &mut self,
-        cluster: &str,
-        host: SocketAddr,
-        rm: &ResourceManager,
-    ) -> ConnectDecision {
-        let pool = self.host(cluster, host);
+    pub fn connect_or_wait(&mut self, key: PoolKey, rm: &ResourceManager) -> ConnectDecision {
+        let pool = self.pool(key);
         let allowed = rm.connections.can_create();
         if !allowed && !pool.is_empty() {
             return ConnectDecision::Wait;
@@ -346,14 +386,15 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         }
     }
 
-    /// The stream using a connection is done with it (Envoy's `onStreamClosed` +
-    /// `onUpstreamReady`). `reusable`: the exchange ended cleanly with keep-alive on both sides.
-    /// Returns true if the connection went back to the pool, false if the caller must close it.
-    /// Either way the caller then [`notify`](Self::notify)s a waiting stream.
+    /// The stream using a connection of the pool `key` (to `host`) is done with it (Envoy's
+    /// `onStreamClosed` + `onUpstreamReady`). `reusable`: the exchange ended cleanly with
+    /// keep-alive on both sides. Returns true if the connection went back to the pool, false
+    /// if the caller must close it. Either way the caller then [`notify`](Self::notify)s a
+    /// waiting stream.
     #[allow(clippy::too_many_arguments)]
     pub fn release(
         &mut self,
-        cluster: &str,
+        key: PoolKey,
         host: &Arc<Host>,
         id: Id,
         requests: u32,
@@ -362,7 +403,7 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         rm: &ResourceManager,
         now: Instant,
     ) -> bool {
-        let pool = self.host(cluster, host.address());
+        let pool = self.pool(key);
         pool.busy = pool.busy.saturating_sub(1);
         if !pool.host.as_ref().is_some_and(|h| Arc::ptr_eq(h, host)) {
             pool.host = Some(host.clone());
@@ -407,14 +448,14 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
     ) -> (Vec<(String, Id)>, Option<Duration>) {
         let mut expired = Vec::new();
         let mut next: Option<Instant> = None;
-        for (name, cluster) in &self.clusters {
-            let Some(timeout) = timeout_of(name) else {
+        for cluster in &self.clusters {
+            let Some(timeout) = timeout_of(&cluster.name) else {
                 continue;
             };
-            for client in cluster.hosts.values().flat_map(|pool| &pool.ready) {
+            for client in cluster.hosts.iter().flat_map(|(_, pool)| &pool.ready) {
                 let at = client.since + timeout;
                 if at <= now {
-                    expired.push((name.clone(), client.id));
+                    expired.push((cluster.name.clone(), client.id));
                 } else {
                     next = Some(next.map_or(at, |n| n.min(at)));
                 }
@@ -426,12 +467,11 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
 
     /// A connection a stream was using (or connecting) failed or is gone before being
     /// released (connect failure, reset, abandoned): forget it.
-    pub fn on_stream_failed(&mut self, cluster: &str, host: SocketAddr, rm: &ResourceManager) {
+    pub fn on_stream_failed(&mut self, key: PoolKey, rm: &ResourceManager) {
         rm.connections.dec();
-        if let Some(pool) = self.cluster(cluster).hosts.get_mut(&host) {
-            pool.busy = pool.busy.saturating_sub(1);
-            pool.sync_counted(rm);
-        }
+        let pool = self.pool(key);
+        pool.busy = pool.busy.saturating_sub(1);
+        pool.sync_counted(rm);
     }
 
     /// The idle connection `id` closed while in the pool (the upstream's FIN or RST): takes
@@ -439,13 +479,17 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
     /// caller then gives back its `max_connections` slot ([`discard_idle`](Self::discard_idle)),
     /// updates the stats and [`notify`](Self::notify)s a waiting stream of any host.
     pub fn remove_idle(&mut self, id: Id) -> Option<ClosedIdle> {
-        for (name, cluster) in &mut self.clusters {
-            for (address, pool) in &mut cluster.hosts {
+        for (c, cluster) in self.clusters.iter_mut().enumerate() {
+            for (h, (address, pool)) in cluster.hosts.iter_mut().enumerate() {
                 if let Some(index) = pool.ready.iter().position(|c| c.id == id) {
                     pool.ready.remove(index);
                     return Some(ClosedIdle {
-                        cluster: name.clone(),
+                        cluster: cluster.name.clone(),
                         host: *address,
+                        key: PoolKey {
+                            cluster: index_u32(c),
+                            host: index_u32(h),
+                        },
                         upstream_host: pool.host.clone(),
                     });
                 }
@@ -456,11 +500,11 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
 
     // === the pending queue ===
 
-    /// Queues a stream that must wait for a connection to `host` (at the back: FIFO).
-    pub fn enqueue(&mut self, cluster: &str, host: SocketAddr, waiter: W) -> PendingId {
+    /// Queues a stream that must wait for a connection of the pool (at the back: FIFO).
+    pub fn enqueue(&mut self, key: PoolKey, waiter: W) -> PendingId {
         self.next_pending += 1;
         let id = PendingId(self.next_pending);
-        self.host(cluster, host).pending.push_back(PendingStream {
+        self.pool(key).pending.push_back(PendingStream {
             id,
             waiter,
             state: PendingState::Waiting,
@@ -469,23 +513,16 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
     }
 
     /// Where the waiting stream `id` stands (`None`: not queued).
-    pub fn pending_state(
-        &mut self,
-        cluster: &str,
-        host: SocketAddr,
-        id: PendingId,
-    ) -> Option<PendingState> {
-        let pool = self.cluster(cluster).hosts.get_mut(&host)?;
+    pub fn pending_state(&self, key: PoolKey, id: PendingId) -> Option<PendingState> {
+        let pool = self.pool_ref(key);
         pool.pending.iter().find(|p| p.id == id).map(|p| p.state)
     }
 
     /// A notified stream found nothing after all (another stream took the connection): it
     /// waits again, keeping its place.
-    pub fn wait_again(&mut self, cluster: &str, host: SocketAddr, id: PendingId) {
-        if let Some(pool) = self.cluster(cluster).hosts.get_mut(&host) {
-            if let Some(p) = pool.pending.iter_mut().find(|p| p.id == id) {
-                p.state = PendingState::Waiting;
-            }
+    pub fn wait_again(&mut self, key: PoolKey, id: PendingId) {
+        if let Some(p) = self.pool(key).pending.iter_mut().find(|p| p.id == id) {
+            p.state = PendingState::Waiting;
         }
     }
 
@@ -494,38 +531,41 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
     /// ([`notify`](Self::notify)) when the stream does not use it.
     pub fn cancel(
         &mut self,
-        cluster: &str,
-        host: SocketAddr,
+        key: PoolKey,
         id: PendingId,
         rm: &ResourceManager,
     ) -> Option<PendingState> {
-        let pool = self.cluster(cluster).hosts.get_mut(&host)?;
+        let pool = self.pool(key);
         let index = pool.pending.iter().position(|p| p.id == id)?;
         let state = pool.pending.remove(index).map(|p| p.state);
         pool.sync_counted(rm);
         state
     }
 
-    /// A connection to `host` became ready or a connection slot freed up: the oldest waiting
-    /// stream of `host` (or, with `any_host`, of any host of the cluster: a freed connection
-    /// slot serves every host) is marked notified; the caller wakes the returned waiter.
-    pub fn notify(&mut self, cluster: &str, host: SocketAddr, any_host: bool) -> Option<W> {
-        let cp = self.clusters.get_mut(cluster)?;
-        if let Some(w) = cp.hosts.get_mut(&host).and_then(notify_oldest) {
+    /// A connection of the pool became ready or a connection slot freed up: the oldest
+    /// waiting stream of the pool's host (or, with `any_host`, of any host of the cluster, in
+    /// the order the hosts were first used: a freed connection slot serves every host) is
+    /// marked notified; the caller wakes the returned waiter.
+    pub fn notify(&mut self, key: PoolKey, any_host: bool) -> Option<W> {
+        let cluster = &mut self.clusters[key.cluster as usize];
+        if let Some(w) = notify_oldest(&mut cluster.hosts[key.host as usize].1) {
             return Some(w);
         }
         if !any_host {
             return None;
         }
-        cp.hosts.values_mut().find_map(notify_oldest)
+        cluster
+            .hosts
+            .iter_mut()
+            .find_map(|(_, pool)| notify_oldest(pool))
     }
 
-    /// A connection attempt to `host` failed: marks the next not-yet-failed stream of the
+    /// A connection attempt of the pool failed: marks the next not-yet-failed stream of the
     /// host failed and returns whom to wake (call until `None`: Envoy's
     /// `purgePendingStreams`).
-    pub fn fail_next(&mut self, cluster: &str, host: SocketAddr, why: PoolFailure) -> Option<W> {
-        let pool = self.clusters.get_mut(cluster)?.hosts.get_mut(&host)?;
-        let p = pool
+    pub fn fail_next(&mut self, key: PoolKey, why: PoolFailure) -> Option<W> {
+        let p = self
+            .pool(key)
             .pending
             .iter_mut()
             .find(|p| !matches!(p.state, PendingState::Failed(_)))?;
@@ -535,10 +575,20 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
 
     /// Streams waiting on this worker for `cluster` (all hosts).
     pub fn pending_count(&self, cluster: &str) -> usize {
-        self.clusters
-            .get(cluster)
-            .map_or(0, |c| c.hosts.values().map(|h| h.pending.len()).sum())
+        self.cluster_index.get(cluster).map_or(0, |&c| {
+            self.clusters[c as usize]
+                .hosts
+                .iter()
+                .map(|(_, h)| h.pending.len())
+                .sum()
+        })
     }
+}
+
+/// A pool position as stored in a [`PoolKey`]. A worker has far fewer than 2^32 clusters or
+/// hosts per cluster (each is a config entry or a resolved address).
+fn index_u32(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
 }
 
 fn notify_oldest<Id, W: Copy>(pool: &mut HostPool<Id, W>) -> Option<W> {
@@ -598,25 +648,27 @@ mod tests {
     #[test]
     fn connects_until_max_connections_then_waits() {
         let mut p = Pools::default();
+        let h = p.key("c", host());
         let rm = rm();
         let connect = ConnectDecision::Connect { over_limit: false };
-        assert_eq!(p.connect_or_wait("c", host(), &rm), connect);
-        assert_eq!(p.connect_or_wait("c", host(), &rm), connect);
-        assert_eq!(p.connect_or_wait("c", host(), &rm), ConnectDecision::Wait);
+        assert_eq!(p.connect_or_wait(h, &rm), connect);
+        assert_eq!(p.connect_or_wait(h, &rm), connect);
+        assert_eq!(p.connect_or_wait(h, &rm), ConnectDecision::Wait);
         assert_eq!(rm.connections.count(), 2);
     }
 
     #[test]
     fn a_host_without_connections_gets_one_over_the_limit() {
         let mut p = Pools::default();
+        let (h, o) = (p.key("c", host()), p.key("c", other()));
         let rm = rm();
-        p.connect_or_wait("c", host(), &rm);
-        p.connect_or_wait("c", host(), &rm);
+        p.connect_or_wait(h, &rm);
+        p.connect_or_wait(h, &rm);
         assert_eq!(
-            p.connect_or_wait("c", other(), &rm),
+            p.connect_or_wait(o, &rm),
             ConnectDecision::Connect { over_limit: true }
         );
-        assert_eq!(p.connect_or_wait("c", other(), &rm), ConnectDecision::Wait);
+        assert_eq!(p.connect_or_wait(o, &rm), ConnectDecision::Wait);
     }
 
     // === ready connections ===
@@ -624,13 +676,14 @@ mod tests {
     #[test]
     fn released_connection_is_reused_most_recent_first() {
         let mut p = Pools::default();
+        let h = p.key("c", host());
         let (s, rm, now) = (settings(), rm(), Instant::now());
-        p.connect_or_wait("c", host(), &rm);
-        p.connect_or_wait("c", host(), &rm);
-        assert!(p.release("c", &up(), 1, 1, true, &s, &rm, now));
-        assert!(p.release("c", &up(), 2, 1, true, &s, &rm, now));
+        p.connect_or_wait(h, &rm);
+        p.connect_or_wait(h, &rm);
+        assert!(p.release(h, &up(), 1, 1, true, &s, &rm, now));
+        assert!(p.release(h, &up(), 2, 1, true, &s, &rm, now));
         let mut dead = vec![];
-        let client = p.pop_idle("c", host(), &s, &rm, now, &mut dead).unwrap();
+        let client = p.pop_idle(h, &s, &rm, now, &mut dead).unwrap();
         assert_eq!((client.id, client.requests), (2, 1));
         assert_eq!(rm.connections.count(), 2);
     }
@@ -638,14 +691,13 @@ mod tests {
     #[test]
     fn idle_timeout_expires_connections_on_pop() {
         let mut p = Pools::default();
+        let h = p.key("c", host());
         let (s, rm, now) = (settings(), rm(), Instant::now());
-        p.connect_or_wait("c", host(), &rm);
-        p.release("c", &up(), 7, 1, true, &s, &rm, now);
+        p.connect_or_wait(h, &rm);
+        p.release(h, &up(), 7, 1, true, &s, &rm, now);
         let later = now + Duration::from_secs(61);
         let mut expired = vec![];
-        assert!(p
-            .pop_idle("c", host(), &s, &rm, later, &mut expired)
-            .is_none());
+        assert!(p.pop_idle(h, &s, &rm, later, &mut expired).is_none());
         assert_eq!(expired, [7]);
         assert_eq!(rm.connections.count(), 0);
     }
@@ -653,41 +705,44 @@ mod tests {
     #[test]
     fn an_idle_connection_closed_by_the_upstream_leaves_the_pool() {
         let mut p = Pools::default();
+        let h = p.key("c", host());
         let (s, rm, now) = (settings(), rm(), Instant::now());
-        p.connect_or_wait("c", host(), &rm);
-        p.connect_or_wait("c", host(), &rm);
-        p.release("c", &up(), 1, 1, true, &s, &rm, now);
-        p.release("c", &up(), 2, 1, true, &s, &rm, now);
+        p.connect_or_wait(h, &rm);
+        p.connect_or_wait(h, &rm);
+        p.release(h, &up(), 1, 1, true, &s, &rm, now);
+        p.release(h, &up(), 2, 1, true, &s, &rm, now);
         let closed = p.remove_idle(1).expect("idle");
         assert_eq!((closed.cluster.as_str(), closed.host), ("c", host()));
+        assert_eq!(closed.key, h);
         assert!(closed.upstream_host.is_some());
-        p.discard_idle("c", host(), &rm);
+        p.discard_idle(h, &rm);
         assert_eq!(rm.connections.count(), 1);
         assert!(p.remove_idle(1).is_none(), "only once");
         let mut dead = vec![];
-        let left = p.pop_idle("c", host(), &s, &rm, now, &mut dead).unwrap();
+        let left = p.pop_idle(h, &s, &rm, now, &mut dead).unwrap();
         assert_eq!(left.id, 2);
     }
 
     #[test]
     fn the_idle_timer_is_armed_for_the_earliest_expiry_and_sweeps_expired_connections() {
         let mut p = Pools::default();
+        let h = p.key("c", host());
         let (s, rm, now) = (settings(), rm(), Instant::now());
         let timeout = s.idle_timeout.unwrap();
-        p.connect_or_wait("c", host(), &rm);
-        p.connect_or_wait("c", host(), &rm);
-        p.release("c", &up(), 1, 1, true, &s, &rm, now);
+        p.connect_or_wait(h, &rm);
+        p.connect_or_wait(h, &rm);
+        p.release(h, &up(), 1, 1, true, &s, &rm, now);
         assert_eq!(p.take_idle_timer_arm(), Some(timeout));
         // A later release expires later: the armed timer serves it.
         let later = now + Duration::from_secs(10);
-        p.release("c", &up(), 2, 1, true, &s, &rm, later);
+        p.release(h, &up(), 2, 1, true, &s, &rm, later);
         assert_eq!(p.take_idle_timer_arm(), None);
         let (expired, next) = p.sweep_idle(now + timeout, |_| Some(timeout));
         assert_eq!(expired, [("c".to_string(), 1)]);
         assert_eq!(next, Some(Duration::from_secs(10)));
         // Its close takes it out of the pool.
         p.remove_idle(1).unwrap();
-        p.discard_idle("c", host(), &rm);
+        p.discard_idle(h, &rm);
         assert_eq!(rm.connections.count(), 1);
     }
 
@@ -700,27 +755,25 @@ mod tests {
         let rm = ResourceManager::new(&thresholds, &Store::new(), "c", ResourcePriority::Default);
         let (s, now) = (settings(), Instant::now());
         let mut p = Pools::default();
-        assert!(p.pool_available("c", host(), &rm));
-        p.connect_or_wait("c", host(), &rm);
+        let (h, o) = (p.key("c", host()), p.key("c", other()));
+        assert!(p.pool_available(h, &rm));
+        p.connect_or_wait(h, &rm);
         assert_eq!(rm.connection_pools.count(), 1);
-        assert!(p.pool_available("c", host(), &rm), "its own pool exists");
-        assert!(
-            !p.pool_available("c", other(), &rm),
-            "no room for another host's"
-        );
+        assert!(p.pool_available(h, &rm), "its own pool exists");
+        assert!(!p.pool_available(o, &rm), "no room for another host's");
         // Idle connections keep the pool; it goes when the last connection does.
-        p.release("c", &up(), 1, 1, true, &s, &rm, now);
+        p.release(h, &up(), 1, 1, true, &s, &rm, now);
         assert_eq!(rm.connection_pools.count(), 1);
         p.remove_idle(1).unwrap();
-        p.discard_idle("c", host(), &rm);
+        p.discard_idle(h, &rm);
         assert_eq!(rm.connection_pools.count(), 0);
-        assert!(p.pool_available("c", other(), &rm));
+        assert!(p.pool_available(o, &rm));
         // A connect failure leaves the pool only when no stream waits for it either.
-        p.connect_or_wait("c", host(), &rm);
-        let w = p.enqueue("c", host(), 'w');
-        p.on_stream_failed("c", host(), &rm);
+        p.connect_or_wait(h, &rm);
+        let w = p.enqueue(h, 'w');
+        p.on_stream_failed(h, &rm);
         assert_eq!(rm.connection_pools.count(), 1);
-        p.cancel("c", host(), w, &rm);
+        p.cancel(h, w, &rm);
         assert_eq!(rm.connection_pools.count(), 0);
     }
 
@@ -729,11 +782,12 @@ mod tests {
     #[test]
     fn max_requests_per_connection_closes_on_release() {
         let mut p = Pools::default();
+        let h = p.key("c", host());
         let (s, rm, now) = (settings(), rm(), Instant::now());
-        p.connect_or_wait("c", host(), &rm);
-        assert!(!p.release("c", &up(), 7, 3, true, &s, &rm, now));
+        p.connect_or_wait(h, &rm);
+        assert!(!p.release(h, &up(), 7, 3, true, &s, &rm, now));
         assert_eq!(rm.connections.count(), 0);
-        assert!(p.cluster("c").hosts[&host()].is_empty());
+        assert!(p.host_pool("c", host()).expect("pool").is_empty());
     }
 
     // === pending streams ===
@@ -741,49 +795,46 @@ mod tests {
     #[test]
     fn waiting_streams_are_notified_oldest_first() {
         let mut p = Pools::default();
-        let a = p.enqueue("c", host(), 'a');
-        let b = p.enqueue("c", host(), 'b');
-        assert_eq!(p.notify("c", host(), false), Some('a'));
-        assert_eq!(
-            p.pending_state("c", host(), a),
-            Some(PendingState::Notified)
-        );
-        assert_eq!(p.notify("c", host(), false), Some('b'));
-        assert_eq!(p.notify("c", host(), false), None);
+        let h = p.key("c", host());
+        let a = p.enqueue(h, 'a');
+        let b = p.enqueue(h, 'b');
+        assert_eq!(p.notify(h, false), Some('a'));
+        assert_eq!(p.pending_state(h, a), Some(PendingState::Notified));
+        assert_eq!(p.notify(h, false), Some('b'));
+        assert_eq!(p.notify(h, false), None);
         // 'a' lost the race: it waits again in its place and is next.
-        p.wait_again("c", host(), a);
-        assert_eq!(
-            p.cancel("c", host(), b, &rm()),
-            Some(PendingState::Notified)
-        );
-        assert_eq!(p.notify("c", host(), false), Some('a'));
+        p.wait_again(h, a);
+        assert_eq!(p.cancel(h, b, &rm()), Some(PendingState::Notified));
+        assert_eq!(p.notify(h, false), Some('a'));
         assert_eq!(p.pending_count("c"), 1);
     }
 
     #[test]
     fn a_freed_slot_serves_other_hosts() {
         let mut p = Pools::default();
-        p.enqueue("c", other(), 'x');
-        assert_eq!(p.notify("c", host(), false), None);
-        assert_eq!(p.notify("c", host(), true), Some('x'));
+        let (h, o) = (p.key("c", host()), p.key("c", other()));
+        p.enqueue(o, 'x');
+        assert_eq!(p.notify(h, false), None);
+        assert_eq!(p.notify(h, true), Some('x'));
     }
 
     #[test]
     fn connect_failure_fails_every_waiting_stream() {
         let mut p = Pools::default();
-        let a = p.enqueue("c", host(), 'a');
-        p.enqueue("c", host(), 'b');
-        p.notify("c", host(), false);
+        let h = p.key("c", host());
+        let a = p.enqueue(h, 'a');
+        p.enqueue(h, 'b');
+        p.notify(h, false);
         let mut woken = vec![];
-        while let Some(w) = p.fail_next("c", host(), PoolFailure::ConnectionFailure) {
+        while let Some(w) = p.fail_next(h, PoolFailure::ConnectionFailure) {
             woken.push(w);
         }
         assert_eq!(woken, ['a', 'b']);
         assert_eq!(
-            p.cancel("c", host(), a, &rm()),
+            p.cancel(h, a, &rm()),
             Some(PendingState::Failed(PoolFailure::ConnectionFailure))
         );
-        assert_eq!(p.cancel("c", host(), a, &rm()), None);
+        assert_eq!(p.cancel(h, a, &rm()), None);
     }
 
     #[test]
