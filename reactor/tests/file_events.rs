@@ -456,47 +456,45 @@ fn edge_bytes_and_fin_before_the_poll_are_reported_with_closed() {
     assert_eq!(seen.borrow().as_slice(), &[(READ | CLOSED, 3)]);
 }
 
-#[test]
-fn edge_fin_after_the_event_was_collected_raises_a_new_event() {
+/// The peer sends `abc`; `between` acts on the peer after the poll collected READ and before
+/// the callback's one short read. Spins until two events were recorded (or 50 iterations) and
+/// returns what `short_reader` recorded.
+fn short_read_then(
+    trigger: FileTriggerType,
+    between: impl FnOnce(&std::net::TcpStream) + 'static,
+) -> Vec<(FileReadyType, usize)> {
     let d = Dispatcher::new("t").unwrap();
     let (mut peer, ours) = tcp_pair();
     peer.write_all(b"abc").unwrap();
     let peer = Rc::new(peer);
     let p = peer.clone();
-    // The FIN arrives after the poll collected READ, before the callback reads.
-    let (_fe, seen) = short_reader(&d, &ours, FileTriggerType::Edge, move || {
-        p.shutdown(std::net::Shutdown::Write).unwrap()
-    });
+    let (_fe, seen) = short_reader(&d, &ours, trigger, move || between(&p));
     for _ in 0..50 {
         spin(&d, 1);
         if seen.borrow().len() >= 2 {
             break;
         }
     }
+    let seen = seen.borrow().clone();
+    seen
+}
+
+#[test]
+fn edge_fin_after_the_event_was_collected_raises_a_new_event() {
+    // The FIN arrives after the poll collected READ, before the callback reads.
+    let seen = short_read_then(FileTriggerType::Edge, |p| {
+        p.shutdown(std::net::Shutdown::Write).unwrap()
+    });
     // The first read was short with no CLOSED: stopping there was right, the EOF came as a
     // new event.
-    assert_eq!(seen.borrow().as_slice(), &[(READ, 3), (READ | CLOSED, 0)]);
+    assert_eq!(seen.as_slice(), &[(READ, 3), (READ | CLOSED, 0)]);
 }
 
 #[test]
 fn edge_bytes_after_a_short_read_raise_a_new_event() {
-    let d = Dispatcher::new("t").unwrap();
-    let (mut peer, ours) = tcp_pair();
-    peer.write_all(b"abc").unwrap();
-    let peer = Rc::new(peer);
-    let p = peer.clone();
-    let (_fe, seen) = short_reader(&d, &ours, FileTriggerType::Edge, move || {
-        (&*p).write_all(b"de").unwrap()
-    });
-    for _ in 0..50 {
-        spin(&d, 1);
-        if seen.borrow().len() >= 2 {
-            break;
-        }
-    }
+    let seen = short_read_then(FileTriggerType::Edge, |mut p| p.write_all(b"de").unwrap());
     // Bytes that arrive between collection and the read may be read at once (5) or not; if
     // they are, the event that follows finds nothing (a spurious wake-up, never a lost one).
-    let seen = seen.borrow().clone();
     let total: usize = seen.iter().map(|&(_, n)| n.min(64)).sum();
     assert_eq!(total, 5, "{seen:?}");
     assert!(seen.iter().all(|&(r, _)| r == READ), "{seen:?}");
@@ -504,21 +502,10 @@ fn edge_bytes_after_a_short_read_raise_a_new_event() {
 
 #[test]
 fn level_fin_pending_behind_a_short_read_fires_again_with_closed() {
-    let d = Dispatcher::new("t").unwrap();
-    let (mut peer, ours) = tcp_pair();
-    peer.write_all(b"abc").unwrap();
-    let peer = Rc::new(peer);
-    let p = peer.clone();
-    let (_fe, seen) = short_reader(&d, &ours, FileTriggerType::Level, move || {
+    let seen = short_read_then(FileTriggerType::Level, |p| {
         p.shutdown(std::net::Shutdown::Write).unwrap()
     });
-    for _ in 0..50 {
-        spin(&d, 1);
-        if seen.borrow().len() >= 2 {
-            break;
-        }
-    }
-    assert_eq!(seen.borrow()[..2], [(READ, 3), (READ | CLOSED, 0)]);
+    assert_eq!(seen[..2], [(READ, 3), (READ | CLOSED, 0)]);
 }
 
 #[test]
