@@ -2,7 +2,7 @@
 //! make one proxied `GET /` and then stay open, idle; the proxy's resident memory (VmRSS) may
 //! grow by at most `LIMIT_BYTES` per connection (issue 4 aims at 512; nginx measures ~490;
 //! this measured ~1,050 when written, ~800 after the encode buffer went, ~560 with the compact
-//! connection entry and HCM filter).
+//! connection entry and HCM filter, ~520 with token-dispatched reactor events).
 //!
 //! An idle connection owns no buffer, no stream and one timer: the slab entry, the HTTP
 //! connection manager filter and the reactor registrations are what remain. The bound leaves
@@ -20,7 +20,7 @@ use http_support::*;
 /// Idle connections opened (the test process needs this many sockets, plus a margin).
 const CONNECTIONS: usize = 2000;
 /// Allowed RSS growth per idle connection.
-const LIMIT_BYTES: u64 = 768;
+const LIMIT_BYTES: u64 = 640;
 
 fn raise_fd_limit(want: u64) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -49,7 +49,7 @@ fn get_hello(stream: &mut TcpStream) {
 }
 
 #[test]
-fn an_idle_keep_alive_connection_costs_at_most_768_bytes() {
+fn an_idle_keep_alive_connection_costs_at_most_640_bytes() {
     raise_fd_limit(CONNECTIONS as u64 + 256);
     let upstream = HttpUpstream::hello();
     let nuncio = Nuncio::start(&simple(upstream.addr));

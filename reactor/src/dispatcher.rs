@@ -880,3 +880,16 @@ impl Drop for Inner {
         drop(self.post.close());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every timer is one slot for its whole life (an idle keep-alive connection owns one or
+    /// two): a 4-byte wheel key and a token callback keep it at 40 bytes.
+    #[test]
+    fn slots_stay_small() {
+        assert!(std::mem::size_of::<TimerSlot>() <= 40);
+        assert!(std::mem::size_of::<FileSlot>() <= 40);
+    }
+}

@@ -899,7 +899,7 @@ impl ConnectionHandler {
     ) {
         let has_write_filters = self
             .active_mut(id)
-            .is_some_and(|a| !a.filter_manager.write_filters.is_empty());
+            .is_some_and(|a| a.filter_manager.write_filters.is_some());
         if through_filter_chain
             && has_write_filters
             && self.on_write_filters(id, data, end_stream)

@@ -29,9 +29,14 @@ pub struct FilterManager {
     /// Envoy calls these `upstream_filters_`; they see bytes coming from the peer.
     pub(crate) read_filters: FilterList<ActiveReadFilter>,
     /// Envoy's `downstream_filters_`; they see bytes written to the peer. Lent out like the
-    /// read filters (`None` during their own callback).
-    pub(crate) write_filters: FilterList<Option<Box<dyn WriteFilter>>>,
+    /// read filters (`None` during their own callback). Rare (no shipped filter chain has
+    /// one), so boxed: a connection without write filters pays one null pointer.
+    #[allow(clippy::box_collection)]
+    pub(crate) write_filters: Option<Box<Vec<LentWriteFilter>>>,
 }
+
+/// A write filter in its slot (`None` while lent out for its own callback).
+pub(crate) type LentWriteFilter = Option<Box<dyn WriteFilter>>;
 
 /// A filter list that keeps a single filter inline: most connections have exactly one read
 /// filter (the HTTP connection manager, tcp_proxy, echo) and no write filter, and a `Vec`
@@ -90,7 +95,9 @@ impl FilterManager {
 
     /// Appends a write filter (Envoy's `addWriteFilter`).
     pub fn add_write_filter(&mut self, filter: Box<dyn WriteFilter>) {
-        self.write_filters.push(Some(filter));
+        self.write_filters
+            .get_or_insert_with(Default::default)
+            .push(Some(filter));
     }
 
     /// Whether no read filter was added (Envoy closes such a connection: "empty filter chain").
@@ -189,7 +196,12 @@ impl ConnectionHandler {
             if active.connection.id() != id {
                 return FilterStatus::StopIteration;
             }
-            let Some(slot) = active.filter_manager.write_filters.get_mut(index) else {
+            let Some(slot) = active
+                .filter_manager
+                .write_filters
+                .as_mut()
+                .and_then(|list| list.get_mut(index))
+            else {
                 return FilterStatus::Continue;
             };
             // A write filter writing to its own connection passes the filters after it only.
@@ -204,7 +216,12 @@ impl ConnectionHandler {
             };
             let status = filter.on_write(data, end_stream, &mut cx);
             if let Some(active) = self.connections.get_mut(id.slot) {
-                if let Some(slot) = active.filter_manager.write_filters.get_mut(index) {
+                if let Some(slot) = active
+                    .filter_manager
+                    .write_filters
+                    .as_mut()
+                    .and_then(|list| list.get_mut(index))
+                {
                     *slot = Some(filter);
                 }
             }
