@@ -127,12 +127,12 @@ pub fn mutate_request_headers(
         }
         // A trusted proxy's `x-forwarded-proto` stands; an untrusted peer's is overwritten.
         if config.xff_num_trusted_hops == 0 || !headers.contains("x-forwarded-proto") {
-            headers.insert("x-forwarded-proto", "http");
+            headers.insert_generated("x-forwarded-proto", b"http");
         }
         (from_xff.map(|ip| SocketAddr::new(ip, 0)).or(remote), single)
     } else {
         if !headers.contains("x-forwarded-proto") {
-            headers.insert("x-forwarded-proto", "http");
+            headers.insert_generated("x-forwarded-proto", b"http");
         }
         if config.original_ip_detection.is_empty() {
             let (from_xff, single) =
@@ -399,7 +399,7 @@ pub fn mutate_response_headers(
     head.keep_alive = true;
     // Envoy keeps the upstream's `date` and adds one when absent.
     if !head.headers.contains("date") {
-        with_http_date(|date| head.headers.insert("date", date));
+        with_http_date(|date| head.headers.insert_generated("date", date.as_bytes()));
     }
     match config.server_header_transformation {
         ServerHeaderTransformation::Overwrite => head.headers.insert("server", &config.server_name),

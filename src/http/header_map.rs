@@ -231,6 +231,30 @@ impl HeaderMap {
     /// takes the value, later ones are removed; if absent, the entry is appended.
     pub fn insert(&mut self, name: &str, value: impl AsRef<[u8]>) {
         let value = self.store_sanitized(value.as_ref(), false);
+        self.insert_span(name, value);
+    }
+
+    /// [`insert`](Self::insert) for a header the proxy generates itself: `name` is a
+    /// lower-case token constant and `value` printable ASCII the proxy formatted (a number, an
+    /// HTTP date, a fixed token such as `http`), so the sanitizing pass is skipped.
+    /// Invariant (checked in debug builds): never a value from the config, a client or an
+    /// upstream; those go through [`insert`](Self::insert).
+    pub fn insert_generated(&mut self, name: &'static str, value: &[u8]) {
+        debug_assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()),
+            "generated header name {name:?}"
+        );
+        debug_assert!(
+            value.iter().all(|&b| b == b' ' || b.is_ascii_graphic()),
+            "generated value of {name}"
+        );
+        let value = self.store(value);
+        self.insert_span(name, value);
+    }
+
+    /// Sets `name` to the stored `value` (see [`insert`](Self::insert)).
+    fn insert_span(&mut self, name: &str, value: Span) {
         match self.entries.iter().position(|e| self.matches(e, name)) {
             Some(first) => {
                 self.entries[first].value = value;
@@ -474,6 +498,20 @@ mod tests {
         assert_eq!(map.get("x-multi"), Some(&b"3"[..]));
         map.insert("new", "v");
         assert_eq!(map.iter().last(), Some(("new", &b"v"[..])));
+    }
+
+    #[test]
+    fn insert_generated_replaces_like_insert() {
+        let mut map = sample();
+        map.insert_generated("x-multi", b"3");
+        let names: Vec<&str> = map.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec!["host", "accept", "x-multi"]);
+        assert_eq!(map.get("x-multi"), Some(&b"3"[..]));
+        map.insert_generated("date", b"Thu, 26 Nov 2026 18:00:00 GMT");
+        assert_eq!(
+            map.iter().last(),
+            Some(("date", &b"Thu, 26 Nov 2026 18:00:00 GMT"[..]))
+        );
     }
 
     #[test]

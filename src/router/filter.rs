@@ -1107,7 +1107,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 if !self.suppress_envoy_headers() {
                     let service_time = Decimal::new(elapsed.as_millis() as u64);
                     head.headers
-                        .insert("x-envoy-upstream-service-time", service_time.as_bytes());
+                        .insert_generated("x-envoy-upstream-service-time", service_time.as_bytes());
                 }
                 cluster
                     .stats()
