@@ -9,9 +9,10 @@
 //!   `Slab<ActiveConnection>` and is named by a [`ConnectionId`] (slot + global id: a stale
 //!   handle finds nothing, never another connection).
 //! - The worker's state is one `Rc<RefCell<ConnectionHandler>>`. Reactor callbacks are thin:
-//!   `move |ready| enter(&weak, |h| h.on_connection_event(id, ready))`. The `RefCell` is
-//!   borrowed exactly once, at that boundary; the reactor never runs a callback from inside
-//!   another, so the borrow cannot be taken twice.
+//!   a connection's socket and timers carry a token routed by the worker's one shared handler
+//!   (worker_events.rs) to `enter(&weak, |h| h.on_connection_event(id, ready))`. The
+//!   `RefCell` is borrowed exactly once, at that boundary; the reactor never runs a callback
+//!   from inside another, so the borrow cannot be taken twice.
 //! - Filters are called with a [`FilterContext`] holding `&mut ConnectionHandler`; the filter
 //!   itself is lent out of its slot for the call. Whatever a filter does that concerns another
 //!   party (a write crossing the peer's high watermark, a close, `continue_reading`) is queued
