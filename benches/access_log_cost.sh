@@ -51,24 +51,7 @@ mkdir -p "$RUN_DIR/tmp"
 RESULTS=$RUN_DIR/results-$(date +%Y%m%d-%H%M%S).jsonl
 : >"$RESULTS"
 BACKEND_PORT=$(free_port)
-cat >"$RUN_DIR/backend.conf" <<EOF
-worker_processes 1;
-pid backend.pid;
-error_log backend.error.log warn;
-events { worker_connections 1024; use epoll; }
-http {
-  access_log off;
-  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
-  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
-  keepalive_timeout 300s;
-  keepalive_requests 100000000;
-  server {
-    listen 127.0.0.1:$BACKEND_PORT backlog=4096;
-    location = / { return 200 "Hello, World\n"; }
-  }
-}
-EOF
-start_proc backend "$BACKEND_PORT" "$LOAD_CPU" nginx -p "$RUN_DIR/" -c "$RUN_DIR/backend.conf" -g 'daemon off;'
+start_backend "$BACKEND_PORT" "$LOAD_CPU"
 
 render() {  # render PORT ACCESS_LOG_PATH(or empty) -> config path
   local alog=""

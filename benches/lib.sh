@@ -74,3 +74,62 @@ stop_started() {  # stop_started PID: stop it now and forget it
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime of PID
+
+start_backend() {  # start_backend PORT CPU: the backend nginx (1 worker, keep-alive): `GET /` ->
+  # "Hello, World\n" (13 bytes), `GET /4k` -> 4096 bytes; files under $RUN_DIR; -> LAST_PID
+  mkdir -p "$RUN_DIR/tmp" "$RUN_DIR/www"
+  head -c 4096 /dev/zero | tr '\0' 'a' >"$RUN_DIR/www/4k"
+  cat >"$RUN_DIR/backend.conf" <<CONF
+worker_processes 1;
+pid backend.pid;
+error_log backend.error.log warn;
+events { worker_connections 1024; use epoll; }
+http {
+  access_log off;
+  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
+  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+  keepalive_timeout 300s;
+  keepalive_requests 100000000;
+  root www;
+  server {
+    listen 127.0.0.1:$1 backlog=4096;
+    location = / { return 200 "Hello, World\n"; }
+    location = /4k { try_files /4k =404; }
+  }
+}
+CONF
+  start_proc backend "$1" "$2" nginx -p "$RUN_DIR/" -c "$RUN_DIR/backend.conf" -g 'daemon off;'
+}
+
+write_bench_config() {  # write_bench_config PORT BACKEND_PORT FILE: one HTTP listener routing
+  # everything to one static cluster (peers.sh's envoy-bench.yaml, generate_request_id off)
+  cat >"$3" <<CONF
+static_resources:
+  listeners:
+  - name: bench
+    address: {socket_address: {address: 127.0.0.1, port_value: $1}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          generate_request_id: false
+          route_config:
+            virtual_hosts:
+            - {name: backend, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: backend}}]}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $2}}}
+CONF
+}

@@ -50,59 +50,10 @@ load() {  # load N: N requests through nuncio; prints the number answered 2xx
 }
 
 taskset -pc "$LOAD_CPU" $$ >/dev/null
-mkdir -p "$RUN_DIR/tmp" "$RUN_DIR/www"
-head -c 4096 /dev/zero | tr '\0' 'a' >"$RUN_DIR/www/4k"
 BACKEND_PORT=$(free_port)
 PORT=$(free_port)
-cat >"$RUN_DIR/backend.conf" <<EOF
-worker_processes 1;
-pid backend.pid;
-error_log backend.error.log warn;
-events { worker_connections 1024; use epoll; }
-http {
-  access_log off;
-  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
-  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
-  keepalive_timeout 300s;
-  keepalive_requests 100000000;
-  root www;
-  server {
-    listen 127.0.0.1:$BACKEND_PORT backlog=4096;
-    location = / { return 200 "Hello, World\n"; }
-    location = /4k { try_files /4k =404; }
-  }
-}
-EOF
-cat >"$RUN_DIR/nuncio.yaml" <<EOF
-static_resources:
-  listeners:
-  - name: bench
-    address: {socket_address: {address: 127.0.0.1, port_value: $PORT}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          generate_request_id: false
-          route_config:
-            virtual_hosts:
-            - {name: backend, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: backend}}]}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $BACKEND_PORT}}}
-EOF
-start_proc backend "$BACKEND_PORT" "$LOAD_CPU" nginx -p "$RUN_DIR/" -c "$RUN_DIR/backend.conf" -g 'daemon off;'
+start_backend "$BACKEND_PORT" "$LOAD_CPU"
+write_bench_config "$PORT" "$BACKEND_PORT" "$RUN_DIR/nuncio.yaml"
 start_proc nuncio "$PORT" "$PROXY_CPU" "$NUNCIO_BIN" -c "$RUN_DIR/nuncio.yaml" --concurrency 1 -l warn
 NPID=$LAST_PID
 REPORT=$RUN_DIR/report.txt
