@@ -977,8 +977,9 @@ impl ConnectionHandler {
         }
     }
 
-    /// A queued wake-up: the filter runs `on_timer(token)` (nothing if it is gone).
-    fn deliver_wakeup(&mut self, conn: ConnectionId, filter: usize, token: u64) {
+    /// A filter timer fired, or a queued wake-up is due: the read filter runs
+    /// `on_timer(token)` (nothing if the connection or the filter is gone).
+    fn on_filter_timer(&mut self, conn: ConnectionId, filter: usize, token: u64) {
         let Some(mut f) = self.lend_read_filter(conn, filter) else {
             return;
         };
@@ -1057,19 +1058,6 @@ impl ConnectionHandler {
         })
     }
 
-    fn on_filter_timer(&mut self, conn: ConnectionId, filter: usize, token: u64) {
-        let Some(mut f) = self.lend_read_filter(conn, filter) else {
-            return;
-        };
-        let mut cx = FilterContext {
-            handler: self,
-            conn,
-            filter_index: filter,
-        };
-        f.on_timer(token, &mut cx);
-        self.put_back_read_filter(conn, filter, f);
-    }
-
     /// The connection a reactor token's target belongs to, if it is still there.
     fn target_connection(&self, target: EventTarget) -> Option<ConnectionId> {
         let (slot, guard) = target.connection_slot();
@@ -1111,7 +1099,7 @@ impl ConnectionHandler {
             } else if let Some((id, start)) = self.continue_reading.pop_front() {
                 self.resume_reading(id, start);
             } else if let Some((conn, filter, token)) = self.wakeups.pop_front() {
-                self.deliver_wakeup(conn, filter, token);
+                self.on_filter_timer(conn, filter, token);
             } else if !self.flush.is_empty() {
                 self.flush_written();
             } else if !self.closed.is_empty() {
