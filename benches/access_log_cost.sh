@@ -60,44 +60,7 @@ render() {  # render PORT ACCESS_LOG_PATH(or empty) -> config path
             typed_config:
               \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
               path: $2"
-  cat >"$RUN_DIR/nuncio-$3.yaml" <<EOF
-static_resources:
-  listeners:
-  - name: bench
-    address: {socket_address: {address: 127.0.0.1, port_value: $1}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          codec_type: AUTO
-          stat_prefix: bench
-          generate_request_id: false
-$alog
-          route_config:
-            virtual_hosts:
-            - name: backend
-              domains: ["*"]
-              routes:
-              - match: {prefix: "/"}
-                route: {cluster: backend}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    circuit_breakers:
-      thresholds:
-      - {priority: DEFAULT, max_connections: 1000000, max_pending_requests: 1000000, max_requests: 1000000}
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $BACKEND_PORT}}}
-EOF
+  write_bench_config "$1" "$BACKEND_PORT" "$RUN_DIR/nuncio-$3.yaml" "$alog"
   echo "$RUN_DIR/nuncio-$3.yaml"
 }
 

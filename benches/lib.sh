@@ -101,8 +101,9 @@ CONF
   start_proc backend "$1" "$2" nginx -p "$RUN_DIR/" -c "$RUN_DIR/backend.conf" -g 'daemon off;'
 }
 
-write_bench_config() {  # write_bench_config PORT BACKEND_PORT FILE: one HTTP listener routing
-  # everything to one static cluster (peers.sh's envoy-bench.yaml, generate_request_id off)
+write_bench_config() {  # write_bench_config PORT BACKEND_PORT FILE [HCM_LINES]: one HTTP listener
+  # routing everything to one static cluster, as peers.sh's envoy-bench.yaml (generate_request_id
+  # off, circuit breakers out of the way); HCM_LINES (10-space indented) go into the HCM config
   cat >"$3" <<CONF
 static_resources:
   listeners:
@@ -115,6 +116,7 @@ static_resources:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: bench
           generate_request_id: false
+${4:-}
           route_config:
             virtual_hosts:
             - {name: backend, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: backend}}]}
@@ -126,6 +128,9 @@ static_resources:
   - name: backend
     type: STATIC
     connect_timeout: 1s
+    circuit_breakers:
+      thresholds:
+      - {priority: DEFAULT, max_connections: 1000000, max_pending_requests: 1000000, max_requests: 1000000}
     load_assignment:
       cluster_name: backend
       endpoints:
