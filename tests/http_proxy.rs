@@ -549,11 +549,9 @@ fn upgrade_without_upgrade_configs_is_403() {
 #[test]
 fn access_log_writes_one_line_per_request() {
     let up = HttpUpstream::hello();
-    let path = std::env::temp_dir().join(format!("nuncio-http-access-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let hcm = format!(
-        "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{text_format_source: {{inline_string: \"%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_SENT% %UPSTREAM_CLUSTER% %RESPONSE_CODE_DETAILS%\\n\"}}}}\n",
-        path.display()
+    let (path, hcm) = file_access_log(
+        "access",
+        "%REQ(:METHOD)% %REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_SENT% %UPSTREAM_CLUSTER% %RESPONSE_CODE_DETAILS%",
     );
     let routes = "              - match: {path: \"/none\"}\n                direct_response: {status: 404}\n";
     let proxy = Nuncio::start_with(
@@ -562,14 +560,35 @@ fn access_log_writes_one_line_per_request() {
     );
     assert_eq!(get(proxy.listener, "/x").status, 200);
     assert_eq!(get(proxy.listener, "/none").status, 404);
+    assert_eq!(
+        access_log_lines(&path, 2),
+        [
+            "GET /x 200 - 5 app via_upstream",
+            "GET /none 404 - 0 - direct_response"
+        ]
+    );
+}
+
+/// A file access log with `format` (one line per stream) as HCM config lines, and its path
+/// (`tag` and the process id make it unique; any old file is removed).
+fn file_access_log(tag: &str, format: &str) -> (std::path::PathBuf, String) {
+    let path = std::env::temp_dir().join(format!("nuncio-http-{tag}-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let hcm = format!(
+        "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{text_format_source: {{inline_string: \"{format}\\n\"}}}}\n",
+        path.display()
+    );
+    (path, hcm)
+}
+
+/// The access log's lines once it has at least `n` (the log thread flushes every 50 ms in
+/// these tests); fails after TIMEOUT.
+fn access_log_lines(path: &std::path::Path, n: usize) -> Vec<String> {
     let deadline = std::time::Instant::now() + TIMEOUT;
     loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if text.lines().count() >= 2 {
-            let lines: Vec<&str> = text.lines().collect();
-            assert_eq!(lines[0], "GET /x 200 - 5 app via_upstream");
-            assert_eq!(lines[1], "GET /none 404 - 0 - direct_response");
-            break;
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= n {
+            return text.lines().map(str::to_string).collect();
         }
         assert!(std::time::Instant::now() < deadline, "access log: {text:?}");
         thread::sleep(Duration::from_millis(20));
@@ -583,12 +602,8 @@ fn access_log_writes_one_line_per_request() {
 #[test]
 fn request_id_reaches_upstream_response_and_access_log() {
     let up = HttpUpstream::hello();
-    let path = std::env::temp_dir().join(format!("nuncio-http-reqid-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let hcm = format!(
-        "          always_set_request_id_in_response: true\n          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{text_format_source: {{inline_string: \"%REQ(X-REQUEST-ID)%\\n\"}}}}\n",
-        path.display()
-    );
+    let (path, log) = file_access_log("reqid", "%REQ(X-REQUEST-ID)%");
+    let hcm = format!("          always_set_request_id_in_response: true\n{log}");
     let proxy = Nuncio::start_with(
         &config(up.addr, &hcm, "", "", ""),
         &["--concurrency", "1", "--file-flush-interval-msec", "50"],
@@ -620,14 +635,5 @@ fn request_id_reaches_upstream_response_and_access_log() {
         .map(|r| r.header("x-request-id").unwrap_or("").to_string())
         .collect();
     assert_eq!(upstream, sent);
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if text.lines().count() >= 3 {
-            assert_eq!(text.lines().collect::<Vec<_>>(), sent);
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "access log: {text:?}");
-        thread::sleep(Duration::from_millis(20));
-    }
+    assert_eq!(access_log_lines(&path, 3), sent);
 }
