@@ -617,3 +617,27 @@ fn tcp_proxy_access_log_one_line_per_connection() {
     assert_eq!(tail, format!("- \"-\" \"-\" \"-\" \"-\" \"{refused}\""));
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn tcp_proxy_records_upstream_connect_and_length_histograms() {
+    // Envoy 1.40's TCP pool, same config: a session's upstream connection records
+    // upstream_cx_connect_ms when it connects and upstream_cx_length_ms when it is gone;
+    // upstream_rq_per_cx is HTTP's and stays empty.
+    let up = Upstream::echo();
+    let nuncio = Nuncio::start(&tcp_proxy_to(up.addr, "5s"), &[]);
+    let backend = "envoy_cluster_name=\"backend\"";
+    let count = |metric: &str| nuncio.histogram(metric, backend).count;
+    let mut s = connect(nuncio.listener("proxy"));
+    s.write_all(b"ping").unwrap();
+    assert_eq!(read_n(&mut s, 4), b"ping");
+    assert_eq!(count("envoy_cluster_upstream_cx_connect_ms"), 1);
+    assert_eq!(
+        count("envoy_cluster_upstream_cx_length_ms"),
+        0,
+        "still open"
+    );
+    drop(s);
+    nuncio.wait_stat("cluster.backend.upstream_cx_destroy", 1);
+    assert_eq!(count("envoy_cluster_upstream_cx_length_ms"), 1);
+    assert_eq!(count("envoy_cluster_upstream_rq_per_cx"), 0);
+}

@@ -440,3 +440,57 @@ fn an_idle_connection_past_the_pool_idle_timeout_is_closed_on_time() {
         "{text}"
     );
 }
+
+// === connection histograms ===
+
+#[test]
+fn a_closed_upstream_connection_records_its_length_and_requests_carried() {
+    // As Envoy 1.40 does with the same config and requests: three requests on one upstream
+    // connection, the second answered after 300 ms, the third with `connection: close`. Nothing
+    // is recorded while the connection lives; its close records one upstream_cx_length_ms
+    // sample (open to close: in the 250..500 ms bucket) and one upstream_rq_per_cx sample of 3.
+    let up = HttpUpstream::start(|_, n| match n {
+        1 => Reply::ok("slow").after(Duration::from_millis(300)),
+        2 => Reply::raw("HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nlast"),
+        _ => Reply::ok("fast"),
+    });
+    let proxy = Nuncio::start(&simple(up.addr));
+    let app = "envoy_cluster_name=\"app\"";
+    let mut c = Client::connect(proxy.listener);
+    for path in ["/a", "/b"] {
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+        assert_eq!(c.read_response().unwrap().status, 200);
+    }
+    assert_eq!(
+        proxy
+            .histogram("envoy_cluster_upstream_rq_per_cx", app)
+            .count,
+        0,
+        "recorded at the close, not per request"
+    );
+    c.send(b"GET /c HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 200);
+    proxy.wait_stat("cluster.app.upstream_cx_destroy_local", 1);
+    let per_cx = proxy.histogram("envoy_cluster_upstream_rq_per_cx", app);
+    assert_eq!((per_cx.count, per_cx.sum), (1, 3.0), "{per_cx:?}");
+    assert_eq!((per_cx.le("1"), per_cx.le("5")), (0, 1));
+    let length = proxy.histogram("envoy_cluster_upstream_cx_length_ms", app);
+    assert_eq!(length.count, 1, "{length:?}");
+    assert_eq!((length.le("250"), length.le("500")), (0, 1), "{length:?}");
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_failed_connect_records_its_length_but_no_requests_per_connection() {
+    // Envoy 1.40 against a refused port: upstream_cx_length_ms gets a sample (the connection
+    // existed, 0 ms), upstream_rq_per_cx and upstream_cx_connect_ms none (it never connected).
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", refused_port()).parse().unwrap();
+    let proxy = Nuncio::start(&simple(dead));
+    assert_eq!(get(proxy.listener, "/").status, 503);
+    proxy.wait_stat("cluster.app.upstream_cx_connect_fail", 1);
+    let app = "envoy_cluster_name=\"app\"";
+    let count = |metric: &str| proxy.histogram(metric, app).count;
+    assert_eq!(count("envoy_cluster_upstream_cx_length_ms"), 1);
+    assert_eq!(count("envoy_cluster_upstream_rq_per_cx"), 0);
+    assert_eq!(count("envoy_cluster_upstream_cx_connect_ms"), 0);
+}

@@ -97,6 +97,7 @@ impl IdleConnectionCallbacks for IdlePoolCallbacks {
             }
             stats.upstream_cx_destroy.inc();
             stats.upstream_cx_active.dec();
+            stats.record_cx_closed(&closed.life, true, Instant::now());
             let waiter = pools.notify(closed.key, true)?;
             Some((waiter, POOL_WAKE_TOKEN))
         })

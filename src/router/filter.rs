@@ -42,7 +42,9 @@ use crate::router::{
     RetryState, RetryStatus, TimeoutData,
 };
 use crate::upstream::cluster;
-use crate::upstream::conn_pool::{ConnectDecision, PendingId, PendingState, PoolFailure, PoolKey};
+use crate::upstream::conn_pool::{
+    ClientLife, ConnectDecision, IdleClient, PendingId, PendingState, PoolFailure, PoolKey,
+};
 
 use super::upstream_request::{UpstreamRequest, UpstreamState};
 
@@ -564,7 +566,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         } else {
             self.take_ready(&*cluster, &host_ref, pool, cb, io)
         };
-        if let Some((id, requests)) = ready {
+        if let Some((id, life)) = ready {
             {
                 self.leave_queue(io, false);
                 log::debug!(
@@ -580,7 +582,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     pool,
                     id,
                     true,
-                    requests,
+                    life,
                     self.settings.clone(),
                 ));
                 self.on_attached(&*cluster);
@@ -648,12 +650,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     pool,
                     id,
                     false,
-                    0,
+                    ClientLife::new(io.now()),
                     self.settings.clone(),
                 ));
-                if let Some(upstream) = self.upstream.as_mut() {
-                    upstream.connect_started = Some(io.now());
-                }
                 io.arm_timer(HcmTimer::ConnectTimeout, cluster.connect_timeout());
             }
             Err(e) => {
@@ -684,7 +683,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         pool: PoolKey,
         cb: &mut FilterCallbacks,
         io: &mut Io,
-    ) -> Option<(U, u32)> {
+    ) -> Option<(U, ClientLife)> {
         if !io.pools().has_ready(pool) {
             return None;
         }
@@ -704,13 +703,13 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             };
             if io.upstream_usable(client.id, client.peek_before_reuse(now)) {
                 io.pools().lend(pool, rm);
-                found = Some((client.id, client.requests));
+                found = Some((client.id, client.life));
                 break;
             }
             io.pools().discard_idle(pool, rm);
-            dead.push(client.id);
+            dead.push(client);
         }
-        for id in dead {
+        for IdleClient { id, life, .. } in dead {
             log::debug!(
                 "[C{}][S{}] pooled connection {:?} closed by upstream while idle: not reused",
                 cb.connection_id,
@@ -721,16 +720,18 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             stats.upstream_cx_destroy_remote.inc();
             stats.upstream_cx_destroy.inc();
             stats.upstream_cx_active.dec();
+            stats.record_cx_closed(&life, true, now);
             cluster::dec(&host_ref.stats.cx_active);
         }
         // Past the idle timeout (the worker's idle timer had not run yet): closed as the timer
         // would have.
-        for id in expired {
+        for IdleClient { id, life, .. } in expired {
             io.close_upstream(id, crate::http::conn_manager_io::CloseHow::NoFlush);
             stats.upstream_cx_idle_timeout.inc();
             stats.upstream_cx_destroy_local.inc();
             stats.upstream_cx_destroy.inc();
             stats.upstream_cx_active.dec();
+            stats.record_cx_closed(&life, true, now);
             cluster::dec(&host_ref.stats.cx_active);
         }
         found
@@ -984,11 +985,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io: &mut Io,
     ) {
         io.disarm_timer(HcmTimer::ConnectTimeout);
-        if let (Some(cluster), Some(started)) = (
-            self.cluster.as_ref(),
-            self.upstream.as_ref().and_then(|u| u.connect_started),
-        ) {
-            let took = io.now().saturating_duration_since(started);
+        let new_connection = self.upstream.as_ref().filter(|u| u.new_connection);
+        if let (Some(cluster), Some(upstream)) = (self.cluster.as_ref(), new_connection) {
+            let took = io.now().saturating_duration_since(upstream.life.opened);
             cluster
                 .stats()
                 .upstream_cx_connect_ms
@@ -1294,7 +1293,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             upstream.pool,
             &upstream.upstream_host,
             upstream.conn,
-            upstream.requests,
+            upstream.life,
             reusable,
             &settings,
             cluster.resource_manager(),
@@ -1319,6 +1318,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             stats.upstream_cx_destroy_local.inc();
             stats.upstream_cx_destroy.inc();
             stats.upstream_cx_active.dec();
+            stats.record_cx_closed(&upstream.life, true, now);
             cluster::dec(&upstream.upstream_host.stats.cx_active);
             io.close_upstream(
                 upstream.conn,
@@ -1354,6 +1354,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             stats.upstream_cx_destroy_local.inc();
             stats.upstream_cx_destroy.inc();
             stats.upstream_cx_active.dec();
+            stats.record_cx_closed(&upstream.life, upstream.connected(), io.now());
             if upstream.connected() {
                 // Envoy's CodecClient closing with a request on it.
                 stats.upstream_cx_destroy_with_active_rq.inc();
@@ -1389,6 +1390,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         stats.upstream_cx_destroy.inc();
         stats.upstream_cx_destroy_remote.inc();
         stats.upstream_cx_active.dec();
+        stats.record_cx_closed(&upstream.life, upstream.connected(), io.now());
         io.disarm_timer(HcmTimer::PerTryTimeout);
         let reason = if upstream.connected() {
             stats.upstream_rq_rx_reset.inc();

@@ -17,7 +17,7 @@ use bytes::BytesMut;
 use crate::http::codec::{ClientCodec, CodecError, Http1Settings, RequestHead, ResponseEvent};
 use crate::http::HeaderMap;
 use crate::upstream::cluster::{self, Host};
-use crate::upstream::conn_pool::PoolKey;
+use crate::upstream::conn_pool::{ClientLife, PoolKey};
 
 /// Where one attempt stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,8 +40,10 @@ pub struct UpstreamRequest<U> {
     pub conn: U,
     pub state: UpstreamState,
     pub codec: ClientCodec,
-    /// Requests this connection has carried, this one included (`max_requests_per_connection`).
-    pub requests: u32,
+    /// When the connection was opened and the requests it has carried, this one included
+    /// (`max_requests_per_connection`, `upstream_cx_connect_ms`, and at its close
+    /// `upstream_cx_length_ms` and `upstream_rq_per_cx`).
+    pub life: ClientLife,
     /// The request head was written.
     pub headers_sent: bool,
     /// The whole request (end of stream) was written.
@@ -51,8 +53,6 @@ pub struct UpstreamRequest<U> {
     pub sent_at: Option<Instant>,
     /// The connection was new (counted in `upstream_cx_*` when it connects).
     pub new_connection: bool,
-    /// When the new connection's connect started (`upstream_cx_connect_ms`).
-    pub connect_started: Option<Instant>,
     /// A byte of the response arrived (the request reached the upstream application: no
     /// replay after the connection dies).
     pub response_bytes: bool,
@@ -63,14 +63,15 @@ pub struct UpstreamRequest<U> {
 }
 
 impl<U: Copy> UpstreamRequest<U> {
-    /// A new attempt on `host`: counted at once in the host's `rq_total` and `rq_active`
-    /// (the latter until [`UpstreamRequest::end_host_request`]).
+    /// A new attempt on `host` over `conn` (`connected`: a pooled connection; else a new one,
+    /// connecting), which carries it as one more request: counted at once in the host's
+    /// `rq_total` and `rq_active` (the latter until [`UpstreamRequest::end_host_request`]).
     pub fn new(
         host: Arc<Host>,
         pool: PoolKey,
         conn: U,
         connected: bool,
-        requests: u32,
+        life: ClientLife,
         settings: Arc<Http1Settings>,
     ) -> Self {
         cluster::inc(&host.stats.rq_total);
@@ -87,12 +88,14 @@ impl<U: Copy> UpstreamRequest<U> {
                 UpstreamState::Connecting
             },
             codec: ClientCodec::new(settings),
-            requests: requests + 1,
+            life: ClientLife {
+                requests: life.requests + 1,
+                ..life
+            },
             headers_sent: false,
             request_complete: false,
             sent_at: None,
             new_connection: !connected,
-            connect_started: None,
             response_bytes: false,
         }
     }
@@ -188,7 +191,7 @@ mod tests {
             pool,
             1,
             true,
-            0,
+            ClientLife::new(Instant::now()),
             Arc::new(Http1Settings::default()),
         )
     }

@@ -3,8 +3,10 @@
 //! (`upstream_rq_200`) are created on first use and cached.
 
 use std::cell::{OnceCell, RefCell};
+use std::time::Instant;
 
 use crate::stats::{Counter, Gauge, Histogram, ImportMode, Store, Unit};
+use crate::upstream::conn_pool::ClientLife;
 use crate::upstream::fast_hash::FastHashMap;
 
 /// The stats of one cluster, as the router updates them.
@@ -15,6 +17,8 @@ pub struct ClusterStats {
     pub upstream_rq_active: Gauge,
     pub upstream_rq_time: Histogram,
     pub upstream_cx_connect_ms: Histogram,
+    pub upstream_cx_length_ms: Histogram,
+    pub upstream_rq_per_cx: Histogram,
     pub upstream_rq_timeout: Counter,
     pub upstream_rq_per_try_timeout: Counter,
     pub upstream_rq_retry: Counter,
@@ -66,6 +70,8 @@ impl ClusterStats {
             upstream_rq_active: scope.gauge("upstream_rq_active", ImportMode::Accumulate),
             upstream_rq_time: scope.histogram("upstream_rq_time", Unit::Milliseconds),
             upstream_cx_connect_ms: scope.histogram("upstream_cx_connect_ms", Unit::Milliseconds),
+            upstream_cx_length_ms: scope.histogram("upstream_cx_length_ms", Unit::Milliseconds),
+            upstream_rq_per_cx: scope.histogram("upstream_rq_per_cx", Unit::Unspecified),
             upstream_rq_timeout: c("upstream_rq_timeout"),
             upstream_rq_per_try_timeout: c("upstream_rq_per_try_timeout"),
             upstream_rq_retry: c("upstream_rq_retry"),
@@ -113,6 +119,18 @@ impl ClusterStats {
     /// `chargeResponseStat`); the caller counts `upstream_rq_completed`.
     pub fn charge_response(&self, status: u16) {
         charge(&self.by_code, &self.scope, "", status);
+    }
+
+    /// An upstream connection is gone, whatever closed it (Envoy's `ActiveClient` closing):
+    /// `upstream_cx_length_ms` from its open to `now` (a failed connect counts too), and, if
+    /// it ever connected, `upstream_rq_per_cx` with the requests it carried (Envoy records
+    /// that one only for a completed handshake). The caller counts `upstream_cx_destroy*`.
+    pub fn record_cx_closed(&self, life: &ClientLife, connected: bool, now: Instant) {
+        let length = now.saturating_duration_since(life.opened);
+        self.upstream_cx_length_ms.record(length.as_millis() as u64);
+        if connected {
+            self.upstream_rq_per_cx.record(u64::from(life.requests));
+        }
     }
 
     /// A response that was retried (dropped): Envoy charges it under `retry.` only

@@ -120,6 +120,7 @@ pub struct ClusterStats {
     pub upstream_cx_protocol_error: Counter,
     pub upstream_cx_connect_ms: Histogram,
     pub upstream_cx_length_ms: Histogram,
+    pub upstream_rq_per_cx: Histogram,
     // Requests.
     pub upstream_rq_total: Counter,
     pub upstream_rq_active: Gauge,
@@ -175,6 +176,7 @@ impl ClusterStats {
             upstream_cx_protocol_error: c("upstream_cx_protocol_error"),
             upstream_cx_connect_ms: s.histogram("upstream_cx_connect_ms", Unit::Milliseconds),
             upstream_cx_length_ms: s.histogram("upstream_cx_length_ms", Unit::Milliseconds),
+            upstream_rq_per_cx: s.histogram("upstream_rq_per_cx", Unit::Unspecified),
             upstream_rq_total: c("upstream_rq_total"),
             upstream_rq_active: g("upstream_rq_active"),
             upstream_rq_completed: c("upstream_rq_completed"),

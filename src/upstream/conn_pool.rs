@@ -63,14 +63,36 @@ use super::fast_hash::FastHashMap;
 use super::resource_manager::ResourceManager;
 use crate::config::Thresholds;
 
+/// What an upstream connection carries from stream to stream, pooled or lent (Envoy keeps it
+/// in its `ActiveClient`): when it was opened and how many requests it has carried. Read for
+/// `max_requests_per_connection` on each release, and once at its close for Envoy's
+/// `upstream_cx_length_ms` (open to close, connect time included) and `upstream_rq_per_cx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLife {
+    /// When the connection was created (its connect started).
+    pub opened: Instant,
+    /// Requests it has carried (attached streams, the current one included).
+    pub requests: u32,
+}
+
+impl ClientLife {
+    /// A connection opened at `now`, no request yet.
+    pub fn new(now: Instant) -> ClientLife {
+        ClientLife {
+            opened: now,
+            requests: 0,
+        }
+    }
+}
+
 /// An idle connection waiting in a pool.
 #[derive(Debug, Clone, Copy)]
 pub struct IdleClient<Id> {
     pub id: Id,
     /// When it went idle (for the pool's idle timeout).
     pub since: Instant,
-    /// Requests it has carried (for `max_requests_per_connection`).
-    pub requests: u32,
+    /// Its age and the requests it has carried.
+    pub life: ClientLife,
 }
 
 /// How long a pooled connection must have sat idle before its reuse is preceded by a peek at
@@ -141,6 +163,8 @@ pub struct ClosedIdle {
     pub key: PoolKey,
     /// The host's shared object (its per-host stats), as last released to the pool.
     pub upstream_host: Option<Arc<Host>>,
+    /// Its age and the requests it carried (for the close's histograms).
+    pub life: ClientLife,
 }
 
 /// The pool of one host of one cluster.
@@ -336,7 +360,7 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         settings: &PoolSettings,
         rm: &ResourceManager,
         now: Instant,
-        expired: &mut Vec<Id>,
+        expired: &mut Vec<IdleClient<Id>>,
     ) -> Option<IdleClient<Id>> {
         let pool = self.pool(key);
         while let Some(client) = pool.ready.pop() {
@@ -345,7 +369,7 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
                 .is_some_and(|t| now.saturating_duration_since(client.since) >= t);
             if too_old {
                 rm.connections.dec();
-                expired.push(client.id);
+                expired.push(client);
                 continue;
             }
             // Not synced: the caller lends or discards it at once.
@@ -397,7 +421,7 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         key: PoolKey,
         host: &Arc<Host>,
         id: Id,
-        requests: u32,
+        life: ClientLife,
         reusable: bool,
         settings: &PoolSettings,
         rm: &ResourceManager,
@@ -410,7 +434,7 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         }
         let limit_reached = settings
             .max_requests_per_connection
-            .is_some_and(|max| requests >= max);
+            .is_some_and(|max| life.requests >= max);
         if !reusable || limit_reached {
             rm.connections.dec();
             pool.sync_counted(rm);
@@ -419,7 +443,7 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         pool.ready.push(IdleClient {
             id,
             since: now,
-            requests,
+            life,
         });
         if let Some(timeout) = settings.idle_timeout {
             let at = now + timeout;
@@ -482,8 +506,9 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         for (c, cluster) in self.clusters.iter_mut().enumerate() {
             for (h, (address, pool)) in cluster.hosts.iter_mut().enumerate() {
                 if let Some(index) = pool.ready.iter().position(|c| c.id == id) {
-                    pool.ready.remove(index);
+                    let client = pool.ready.remove(index);
                     return Some(ClosedIdle {
+                        life: client.life,
                         cluster: cluster.name.clone(),
                         host: *address,
                         key: PoolKey {
@@ -643,6 +668,14 @@ mod tests {
 
     type Pools = ConnPools<u32, char>;
 
+    /// A connection opened at `at` that has carried `requests`.
+    fn served(requests: u32, at: Instant) -> ClientLife {
+        ClientLife {
+            opened: at,
+            requests,
+        }
+    }
+
     // === empty pool ===
 
     #[test]
@@ -680,11 +713,11 @@ mod tests {
         let (s, rm, now) = (settings(), rm(), Instant::now());
         p.connect_or_wait(h, &rm);
         p.connect_or_wait(h, &rm);
-        assert!(p.release(h, &up(), 1, 1, true, &s, &rm, now));
-        assert!(p.release(h, &up(), 2, 1, true, &s, &rm, now));
+        assert!(p.release(h, &up(), 1, served(1, now), true, &s, &rm, now));
+        assert!(p.release(h, &up(), 2, served(1, now), true, &s, &rm, now));
         let mut dead = vec![];
         let client = p.pop_idle(h, &s, &rm, now, &mut dead).unwrap();
-        assert_eq!((client.id, client.requests), (2, 1));
+        assert_eq!((client.id, client.life.requests), (2, 1));
         assert_eq!(rm.connections.count(), 2);
     }
 
@@ -694,11 +727,11 @@ mod tests {
         let h = p.key("c", host());
         let (s, rm, now) = (settings(), rm(), Instant::now());
         p.connect_or_wait(h, &rm);
-        p.release(h, &up(), 7, 1, true, &s, &rm, now);
+        p.release(h, &up(), 7, served(1, now), true, &s, &rm, now);
         let later = now + Duration::from_secs(61);
         let mut expired = vec![];
         assert!(p.pop_idle(h, &s, &rm, later, &mut expired).is_none());
-        assert_eq!(expired, [7]);
+        assert_eq!(expired.iter().map(|c| c.id).collect::<Vec<_>>(), [7]);
         assert_eq!(rm.connections.count(), 0);
     }
 
@@ -709,10 +742,15 @@ mod tests {
         let (s, rm, now) = (settings(), rm(), Instant::now());
         p.connect_or_wait(h, &rm);
         p.connect_or_wait(h, &rm);
-        p.release(h, &up(), 1, 1, true, &s, &rm, now);
-        p.release(h, &up(), 2, 1, true, &s, &rm, now);
+        p.release(h, &up(), 1, served(1, now), true, &s, &rm, now);
+        p.release(h, &up(), 2, served(1, now), true, &s, &rm, now);
         let closed = p.remove_idle(1).expect("idle");
         assert_eq!((closed.cluster.as_str(), closed.host), ("c", host()));
+        assert_eq!(
+            closed.life,
+            served(1, now),
+            "its age and requests, for the histograms"
+        );
         assert_eq!(closed.key, h);
         assert!(closed.upstream_host.is_some());
         p.discard_idle(h, &rm);
@@ -731,11 +769,11 @@ mod tests {
         let timeout = s.idle_timeout.unwrap();
         p.connect_or_wait(h, &rm);
         p.connect_or_wait(h, &rm);
-        p.release(h, &up(), 1, 1, true, &s, &rm, now);
+        p.release(h, &up(), 1, served(1, now), true, &s, &rm, now);
         assert_eq!(p.take_idle_timer_arm(), Some(timeout));
         // A later release expires later: the armed timer serves it.
         let later = now + Duration::from_secs(10);
-        p.release(h, &up(), 2, 1, true, &s, &rm, later);
+        p.release(h, &up(), 2, served(1, later), true, &s, &rm, later);
         assert_eq!(p.take_idle_timer_arm(), None);
         let (expired, next) = p.sweep_idle(now + timeout, |_| Some(timeout));
         assert_eq!(expired, [("c".to_string(), 1)]);
@@ -762,7 +800,7 @@ mod tests {
         assert!(p.pool_available(h, &rm), "its own pool exists");
         assert!(!p.pool_available(o, &rm), "no room for another host's");
         // Idle connections keep the pool; it goes when the last connection does.
-        p.release(h, &up(), 1, 1, true, &s, &rm, now);
+        p.release(h, &up(), 1, served(1, now), true, &s, &rm, now);
         assert_eq!(rm.connection_pools.count(), 1);
         p.remove_idle(1).unwrap();
         p.discard_idle(h, &rm);
@@ -785,7 +823,7 @@ mod tests {
         let h = p.key("c", host());
         let (s, rm, now) = (settings(), rm(), Instant::now());
         p.connect_or_wait(h, &rm);
-        assert!(!p.release(h, &up(), 7, 3, true, &s, &rm, now));
+        assert!(!p.release(h, &up(), 7, served(3, now), true, &s, &rm, now));
         assert_eq!(rm.connections.count(), 0);
         assert!(p.host_pool("c", host()).expect("pool").is_empty());
     }
@@ -843,7 +881,7 @@ mod tests {
         let client = IdleClient {
             id: 1u32,
             since,
-            requests: 1,
+            life: served(1, since),
         };
         assert!(
             !client.peek_before_reuse(since),

@@ -19,6 +19,25 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// One histogram's cumulative Prometheus lines ([`Nuncio::histogram`]).
+#[derive(Debug, Default)]
+pub struct PromHistogram {
+    pub count: u64,
+    pub sum: f64,
+    /// `(le, samples at or below it)`, in the order printed.
+    pub buckets: Vec<(String, u64)>,
+}
+
+impl PromHistogram {
+    /// Samples at or below bucket bound `le` (as printed: `"0.5"`, `"250"`, `"+Inf"`).
+    pub fn le(&self, le: &str) -> u64 {
+        self.buckets
+            .iter()
+            .find(|(b, _)| b == le)
+            .map_or_else(|| panic!("no bucket le={le} in {self:?}"), |(_, n)| *n)
+    }
+}
+
 /// How long anything in a test may take before it counts as hung.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -186,6 +205,36 @@ impl Nuncio {
             .filter_map(|l| l.split_once(": "))
             .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
             .collect()
+    }
+
+    /// The cumulative samples of histogram `metric` (its Prometheus name, e.g.
+    /// `envoy_cluster_upstream_rq_per_cx`) whose labels include `label` (e.g.
+    /// `envoy_cluster_name="app"`), from `/stats?format=prometheus`.
+    pub fn histogram(&self, metric: &str, label: &str) -> PromHistogram {
+        let (status, body) =
+            http_get(self.admin, "/stats?format=prometheus").expect("GET /stats?format=prometheus");
+        assert_eq!(status, 200);
+        let mut h = PromHistogram::default();
+        for line in body.lines().filter(|l| l.contains(label)) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            match name.strip_prefix(metric) {
+                Some("_count") => h.count = value.parse().expect("count"),
+                Some("_sum") => h.sum = value.parse().expect("sum"),
+                Some("_bucket") => {
+                    let le = labels
+                        .split("le=\"")
+                        .nth(1)
+                        .and_then(|r| r.split('"').next());
+                    h.buckets
+                        .push((le.unwrap_or("").to_string(), value.parse().expect("bucket")));
+                }
+                _ => {}
+            }
+        }
+        h
     }
 
     /// One stat (0 if absent).

@@ -270,6 +270,9 @@ pub struct TcpProxy {
     log: SessionLog,
     /// The host of the current (or last) upstream connection: its per-host `cx_*` stats.
     upstream_host: Option<Arc<Host>>,
+    /// When the current upstream connection was created (`upstream_cx_connect_ms`,
+    /// `upstream_cx_length_ms`); taken when it is gone.
+    upstream_opened: Option<Instant>,
 }
 
 impl TcpProxy {
@@ -283,6 +286,7 @@ impl TcpProxy {
             idle_timer: None,
             log: SessionLog::default(),
             upstream_host: None,
+            upstream_opened: None,
         }
     }
 
@@ -367,6 +371,7 @@ impl TcpProxy {
                 }
                 cx.enable_half_close_connection(conn, true);
                 self.upstream = Upstream::Connecting { conn, attempt };
+                self.upstream_opened = Some(Instant::now());
                 let timer = self
                     .connect_timer
                     .get_or_insert_with(|| cx.create_timer(CONNECT_TIMER));
@@ -418,9 +423,21 @@ impl TcpProxy {
         }
     }
 
+    /// The upstream connection (connecting or connected) is gone: `upstream_cx_length_ms`
+    /// from its creation, as Envoy's TCP pool records it for every connection it created,
+    /// failed connects included (tcp_proxy has no `upstream_rq_per_cx`: that one is HTTP's).
+    fn record_cx_length(&mut self) {
+        let (Some(opened), Some(s)) = (self.upstream_opened.take(), self.cluster_stats()) else {
+            return;
+        };
+        s.upstream_cx_length_ms
+            .record(opened.elapsed().as_millis() as u64);
+    }
+
     /// The upstream connection (once connected) is gone: count it.
     fn upstream_closed(&mut self, local: bool) {
         self.cx_slot_released();
+        self.record_cx_length();
         if let Some(h) = self.host_stats() {
             cluster::dec(&h.cx_active);
         }
@@ -554,6 +571,7 @@ impl ReadFilter for TcpProxy {
                         // Not a connect failure: the downstream went away first.
                         self.upstream = Upstream::None;
                         self.cx_slot_released();
+                        self.record_cx_length();
                         if let Some(s) = self.cluster_stats() {
                             s.upstream_cx_active.dec();
                             s.upstream_cx_destroy.inc();
@@ -610,6 +628,10 @@ impl ReadFilter for TcpProxy {
                 );
                 self.connect_timer = None;
                 self.upstream = Upstream::Connected(upstream);
+                if let (Some(opened), Some(s)) = (self.upstream_opened, self.cluster_stats()) {
+                    s.upstream_cx_connect_ms
+                        .record(opened.elapsed().as_millis() as u64);
+                }
                 self.log.upstream_local = cx.connection_of(upstream).map(|c| c.local_address());
                 if self.config.idle_timeout.is_some() {
                     self.idle_timer = Some(cx.create_timer(IDLE_TIMER));
@@ -624,6 +646,7 @@ impl ReadFilter for TcpProxy {
                 // A close before Connected is a connect failure.
                 let attempt = *attempt;
                 self.cx_slot_released();
+                self.record_cx_length();
                 debug!(
                     "[{}] tcp_proxy: upstream connect failed (attempt {attempt})",
                     cx.connection_id()
@@ -680,6 +703,7 @@ impl ReadFilter for TcpProxy {
             (CONNECT_TIMER, Upstream::Connecting { conn, attempt }) => {
                 let (conn, attempt) = (*conn, *attempt);
                 self.cx_slot_released();
+                self.record_cx_length();
                 debug!("[{}] tcp_proxy: connect timeout", cx.connection_id());
                 if let Some(s) = self.cluster_stats() {
                     s.upstream_cx_connect_timeout.inc();
