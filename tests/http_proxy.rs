@@ -250,6 +250,41 @@ fn upstream_timeout_is_504() {
     assert_destroyed_with_active_rq(&proxy, 1, 0);
 }
 
+#[test]
+fn start_time_in_response_headers_is_the_stream_start() {
+    // Envoy 1.40, same route and a 600 ms upstream: `%START_TIME%` in response_headers_to_add
+    // formats the stream's start (when the request arrived), the same instant as in
+    // request_headers_to_add, not the time the response came back.
+    let up = HttpUpstream::start(|_, _| Reply::ok("late").after(Duration::from_millis(600)));
+    let value = "value: \"%START_TIME(%s.%3f)%\"";
+    let routes = format!(
+        "              - match: {{prefix: \"/slow\"}}\n                route: {{cluster: app}}\n                request_headers_to_add: [{{header: {{key: x-req-start, {value}}}}}]\n                response_headers_to_add: [{{header: {{key: x-start, {value}}}}}]\n"
+    );
+    let proxy = Nuncio::start(&config(up.addr, "", &routes, "", ""));
+    let wall = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let sent = wall();
+    let r = get(proxy.listener, "/slow");
+    let answered = wall();
+    assert_eq!(r.status, 200);
+    let secs = |v: Option<&str>| -> f64 { v.expect("header").parse().expect("%s.%3f") };
+    let start = secs(r.header("x-start"));
+    let upstream_saw = secs(up.requests()[0].header("x-req-start"));
+    assert!(
+        (start - upstream_saw).abs() <= 0.002,
+        "one start for both sides: {start} vs {upstream_saw}"
+    );
+    assert!(
+        start >= sent - 0.002 && start <= sent + 0.3,
+        "the request's arrival ({sent}), not the response's: {start}"
+    );
+    assert!(answered - start >= 0.55, "{start} .. {answered}");
+}
+
 /// Envoy's `upstream_cx_destroy_{local_,remote_,}with_active_rq` of cluster `app`: the
 /// connections closed with a request on them, by us (`local`) and by the upstream (`remote`).
 fn assert_destroyed_with_active_rq(proxy: &Nuncio, local: u64, remote: u64) {

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use crate::router::filter::{RouterFilter, UpstreamOutcome};
-use crate::router::FormatterContext;
+use crate::router::{FormatterContext, StartTime};
 
 use super::codec::{
     reason_phrase, CodecError, Http1Settings, Method, RequestEvent, RequestHead, ResponseHead,
@@ -732,7 +732,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                             downstream_direct_remote_address: downstream.direct_remote,
                             downstream_local_address: downstream.local,
                             upstream_host: stream.router.upstream_host,
-                            start_time: std::time::SystemTime::now(),
+                            start_time: StartTime::Since(stream.started),
                             protocol: Some(request.version.as_str()),
                         };
                         shared

@@ -25,7 +25,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -39,7 +39,7 @@ use crate::http::scratch;
 use crate::http::HeaderMap;
 use crate::router::{
     set_timeout_headers, FormatterContext, ResetReason as RetryResetReason, RetryPolicy,
-    RetryState, RetryStatus, TimeoutData,
+    RetryState, RetryStatus, StartTime, TimeoutData,
 };
 use crate::upstream::cluster;
 use crate::upstream::conn_pool::{
@@ -289,7 +289,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             downstream_direct_remote_address: cb.state.downstream.direct_remote,
             downstream_local_address: cb.state.downstream.local,
             upstream_host: None,
-            start_time: SystemTime::now(),
+            // The stream started in this loop iteration (its headers just completed).
+            start_time: StartTime::Since(cb.now),
             protocol: Some(head.version.as_str()),
         };
         let decision = match routes.route(head, random, &ctx) {

@@ -19,7 +19,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::header_map::HeaderMapAccess;
 
@@ -35,8 +35,8 @@ pub struct FormatterContext<'a> {
     pub downstream_local_address: Option<SocketAddr>,
     /// The upstream host the request went to (known on the response path only).
     pub upstream_host: Option<SocketAddr>,
-    /// When the first byte of the request arrived.
-    pub start_time: SystemTime,
+    /// When the stream started (`%START_TIME%`), on the request and the response path alike.
+    pub start_time: StartTime,
     /// `HTTP/1.1`, `HTTP/1.0`.
     pub protocol: Option<&'a str>,
 }
@@ -48,8 +48,37 @@ impl Default for FormatterContext<'_> {
             downstream_direct_remote_address: None,
             downstream_local_address: None,
             upstream_host: None,
-            start_time: UNIX_EPOCH,
+            start_time: StartTime::At(UNIX_EPOCH),
             protocol: None,
+        }
+    }
+}
+
+/// When the stream started, as `%START_TIME%` formats it (Envoy's `StreamInfo::startTime()`:
+/// the same instant in `request_headers_to_add`, `response_headers_to_add` and the access log,
+/// however long the upstream took).
+///
+/// The connection manager gives the stream's start on the monotonic clock, which it keeps
+/// anyway; the wall-clock time is derived from it only when a `%START_TIME%` is formatted
+/// (two clock reads then), so building a context per request reads no clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartTime {
+    /// A wall-clock time as such.
+    At(SystemTime),
+    /// The stream's start on the monotonic clock: the wall clock now, minus the time since.
+    Since(Instant),
+}
+
+impl StartTime {
+    /// The wall-clock time of the start.
+    pub fn system_time(self) -> SystemTime {
+        match self {
+            StartTime::At(time) => time,
+            StartTime::Since(started) => {
+                let ago = started.elapsed();
+                let now = SystemTime::now();
+                now.checked_sub(ago).unwrap_or(now)
+            }
         }
     }
 }
@@ -214,7 +243,7 @@ fn format_command<H: HeaderMapAccess + ?Sized>(
         Command::DownstreamLocalAddressWithoutPort => write_ip(out, ctx.downstream_local_address),
         Command::DownstreamLocalPort => write_port(out, ctx.downstream_local_address),
         Command::UpstreamHost => write_addr(out, ctx.upstream_host),
-        Command::StartTime(items) => format_time(items, ctx.start_time, out),
+        Command::StartTime(items) => format_time(items, ctx.start_time.system_time(), out),
         Command::Protocol => out.push_str(ctx.protocol.unwrap_or("")),
         Command::Req { name, alt } => {
             let value = request
@@ -457,7 +486,7 @@ mod tests {
             downstream_local_address: Some("[::1]:8080".parse().unwrap()),
             upstream_host: None,
             // 2026-11-26T10:22:14.940Z
-            start_time: UNIX_EPOCH + Duration::from_millis(1_795_688_534_940),
+            start_time: StartTime::At(UNIX_EPOCH + Duration::from_millis(1_795_688_534_940)),
             protocol: Some("HTTP/1.1"),
         }
     }
@@ -528,6 +557,20 @@ mod tests {
             "14.940000|940|940000000"
         );
         assert!(HeaderFormatter::parse("%START_TIME(%a)%").is_err());
+    }
+
+    #[test]
+    fn a_monotonic_start_formats_as_the_wall_clock_time_it_was() {
+        let ago = Duration::from_secs(2);
+        let Some(started) = Instant::now().checked_sub(ago) else {
+            return; // a machine up for less than 2 s
+        };
+        let start = StartTime::Since(started).system_time();
+        let back = SystemTime::now().duration_since(start).unwrap();
+        assert!(
+            back >= ago && back < ago + Duration::from_millis(100),
+            "{back:?}"
+        );
     }
 
     #[test]

@@ -48,7 +48,7 @@ mod virtual_host;
 mod tests;
 
 pub use config::{RouteConfig, RouteConfigOptions, DEFAULT_MAX_DIRECT_RESPONSE_BODY_SIZE};
-pub use formatter::{FormatterContext, HeaderFormatter};
+pub use formatter::{FormatterContext, HeaderFormatter, StartTime};
 pub use header_map::{HeaderMapAccess, VecHeaderMap};
 pub use header_matcher::{HeaderMatch, HeaderMatcher};
 pub use header_parser::{AppendAction, HeaderParser};
