@@ -21,10 +21,15 @@ fn breakers(thresholds: &str) -> String {
 
 /// An HCM access log of `%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%` lines.
 fn access_log(name: &str) -> (PathBuf, String) {
+    access_log_of(name, "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%")
+}
+
+/// An HCM access log of `format` lines.
+fn access_log_of(name: &str, format: &str) -> (PathBuf, String) {
     let path = std::env::temp_dir().join(format!("nuncio-retry-{name}-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let hcm = format!(
-        "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{text_format_source: {{inline_string: \"%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%\\n\"}}}}\n",
+        "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n              log_format: {{text_format_source: {{inline_string: \"{format}\\n\"}}}}\n",
         path.display()
     );
     (path, hcm)
@@ -350,6 +355,202 @@ fn per_try_timeout_is_retried_under_gateway_error_only() {
     let r = get(proxy.listener, "/r");
     assert_eq!((r.status, r.body_str().as_str()), (200, "quick"));
     assert_eq!(proxy.stat("cluster.app.upstream_rq_per_try_timeout"), 1);
+}
+
+// === per-try timeouts (each case checked against Envoy 1.40, same config and upstream) ===
+
+/// An upstream that answers every request `200` with a `content-length` body sent one byte
+/// after each of `gaps` (the head goes at once).
+fn trickling(gaps: &'static [u64]) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                    gaps.len()
+                );
+                for gap in gaps {
+                    thread::sleep(Duration::from_millis(*gap));
+                    if s.write_all(b"x").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+const DETAILS_LOG: &str = "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%";
+
+#[test]
+fn per_try_idle_timeout_before_the_response_is_504_ut() {
+    // No response byte within per_try_idle_timeout: 504 `upstream request timeout`, UT,
+    // upstream_per_try_idle_timeout; charged as the attempt's 504, not as upstream_rq_timeout.
+    let up = HttpUpstream::start(|_, _| Reply::ok("late").after(Duration::from_millis(1500)));
+    let (log, hcm) = access_log_of("idle504", DETAILS_LOG);
+    let proxy = start_logged(&config(
+        up.addr,
+        &hcm,
+        &retry_route("{per_try_idle_timeout: 0.3s}"),
+        "",
+        "",
+    ));
+    let started = Instant::now();
+    let r = get(proxy.listener, "/r");
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (504, "upstream request timeout")
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1200),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_log_line(&log, "/r 504 UT upstream_per_try_idle_timeout");
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_rq_per_try_idle_timeout"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_504"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_timeout"], 0);
+    assert_eq!(
+        stats["cluster.app.upstream_cx_destroy_local_with_active_rq"],
+        1
+    );
+}
+
+#[test]
+fn per_try_idle_timeout_is_re_armed_by_each_response_byte() {
+    // Four body bytes 200 ms apart under a 400 ms idle timeout: 800 ms in all, never 400 ms
+    // without a byte, so the whole response arrives.
+    let up = trickling(&[200, 200, 200, 200]);
+    let proxy = Nuncio::start(&config(
+        up,
+        "",
+        &retry_route("{per_try_idle_timeout: 0.4s}"),
+        "",
+        "",
+    ));
+    let r = get(proxy.listener, "/r");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "xxxx"));
+    assert_eq!(
+        proxy.stat("cluster.app.upstream_rq_per_try_idle_timeout"),
+        0
+    );
+}
+
+#[test]
+fn per_try_idle_timeout_during_the_body_resets_the_stream() {
+    // The head and one byte, then silence: the client got a 200 head, so the stream is reset
+    // (the connection closes after the byte already relayed); logged `200 UT`, no 504 charged.
+    let up = trickling(&[0, 3000]);
+    let (log, hcm) = access_log_of("idlebody", DETAILS_LOG);
+    let proxy = start_logged(&config(
+        up,
+        &hcm,
+        &retry_route("{per_try_idle_timeout: 0.3s}"),
+        "",
+        "",
+    ));
+    let mut c = Client::connect(proxy.listener);
+    c.send(b"GET /r HTTP/1.1\r\nHost: h\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut c.stream, &mut got);
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(
+        got.ends_with("\r\n\r\nx"),
+        "one byte, then the close: {got}"
+    );
+    wait_log_line(&log, "/r 200 UT upstream_per_try_idle_timeout");
+    assert_eq!(
+        proxy.stat("cluster.app.upstream_rq_per_try_idle_timeout"),
+        1
+    );
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_504"), 0);
+}
+
+#[test]
+fn per_try_idle_timeout_is_retried_like_a_reset() {
+    // retry_on 5xx (also gateway-error, reset) retries a per-try idle timeout on a new
+    // connection; connect-failure alone does not (504).
+    let up = HttpUpstream::start(|req, _| {
+        if req.connection == 0 {
+            Reply::ok("late").after(Duration::from_millis(1500))
+        } else {
+            Reply::ok("quick")
+        }
+    });
+    let routes = "              - match: {prefix: \"/c\"}\n                route: {cluster: app, retry_policy: {retry_on: connect-failure, per_try_idle_timeout: 0.3s}}\n";
+    let policy = "{retry_on: 5xx, num_retries: 1, per_try_idle_timeout: 0.3s}";
+    let proxy = Nuncio::start(&config(
+        up.addr,
+        "",
+        &format!("{routes}{}", retry_route(policy)),
+        "",
+        "",
+    ));
+    let r = get(proxy.listener, "/r");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "quick"));
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_rq_per_try_idle_timeout"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_retry"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_retry_success"], 1);
+    // Under connect-failure alone it is not retried (an upstream that is always slow).
+    let slow = HttpUpstream::start(|_, _| Reply::ok("late").after(Duration::from_millis(1500)));
+    let proxy = Nuncio::start(&config(slow.addr, "", routes, "", ""));
+    assert_eq!(get(proxy.listener, "/c").status, 504);
+    assert_eq!(proxy.stat("cluster.app.upstream_rq_retry"), 0);
+}
+
+#[test]
+fn per_try_timeouts_run_on_a_reused_connection_too() {
+    // Envoy starts the per-try timers when the attempt's connection is ready and the request
+    // is complete, pooled connection or new; the route timeout says `response_timeout`.
+    let up = HttpUpstream::start(|req, _| match req.path.as_str() {
+        "/fast" | "/idle/fast" => Reply::ok("fast"),
+        _ => Reply::ok("late").after(Duration::from_millis(1500)),
+    });
+    let routes = "              - match: {prefix: \"/idle\"}\n                route: {cluster: app, retry_policy: {per_try_idle_timeout: 0.3s}}\n              - match: {prefix: \"/route\"}\n                route: {cluster: app, timeout: 0.3s}\n              - match: {prefix: \"/\"}\n                route: {cluster: app, retry_policy: {per_try_timeout: 0.3s}}\n";
+    let (log, hcm) = access_log_of("reused", DETAILS_LOG);
+    let proxy = start_logged(&config(up.addr, &hcm, routes, "", ""));
+    for (warm, slow, line) in [
+        ("/fast", "/slow", "/slow 504 UT upstream_per_try_timeout"),
+        (
+            "/idle/fast",
+            "/idle/slow",
+            "/idle/slow 504 UT upstream_per_try_idle_timeout",
+        ),
+        (
+            "/fast",
+            "/route/slow",
+            "/route/slow 504 UT response_timeout",
+        ),
+    ] {
+        let mut c = Client::connect(proxy.listener);
+        for (path, status) in [(warm, 200), (slow, 504)] {
+            c.send(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+            assert_eq!(c.read_response().unwrap().status, status, "{path}");
+        }
+        wait_log_line(&log, line);
+    }
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_rq_per_try_timeout"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_per_try_idle_timeout"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_timeout"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_504"], 3);
 }
 
 // === host selection on retries ===

@@ -1102,11 +1102,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
     /// client is to close the connection.
     fn reset_stream<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         self.shared.stats.downstream_rq_tx_reset.inc();
-        if let Some(stream) = self.stream.get_mut() {
-            stream
-                .state
-                .response_flags
-                .set(ResponseFlag::UpstreamConnectionTermination);
+        // The response flag is the cause's, set by whoever asked for the reset (UC for an
+        // upstream that closed, UT for a timeout, UPE for a protocol error), as in Envoy.
+        if self.stream.is_some() {
             self.destroy_stream(io);
         }
         self.closing = true;

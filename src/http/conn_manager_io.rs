@@ -56,10 +56,12 @@ pub enum HcmTimer {
     RetryBackoff,
     /// The cluster's `connect_timeout`.
     ConnectTimeout,
+    /// The retry policy's `per_try_idle_timeout`: re-armed by every response byte.
+    PerTryIdleTimeout,
 }
 
 impl HcmTimer {
-    pub const ALL: [HcmTimer; 9] = [
+    pub const ALL: [HcmTimer; 10] = [
         HcmTimer::ConnectionIdle,
         HcmTimer::StreamIdle,
         HcmTimer::Request,
@@ -69,6 +71,7 @@ impl HcmTimer {
         HcmTimer::PerTryTimeout,
         HcmTimer::RetryBackoff,
         HcmTimer::ConnectTimeout,
+        HcmTimer::PerTryIdleTimeout,
     ];
 
     pub fn token(self) -> u64 {
@@ -146,6 +149,8 @@ pub struct ForwardDecision {
     pub retry: Option<RetryState<Arc<RetryPolicy>>>,
     /// `per_try_timeout` (policy or `x-envoy-upstream-rq-per-try-timeout-ms`).
     pub per_try_timeout: Option<Duration>,
+    /// The retry policy's `per_try_idle_timeout` (no header overrides it).
+    pub per_try_idle_timeout: Option<Duration>,
     /// The router's `suppress_envoy_headers`: no `x-envoy-expected-rq-timeout-ms` on retries,
     /// no `x-envoy-upstream-service-time`, no `x-envoy-overloaded`.
     pub suppress_envoy_headers: bool,

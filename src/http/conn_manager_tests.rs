@@ -131,6 +131,7 @@ impl RouteTable for Routes {
             },
             retry,
             per_try_timeout: None,
+            per_try_idle_timeout: None,
         })
     }
     fn finalize_response(

@@ -1,4 +1,4 @@
-//! `HcmTimerSet`: the connection manager's nine timers ([`HcmTimer`]) multiplexed on one
+//! `HcmTimerSet`: the connection manager's ten timers ([`HcmTimer`]) multiplexed on one
 //! reactor timer.
 //!
 //! Envoy gives each of a connection's timers (idle, stream idle, request, route, per-try, ...)
@@ -37,16 +37,16 @@ pub enum Rearm {
 }
 
 /// The deadlines of one connection's timers (nanoseconds since a process-wide origin, so each
-/// takes 8 bytes). The connection's own three are inline; the six that only run with a stream
+/// takes 8 bytes). The connection's own three are inline; the seven that only run with a stream
 /// live in a block taken from the worker's free list while one of them is set, so an idle
-/// keep-alive connection pays 8 bytes for them instead of 48 (and a request no allocation).
+/// keep-alive connection pays 8 bytes for them instead of 56 (and a request no allocation).
 #[derive(Debug)]
 pub struct HcmTimerSet {
     /// ConnectionIdle, RequestHeaders, Drain.
     connection: [u64; CONNECTION_TIMERS],
     armed: u64,
-    /// StreamIdle, Request, RouteTimeout, PerTryTimeout, RetryBackoff, ConnectTimeout; `None`
-    /// when none is set.
+    /// StreamIdle, Request, RouteTimeout, PerTryTimeout, RetryBackoff, ConnectTimeout,
+    /// PerTryIdleTimeout; `None` when none is set.
     stream: Option<Box<StreamDeadlines>>,
 }
 
@@ -70,6 +70,7 @@ fn place(timer: HcmTimer) -> Place {
         HcmTimer::PerTryTimeout => Place::Stream(3),
         HcmTimer::RetryBackoff => Place::Stream(4),
         HcmTimer::ConnectTimeout => Place::Stream(5),
+        HcmTimer::PerTryIdleTimeout => Place::Stream(6),
     }
 }
 

@@ -70,6 +70,7 @@ impl RouteTable for ConfiguredRoutes {
                     idle_timeout: forward.idle_timeout(),
                     retry,
                     per_try_timeout: timeout.per_try_timeout,
+                    per_try_idle_timeout: forward.retry_policy().per_try_idle_timeout,
                 })
             }
         }

@@ -413,12 +413,40 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     }
 
     /// The downstream request just completed (Envoy's `onRequestComplete`): the route timeout
-    /// starts.
+    /// starts, and the per-try timers if the attempt's connection is ready.
     fn arm_route_timeout<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         self.downstream_end_at = Some(io.now());
         if let Some(timeout) = self.decision.as_ref().and_then(|d| d.timeout) {
             io.arm_timer(HcmTimer::RouteTimeout, timeout);
         }
+        if self.upstream.as_ref().is_some_and(|u| u.connected()) {
+            self.setup_per_try_timeouts(io);
+        }
+    }
+
+    /// Envoy's `UpstreamRequest::setupPerTryTimeout`, once per attempt, when both its
+    /// connection is ready and the downstream request is complete (whichever comes last):
+    /// `per_try_timeout` and `per_try_idle_timeout` start.
+    fn setup_per_try_timeouts<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        let (Some(upstream), Some(decision)) = (self.upstream.as_mut(), self.decision.as_ref())
+        else {
+            return;
+        };
+        if std::mem::replace(&mut upstream.per_try_armed, true) {
+            return;
+        }
+        if let Some(timeout) = decision.per_try_timeout {
+            io.arm_timer(HcmTimer::PerTryTimeout, timeout);
+        }
+        if let Some(timeout) = decision.per_try_idle_timeout {
+            io.arm_timer(HcmTimer::PerTryIdleTimeout, timeout);
+        }
+    }
+
+    /// The attempt is over: neither per-try timer may fire for it.
+    fn disarm_per_try_timeouts<Io: ConnectionIo<Upstream = U>>(io: &mut Io) {
+        io.disarm_timer(HcmTimer::PerTryTimeout);
+        io.disarm_timer(HcmTimer::PerTryIdleTimeout);
     }
 
     /// Envoy's `doRetry` → `FilterUtility::setTimeoutHeaders`: a retry tells the upstream the
@@ -872,12 +900,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         }
     }
 
-    /// The connection is ready for this request (Envoy's `onPoolReady`): send what we have.
+    /// The connection is ready for this request (Envoy's `onPoolReady`): send what we have;
+    /// with the whole request at hand, the per-try timers start.
     fn on_pool_ready<Io: ConnectionIo<Upstream = U>>(
         &mut self,
         cb: &mut FilterCallbacks,
         io: &mut Io,
     ) {
+        if self.downstream_end {
+            self.setup_per_try_timeouts(io);
+        }
         let Some(upstream) = self.upstream.as_mut() else {
             return;
         };
@@ -1001,9 +1033,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         }
         if let Some(upstream) = self.upstream.as_mut() {
             upstream.state = UpstreamState::AwaitingHeaders;
-            if let Some(timeout) = self.decision.as_ref().and_then(|d| d.per_try_timeout) {
-                io.arm_timer(HcmTimer::PerTryTimeout, timeout);
-            }
         }
         self.on_pool_ready(cb, io);
     }
@@ -1019,6 +1048,12 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     ) {
         if let Some(upstream) = self.upstream.as_mut() {
             upstream.response_bytes |= !data.is_empty();
+            // Envoy's `resetPerTryIdleTimer` on each piece of the response.
+            if upstream.per_try_armed && !data.is_empty() {
+                if let Some(idle) = self.decision.as_ref().and_then(|d| d.per_try_idle_timeout) {
+                    io.arm_timer(HcmTimer::PerTryIdleTimeout, idle);
+                }
+            }
         }
         loop {
             let Some(upstream) = self.upstream.as_mut() else {
@@ -1271,7 +1306,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     /// The response is complete: the connection goes back to the pool or is closed.
     fn finish_upstream<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         io.disarm_timer(HcmTimer::RouteTimeout);
-        io.disarm_timer(HcmTimer::PerTryTimeout);
+        Self::disarm_per_try_timeouts(io);
         self.done = true;
         let Some(mut upstream) = self.upstream.take() else {
             return;
@@ -1363,7 +1398,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             }
         }
         io.disarm_timer(HcmTimer::ConnectTimeout);
-        io.disarm_timer(HcmTimer::PerTryTimeout);
+        Self::disarm_per_try_timeouts(io);
         io.close_upstream(upstream.conn, how);
         self.notify_pool(upstream.pool, true, io);
     }
@@ -1392,7 +1427,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         stats.upstream_cx_destroy_remote.inc();
         stats.upstream_cx_active.dec();
         stats.record_cx_closed(&upstream.life, upstream.connected(), io.now());
-        io.disarm_timer(HcmTimer::PerTryTimeout);
+        Self::disarm_per_try_timeouts(io);
         let reason = if upstream.connected() {
             stats.upstream_rq_rx_reset.inc();
             stats.upstream_cx_destroy_with_active_rq.inc();
@@ -1502,7 +1537,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io: &mut Io,
     ) {
         io.disarm_timer(HcmTimer::RouteTimeout);
-        io.disarm_timer(HcmTimer::PerTryTimeout);
+        Self::disarm_per_try_timeouts(io);
         self.cancel_pending(io);
         self.retry_end();
         self.done = true;
@@ -1555,30 +1590,102 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 }
             }
             HcmTimer::PerTryTimeout => {
-                if self.response_started || self.done {
+                // Envoy's `onPerTryTimeout`: ignored once the response started.
+                if self.response_started || self.done || self.upstream.is_none() {
                     return;
                 }
+                log::debug!(
+                    "[C{}][S{}] upstream per try timeout",
+                    cb.connection_id,
+                    cb.stream_id
+                );
                 if let Some(cluster) = &self.cluster {
                     cluster.stats().upstream_rq_per_try_timeout.inc();
                 }
-                self.abandon_attempt(io);
-                if !self.retry_reset(None, true, cb, io) {
-                    self.on_route_timeout(cb, io, out);
+                self.on_per_try_timeout("upstream_per_try_timeout", cb, io, out);
+            }
+            HcmTimer::PerTryIdleTimeout => {
+                // Envoy's `onPerTryIdleTimeout`: no response byte for that long, before or
+                // during the body.
+                if self.done || self.upstream.is_none() {
+                    return;
                 }
+                log::debug!(
+                    "[C{}][S{}] upstream per try idle timeout",
+                    cb.connection_id,
+                    cb.stream_id
+                );
+                if let Some(cluster) = &self.cluster {
+                    cluster.stats().upstream_rq_per_try_idle_timeout.inc();
+                }
+                self.on_per_try_timeout("upstream_per_try_idle_timeout", cb, io, out);
             }
             HcmTimer::RouteTimeout => {
                 if self.done && self.upstream.is_none() {
                     return;
                 }
+                // Envoy's `onResponseTimeout` charges the attempt in flight (connected,
+                // connecting or waiting for a connection; not a retry's back-off) and its host.
+                let in_flight = self.upstream.is_some() || self.pending.is_some();
+                if let Some(upstream) = &self.upstream {
+                    cluster::inc(&upstream.upstream_host.stats.rq_timeout);
+                }
                 self.abandon_attempt(io);
-                self.on_route_timeout(cb, io, out);
+                self.on_route_timeout(in_flight, cb, io, out);
             }
             _ => {}
         }
     }
 
+    /// A per-try timer fired (Envoy's `onPerTryTimeoutCommon`): the host counts a timeout,
+    /// the attempt's connection is closed, and the request is retried if its policy retries
+    /// a reset (`reset`, `5xx`, `gateway-error`). Otherwise (Envoy's `chargeUpstreamAbort` and
+    /// `onUpstreamTimeoutAbort`): the cluster is charged a 504 unless the response started, and
+    /// the client gets 504 `upstream request timeout` with `UT` and `details`, or, mid-response,
+    /// a reset. Unlike the route timeout it does not count `upstream_rq_timeout`.
+    fn on_per_try_timeout<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        details: &'static str,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+        out: &mut Vec<UpstreamOutcome>,
+    ) {
+        if let Some(upstream) = &self.upstream {
+            cluster::inc(&upstream.upstream_host.stats.rq_timeout);
+        }
+        self.abandon_attempt(io);
+        if self.retry_reset(None, true, cb, io) {
+            return;
+        }
+        io.disarm_timer(HcmTimer::RouteTimeout);
+        io.disarm_timer(HcmTimer::RetryBackoff);
+        self.retry_end();
+        self.cancel_pending(io);
+        cb.set_response_flag(ResponseFlag::UpstreamRequestTimeout);
+        self.done = true;
+        if self.response_started {
+            cb.state.response_code_details = details;
+            out.push(UpstreamOutcome::Reset);
+            return;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.stats().charge_response(504);
+            cluster.stats().upstream_rq_completed.inc();
+        }
+        out.push(UpstreamOutcome::LocalReply(LocalReply::new(
+            504,
+            "upstream request timeout",
+            details,
+        )));
+    }
+
+    /// The route's global timeout (Envoy's `onResponseTimeout` → `onUpstreamTimeoutAbort`):
+    /// `upstream_rq_timeout`, `UT`, details `response_timeout`; a 504 charged to the cluster
+    /// for an attempt `in_flight` before the response started; 504 `upstream request
+    /// timeout` to the client, or a reset mid-response.
     fn on_route_timeout<Io: ConnectionIo<Upstream = U>>(
         &mut self,
+        in_flight: bool,
         cb: &mut FilterCallbacks,
         io: &mut Io,
         out: &mut Vec<UpstreamOutcome>,
@@ -1592,13 +1699,18 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         cb.set_response_flag(ResponseFlag::UpstreamRequestTimeout);
         self.done = true;
         if self.response_started {
+            cb.state.response_code_details = "response_timeout";
             out.push(UpstreamOutcome::Reset);
             return;
+        }
+        if let (true, Some(cluster)) = (in_flight, &self.cluster) {
+            cluster.stats().charge_response(504);
+            cluster.stats().upstream_rq_completed.inc();
         }
         out.push(UpstreamOutcome::LocalReply(LocalReply::new(
             504,
             "upstream request timeout",
-            "upstream_response_timeout",
+            "response_timeout",
         )));
     }
 
@@ -1637,6 +1749,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         for timer in [
             HcmTimer::RouteTimeout,
             HcmTimer::PerTryTimeout,
+            HcmTimer::PerTryIdleTimeout,
             HcmTimer::RetryBackoff,
             HcmTimer::ConnectTimeout,
         ] {

@@ -194,6 +194,9 @@ pub struct RetryPolicy {
     pub num_retries: u32,
     /// A timeout for each attempt (`None`: only the route's global timeout).
     pub per_try_timeout: Option<Duration>,
+    /// `per_try_idle_timeout`: an attempt that receives no response byte for this long is
+    /// timed out (`None`: off). Unlike `per_try_timeout` it applies during the body too.
+    pub per_try_idle_timeout: Option<Duration>,
     /// Statuses retried under `retriable-status-codes`.
     pub retriable_status_codes: Vec<u32>,
     /// Back-off base (default 25 ms).
@@ -216,6 +219,7 @@ impl Default for RetryPolicy {
             retry_on: RetryOn::default(),
             num_retries: 1,
             per_try_timeout: None,
+            per_try_idle_timeout: None,
             retriable_status_codes: Vec::new(),
             base_interval: DEFAULT_BASE_INTERVAL,
             max_interval: DEFAULT_BASE_INTERVAL * 10,
@@ -235,6 +239,7 @@ impl RetryPolicy {
                 "retry_on",
                 "num_retries",
                 "per_try_timeout",
+                "per_try_idle_timeout",
                 "retriable_status_codes",
                 "retry_back_off",
                 "retriable_headers",
@@ -243,11 +248,7 @@ impl RetryPolicy {
                 "host_selection_retry_max_attempts",
                 "retry_priority",
             ],
-            &[
-                "per_try_idle_timeout",
-                "retry_options_predicates",
-                "rate_limited_retry_back_off",
-            ],
+            &["retry_options_predicates", "rate_limited_retry_back_off"],
         )?;
         let mut policy = RetryPolicy::default();
         if let Some(n) = node.get("retry_on") {
@@ -265,6 +266,9 @@ impl RetryPolicy {
         }
         policy.per_try_timeout = node
             .opt("per_try_timeout", Node::duration)?
+            .filter(|d| !d.is_zero());
+        policy.per_try_idle_timeout = node
+            .opt("per_try_idle_timeout", Node::duration)?
             .filter(|d| !d.is_zero());
         policy.retriable_status_codes = node.list("retriable_status_codes", Node::as_u32)?;
         if let Some(backoff) = node.get("retry_back_off") {
@@ -326,6 +330,7 @@ mod tests {
         assert_eq!(p.base_interval, Duration::from_millis(25));
         assert_eq!(p.max_interval, Duration::from_millis(250));
         assert_eq!(p.per_try_timeout, None);
+        assert_eq!(p.per_try_idle_timeout, None);
     }
 
     #[test]
@@ -335,6 +340,7 @@ mod tests {
 retry_on: "retriable-status-codes,reset"
 num_retries: 3
 per_try_timeout: 0.5s
+per_try_idle_timeout: 0.2s
 retriable_status_codes: [418, 503]
 retry_back_off: {base_interval: 0.1s}
 "#,
@@ -342,6 +348,7 @@ retry_back_off: {base_interval: 0.1s}
         .unwrap();
         assert_eq!(p.num_retries, 3);
         assert_eq!(p.per_try_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(p.per_try_idle_timeout, Some(Duration::from_millis(200)));
         assert_eq!(p.retriable_status_codes, vec![418, 503]);
         assert_eq!(p.base_interval, Duration::from_millis(100));
         assert_eq!(p.max_interval, Duration::from_secs(1));

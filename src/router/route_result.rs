@@ -29,6 +29,7 @@ static NO_RETRY_POLICY: RetryPolicy = RetryPolicy {
     retry_on: RetryOn(0),
     num_retries: 1,
     per_try_timeout: None,
+    per_try_idle_timeout: None,
     retriable_status_codes: Vec::new(),
     base_interval: DEFAULT_BASE_INTERVAL,
     max_interval: Duration::from_millis(250),

@@ -53,6 +53,10 @@ pub struct UpstreamRequest<U> {
     pub sent_at: Option<Instant>,
     /// The connection was new (counted in `upstream_cx_*` when it connects).
     pub new_connection: bool,
+    /// The per-try timers run for this attempt (Envoy's `setupPerTryTimeout`: once the
+    /// connection is ready and the downstream request is complete); until then a response byte
+    /// has no idle timer to re-arm.
+    pub per_try_armed: bool,
     /// A byte of the response arrived (the request reached the upstream application: no
     /// replay after the connection dies).
     pub response_bytes: bool,
@@ -96,6 +100,7 @@ impl<U: Copy> UpstreamRequest<U> {
             request_complete: false,
             sent_at: None,
             new_connection: !connected,
+            per_try_armed: false,
             response_bytes: false,
         }
     }
