@@ -30,7 +30,17 @@ fn drain_gives_keep_alive_connections_connection_close_and_counts_drain_close() 
     let up = HttpUpstream::hello();
     // A long drain_timeout: idle connections stay open, so each can still send one request.
     let cfg = config(up.addr, "          drain_timeout: 60s\n", "", "", "");
-    let mut proxy = Nuncio::start_with(&cfg, &["--concurrency", "1", "--drain-time-s", "60"]);
+    let mut proxy = Nuncio::start_with(
+        &cfg,
+        &[
+            "--concurrency",
+            "1",
+            "--drain-time-s",
+            "60",
+            "--drain-strategy",
+            "immediate",
+        ],
+    );
     let mut a = Client::connect(proxy.listener);
     let mut b = Client::connect(proxy.listener);
     for c in [&mut a, &mut b] {
@@ -72,7 +82,17 @@ fn drain_answers_the_request_in_flight_and_closes_idle_connections_after_drain_t
         }
     });
     let cfg = config(up.addr, "          drain_timeout: 0.2s\n", "", "", "");
-    let mut proxy = Nuncio::start_with(&cfg, &["--concurrency", "1", "--drain-time-s", "60"]);
+    let mut proxy = Nuncio::start_with(
+        &cfg,
+        &[
+            "--concurrency",
+            "1",
+            "--drain-time-s",
+            "60",
+            "--drain-strategy",
+            "immediate",
+        ],
+    );
     let mut idle = Client::connect(proxy.listener);
     idle.send(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
     assert_eq!(idle.read_response().unwrap().status, 200);
@@ -105,9 +125,8 @@ fn drain_answers_the_request_in_flight_and_closes_idle_connections_after_drain_t
     );
 }
 
-/// The admin's `/drain_listeners?graceful` drains as Envoy 1.40 does (with
-/// `--drain-strategy immediate`; Envoy's default `gradual` spreads the same closes over the
-/// drain time): every HTTP connection is drain-closed (`downstream_cx_drain_close`,
+/// The admin's `/drain_listeners?graceful` under `--drain-strategy immediate`: every HTTP
+/// connection is drain-closed (`downstream_cx_drain_close`,
 /// `connection: close` on its next response, an idle one closed after `drain_timeout` as on
 /// SIGTERM), the listener keeps accepting during `--drain-time-s` (a new connection's response
 /// says `connection: close` too) and then stops; the server stays LIVE and does not exit.
@@ -115,7 +134,17 @@ fn drain_answers_the_request_in_flight_and_closes_idle_connections_after_drain_t
 fn admin_graceful_drain_listeners_drain_closes_http_connections() {
     let up = HttpUpstream::hello();
     let cfg = config(up.addr, "          drain_timeout: 0.3s\n", "", "", "");
-    let mut proxy = Nuncio::start_with(&cfg, &["--concurrency", "1", "--drain-time-s", "2"]);
+    let mut proxy = Nuncio::start_with(
+        &cfg,
+        &[
+            "--concurrency",
+            "1",
+            "--drain-time-s",
+            "2",
+            "--drain-strategy",
+            "immediate",
+        ],
+    );
     let mut idle = Client::connect(proxy.listener);
     let mut busy = Client::connect(proxy.listener);
     for c in [&mut idle, &mut busy] {
@@ -176,7 +205,14 @@ fn admin_drain_listeners_skip_exit_drains_but_keeps_listening() {
     let up = HttpUpstream::hello();
     let mut proxy = Nuncio::start_with(
         &simple(up.addr),
-        &["--concurrency", "1", "--drain-time-s", "1"],
+        &[
+            "--concurrency",
+            "1",
+            "--drain-time-s",
+            "1",
+            "--drain-strategy",
+            "immediate",
+        ],
     );
     let mut c = Client::connect(proxy.listener);
     c.send(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
@@ -203,6 +239,86 @@ fn admin_drain_listeners_skip_exit_drains_but_keeps_listening() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(proxy.stat("listener_manager.listener_stopped"), 0);
+}
+
+/// `--drain-strategy gradual` (the default, as Envoy's): the connections open when the drain
+/// starts hear it one after the other over the first quarter of `--drain-time-s` (Envoy's
+/// `startDrainSequence` schedule), not all at once.
+#[test]
+fn gradual_drain_notifies_open_connections_over_the_first_quarter_of_the_drain_time() {
+    let up = HttpUpstream::hello();
+    // drain_timeout 60 s: drain-closed idle connections stay, so each can be asked once more.
+    let cfg = config(up.addr, "          drain_timeout: 60s\n", "", "", "");
+    let proxy = Nuncio::start_with(&cfg, &["--concurrency", "1", "--drain-time-s", "16"]);
+    let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(proxy.listener)).collect();
+    for c in &mut clients {
+        c.send(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+        assert_eq!(c.read_response().unwrap().header("connection"), None);
+    }
+    let started = Instant::now();
+    proxy.admin_post("/drain_listeners?graceful");
+    // Steps of 16 s / 4 / 4 = 1 s: the first connection at once, the last after 3 s.
+    proxy.wait_stat("http.ingress.downstream_cx_drain_close", 1);
+    let early = proxy.stat("http.ingress.downstream_cx_drain_close");
+    assert!(
+        early < 4 || started.elapsed() >= Duration::from_secs(3),
+        "all {early} at once after {:?}",
+        started.elapsed()
+    );
+    proxy.wait_stat("http.ingress.downstream_cx_drain_close", 4);
+    assert!(
+        started.elapsed() >= Duration::from_millis(2900),
+        "{:?}",
+        started.elapsed()
+    );
+    // Each heard it: its next response closes the connection.
+    for c in &mut clients {
+        c.send(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+        assert_eq!(
+            c.read_response().unwrap().header("connection"),
+            Some("close")
+        );
+        assert!(c.closed());
+    }
+}
+
+/// `gradual`, a connection opened during the drain (no notice for it): Envoy's `drainClose()`
+/// closes its responses with a probability of the whole seconds elapsed over the drain time,
+/// so never in the first second and always once the drain time is over (both checked against
+/// Envoy 1.40 with `--drain-time-s 2`).
+#[test]
+fn gradual_drain_closes_responses_with_a_probability_rising_over_the_drain_time() {
+    let up = HttpUpstream::hello();
+    let proxy = Nuncio::start_with(
+        &simple(up.addr),
+        &["--concurrency", "1", "--drain-time-s", "2"],
+    );
+    let started = Instant::now();
+    proxy.admin_post("/drain_listeners?graceful");
+    let mut c = Client::connect(proxy.listener);
+    let ask = |c: &mut Client| {
+        c.send(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
+        c.read_response()
+            .unwrap()
+            .header("connection")
+            .map(str::to_string)
+    };
+    while started.elapsed() < Duration::from_millis(700) {
+        assert_eq!(ask(&mut c), None, "kept alive in the first second");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(950),
+        "the machine is too slow"
+    );
+    std::thread::sleep(Duration::from_millis(2100).saturating_sub(started.elapsed()));
+    assert_eq!(
+        ask(&mut c).as_deref(),
+        Some("close"),
+        "always past the drain time"
+    );
+    assert!(c.closed());
+    assert_eq!(proxy.stat("http.ingress.downstream_cx_drain_close"), 1);
 }
 
 // === the listener's per_connection_buffer_limit_bytes (Envoy's connection().bufferLimit()) ===

@@ -562,6 +562,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
     /// stream if its response already started.
     fn send_local_reply<Io: ConnectionIo<Upstream = U>>(&mut self, reply: LocalReply, io: &mut Io) {
         let shared = self.shared.clone();
+        if self.stream.is_some() {
+            self.check_drain_close(io);
+        }
         let Some(stream) = self.stream.get_mut() else {
             return;
         };
@@ -580,7 +583,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             stream_id: stream.id,
             state: &mut stream.state,
         };
-        let drain_close = self.draining || io.draining();
+        let drain_close = self.draining;
         let mut out = scratch::take_encode();
         let mut sink = DownstreamSink {
             codec: &mut self.codec,
@@ -694,6 +697,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         // The worker's encode buffer, for every outcome of this event.
         let mut out = scratch::take_encode();
         for outcome in outcomes.drain(..) {
+            if matches!(outcome, UpstreamOutcome::Headers(..)) && self.stream.is_some() {
+                // Asked once per response, as its head goes out.
+                self.check_drain_close(io);
+            }
             let Some(stream) = self.stream.get_mut() else {
                 break;
             };
@@ -712,7 +719,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                 stream_id: stream.id,
                 state: &mut stream.state,
             };
-            let drain_close = self.draining || io.draining();
+            let drain_close = self.draining;
             let mut sink = DownstreamSink {
                 codec: &mut self.codec,
                 out: &mut out,
@@ -1007,6 +1014,18 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         self.start_drain_sequence(io);
     }
 
+    /// Envoy's drain check in `ActiveStream::encodeHeaders`, once per response: if the drain
+    /// manager (or a failed health check) says this response closes the connection, the drain
+    /// sequence starts (`connection: close` on it) and counts `downstream_cx_drain_close`.
+    fn check_drain_close<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        if self.draining || self.closing || !io.drain_close() {
+            return;
+        }
+        log::debug!("[C{}] drain closing connection", io.connection_id());
+        self.shared.stats.downstream_cx_drain_close.inc();
+        self.start_drain_sequence(io);
+    }
+
     /// Envoy's `startDrainSequence`: no more keep-alive; `drain_timeout` later an idle
     /// connection closes (`onDrainTimeout`); zero closes an idle one now.
     fn start_drain_sequence<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
@@ -1151,7 +1170,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             io.close(CloseHow::FlushWriteAndDelay);
             return;
         }
-        if self.codec.should_close() || io.draining() || self.draining || max_reached {
+        if self.codec.should_close() || self.draining || max_reached {
             log::trace!(
                 "[C{}][S{id}] ConnectionManagerImpl::doEndStream: close ({})",
                 io.connection_id(),
@@ -1163,11 +1182,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                     "draining"
                 }
             );
-            if io.draining() && !self.draining {
-                // Draining began without this connection hearing it (Envoy counts the drain
-                // close where the response notices it).
-                self.shared.stats.downstream_cx_drain_close.inc();
-            }
             self.closing = true;
             io.close(CloseHow::FlushWriteAndDelay);
             return;

@@ -378,8 +378,15 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
     fn local_address(&self) -> Option<SocketAddr> {
         self.cx.connection().map(|c| c.local_address())
     }
-    fn draining(&self) -> bool {
-        self.cx.draining() || self.config.health_check_failed.load(Ordering::Relaxed)
+    fn drain_close(&mut self) -> bool {
+        if self.config.health_check_failed.load(Ordering::Relaxed) {
+            return true;
+        }
+        if !self.cx.draining() {
+            return false;
+        }
+        let random = self.random();
+        self.cx.drain_close(self.now, random)
     }
     fn buffer_limit(&self) -> u32 {
         self.cx

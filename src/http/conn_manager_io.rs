@@ -172,8 +172,11 @@ pub trait ConnectionIo {
     fn local_address(&self) -> Option<SocketAddr> {
         None
     }
-    /// Whether the server is draining (Envoy's drain manager): no keep-alive.
-    fn draining(&self) -> bool;
+    /// Whether this response should close its connection (Envoy's `drainClose()`, asked once
+    /// per response): the server drains and its drain manager says so (always under
+    /// `--drain-strategy immediate`, more and more likely over the drain time under
+    /// `gradual`), or the admin's `/healthcheck/fail` is set.
+    fn drain_close(&mut self) -> bool;
     /// The downstream connection's `per_connection_buffer_limit_bytes` (from its listener;
     /// Envoy's `connection().bufferLimit()`): each stream's buffer limit (413 past it) and the
     /// router's request-body watermark.

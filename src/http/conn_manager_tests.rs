@@ -223,7 +223,7 @@ impl ConnectionIo for FakeIo {
     fn remote_address(&self) -> Option<SocketAddr> {
         "127.0.0.1:5000".parse().ok()
     }
-    fn draining(&self) -> bool {
+    fn drain_close(&mut self) -> bool {
         false
     }
     fn buffer_limit(&self) -> u32 {

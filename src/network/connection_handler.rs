@@ -52,6 +52,7 @@ use super::listener_filter::{
     ListenerFilter, ListenerFilterContext, ListenerFilterStatus, SocketAddresses,
 };
 use super::worker_events::{guard_matches, EventTarget, WorkerEvents};
+use crate::server::drain_manager::{DrainManager, DrainSchedule};
 use crate::stats::{Counter, Gauge, ImportMode, Store};
 use crate::upstream::cluster_manager::ThreadLocalClusterManager;
 
@@ -225,7 +226,10 @@ pub struct ConnectionHandler {
     idle_callbacks: Option<Rc<dyn IdleConnectionCallbacks>>,
     /// The pools' idle timeout timer (created on first use).
     idle_timer: Option<Timer>,
-    draining: bool,
+    /// The drain (SIGTERM, `/drain_listeners?graceful`); `None` until it starts.
+    drain: Option<DrainManager>,
+    /// The drain notices (`on_drain_close`) still to deliver under `gradual`, and their timer.
+    drain_notices: Option<(DrainSchedule<ConnectionId>, Timer)>,
     /// Called once when draining and the last connection is gone.
     on_drained: Option<Box<dyn FnOnce()>>,
 }
@@ -281,7 +285,8 @@ impl ConnectionHandler {
                 cluster_manager: None,
                 idle_callbacks: None,
                 idle_timer: None,
-                draining: false,
+                drain: None,
+                drain_notices: None,
                 on_drained: None,
             })
         })
@@ -348,7 +353,13 @@ impl ConnectionHandler {
         self.worker_index
     }
     pub fn draining(&self) -> bool {
-        self.draining
+        self.drain.is_some()
+    }
+
+    /// Whether a response at `now` should close its connection (the drain manager's
+    /// `drainClose()`, `random` a fresh random number): never unless draining.
+    pub fn drain_close(&self, now: std::time::Instant, random: u64) -> bool {
+        self.drain.is_some_and(|d| d.drain_close(now, random))
     }
     /// Connections alive on this worker (downstream and upstream).
     pub fn num_connections(&self) -> usize {
@@ -413,11 +424,15 @@ impl ConnectionHandler {
         self.sockets.clear();
     }
 
-    /// Enters drain mode: every downstream connection's read filters hear `on_drain_close`
-    /// (so HTTP connections close once idle); `on_drained` runs once no connection is left
-    /// (maybe right away).
-    pub fn start_draining(&mut self, on_drained: Box<dyn FnOnce()>) {
-        self.draining = true;
+    /// Enters drain mode under `drain` (its strategy and drain time): every downstream
+    /// connection open now hears `on_drain_close` (so HTTP connections close once idle), all
+    /// at once or spread over the first quarter of the drain time (`gradual`: the
+    /// [`DrainSchedule`]); responses consult [`drain_close`](Self::drain_close). `on_drained`
+    /// runs once no connection is left (maybe right away).
+    pub fn start_draining(&mut self, mut drain: DrainManager, on_drained: Box<dyn FnOnce()>) {
+        let now = self.dispatcher.now();
+        drain.start(now);
+        self.drain = Some(drain);
         self.on_drained = Some(on_drained);
         let downstream: Vec<ConnectionId> = self
             .connections
@@ -425,30 +440,60 @@ impl ConnectionHandler {
             .filter(|(_, a)| a.listener.is_some() && a.owner == ConnectionOwner::FilterChain)
             .map(|(_, a)| a.connection.id())
             .collect();
-        for id in downstream {
-            let count = self
-                .active_mut(id)
-                .map_or(0, |a| a.filter_manager.read_filters.len());
-            for index in 0..count {
-                let Some(mut f) = self.lend_read_filter(id, index) else {
-                    continue;
-                };
-                let mut cx = FilterContext {
-                    handler: self,
-                    conn: id,
-                    filter_index: index,
-                };
-                f.on_drain_close(&mut cx);
-                self.put_back_read_filter(id, index, f);
-            }
+        let mut schedule = DrainSchedule::new(&drain, now, downstream);
+        for id in schedule.due(now) {
+            self.deliver_drain_notice(id);
+        }
+        if let Some(after) = schedule.next_after(now) {
+            let weak = self.this.clone();
+            let timer = self
+                .dispatcher
+                .create_timer(move || enter(&weak, |h| h.on_drain_notice_timer()));
+            timer.enable(after);
+            self.drain_notices = Some((schedule, timer));
         }
         self.check_drained();
+    }
+
+    /// The next drain notices are due (`gradual`).
+    fn on_drain_notice_timer(&mut self) {
+        let now = self.dispatcher.now();
+        let Some((schedule, _)) = self.drain_notices.as_mut() else {
+            return;
+        };
+        let due = schedule.due(now);
+        let next = schedule.next_after(now);
+        for id in due {
+            self.deliver_drain_notice(id);
+        }
+        if let (Some(after), Some((_, timer))) = (next, &self.drain_notices) {
+            timer.enable(after);
+        }
+    }
+
+    /// Connection `id`'s read filters hear `on_drain_close` (nothing if it is gone).
+    fn deliver_drain_notice(&mut self, id: ConnectionId) {
+        let count = self
+            .active_mut(id)
+            .map_or(0, |a| a.filter_manager.read_filters.len());
+        for index in 0..count {
+            let Some(mut f) = self.lend_read_filter(id, index) else {
+                continue;
+            };
+            let mut cx = FilterContext {
+                handler: self,
+                conn: id,
+                filter_index: index,
+            };
+            f.on_drain_close(&mut cx);
+            self.put_back_read_filter(id, index, f);
+        }
     }
 
     /// Drained once no downstream connection is left: what remains are idle pooled upstream
     /// connections (a busy one belongs to a downstream's filter), closed with the worker.
     fn check_drained(&mut self) {
-        if self.draining
+        if self.drain.is_some()
             && self.on_drained.is_some()
             && !self.connections.iter().any(|(_, a)| a.listener.is_some())
         {

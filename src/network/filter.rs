@@ -280,4 +280,10 @@ impl<'a> FilterContext<'a> {
     pub fn draining(&self) -> bool {
         self.handler.draining()
     }
+
+    /// Whether a response at `now` should close its connection: the drain manager's
+    /// `drainClose()` (`random`: a fresh random number); never unless draining.
+    pub fn drain_close(&self, now: std::time::Instant, random: u64) -> bool {
+        self.handler.drain_close(now, random)
+    }
 }

@@ -22,6 +22,7 @@ use std::time::Duration;
 use log::{error, info, warn};
 use reactor::{Dispatcher, RunType, Signal};
 
+use super::drain_manager::DrainManager;
 use super::listener_manager::{bind_sockets, build_listeners};
 use super::options::{Mode, Options};
 use super::worker::{Worker, WorkerListener};
@@ -262,6 +263,7 @@ fn serve(options: &Options) -> Result<(), StartError> {
         main: dispatcher.poster(),
         workers: workers.iter().map(Worker::poster).collect(),
         drain_time: options.drain_time,
+        drain: DrainManager::new(options.drain_strategy, options.drain_time),
         access_log_manager: built.access_log_manager.clone(),
         listeners: built.listeners.len() as u64,
         listener_stopped,
@@ -306,6 +308,7 @@ fn serve(options: &Options) -> Result<(), StartError> {
         let draining = draining.clone();
         let drain_timer = drain_timer.clone();
         let drain_time = options.drain_time;
+        let drain = DrainManager::new(options.drain_strategy, options.drain_time);
         let drain_started = drain_started.clone();
         move |name: &str| {
             if draining.swap(true, Ordering::AcqRel) {
@@ -314,8 +317,9 @@ fn serve(options: &Options) -> Result<(), StartError> {
                 return;
             }
             info!(
-                "caught {name}: draining (up to {}s; signal again to exit now)",
-                drain_time.as_secs()
+                "caught {name}: draining (up to {}s, {}; signal again to exit now)",
+                drain_time.as_secs(),
+                drain.strategy()
             );
             admin.set_state(ServerState::Draining);
             drain_started.store(true, Ordering::Release);
@@ -330,11 +334,14 @@ fn serve(options: &Options) -> Result<(), StartError> {
                     if remaining > 0 {
                         info!("draining {remaining} connection(s)");
                     }
-                    h.start_draining(Box::new(move || {
-                        if drained.fetch_add(1, Ordering::AcqRel) + 1 == n {
-                            poster.exit();
-                        }
-                    }));
+                    h.start_draining(
+                        drain,
+                        Box::new(move || {
+                            if drained.fetch_add(1, Ordering::AcqRel) + 1 == n {
+                                poster.exit();
+                            }
+                        }),
+                    );
                 });
             }
             drain_timer.enable(drain_time.max(Duration::from_millis(1)));
@@ -414,6 +421,8 @@ struct InstanceControl {
     main: reactor::Poster,
     workers: Vec<reactor::Poster>,
     drain_time: Duration,
+    /// The drain strategy and time each worker drains with.
+    drain: DrainManager,
     access_log_manager: AccessLogManager,
     /// Listeners in the config, and `listener_manager.listener_stopped` (counted once each).
     listeners: u64,
@@ -469,9 +478,10 @@ impl crate::admin::ServerControl for InstanceControl {
             return;
         }
         for w in &self.workers {
-            w.post(Box::new(|| {
+            let drain = self.drain;
+            w.post(Box::new(move || {
                 // Nothing waits for the end of this drain: the server keeps running.
-                super::worker::with_handler(|h| h.start_draining(Box::new(|| {})));
+                super::worker::with_handler(|h| h.start_draining(drain, Box::new(|| {})));
             }));
         }
         if skip_exit {

@@ -4,6 +4,7 @@
 //! admin, workers, main loop, drain) → `listener_manager` (config → built listeners, bound
 //! sockets) and `worker` (one thread, one dispatcher, one connection handler each).
 
+pub mod drain_manager;
 pub mod instance;
 pub mod listener_manager;
 pub mod options;

@@ -8,6 +8,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::drain_manager::DrainStrategy;
+
 /// What to do with the config (Envoy's `--mode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -56,6 +58,9 @@ pub struct Options {
     pub log_level: Option<LogLevel>,
     /// `--drain-time-s` (default 600): how long connections may finish after SIGTERM/SIGINT.
     pub drain_time: Duration,
+    /// `--drain-strategy gradual|immediate` (default gradual, as Envoy's): how connections are
+    /// told to close during a drain (see `server::drain_manager`).
+    pub drain_strategy: DrainStrategy,
     /// `--file-flush-interval-msec` (default 10000): how often access log files are flushed.
     pub file_flush_interval: Duration,
 }
@@ -97,6 +102,8 @@ OPTIONS:
                              RUST_LOG is used when -l is absent
         --drain-time-s N     seconds connections may finish after SIGTERM/SIGINT (default 600);
                              a second signal exits at once
+        --drain-strategy S   gradual (default): connections are told to close spread over the
+                             drain time | immediate: all as soon as the drain starts
         --file-flush-interval-msec N
                              how often buffered access log lines are written (default 10000)
         --version            print the version and exit
@@ -116,6 +123,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Options
         concurrency: default_concurrency(),
         log_level: None,
         drain_time: Duration::from_secs(600),
+        drain_strategy: DrainStrategy::Gradual,
         file_flush_interval: Duration::from_secs(10),
     };
     let mut args = args.into_iter();
@@ -184,6 +192,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Options
                     }
                 };
             }
+            "--drain-strategy" => {
+                let v = value(&flag)?;
+                options.drain_strategy = DrainStrategy::parse(&v).ok_or_else(|| {
+                    OptionsError(format!(
+                        "--drain-strategy: unknown strategy '{v}' (gradual, immediate)"
+                    ))
+                })?;
+            }
             "--file-flush-interval-msec" => {
                 let v = value(&flag)?;
                 options.file_flush_interval = match v.parse::<u64>() {
@@ -218,6 +234,7 @@ mod tests {
         assert_eq!(o.config_path, None);
         assert_eq!(o.mode, Mode::Serve);
         assert_eq!(o.drain_time, Duration::from_secs(600));
+        assert_eq!(o.drain_strategy, DrainStrategy::Gradual, "Envoy's default");
         assert!(o.concurrency >= 1);
     }
 
@@ -232,6 +249,8 @@ mod tests {
             "-l",
             "critical",
             "--drain-time-s=5",
+            "--drain-strategy",
+            "immediate",
             "--file-flush-interval-msec",
             "250",
         ])
@@ -241,6 +260,7 @@ mod tests {
         assert_eq!(o.concurrency, 3);
         assert_eq!(o.log_level, Some(LogLevel::Critical));
         assert_eq!(o.drain_time, Duration::from_secs(5));
+        assert_eq!(o.drain_strategy, DrainStrategy::Immediate);
         assert_eq!(o.file_flush_interval, Duration::from_millis(250));
         assert_eq!(
             run(&["--config-path=b.yaml"]).unwrap().config_path,
@@ -256,6 +276,10 @@ mod tests {
             .contains("unknown argument '--bogus'"));
         assert!(run(&["-c"]).unwrap_err().0.contains("needs a value"));
         assert!(run(&["--mode", "x"]).is_err());
+        assert!(run(&["--drain-strategy", "slow"])
+            .unwrap_err()
+            .0
+            .contains("gradual, immediate"));
         assert!(run(&["--concurrency", "0"]).is_err());
         assert!(run(&["-l", "loud"]).is_err());
         assert!(run(&["--drain-time-s", "-1"]).is_err());
