@@ -173,6 +173,7 @@ for (t, n) in med:
     d = m(("direct", n), "gb_per_s")
     h = m(("haproxy", n), "gb_per_s")
     c = m((t, n), "cpu_s_per_gb")
-    print(f"| {t} | {n} | {g:.2f} | {g/d:.2f}x | " + (f"{g/h:.2f}x" if h else "-") + " | "
+    ratio = lambda base: f"{g/base:.2f}x" if base else "-"  # "-": that target was not run
+    print(f"| {t} | {n} | {g:.2f} | {ratio(d)} | {ratio(h)} | "
           + (f"{c:.3f}" if c is not None else "-") + " |")
 EOF

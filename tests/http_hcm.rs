@@ -25,22 +25,22 @@ fn wait_draining(proxy: &Nuncio) {
 
 // === drain (Envoy's drain manager → ConnectionManagerImpl::startDrainSequence) ===
 
+/// One worker, a 60 s drain time, every connection told at once.
+const IMMEDIATE_60S: &[&str] = &[
+    "--concurrency",
+    "1",
+    "--drain-time-s",
+    "60",
+    "--drain-strategy",
+    "immediate",
+];
+
 #[test]
 fn drain_gives_keep_alive_connections_connection_close_and_counts_drain_close() {
     let up = HttpUpstream::hello();
     // A long drain_timeout: idle connections stay open, so each can still send one request.
     let cfg = config(up.addr, "          drain_timeout: 60s\n", "", "", "");
-    let mut proxy = Nuncio::start_with(
-        &cfg,
-        &[
-            "--concurrency",
-            "1",
-            "--drain-time-s",
-            "60",
-            "--drain-strategy",
-            "immediate",
-        ],
-    );
+    let mut proxy = Nuncio::start_with(&cfg, IMMEDIATE_60S);
     let mut a = Client::connect(proxy.listener);
     let mut b = Client::connect(proxy.listener);
     for c in [&mut a, &mut b] {
@@ -82,17 +82,7 @@ fn drain_answers_the_request_in_flight_and_closes_idle_connections_after_drain_t
         }
     });
     let cfg = config(up.addr, "          drain_timeout: 0.2s\n", "", "", "");
-    let mut proxy = Nuncio::start_with(
-        &cfg,
-        &[
-            "--concurrency",
-            "1",
-            "--drain-time-s",
-            "60",
-            "--drain-strategy",
-            "immediate",
-        ],
-    );
+    let mut proxy = Nuncio::start_with(&cfg, IMMEDIATE_60S);
     let mut idle = Client::connect(proxy.listener);
     idle.send(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
     assert_eq!(idle.read_response().unwrap().status, 200);

@@ -47,10 +47,6 @@ impl Gated {
     }
 }
 
-fn breakers(thresholds: &str) -> String {
-    format!("    circuit_breakers: {{thresholds: [{{{thresholds}}}]}}\n")
-}
-
 fn send_get(proxy: &Nuncio, path: &str) -> Client {
     let mut c = Client::connect(proxy.listener);
     c.send(format!("GET {path} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
@@ -62,13 +58,7 @@ fn send_get(proxy: &Nuncio, path: &str) -> Client {
 #[test]
 fn at_max_connections_a_request_waits_for_the_busy_connection() {
     let gated = Gated::start();
-    let proxy = Nuncio::start(&config(
-        gated.up.addr,
-        "",
-        "",
-        "",
-        &breakers("max_connections: 1"),
-    ));
+    let proxy = Nuncio::start(&with_breakers(gated.up.addr, "max_connections: 1"));
     let mut a = send_get(&proxy, "/a");
     gated.wait_received(1);
     let mut b = send_get(&proxy, "/b");
@@ -112,13 +102,7 @@ fn at_max_connections_a_request_waits_for_the_busy_connection() {
 #[test]
 fn waiting_requests_are_served_in_arrival_order() {
     let gated = Gated::start();
-    let proxy = Nuncio::start(&config(
-        gated.up.addr,
-        "",
-        "",
-        "",
-        &breakers("max_connections: 1"),
-    ));
+    let proxy = Nuncio::start(&with_breakers(gated.up.addr, "max_connections: 1"));
     let mut first = send_get(&proxy, "/0");
     gated.wait_received(1);
     let mut waiting = Vec::new();
@@ -192,13 +176,7 @@ fn max_pending_requests_overflow_is_503_overloaded() {
 fn max_pending_requests_zero_refuses_every_request_needing_a_connection() {
     // As Envoy: a request that finds no ready connection is pending while one is opened.
     let up = HttpUpstream::hello();
-    let proxy = Nuncio::start(&config(
-        up.addr,
-        "",
-        "",
-        "",
-        &breakers("max_pending_requests: 0"),
-    ));
+    let proxy = Nuncio::start(&with_breakers(up.addr, "max_pending_requests: 0"));
     for _ in 0..2 {
         let r = get(proxy.listener, "/");
         assert_eq!(r.status, 503);
@@ -215,12 +193,9 @@ fn max_pending_requests_zero_refuses_every_request_needing_a_connection() {
 #[test]
 fn a_waiting_request_whose_client_leaves_is_removed_from_the_queue() {
     let gated = Gated::start();
-    let proxy = Nuncio::start(&config(
+    let proxy = Nuncio::start(&with_breakers(
         gated.up.addr,
-        "",
-        "",
-        "",
-        &breakers("max_connections: 1, max_pending_requests: 1"),
+        "max_connections: 1, max_pending_requests: 1",
     ));
     let mut a = send_get(&proxy, "/a");
     gated.wait_received(1);
@@ -280,7 +255,7 @@ fn a_waiting_request_times_out_with_504() {
 fn max_requests_is_one_limit_for_all_workers() {
     let gated = Gated::start();
     let proxy = Nuncio::start_with(
-        &config(gated.up.addr, "", "", "", &breakers("max_requests: 1")),
+        &with_breakers(gated.up.addr, "max_requests: 1"),
         &["--concurrency", "2"],
     );
     let mut a = send_get(&proxy, "/a");
@@ -309,13 +284,7 @@ fn max_requests_is_one_limit_for_all_workers() {
 fn an_idle_connection_the_upstream_closes_frees_its_slot_and_stats_at_once() {
     // The upstream hangs up 50 ms after each answer, while the connection sits idle in the pool.
     let up = HttpUpstream::start(|_, _| Reply::ok("x").closing_after(Duration::from_millis(50)));
-    let proxy = Nuncio::start(&config(
-        up.addr,
-        "",
-        "",
-        "",
-        &breakers("max_connections: 1"),
-    ));
+    let proxy = Nuncio::start(&with_breakers(up.addr, "max_connections: 1"));
     let cx_open = "cluster.app.circuit_breakers.default.cx_open";
     let r = get(proxy.listener, "/");
     assert_eq!(r.status, 200);
@@ -356,14 +325,8 @@ fn max_connection_pools_refuses_a_second_hosts_pool_and_remaining_gauges_track_i
         "{one}        - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}\n",
         b.addr.port()
     );
-    let config = config(
-        a.addr,
-        "",
-        "",
-        "",
-        &breakers("track_remaining: true, max_connection_pools: 1"),
-    )
-    .replace(&one, &two);
+    let config =
+        with_breakers(a.addr, "track_remaining: true, max_connection_pools: 1").replace(&one, &two);
     let proxy = Nuncio::start_with(&config, &["--concurrency", "1"]);
     let cb = "cluster.app.circuit_breakers.default.";
     let stats = proxy.stats();

@@ -15,10 +15,6 @@ fn retry_route(policy: &str) -> String {
     format!("              - match: {{prefix: \"/r\"}}\n                route: {{cluster: app, retry_policy: {policy}}}\n")
 }
 
-fn breakers(thresholds: &str) -> String {
-    format!("    circuit_breakers: {{thresholds: [{{{thresholds}}}]}}\n")
-}
-
 /// An HCM access log of `%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%` lines.
 fn access_log(name: &str) -> (PathBuf, String) {
     access_log_of(name, "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%")
@@ -362,20 +358,15 @@ fn per_try_timeout_is_retried_under_gateway_error_only() {
 /// An upstream that answers every request `200` with a `content-length` body sent one byte
 /// after each of `gaps` (the head goes at once).
 fn trickling(gaps: &'static [u64]) -> std::net::SocketAddr {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut s) = stream else { continue };
             thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
+                if !read_head(&mut s).ends_with(b"\r\n\r\n") {
+                    return;
                 }
                 let _ = write!(
                     s,

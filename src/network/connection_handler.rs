@@ -473,6 +473,16 @@ impl ConnectionHandler {
 
     /// Connection `id`'s read filters hear `on_drain_close` (nothing if it is gone).
     fn deliver_drain_notice(&mut self, id: ConnectionId) {
+        self.for_each_read_filter(id, |f, cx| f.on_drain_close(cx));
+    }
+
+    /// Lends each read filter of connection `id` in turn to `call`, with its context (none if
+    /// the connection is gone; a filter lent out already is skipped).
+    fn for_each_read_filter(
+        &mut self,
+        id: ConnectionId,
+        mut call: impl FnMut(&mut dyn super::filter::ReadFilter, &mut FilterContext<'_>),
+    ) {
         let count = self
             .active_mut(id)
             .map_or(0, |a| a.filter_manager.read_filters.len());
@@ -485,7 +495,7 @@ impl ConnectionHandler {
                 conn: id,
                 filter_index: index,
             };
-            f.on_drain_close(&mut cx);
+            call(&mut *f, &mut cx);
             self.put_back_read_filter(id, index, f);
         }
     }
@@ -1183,19 +1193,7 @@ impl ConnectionHandler {
         trace!("[{id}] raiseEvent: {event:?}");
         match owner {
             ConnectionOwner::FilterChain => {
-                let count = self.connections[id.slot].filter_manager.read_filters.len();
-                for index in 0..count {
-                    let Some(mut f) = self.lend_read_filter(id, index) else {
-                        continue;
-                    };
-                    let mut cx = FilterContext {
-                        handler: self,
-                        conn: id,
-                        filter_index: index,
-                    };
-                    f.on_event(event, &mut cx);
-                    self.put_back_read_filter(id, index, f);
-                }
+                self.for_each_read_filter(id, |f, cx| f.on_event(event, cx));
             }
             ConnectionOwner::ReadFilter { conn, filter } => {
                 let filter = filter as usize;

@@ -1589,36 +1589,29 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     out.push(UpstreamOutcome::LocalReply(reply));
                 }
             }
-            HcmTimer::PerTryTimeout => {
-                // Envoy's `onPerTryTimeout`: ignored once the response started.
-                if self.response_started || self.done || self.upstream.is_none() {
+            HcmTimer::PerTryTimeout | HcmTimer::PerTryIdleTimeout => {
+                let idle = timer == HcmTimer::PerTryIdleTimeout;
+                // Envoy's `onPerTryTimeout` is ignored once the response started;
+                // `onPerTryIdleTimeout` (no response byte for that long) also runs in the body.
+                if self.done || self.upstream.is_none() || (self.response_started && !idle) {
                     return;
                 }
-                log::debug!(
-                    "[C{}][S{}] upstream per try timeout",
-                    cb.connection_id,
-                    cb.stream_id
-                );
+                let details = if idle {
+                    "upstream_per_try_idle_timeout"
+                } else {
+                    "upstream_per_try_timeout"
+                };
+                log::debug!("[C{}][S{}] {details}", cb.connection_id, cb.stream_id);
                 if let Some(cluster) = &self.cluster {
-                    cluster.stats().upstream_rq_per_try_timeout.inc();
+                    let stats = cluster.stats();
+                    let counter = if idle {
+                        &stats.upstream_rq_per_try_idle_timeout
+                    } else {
+                        &stats.upstream_rq_per_try_timeout
+                    };
+                    counter.inc();
                 }
-                self.on_per_try_timeout("upstream_per_try_timeout", cb, io, out);
-            }
-            HcmTimer::PerTryIdleTimeout => {
-                // Envoy's `onPerTryIdleTimeout`: no response byte for that long, before or
-                // during the body.
-                if self.done || self.upstream.is_none() {
-                    return;
-                }
-                log::debug!(
-                    "[C{}][S{}] upstream per try idle timeout",
-                    cb.connection_id,
-                    cb.stream_id
-                );
-                if let Some(cluster) = &self.cluster {
-                    cluster.stats().upstream_rq_per_try_idle_timeout.inc();
-                }
-                self.on_per_try_timeout("upstream_per_try_idle_timeout", cb, io, out);
+                self.on_per_try_timeout(details, cb, io, out);
             }
             HcmTimer::RouteTimeout => {
                 if self.done && self.upstream.is_none() {

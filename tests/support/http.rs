@@ -504,7 +504,33 @@ admin:
     )
 }
 
+/// Reads a request head byte by byte up to its empty line (or EOF): for hand-written upstreams
+/// that must leave the body in the socket.
+pub fn read_head(s: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    head
+}
+
 /// The simplest proxy config to `upstream`.
 pub fn simple(upstream: SocketAddr) -> String {
     config(upstream, "", "", "", "")
+}
+
+/// Cluster `app`'s `circuit_breakers` with one (default priority) thresholds entry whose fields
+/// are `thresholds` (e.g. `max_connections: 1, max_pending_requests: 1`): a `cluster_extra`
+/// for [`config`].
+pub fn breakers(thresholds: &str) -> String {
+    format!("    circuit_breakers: {{thresholds: [{{{thresholds}}}]}}\n")
+}
+
+/// The simplest proxy config to `upstream` with [`breakers`]`(thresholds)`.
+pub fn with_breakers(upstream: SocketAddr, thresholds: &str) -> String {
+    config(upstream, "", "", "", &breakers(thresholds))
 }
