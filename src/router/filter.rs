@@ -486,7 +486,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         self.body_sent = 0;
         let Some(host) = self.choose_host(&*cluster) else {
             cluster.stats().upstream_cx_none_healthy.inc();
-            self.no_healthy_upstream(&*cluster, cb, io);
+            self.no_healthy_upstream(cb, io);
             return;
         };
         self.upstream_host = Some(host.address());
@@ -506,15 +506,12 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     }
 
     /// Envoy's `sendNoHealthyUpstreamResponse`: 503 `no healthy upstream`, `UH`, charged as an
-    /// upstream 503 (`upstream_rq_503`, `upstream_rq_5xx`, `upstream_rq_completed`).
+    /// upstream 503 (by `fail_locally`).
     fn no_healthy_upstream<Io: ConnectionIo<Upstream = U>>(
         &mut self,
-        cluster: &dyn ClusterView,
         cb: &mut FilterCallbacks,
         io: &mut Io,
     ) {
-        cluster.stats().charge_response(503);
-        cluster.stats().upstream_rq_completed.inc();
         cb.set_response_flag(ResponseFlag::NoHealthyUpstream);
         self.fail_locally(
             LocalReply::new(503, "no healthy upstream", "no_healthy_upstream"),
@@ -575,7 +572,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 host
             );
             stats.upstream_cx_pool_overflow.inc();
-            self.no_healthy_upstream(&*cluster, cb, io);
+            self.no_healthy_upstream(cb, io);
             return;
         }
         if !rm.requests.can_create() {
@@ -1144,10 +1141,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     head.headers
                         .insert_generated("x-envoy-upstream-service-time", service_time.as_bytes());
                 }
-                cluster
-                    .stats()
-                    .upstream_rq_time
-                    .record(elapsed.as_millis() as u64);
                 self.response_started = true;
                 let end = head.body.is_empty() && head.status != 101;
                 log::debug!(
@@ -1316,11 +1309,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             return;
         };
         let stats = cluster.stats();
-        stats.upstream_rq_completed.inc();
         self.request_end();
         let reusable = upstream.reusable();
         let settings = cluster.pool_settings();
         let now = io.now();
+        if let Some(request_complete) = self.downstream_end_at {
+            // Envoy's `onUpstreamComplete`: from the end of the downstream request (over every
+            // attempt) to the end of the upstream response.
+            let took = now.saturating_duration_since(request_complete);
+            stats.upstream_rq_time.record(took.as_millis() as u64);
+        }
         if self.upstream_read_disabled {
             io.read_disable_upstream(upstream.conn, false);
             self.upstream_read_disabled = false;
@@ -1509,9 +1507,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             return;
         }
         io.disarm_timer(HcmTimer::RouteTimeout);
-        out.push(UpstreamOutcome::LocalReply(
-            ResetReason::ProtocolError.local_reply(),
-        ));
+        let reply = ResetReason::ProtocolError.local_reply();
+        if let Some(cluster) = &self.cluster {
+            cluster.stats().charge_response(reply.status);
+        }
+        out.push(UpstreamOutcome::LocalReply(reply));
     }
 
     /// A reset before the response head: retry, or Envoy's 503. `request_sent`: the whole
@@ -1530,12 +1530,18 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         self.fail_locally(reason.local_reply(), cb, io);
     }
 
+    /// The router answers in the upstream's place before any response (Envoy's
+    /// `onUpstreamAbort` after `chargeUpstreamAbort`): the reply's status is charged to the
+    /// cluster as the upstream's (`upstream_rq_503`, `upstream_rq_5xx`, `upstream_rq_completed`).
     fn fail_locally<Io: ConnectionIo<Upstream = U>>(
         &mut self,
         reply: LocalReply,
         cb: &mut FilterCallbacks,
         io: &mut Io,
     ) {
+        if let Some(cluster) = &self.cluster {
+            cluster.stats().charge_response(reply.status);
+        }
         io.disarm_timer(HcmTimer::RouteTimeout);
         Self::disarm_per_try_timeouts(io);
         self.cancel_pending(io);
@@ -1663,7 +1669,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         }
         if let Some(cluster) = &self.cluster {
             cluster.stats().charge_response(504);
-            cluster.stats().upstream_rq_completed.inc();
         }
         out.push(UpstreamOutcome::LocalReply(LocalReply::new(
             504,
@@ -1698,7 +1703,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         }
         if let (true, Some(cluster)) = (in_flight, &self.cluster) {
             cluster.stats().charge_response(504);
-            cluster.stats().upstream_rq_completed.inc();
         }
         out.push(UpstreamOutcome::LocalReply(LocalReply::new(
             504,

@@ -117,10 +117,12 @@ impl ClusterStats {
         }
     }
 
-    /// `upstream_rq_<code>` and `upstream_rq_<n>xx` for a response (Envoy's
-    /// `chargeResponseStat`); the caller counts `upstream_rq_completed`.
+    /// `upstream_rq_<code>`, `upstream_rq_<n>xx` and `upstream_rq_completed` for the answer
+    /// a client gets, as its head goes out (Envoy's `chargeResponseStat`): the upstream's, or
+    /// the router's in its place (a reset, a timeout, an overflow).
     pub fn charge_response(&self, status: u16) {
         charge(&self.by_code, &self.scope, "", status);
+        self.upstream_rq_completed.inc();
     }
 
     /// An upstream connection is gone, whatever closed it (Envoy's `ActiveClient` closing):
