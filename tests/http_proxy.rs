@@ -235,6 +235,25 @@ fn upstream_connection_refused_is_503_with_envoys_body() {
     );
     assert_eq!(r.header("content-type"), Some("text/plain"));
     proxy.wait_stat("cluster.app.upstream_cx_connect_fail", 1);
+    // Charged as the upstream's 503, as Envoy 1.40 does (`chargeUpstreamAbort`).
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_rq_503"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_completed"], 1);
+}
+
+#[test]
+fn upstream_rq_time_runs_to_the_end_of_the_response() {
+    // Envoy 1.40's upstream_rq_time: from the end of the request to the end of the upstream
+    // response, so a head at once and the body 400 ms later records ~400 ms, not ~0.
+    let up = trickling(&[400]);
+    let proxy = Nuncio::start(&simple(up));
+    assert_eq!(get(proxy.listener, "/").body_str(), "x");
+    let time = proxy.histogram(
+        "envoy_cluster_upstream_rq_time",
+        "envoy_cluster_name=\"app\"",
+    );
+    assert_eq!(time.count, 1, "{time:?}");
+    assert_eq!((time.le("250"), time.le("1000")), (0, 1), "{time:?}");
 }
 
 #[test]

@@ -355,36 +355,6 @@ fn per_try_timeout_is_retried_under_gateway_error_only() {
 
 // === per-try timeouts (each case checked against Envoy 1.40, same config and upstream) ===
 
-/// An upstream that answers every request `200` with a `content-length` body sent one byte
-/// after each of `gaps` (the head goes at once).
-fn trickling(gaps: &'static [u64]) -> std::net::SocketAddr {
-    use std::io::Write;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            thread::spawn(move || {
-                if !read_head(&mut s).ends_with(b"\r\n\r\n") {
-                    return;
-                }
-                let _ = write!(
-                    s,
-                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
-                    gaps.len()
-                );
-                for gap in gaps {
-                    thread::sleep(Duration::from_millis(*gap));
-                    if s.write_all(b"x").is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 const DETAILS_LOG: &str = "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS%";
 
 #[test]

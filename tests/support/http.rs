@@ -518,6 +518,35 @@ pub fn read_head(s: &mut TcpStream) -> Vec<u8> {
     head
 }
 
+/// An upstream that answers every request `200` with a `content-length` body sent one byte
+/// after each of `gaps` (the head goes at once).
+pub fn trickling(gaps: &'static [u64]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            thread::spawn(move || {
+                if !read_head(&mut s).ends_with(b"\r\n\r\n") {
+                    return;
+                }
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                    gaps.len()
+                );
+                for gap in gaps {
+                    thread::sleep(Duration::from_millis(*gap));
+                    if s.write_all(b"x").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// The simplest proxy config to `upstream`.
 pub fn simple(upstream: SocketAddr) -> String {
     config(upstream, "", "", "", "")
