@@ -51,7 +51,7 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::unix::SourceFd;
 use mio::{Events, Poll, Token};
@@ -127,6 +127,9 @@ pub(crate) struct Inner {
     /// The time read when the last iteration's callbacks finished: the start of the next
     /// poll, so an iteration reads the clock twice (after the poll, after the callbacks).
     iteration_end: Cell<Instant>,
+    /// This iteration's wall-clock time, read on first use (see [`Dispatcher::wall_now`]);
+    /// cleared when the poll returns.
+    wall: Cell<Option<SystemTime>>,
 }
 
 struct State {
@@ -196,6 +199,7 @@ impl Dispatcher {
                 in_iteration: Cell::new(false),
                 now: Cell::new(now),
                 iteration_end: Cell::new(now),
+                wall: Cell::new(None),
             }),
         })
     }
@@ -370,6 +374,24 @@ impl Dispatcher {
         self.inner.now.get()
     }
 
+    /// The wall-clock time of the current iteration (libevent's
+    /// `event_base_gettimeofday_cached`): read from the clock by the first caller of an
+    /// iteration, then the same for every later callback of it, so a request's timestamps
+    /// (access-log start time, `%START_TIME%`) cost no clock read each. Outside `run`, the
+    /// clock.
+    pub fn wall_now(&self) -> SystemTime {
+        let inner = &self.inner;
+        if !inner.in_iteration.get() {
+            return SystemTime::now();
+        }
+        if let Some(wall) = inner.wall.get() {
+            return wall;
+        }
+        let wall = SystemTime::now();
+        inner.wall.set(Some(wall));
+        wall
+    }
+
     /// Introspection counters, readable from any thread (the admin's `/reactor`).
     pub fn stats(&self) -> Arc<DispatcherStats> {
         self.inner.stats.clone()
@@ -458,6 +480,7 @@ impl Inner {
         }
         let now = Instant::now();
         self.now.set(now);
+        self.wall.set(None);
         let waited = now.saturating_duration_since(poll_start);
         self.stats.poll_wait_us.record(waited);
         if let Some(delay) = timeout.and_then(|t| waited.checked_sub(t)) {

@@ -186,3 +186,31 @@ fn now_is_cached_at_poll_return() {
     assert!(a > before);
     assert_eq!(d.name(), "t");
 }
+
+#[test]
+fn wall_now_is_read_once_per_iteration() {
+    let d = Dispatcher::new("t").unwrap();
+    let start = std::time::SystemTime::now();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let (s, d2) = (seen.clone(), d.clone());
+    let first = d.create_timer(move || {
+        let a = d2.wall_now();
+        std::thread::sleep(Duration::from_millis(2));
+        s.borrow_mut().push((a, d2.wall_now()));
+    });
+    let (s, d3) = (seen.clone(), d.clone());
+    let second = d.create_timer(move || {
+        let a = d3.wall_now();
+        s.borrow_mut().push((a, a));
+    });
+    first.enable(Duration::from_millis(1));
+    second.enable(Duration::from_millis(30));
+    d.run(RunType::Block).unwrap();
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].0, seen[0].1, "constant during an iteration");
+    assert!(seen[0].0 >= start);
+    assert!(seen[1].0 > seen[0].0, "read again by a later iteration");
+    // Outside `run`, the clock itself.
+    assert!(d.wall_now() >= seen[1].0);
+}

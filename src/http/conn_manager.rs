@@ -404,7 +404,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             };
             if !shared.access_logs.is_empty() {
                 stream.log.request = Some(head.clone());
-                stream.log.start = Some(std::time::SystemTime::now());
+                stream.log.start = Some(io.wall_now());
             }
         }
         if let Some(t) = shared.config.request_timeout {
@@ -588,7 +588,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         let mut sink = DownstreamSink {
             codec: &mut self.codec,
             out: &mut out,
-            io,
             shared: &shared,
             request_id: stream.request_id.as_ref().map(RequestId::as_str),
             status: &mut stream.response_status,
@@ -599,6 +598,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         let sent = stream
             .filters
             .send_local_reply(reply, head_request, &mut sink, &mut cb);
+        flush_downstream(&shared, &mut out, io);
         scratch::give_encode(out);
         if !sent {
             self.reset_stream(io);
@@ -696,7 +696,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         let shared = self.shared.clone();
         // The worker's encode buffer, for every outcome of this event.
         let mut out = scratch::take_encode();
-        for outcome in outcomes.drain(..) {
+        for mut outcome in outcomes.drain(..) {
             if matches!(outcome, UpstreamOutcome::Headers(..)) && self.stream.is_some() {
                 // Asked once per response, as its head goes out.
                 self.check_drain_close(io);
@@ -704,15 +704,30 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             let Some(stream) = self.stream.get_mut() else {
                 break;
             };
-            if let UpstreamOutcome::Headers(head, _) = &outcome {
+            if let UpstreamOutcome::Headers(head, _) = &mut outcome {
                 if head.status == 101 && stream.upgrade {
                     self.tunnel = true;
                     shared.stats.downstream_cx_upgrades_total.inc();
                     shared.stats.downstream_cx_upgrades_active.inc();
                 }
+                // The route's response header edits (Envoy's `finalizeResponseHeaders`).
+                if let (Some(route_id), Some(request)) =
+                    (stream.router.route_id(), stream.router.request())
+                {
+                    let downstream = stream.state.downstream;
+                    let ctx = FormatterContext {
+                        downstream_remote_address: downstream.remote,
+                        downstream_direct_remote_address: downstream.direct_remote,
+                        downstream_local_address: downstream.local,
+                        upstream_host: stream.router.upstream_host,
+                        start_time: StartTime::Since(stream.started),
+                        protocol: Some(request.version.as_str()),
+                    };
+                    shared
+                        .routes
+                        .finalize_response(route_id, head, request, &ctx);
+                }
             }
-            let route_id = stream.router.route_id();
-            let downstream = stream.state.downstream;
             let mut cb = FilterCallbacks {
                 now: io.now(),
                 connection_id: io.connection_id(),
@@ -723,7 +738,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             let mut sink = DownstreamSink {
                 codec: &mut self.codec,
                 out: &mut out,
-                io,
                 shared: &shared,
                 request_id: stream.request_id.as_ref().map(RequestId::as_str),
                 status: &mut stream.response_status,
@@ -732,20 +746,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             };
             let chain = &mut stream.filters.encoder;
             let result = match outcome {
-                UpstreamOutcome::Headers(mut head, end) => {
-                    if let (Some(route_id), Some(request)) = (route_id, stream.router.request()) {
-                        let ctx = FormatterContext {
-                            downstream_remote_address: downstream.remote,
-                            downstream_direct_remote_address: downstream.direct_remote,
-                            downstream_local_address: downstream.local,
-                            upstream_host: stream.router.upstream_host,
-                            start_time: StartTime::Since(stream.started),
-                            protocol: Some(request.version.as_str()),
-                        };
-                        shared
-                            .routes
-                            .finalize_response(route_id, &mut head, request, &ctx);
-                    }
+                UpstreamOutcome::Headers(head, end) => {
                     chain.push_headers(head, end, &mut sink, &mut cb)
                 }
                 UpstreamOutcome::Data(mut data, end) => {
@@ -758,6 +759,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                     chain.push_data(&mut BytesMut::new(), true, &mut sink, &mut cb)
                 }
                 UpstreamOutcome::LocalReply(reply) => {
+                    flush_downstream(&shared, &mut out, io);
                     self.send_local_reply(reply, io);
                     ChainOutcome::Ok
                 }
@@ -766,10 +768,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                         .stats
                         .rq_reset_after_downstream_response_started
                         .inc();
+                    // What was relayed goes first; the close then ends the response.
+                    flush_downstream(&shared, &mut out, io);
                     self.reset_stream(io);
                     ChainOutcome::Ok
                 }
             };
+            if result != ChainOutcome::Ok {
+                // A reply of the connection manager's own follows what the chain encoded.
+                flush_downstream(&shared, &mut out, io);
+            }
             match result {
                 ChainOutcome::Ok => {}
                 ChainOutcome::LocalReply => {
@@ -790,6 +798,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                 }
             }
         }
+        // One write for everything this event encoded, before the stream may end (and the
+        // connection close) below.
+        flush_downstream(&shared, &mut out, io);
         scratch::give_encode(out);
         return_outcomes(outcomes);
         self.maybe_finish_stream(io);
@@ -1341,13 +1352,12 @@ where
     }
 }
 
-/// The encoder chain's end: the codec and the downstream connection (Envoy's
-/// `ResponseEncoder` → `ConnectionImpl::write`).
-struct DownstreamSink<'a, Io> {
+/// The encoder chain's end: the codec (Envoy's `ResponseEncoder`). What it encodes waits in
+/// `out` until the caller's [`flush_downstream`] (`ConnectionImpl::write`).
+struct DownstreamSink<'a> {
     codec: &'a mut ServerCodec,
-    /// The worker's encode buffer (`http::scratch`).
+    /// The worker's encode buffer (`http::scratch`), flushed by the caller.
     out: &'a mut BytesMut,
-    io: &'a mut Io,
     shared: &'a HcmShared,
     request_id: Option<&'a str>,
     status: &'a mut Option<u16>,
@@ -1357,19 +1367,20 @@ struct DownstreamSink<'a, Io> {
     closing: bool,
 }
 
-impl<Io: ConnectionIo> DownstreamSink<'_, Io> {
-    fn flush(&mut self) {
-        if !self.out.is_empty() {
-            self.shared
-                .stats
-                .downstream_cx_tx_bytes_total
-                .add(self.out.len() as u64);
-            self.io.write(self.out, false);
-        }
+/// Writes what the encoder chain encoded into `out` to the downstream connection (one write
+/// per event: the response head and the body that came with it leave together, as Envoy's
+/// codec output buffer is flushed to the connection once per dispatch).
+fn flush_downstream<Io: ConnectionIo>(shared: &HcmShared, out: &mut BytesMut, io: &mut Io) {
+    if !out.is_empty() {
+        shared
+            .stats
+            .downstream_cx_tx_bytes_total
+            .add(out.len() as u64);
+        io.write(out, false);
     }
 }
 
-impl<Io: ConnectionIo> ChainSink<ResponseHead> for DownstreamSink<'_, Io> {
+impl ChainSink<ResponseHead> for DownstreamSink<'_> {
     fn on_headers(&mut self, head: &mut ResponseHead, end_stream: bool, cb: &mut FilterCallbacks) {
         mutate_response_headers(head, &self.shared.config, self.request_id);
         if self.closing {
@@ -1388,7 +1399,6 @@ impl<Io: ConnectionIo> ChainSink<ResponseHead> for DownstreamSink<'_, Io> {
             head.status
         );
         self.codec.encode_headers(head, end_stream, self.out);
-        self.flush();
     }
     fn on_data(&mut self, data: &mut BytesMut, end_stream: bool, cb: &mut FilterCallbacks) {
         log::trace!(
@@ -1402,7 +1412,6 @@ impl<Io: ConnectionIo> ChainSink<ResponseHead> for DownstreamSink<'_, Io> {
         }
         self.codec.encode_data(data, end_stream, self.out);
         data.clear();
-        self.flush();
     }
     fn on_trailers(&mut self, trailers: &mut HeaderMap, cb: &mut FilterCallbacks) {
         log::trace!(
@@ -1411,6 +1420,5 @@ impl<Io: ConnectionIo> ChainSink<ResponseHead> for DownstreamSink<'_, Io> {
             cb.stream_id
         );
         self.codec.encode_trailers(trailers, self.out);
-        self.flush();
     }
 }

@@ -369,6 +369,9 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
     fn now(&self) -> Instant {
         self.now
     }
+    fn wall_now(&self) -> std::time::SystemTime {
+        self.cx.dispatcher().wall_now()
+    }
     fn connection_id(&self) -> u64 {
         self.cx.connection_id().global_id()
     }

@@ -165,6 +165,11 @@ pub trait ConnectionIo {
 
     /// The time of the current event (the dispatcher's cached time; simulated in tests).
     fn now(&self) -> Instant;
+    /// The wall-clock time of the current event (the dispatcher's, read at most once per loop
+    /// iteration): stream start times for access logs and `%START_TIME%`.
+    fn wall_now(&self) -> std::time::SystemTime {
+        std::time::SystemTime::now()
+    }
     /// The downstream connection's id (for logs: `[C12]`).
     fn connection_id(&self) -> u64;
     fn remote_address(&self) -> Option<SocketAddr>;

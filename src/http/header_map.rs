@@ -219,6 +219,18 @@ impl HeaderMap {
             .any(|e| names.iter().any(|name| self.matches(e, name)))
     }
 
+    /// True when some entry's name starts with `prefix` (lower-case ASCII: stored names are
+    /// lower-case, so the bytes compare as they are). One pass over the names, without
+    /// looking at the values: the router asks `x-envoy-` before searching for its control
+    /// headers one by one, and the usual request has none.
+    pub fn any_name_starts_with(&self, prefix: &str) -> bool {
+        debug_assert!(!prefix.bytes().any(|b| b.is_ascii_uppercase()));
+        let prefix = prefix.as_bytes();
+        self.entries.iter().any(|e| {
+            e.name.len as usize >= prefix.len() && self.resolve(e.name).starts_with(prefix)
+        })
+    }
+
     /// Every value of `name`, in order of appearance.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.entries
@@ -270,6 +282,23 @@ impl HeaderMap {
                 self.push(Entry { name, value });
             }
         }
+    }
+
+    /// [`append`](Self::append) for a header the proxy generates itself (the invariant of
+    /// [`insert_generated`](Self::insert_generated): no sanitizing pass).
+    pub fn append_generated(&mut self, name: &'static str, value: &[u8]) {
+        debug_assert!(
+            name.bytes()
+                .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()),
+            "generated header name {name:?}"
+        );
+        debug_assert!(
+            value.iter().all(|&b| b == b' ' || b.is_ascii_graphic()),
+            "generated value of {name}"
+        );
+        let name = self.store(name.as_bytes());
+        let value = self.store(value);
+        self.push(Entry { name, value });
     }
 
     /// Adds an entry at the end, keeping existing entries of the same name.
@@ -471,6 +500,25 @@ mod tests {
         assert_eq!(map.iter().next(), Some(("host", &b"a"[..])));
         assert_eq!(map.get_str("accept"), Some("*/*"));
         assert!(map.get("missing").is_none());
+    }
+
+    #[test]
+    fn any_name_starts_with_sees_upper_case_names_lower_cased() {
+        let map = sample();
+        assert!(map.any_name_starts_with("x-mu"));
+        assert!(map.any_name_starts_with("x-multi"));
+        assert!(!map.any_name_starts_with("x-multi-"));
+        assert!(!map.any_name_starts_with("x-envoy-"));
+        assert!(!HeaderMap::new().any_name_starts_with("x"));
+    }
+
+    #[test]
+    fn append_generated_adds_after_existing_entries() {
+        let mut map = sample();
+        map.append_generated("x-multi", b"3");
+        let all: Vec<&[u8]> = map.get_all("x-multi").collect();
+        assert_eq!(all, vec![&b"1"[..], &b"2"[..], &b"3"[..]]);
+        assert_eq!(map.iter().last(), Some(("x-multi", &b"3"[..])));
     }
 
     #[test]

@@ -1164,12 +1164,15 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 true
             }
             ResponseEvent::MessageComplete => {
-                let had_body = !matches!(
-                    out.last(),
-                    Some(UpstreamOutcome::Headers(_, true)) | Some(UpstreamOutcome::Trailers(_))
-                );
-                if had_body {
-                    out.push(UpstreamOutcome::End);
+                match out.last_mut() {
+                    // The head or the trailers already ended the stream.
+                    Some(UpstreamOutcome::Headers(_, true))
+                    | Some(UpstreamOutcome::Trailers(_)) => {}
+                    // The end rides on the body chunk decoded with it (Envoy's codec hands the
+                    // buffered body over with end_stream at onMessageComplete): one pass
+                    // through the encoder chain, not two.
+                    Some(UpstreamOutcome::Data(_, end)) => *end = true,
+                    _ => out.push(UpstreamOutcome::End),
                 }
                 self.finish_upstream(io);
                 false

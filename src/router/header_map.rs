@@ -48,11 +48,27 @@ pub trait HeaderMapAccess {
         names.iter().any(|name| self.contains(name))
     }
 
+    /// Whether some header name starts with `prefix` (lower-case). The codec's maps answer in
+    /// one pass over their names; the router asks `x-envoy-` before [`contains_any`]
+    /// (Self::contains_any) of its control headers. The default answers `true` ("look
+    /// closer"), which is always correct.
+    fn contains_prefix(&self, prefix: &str) -> bool {
+        let _ = prefix;
+        true
+    }
+
     /// Replaces every `name` header with one `name: value` (Envoy's `setReferenceKey`: remove,
     /// then append, so the header moves to the end).
     fn set(&mut self, name: &str, value: &str) {
         self.remove(name);
         self.add(name, value);
+    }
+
+    /// [`set`](Self::set) for a header the proxy generates itself (a lower-case constant name,
+    /// a value it formatted: a number): the codec's maps skip the sanitizing pass
+    /// (`HeaderMap::append_generated`).
+    fn set_generated(&mut self, name: &'static str, value: &str) {
+        self.set(name, value);
     }
 }
 
@@ -128,6 +144,10 @@ impl HeaderMapAccess for VecHeaderMap {
         let name = canonical(name);
         self.entries.retain(|(n, _)| n != name);
     }
+
+    fn contains_prefix(&self, prefix: &str) -> bool {
+        "host".starts_with(prefix) || self.entries.iter().any(|(n, _)| n.starts_with(prefix))
+    }
 }
 
 // === the codec's types ===
@@ -171,6 +191,15 @@ impl HeaderMapAccess for HeaderMap {
 
     fn contains_any(&self, names: &[&str]) -> bool {
         HeaderMap::contains_any(self, names)
+    }
+
+    fn contains_prefix(&self, prefix: &str) -> bool {
+        self.any_name_starts_with(prefix)
+    }
+
+    fn set_generated(&mut self, name: &'static str, value: &str) {
+        HeaderMap::remove(self, name);
+        self.append_generated(name, value.as_bytes());
     }
 }
 
@@ -218,6 +247,22 @@ impl HeaderMapAccess for RequestHead {
         }
         self.headers.contains_any(names)
     }
+
+    fn contains_prefix(&self, prefix: &str) -> bool {
+        // A pseudo-header's name (or `host`) could match too: then look closer.
+        prefix.starts_with(':')
+            || "host".starts_with(prefix)
+            || self.headers.any_name_starts_with(prefix)
+    }
+
+    fn set_generated(&mut self, name: &'static str, value: &str) {
+        if name.starts_with(':') || name == "host" {
+            self.set(name, value);
+            return;
+        }
+        self.headers.remove(name);
+        self.headers.append_generated(name, value.as_bytes());
+    }
 }
 
 impl HeaderMapAccess for ResponseHead {
@@ -235,6 +280,15 @@ impl HeaderMapAccess for ResponseHead {
 
     fn contains_any(&self, names: &[&str]) -> bool {
         self.headers.contains_any(names)
+    }
+
+    fn contains_prefix(&self, prefix: &str) -> bool {
+        self.headers.any_name_starts_with(prefix)
+    }
+
+    fn set_generated(&mut self, name: &'static str, value: &str) {
+        self.headers.remove(name);
+        self.headers.append_generated(name, value.as_bytes());
     }
 }
 
@@ -293,6 +347,29 @@ mod tests {
         f.finalize_request_headers(&mut head, &Default::default(), true);
         assert_eq!(head.path(), "/z/b");
         assert_eq!(head.headers.get_str("x-envoy-original-path"), Some("/a/b"));
+    }
+
+    #[test]
+    fn contains_prefix_and_set_generated_on_a_request_head() {
+        use crate::http::codec::Method;
+        let mut head = RequestHead::new(Method::Get, "/", "h.com");
+        head.headers.append("x-a", "1");
+        head.headers.append("X-Envoy-Retry-On", "5xx");
+        head.headers.append("x-b", "2");
+        assert!(head.contains_prefix("x-envoy-"));
+        assert!(head.contains_prefix(":path"));
+        assert!(head.contains_prefix("ho"));
+        assert!(!head.contains_prefix("x-c"));
+        // As `set`: every old value goes, the new one moves to the end.
+        head.headers.append("x-a", "3");
+        head.set_generated("x-a", "4");
+        let names: Vec<&str> = head.headers.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, vec!["x-envoy-retry-on", "x-b", "x-a"]);
+        assert_eq!(head.get("x-a"), Some("4"));
+        let mut map = VecHeaderMap::from_pairs(&[("x-envoy-a", "1")]);
+        assert!(map.contains_prefix("x-envoy-") && !map.contains_prefix("x-envoy-b"));
+        map.set_generated("x-envoy-a", "2");
+        assert_eq!(map.values("x-envoy-a"), vec!["2"]);
     }
 
     #[test]

@@ -115,7 +115,8 @@ pub struct RetryState<P: Deref<Target = RetryPolicy>> {
     attempted_hosts: Vec<SocketAddr>,
 }
 
-/// The request headers `RetryState::create` reads and removes.
+/// The request headers `RetryState::create` reads and removes (all `x-envoy-*`: `create`
+/// looks for them only when some name has that prefix).
 pub const RETRY_HEADERS: &[&str] = &[
     "x-envoy-retry-on",
     "x-envoy-retry-grpc-on",
@@ -139,8 +140,9 @@ impl<P: Deref<Target = RetryPolicy>> RetryState<P> {
         policy: P,
         request: &mut H,
     ) -> Option<RetryState<P>> {
-        // The usual request carries none of the control headers: one pass settles that.
-        let any_header = request.contains_any(RETRY_HEADERS);
+        // The usual request carries none of the control headers (nor any `x-envoy-` one: they
+        // all start with it): one pass over its names settles that.
+        let any_header = request.contains_prefix("x-envoy-") && request.contains_any(RETRY_HEADERS);
         let wanted = !policy.retry_on.is_empty()
             || (any_header
                 && (request.contains("x-envoy-retry-on")
@@ -450,6 +452,11 @@ mod tests {
     use super::*;
     use crate::config::{parse_yaml, Node};
     use crate::router::header_map::VecHeaderMap;
+
+    #[test]
+    fn every_retry_header_has_the_prefix_create_checks_first() {
+        assert!(RETRY_HEADERS.iter().all(|h| h.starts_with("x-envoy-")));
+    }
 
     fn policy(yaml: &str) -> RetryPolicy {
         let doc = parse_yaml(yaml).unwrap();

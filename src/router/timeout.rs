@@ -35,8 +35,9 @@ pub fn final_timeout<H: HeaderMapAccess + ?Sized>(
     const PER_TRY: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
     let mut global = route_timeout;
     let mut per_try = policy.per_try_timeout;
-    // The usual request carries neither header: one pass settles that.
-    if request.contains_any(&[GLOBAL, PER_TRY]) {
+    // The usual request carries neither header (nor any `x-envoy-` one): one pass over its
+    // names settles that.
+    if request.contains_prefix("x-envoy-") && request.contains_any(&[GLOBAL, PER_TRY]) {
         if let Some(ms) = header_ms(request, GLOBAL) {
             global = ms;
         }
@@ -85,7 +86,7 @@ pub fn set_timeout_headers<H: HeaderMapAccess + ?Sized>(
         };
     }
     let expected = crate::http::decimal::Decimal::new(expected);
-    request.set("x-envoy-expected-rq-timeout-ms", expected.as_str());
+    request.set_generated("x-envoy-expected-rq-timeout-ms", expected.as_str());
 }
 
 /// A header of milliseconds: `Some(None)` for `0` (no timeout), `None` if absent or not a
