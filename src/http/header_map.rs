@@ -115,6 +115,20 @@ impl HeaderMap {
         }
     }
 
+    /// [`copy_received`](Self::copy_received) for a head whose names the codec has already
+    /// lower-cased in place (its fast path does it while scanning them).
+    pub(crate) fn copy_received_lower_cased(&mut self, head: &[u8]) {
+        debug_assert!(self.bytes.is_empty(), "the received head starts the vector");
+        if self.bytes.capacity() == 0 {
+            self.bytes = header_pool::take_bytes(head.len() + ADDED_BYTES);
+        }
+        self.bytes.clear();
+        self.bytes.extend_from_slice(head);
+        debug_assert!(self
+            .iter_bytes()
+            .all(|(name, _)| !name.iter().any(u8::is_ascii_uppercase)));
+    }
+
     /// The bytes of a span (of this map's storage).
     pub(crate) fn resolve(&self, span: Span) -> &[u8] {
         resolve(&self.bytes, span)

@@ -124,14 +124,26 @@ impl ClientCodec {
                 let Some(request) = self.request else {
                     return self.fail(CodecError::Malformed("response bytes without a request"));
                 };
-                let Some(end) = find_head_end(buf, *scanned) else {
-                    if buf.len() > self.settings.max_response_head_bytes() {
-                        return self.fail(CodecError::HeadersTooLarge);
-                    }
-                    *scanned = buf.len().saturating_sub(2);
-                    return Ok(None);
+                // The common case first: the whole head came in one read, in the simple form.
+                let fast = if *scanned == 0 {
+                    parse::parse_simple_response(buf, &self.settings, request)
+                } else {
+                    None
                 };
-                let head = match parse::parse_response(buf, end, &self.settings, request) {
+                let parsed = match fast {
+                    Some(parsed) => parsed,
+                    None => {
+                        let Some(end) = find_head_end(buf, *scanned) else {
+                            if buf.len() > self.settings.max_response_head_bytes() {
+                                return self.fail(CodecError::HeadersTooLarge);
+                            }
+                            *scanned = buf.len().saturating_sub(2);
+                            return Ok(None);
+                        };
+                        parse::parse_response(buf, end, &self.settings, request)
+                    }
+                };
+                let head = match parsed {
                     Ok(head) => head,
                     Err(error) => return self.fail(error),
                 };

@@ -74,17 +74,23 @@ const OTHER_METHODS: &[&str] = &[
 impl Method {
     /// The method for a token (case-sensitive, RFC 9110 §9.1), `None` if Envoy would reject it.
     pub fn from_token(token: &str) -> Option<Method> {
+        Method::from_bytes(token.as_bytes())
+    }
+
+    /// [`from_token`](Self::from_token) on the raw bytes of a request line (every accepted
+    /// method is an ASCII token, so no UTF-8 check is needed first).
+    pub(crate) fn from_bytes(token: &[u8]) -> Option<Method> {
         Some(match token {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "DELETE" => Method::Delete,
-            "CONNECT" => Method::Connect,
-            "OPTIONS" => Method::Options,
-            "TRACE" => Method::Trace,
-            "PATCH" => Method::Patch,
-            other => Method::Other(OTHER_METHODS.iter().find(|m| **m == other)?),
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"CONNECT" => Method::Connect,
+            b"OPTIONS" => Method::Options,
+            b"TRACE" => Method::Trace,
+            b"PATCH" => Method::Patch,
+            other => Method::Other(OTHER_METHODS.iter().find(|m| m.as_bytes() == other)?),
         })
     }
 

@@ -11,7 +11,8 @@
 //! byte at a time yields exactly the events of feeding it at once (tested below and fuzzed by
 //! `fuzz/fuzz_targets/http1_split.rs`).
 //!
-//! Files: `head` (the decoded heads), `parse` (httparse + Envoy's validation rules), `decode`
+//! Files: `head` (the decoded heads), `parse` (httparse + Envoy's validation rules),
+//! `parse_fast` (the one-pass fast path for heads in the simple form), `decode`
 //! (body framing: Content-Length, chunked, close-delimited), `encode` (serialization), `error`
 //! (`CodecError`: status + Envoy's response-code-details), `server` and `client` (the two state
 //! machines). The header map shared with the rest of the proxy is `http::HeaderMap`.
@@ -22,6 +23,7 @@ mod encode;
 mod error;
 mod head;
 mod parse;
+mod parse_fast;
 mod server;
 #[cfg(test)]
 mod tests;

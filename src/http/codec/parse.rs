@@ -148,12 +148,13 @@ fn with_slots<'b, R>(
 
 /// The framing-relevant facts found in the header fields.
 #[derive(Default)]
-struct Fields {
+pub(super) struct Fields {
     host: Option<Span>,
-    host_count: usize,
     content_length: Option<u64>,
-    content_length_count: usize,
-    transfer_encoding_count: usize,
+    /// Counts of the fields that may appear once (saturating: only 0, 1 and "more" matter).
+    host_count: u8,
+    content_length_count: u8,
+    transfer_encoding_count: u8,
     transfer_encoding_chunked: bool,
     connection_close: bool,
     connection_keep_alive: bool,
@@ -163,63 +164,95 @@ struct Fields {
     content_length_valid: bool,
 }
 
-/// Records every field of `fields` into `map` (as offsets from `base`), except `host` for
-/// requests, and collects the framing facts.
+/// The longest name [`Fields::note`] knows (`transfer-encoding`).
+const LONGEST_FRAMING_NAME: usize = 17;
+
+impl Fields {
+    pub(super) fn new() -> Fields {
+        Fields {
+            content_length_valid: true,
+            ..Fields::default()
+        }
+    }
+
+    /// Records what one field means for the framing. `name` is lower-case, `value` trimmed
+    /// (`value_span` is where it lies in the head). Returns false for a request's `host`, which
+    /// is not an entry of the map (it becomes the authority).
+    pub(super) fn note(
+        &mut self,
+        name: &[u8],
+        value: &[u8],
+        value_span: Span,
+        is_request: bool,
+    ) -> bool {
+        match name {
+            b"host" if is_request => {
+                self.host_count = self.host_count.saturating_add(1);
+                self.host = Some(value_span);
+                return false;
+            }
+            b"content-length" => {
+                self.content_length_count = self.content_length_count.saturating_add(1);
+                match parse_content_length(value) {
+                    Some(n) => self.content_length = Some(n),
+                    None => self.content_length_valid = false,
+                }
+            }
+            b"transfer-encoding" => {
+                self.transfer_encoding_count = self.transfer_encoding_count.saturating_add(1);
+                self.transfer_encoding_chunked = value.eq_ignore_ascii_case(b"chunked");
+            }
+            b"connection" => {
+                for token in value.split(|&b| b == b',') {
+                    let token = trim_end(token.trim_ascii_start());
+                    if token.eq_ignore_ascii_case(b"close") {
+                        self.connection_close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        self.connection_keep_alive = true;
+                    } else if token.eq_ignore_ascii_case(b"upgrade") {
+                        self.connection_upgrade = true;
+                    }
+                }
+            }
+            // Envoy ignores an `h2c` upgrade over HTTP/1 (the connection manager strips it
+            // and serves the request as plain HTTP/1.1).
+            b"upgrade" => {
+                self.upgrade |= !trim_end(value.trim_ascii_start()).eq_ignore_ascii_case(b"h2c")
+            }
+            b"expect" => self.expect_continue = value.eq_ignore_ascii_case(b"100-continue"),
+            _ => {}
+        }
+        true
+    }
+}
+
+/// Records every field of `fields` (httparse's, names as received) into `map` (as offsets from
+/// `base`), except `host` for requests, and collects the framing facts.
 fn scan_fields(
     fields: &[httparse::Header<'_>],
     base: usize,
     map: &mut HeaderMap,
     is_request: bool,
 ) -> Fields {
-    let mut facts = Fields {
-        content_length_valid: true,
-        ..Fields::default()
-    };
+    let mut facts = Fields::new();
     for field in fields {
         let name = field.name.as_bytes();
         let value = trim_end(field.value);
         let name_span = Span::received(name.as_ptr() as usize - base, name.len());
         let value_span = Span::received(value.as_ptr() as usize - base, value.len());
-        match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") && is_request => {
-                facts.host_count += 1;
-                facts.host = Some(value_span);
-                continue;
+        // `note` wants the name lower-cased; a longer name than it knows is none of its names.
+        let mut lower = [0u8; LONGEST_FRAMING_NAME];
+        let name = match lower.get_mut(..name.len()) {
+            Some(lower) => {
+                lower.copy_from_slice(name);
+                lower.make_ascii_lowercase();
+                &*lower
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                facts.content_length_count += 1;
-                match parse_content_length(value) {
-                    Some(n) => facts.content_length = Some(n),
-                    None => facts.content_length_valid = false,
-                }
-            }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                facts.transfer_encoding_count += 1;
-                facts.transfer_encoding_chunked = value.eq_ignore_ascii_case(b"chunked");
-            }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
-                for token in value.split(|&b| b == b',') {
-                    let token = trim_end(token.trim_ascii_start());
-                    if token.eq_ignore_ascii_case(b"close") {
-                        facts.connection_close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        facts.connection_keep_alive = true;
-                    } else if token.eq_ignore_ascii_case(b"upgrade") {
-                        facts.connection_upgrade = true;
-                    }
-                }
-            }
-            // Envoy ignores an `h2c` upgrade over HTTP/1 (the connection manager strips it
-            // and serves the request as plain HTTP/1.1).
-            7 if name.eq_ignore_ascii_case(b"upgrade") => {
-                facts.upgrade |= !trim_end(value.trim_ascii_start()).eq_ignore_ascii_case(b"h2c")
-            }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
-                facts.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
-            }
-            _ => {}
+            None => name,
+        };
+        if facts.note(name, value, value_span, is_request) {
+            map.push_received(name_span, value_span);
         }
-        map.push_received(name_span, value_span);
     }
     facts
 }
@@ -262,12 +295,15 @@ fn message_framing(facts: &Fields) -> Result<Option<BodyLength>, CodecError> {
     }))
 }
 
-/// Characters an authority (`host[:port]`, IP literals, userinfo) may contain.
-fn valid_authority(authority: &[u8]) -> bool {
-    authority.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
+/// True for the characters an authority (`host[:port]`, IP literals, userinfo) may contain.
+static AUTHORITY_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
             || matches!(
-                b,
+                c,
                 b'-' | b'.'
                     | b'_'
                     | b'~'
@@ -287,8 +323,18 @@ fn valid_authority(authority: &[u8]) -> bool {
                     | b']'
                     | b'%'
                     | b'@'
-            )
-    })
+            );
+        b += 1;
+    }
+    table
+};
+
+/// True when `authority` has only characters an authority may contain (one table lookup a
+/// byte: every request's Host goes through here).
+fn valid_authority(authority: &[u8]) -> bool {
+    authority
+        .iter()
+        .fold(true, |valid, &b| valid & AUTHORITY_CHARS[usize::from(b)])
 }
 
 /// The request target, split per RFC 9112 §3.2.
@@ -348,8 +394,41 @@ fn split_target(method: &Method, target: &[u8]) -> Result<Target, CodecError> {
     })
 }
 
-/// Parses the request head occupying `buf[..end]` (as found by `find_head_end`) and splits it
-/// off `buf`.
+/// A request line as a parser found it (the target as an offset into the head).
+pub(super) struct RequestLine {
+    pub(super) method: Method,
+    pub(super) version: Version,
+    pub(super) target_at: usize,
+    pub(super) target_len: usize,
+}
+
+/// A status line as a parser found it.
+pub(super) struct StatusLine {
+    pub(super) status: u16,
+    pub(super) version: Version,
+}
+
+/// How the names of a parsed head are spelled in the read buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Names {
+    /// As received: the copy into the map lower-cases them (the general parser).
+    AsReceived,
+    /// Already lower-cased in place (the fast path does it while scanning them).
+    LowerCased,
+}
+
+/// A head as either parser found it in `buf[..end]`, before Envoy's rules are applied: the start
+/// line, the fields as spans in `map` (not yet holding the bytes), the framing facts.
+pub(super) struct ParsedHead<L> {
+    pub(super) line: L,
+    pub(super) end: usize,
+    pub(super) map: HeaderMap,
+    pub(super) facts: Fields,
+    pub(super) names: Names,
+}
+
+/// Parses the request head occupying `buf[..end]` (as found by `find_head_end`) with httparse,
+/// the general parser, and splits it off `buf`.
 pub(crate) fn parse_request(
     buf: &mut BytesMut,
     end: usize,
@@ -362,51 +441,96 @@ pub(crate) fn parse_request(
     let base = buf.as_ptr() as usize;
     let mut map = HeaderMap::new();
     // Everything httparse borrows is digested into offsets inside this block.
-    let (method, version, target_at, target_len, target, facts) =
-        with_slots(max_headers, |slots| {
-            let mut request = httparse::Request::new(&mut []);
-            let mut config = httparse::ParserConfig::default();
-            // Envoy accepts `GET  / HTTP/1.1` (several spaces between the parts).
-            config.allow_multiple_spaces_in_request_line_delimiters(true);
-            match config.parse_request_with_uninit_headers(&mut request, &buf[..end], slots) {
-                Ok(httparse::Status::Complete(_)) => {}
-                Ok(httparse::Status::Partial) => {
-                    return Err(CodecError::Malformed("incomplete request head"))
-                }
-                Err(error) => return Err(map_httparse_error(error, &buf[..end])),
+    let (line, facts) = with_slots(max_headers, |slots| {
+        let mut request = httparse::Request::new(&mut []);
+        let mut config = httparse::ParserConfig::default();
+        // Envoy accepts `GET  / HTTP/1.1` (several spaces between the parts).
+        config.allow_multiple_spaces_in_request_line_delimiters(true);
+        match config.parse_request_with_uninit_headers(&mut request, &buf[..end], slots) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(CodecError::Malformed("incomplete request head"))
             }
-            if request.headers.len() > max_headers {
-                return Err(CodecError::TooManyHeaders);
-            }
-            let (Some(method), Some(target), Some(version)) =
-                (request.method, request.path, request.version)
-            else {
-                return Err(CodecError::Malformed("incomplete request line"));
-            };
-            let Some(method) = Method::from_token(method) else {
-                return Err(CodecError::Malformed(
-                    "method unknown to Envoy's HTTP/1 parser",
-                ));
-            };
-            let target = target.as_bytes();
-            let split = split_target(&method, target)?;
-            map = HeaderMap::for_received(request.headers.len());
-            let facts = scan_fields(request.headers, base, &mut map, true);
-            let version = if version == 0 {
-                Version::Http10
-            } else {
-                Version::Http11
-            };
-            Ok((
-                method,
-                version,
-                target.as_ptr() as usize - base,
-                target.len(),
-                split,
-                facts,
-            ))
-        })?;
+            Err(error) => return Err(map_httparse_error(error, &buf[..end])),
+        }
+        if request.headers.len() > max_headers {
+            return Err(CodecError::TooManyHeaders);
+        }
+        let (Some(method), Some(target), Some(version)) =
+            (request.method, request.path, request.version)
+        else {
+            return Err(CodecError::Malformed("incomplete request line"));
+        };
+        let Some(method) = Method::from_token(method) else {
+            return Err(CodecError::Malformed(
+                "method unknown to Envoy's HTTP/1 parser",
+            ));
+        };
+        map = HeaderMap::for_received(request.headers.len());
+        let facts = scan_fields(request.headers, base, &mut map, true);
+        let version = if version == 0 {
+            Version::Http10
+        } else {
+            Version::Http11
+        };
+        let line = RequestLine {
+            method,
+            version,
+            target_at: target.as_ptr() as usize - base,
+            target_len: target.len(),
+        };
+        Ok((line, facts))
+    })?;
+    let parsed = ParsedHead {
+        line,
+        end,
+        map,
+        facts,
+        names: Names::AsReceived,
+    };
+    finish_request(buf, parsed, settings)
+}
 
+/// The fast path for a request head: when the head at the front of `buf` is complete and in the
+/// simple form (`parse_fast`), parses it in one pass and splits it off `buf`. `None`: use
+/// `find_head_end` and [`parse_request`]; `buf` then holds the same head, at most with some
+/// field names lower-cased, which changes nothing for the general parser (it lower-cases them
+/// too, and no rule looks at the case of a name).
+pub(crate) fn parse_simple_request(
+    buf: &mut BytesMut,
+    settings: &Http1Settings,
+) -> Option<Result<RequestHead, CodecError>> {
+    #[cfg(debug_assertions)]
+    let received = buf.clone();
+    let parsed = super::parse_fast::scan_request(buf, settings)?;
+    let result = finish_request(buf, parsed, settings);
+    #[cfg(debug_assertions)]
+    check_fast_path(received, buf, &result, |buf, end| {
+        parse_request(buf, end, settings)
+    });
+    Some(result)
+}
+
+/// Applies Envoy's request rules to a parsed head and splits it off `buf` (both parsers).
+fn finish_request(
+    buf: &mut BytesMut,
+    parsed: ParsedHead<RequestLine>,
+    settings: &Http1Settings,
+) -> Result<RequestHead, CodecError> {
+    let ParsedHead {
+        line,
+        end,
+        mut map,
+        facts,
+        names,
+    } = parsed;
+    let RequestLine {
+        method,
+        version,
+        target_at,
+        target_len,
+    } = line;
+    let target = split_target(&method, &buf[target_at..target_at + target_len])?;
     if version == Version::Http10 && !settings.accept_http_10 {
         return Err(CodecError::UnsupportedVersion);
     }
@@ -415,7 +539,7 @@ pub(crate) fn parse_request(
         return Err(CodecError::MultipleHost);
     }
 
-    take_head(buf, end, &mut map);
+    take_head(buf, end, &mut map, names);
 
     let path = Span::received(target_at, target_len);
     let mut head = RequestHead::from_parts(method, version, path, Span::EMPTY, map);
@@ -488,9 +612,35 @@ pub(crate) fn parse_request(
 
 /// Copies `buf[..end]` (a parsed head whose field spans are in `map`) into the map, names
 /// lower-cased, and consumes it from `buf`.
-fn take_head(buf: &mut BytesMut, end: usize, map: &mut HeaderMap) {
-    map.copy_received(&buf[..end]);
+fn take_head(buf: &mut BytesMut, end: usize, map: &mut HeaderMap, names: Names) {
+    match names {
+        Names::AsReceived => map.copy_received(&buf[..end]),
+        Names::LowerCased => map.copy_received_lower_cased(&buf[..end]),
+    }
     buf.advance(end);
+}
+
+/// Debug builds (tests, fuzzing) check every head the fast path accepted against the general
+/// parser: same head (or error), same bytes left in the buffer. `received` is the buffer as it
+/// was before the fast path ran.
+#[cfg(debug_assertions)]
+fn check_fast_path<H: std::fmt::Debug>(
+    mut received: BytesMut,
+    buf: &BytesMut,
+    fast: &Result<H, CodecError>,
+    general: impl FnOnce(&mut BytesMut, usize) -> Result<H, CodecError>,
+) {
+    let end = find_head_end(&received, 0).expect("the fast path accepted a complete head");
+    let general = general(&mut received, end);
+    assert_eq!(
+        format!("{fast:?}"),
+        format!("{general:?}"),
+        "fast path and httparse disagree on {:?}",
+        String::from_utf8_lossy(&received)
+    );
+    if fast.is_ok() {
+        assert_eq!(buf[..], received[..], "fast path consumed other bytes");
+    }
 }
 
 /// What the client codec must remember about the request a response answers.
@@ -501,7 +651,8 @@ pub(crate) struct RequestContext {
     pub(crate) upgrade: bool,
 }
 
-/// Parses the response head occupying `buf[..end]` and splits it off `buf`.
+/// Parses the response head occupying `buf[..end]` with httparse, the general parser, and
+/// splits it off `buf`.
 pub(crate) fn parse_response(
     buf: &mut BytesMut,
     end: usize,
@@ -514,7 +665,7 @@ pub(crate) fn parse_response(
     let max_headers = settings.max_headers_count as usize;
     let base = buf.as_ptr() as usize;
     let mut map = HeaderMap::new();
-    let (status, version, facts) = with_slots(max_headers, |slots| {
+    let (line, facts) = with_slots(max_headers, |slots| {
         let mut response = httparse::Response::new(&mut []);
         let config = httparse::ParserConfig::default();
         match config.parse_response_with_uninit_headers(&mut response, &buf[..end], slots) {
@@ -538,14 +689,54 @@ pub(crate) fn parse_response(
         } else {
             Version::Http11
         };
-        Ok((status, version, facts))
+        Ok((StatusLine { status, version }, facts))
     })?;
+    let parsed = ParsedHead {
+        line,
+        end,
+        map,
+        facts,
+        names: Names::AsReceived,
+    };
+    finish_response(buf, parsed, request)
+}
+
+/// The fast path for a response head, as [`parse_simple_request`] for requests.
+pub(crate) fn parse_simple_response(
+    buf: &mut BytesMut,
+    settings: &Http1Settings,
+    request: RequestContext,
+) -> Option<Result<ResponseHead, CodecError>> {
+    #[cfg(debug_assertions)]
+    let received = buf.clone();
+    let parsed = super::parse_fast::scan_response(buf, settings)?;
+    let result = finish_response(buf, parsed, request);
+    #[cfg(debug_assertions)]
+    check_fast_path(received, buf, &result, |buf, end| {
+        parse_response(buf, end, settings, request)
+    });
+    Some(result)
+}
+
+/// Applies the response rules to a parsed head and splits it off `buf` (both parsers).
+fn finish_response(
+    buf: &mut BytesMut,
+    parsed: ParsedHead<StatusLine>,
+    request: RequestContext,
+) -> Result<ResponseHead, CodecError> {
+    let ParsedHead {
+        line: StatusLine { status, version },
+        end,
+        mut map,
+        facts,
+        names,
+    } = parsed;
     if !(100..=599).contains(&status) {
         return Err(CodecError::Malformed("invalid status code"));
     }
     let framing = message_framing(&facts)?;
 
-    take_head(buf, end, &mut map);
+    take_head(buf, end, &mut map, names);
 
     let mut head = ResponseHead::new(status);
     head.version = version;

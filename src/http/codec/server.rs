@@ -115,14 +115,26 @@ impl ServerCodec {
                 if buf.is_empty() {
                     return Ok(None);
                 }
-                let Some(end) = find_head_end(buf, *scanned) else {
-                    if buf.len() > self.settings.max_head_bytes() {
-                        return self.fail(CodecError::HeadersTooLarge);
-                    }
-                    *scanned = buf.len().saturating_sub(2);
-                    return Ok(None);
+                // The common case first: the whole head came in one read, in the simple form.
+                let fast = if *scanned == 0 {
+                    parse::parse_simple_request(buf, &self.settings)
+                } else {
+                    None
                 };
-                let head = match parse::parse_request(buf, end, &self.settings) {
+                let parsed = match fast {
+                    Some(parsed) => parsed,
+                    None => {
+                        let Some(end) = find_head_end(buf, *scanned) else {
+                            if buf.len() > self.settings.max_head_bytes() {
+                                return self.fail(CodecError::HeadersTooLarge);
+                            }
+                            *scanned = buf.len().saturating_sub(2);
+                            return Ok(None);
+                        };
+                        parse::parse_request(buf, end, &self.settings)
+                    }
+                };
+                let head = match parsed {
                     Ok(head) => head,
                     Err(error) => return self.fail(error),
                 };
