@@ -545,12 +545,19 @@ impl Inner {
                 slot.state = TimerState::Disarmed;
                 slot.cb.take(handlers)
             };
-            let Some(mut cb) = cb else { continue };
-            match &mut cb {
-                Running::Own(f) => f(),
-                Running::Shared(handler, token) => handler.on_timer(*token),
-            }
+            let Some(cb) = cb else { continue };
             fired += 1;
+            let cb = match cb {
+                // A shared handler stays where it is: nothing to put back.
+                Running::Shared(handler, token) => {
+                    handler.on_timer(token);
+                    continue;
+                }
+                Running::Own(mut f) => {
+                    f();
+                    Running::Own(f)
+                }
+            };
             let leftover = {
                 let mut st = self.state.borrow_mut();
                 match st.timers.get_mut(key) {
@@ -612,7 +619,7 @@ impl Inner {
         };
         let mut dispatched = 0;
         for &key in &active {
-            let (mut cb, ready) = {
+            let (cb, ready) = {
                 let mut st = self.state.borrow_mut();
                 let State {
                     files, handlers, ..
@@ -636,11 +643,18 @@ impl Inner {
                 };
                 (cb, ready)
             };
-            match &mut cb {
-                Running::Own(f) => f(ready),
-                Running::Shared(handler, token) => handler.on_file_event(*token, ready),
-            }
             dispatched += 1;
+            let cb = match cb {
+                // A shared handler stays where it is: nothing to put back.
+                Running::Shared(handler, token) => {
+                    handler.on_file_event(token, ready);
+                    continue;
+                }
+                Running::Own(mut f) => {
+                    f(ready);
+                    Running::Own(f)
+                }
+            };
             let leftover = {
                 let mut st = self.state.borrow_mut();
                 match st.files.get_mut(key) {

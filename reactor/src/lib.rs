@@ -45,6 +45,7 @@
 //! | `Dispatcher::post`                   | [`Poster::post`]                 | post.rs         |
 //! | `evsignal` / `SignalEventImpl`       | [`SignalEvent`]                  | signal.rs       |
 //! | `Dispatcher::deferredDelete`         | [`Dispatcher::deferred_delete`]  | deferred.rs     |
+//! | `evbuffer_read`                      | [`recv_into`]                    | read_buf.rs     |
 //! | `event_assign` (fn pointer + arg)    | [`EventHandler`] + token         | handler.rs      |
 //! | `approximateMonotonicTime`           | [`Dispatcher::now`]              | dispatcher.rs   |
 //! | (Envoy's dispatcher stats)           | [`DispatcherStats`]              | stats.rs        |
@@ -86,6 +87,7 @@ mod file_event;
 mod handler;
 mod level_set;
 mod post;
+mod read_buf;
 mod signal;
 mod stats;
 mod timer;
@@ -95,6 +97,7 @@ pub use file_event::{FileEvent, FileReadyType, FileTriggerType};
 pub use handler::{EventHandler, HandlerId};
 pub use nix::sys::signal::Signal;
 pub use post::{PostCallback, Poster};
+pub use read_buf::recv_into;
 pub use signal::{SignalEvent, SUPPORTED_SIGNALS};
 pub use stats::{DispatcherStats, DispatcherStatsSnapshot, Histogram, HISTOGRAM_BUCKETS};
 pub use timer::{Timer, TimerWheel, WheelKey, SLOTS, TICK};

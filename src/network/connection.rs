@@ -3,7 +3,7 @@
 //!
 //! Owns the socket and the bytes in flight: reads until the receive queue is drained (at most
 //! the buffer limit per event; see [`Connection::read_into`] for how a drained queue is told
-//! without a read that fails with `WouldBlock`), writes what the filters produced (`writev` over a chain of `Bytes`, never
+//! without a read that fails with `WouldBlock`), writes what the filters produced (`writev` over a chain of slices, never
 //! copying), shuts down the write side once `end_stream` has been flushed, closes the socket,
 //! and raises events (connected, closed, write-buffer watermarks) into the worker's queue.
 //!
@@ -23,12 +23,12 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use log::{debug, trace};
 use mio::net::TcpStream;
 use reactor::{FileEvent, FileReadyType, Timer};
@@ -39,16 +39,7 @@ use super::address_pair::AddressPair;
 pub const DEFAULT_BUFFER_LIMIT: u32 = 1024 * 1024;
 
 /// How many bytes one `read` asks the kernel for.
-const READ_CHUNK: usize = 64 * 1024;
-
-thread_local! {
-    /// One zero-filled read chunk per thread (connections never leave their worker). `read(2)`
-    /// needs initialised memory; zeroing 64 KiB of the caller's `BytesMut` before every read
-    /// was a fifth of the HTTP hot path's CPU, while copying the `n` bytes actually read out of
-    /// this chunk costs next to nothing for a request and one memcpy per chunk for bulk data.
-    static READ_SCRATCH: std::cell::RefCell<Box<[u8]>> =
-        std::cell::RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
-}
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
 /// How many buffer slices one `writev` hands the kernel.
 const MAX_IOVECS: usize = 64;
@@ -168,19 +159,27 @@ pub struct ReadResult {
     pub error: bool,
 }
 
-/// The write buffer: a queue of immutable slices moved in without copying (Envoy's
-/// `Buffer::OwnedImpl` used as a write buffer). Empty, it is one null pointer and owns no
-/// memory: its queue comes from the worker's free list with the first chunk and goes back once
-/// drained (an idle connection pays 8 bytes for it, a request no allocation).
+/// The write buffer: a queue of slices moved in without copying (Envoy's `Buffer::OwnedImpl`
+/// used as a write buffer). Empty, it is one null pointer and owns no memory: its queue comes
+/// from the worker's free list with the first chunk and goes back once drained (an idle
+/// connection pays 8 bytes for it, a request no allocation).
+///
+/// Invariant: `queue` is `Some` exactly while bytes are waiting.
 #[derive(Default)]
 pub struct WriteBuffer {
     queue: Option<Box<WriteQueue>>,
 }
 
 /// The chunks waiting and their total length.
+///
+/// A chunk is a `BytesMut` split off the writer's buffer (never written through again: the
+/// split gives it its own range of the allocation), so that a chunk written right behind the
+/// previous one in the same allocation joins it (`try_unsplit`): a response head and its body,
+/// encoded one after the other into the worker's encode buffer, leave as one slice in one
+/// `write`.
 #[derive(Default)]
 struct WriteQueue {
-    chunks: VecDeque<Bytes>,
+    chunks: VecDeque<BytesMut>,
     len: usize,
     /// A flush left bytes the kernel would not take (see [`WriteBuffer::on_stall`]).
     stalled: bool,
@@ -200,26 +199,19 @@ impl WriteBuffer {
 
     /// Whether nothing is waiting.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.queue.is_none()
     }
 
-    /// Appends `data`, taking its bytes (zero-copy: the slice is frozen, not copied).
+    /// Appends `data`, taking its bytes (zero-copy: the filled part is split off, not copied;
+    /// `data` keeps the rest of its capacity).
     pub fn move_in(&mut self, data: &mut BytesMut) {
         if data.is_empty() {
             return;
         }
-        self.push_chunk(data.split().freeze());
+        self.push_chunk(data.split());
     }
 
-    /// Appends an immutable slice.
-    pub fn push(&mut self, data: Bytes) {
-        if data.is_empty() {
-            return;
-        }
-        self.push_chunk(data);
-    }
-
-    fn push_chunk(&mut self, chunk: Bytes) {
+    fn push_chunk(&mut self, chunk: BytesMut) {
         let queue = self.queue.get_or_insert_with(|| {
             FREE_QUEUES
                 .try_with(|free| free.borrow_mut().pop())
@@ -228,6 +220,14 @@ impl WriteBuffer {
                 .unwrap_or_default()
         });
         queue.len += chunk.len();
+        let chunk = match queue.chunks.back_mut() {
+            // Right behind the last chunk in the same allocation: one chunk (O(1)).
+            Some(back) => match back.try_unsplit(chunk) {
+                Ok(()) => return,
+                Err(chunk) => chunk,
+            },
+            None => chunk,
+        };
         queue.chunks.push_back(chunk);
         if queue.stalled {
             // Written behind a stall: it waits for the peer too.
@@ -241,12 +241,15 @@ impl WriteBuffer {
     /// a worker's scratch buffer (`http::scratch`'s 32 KiB encode and body buffers, a read
     /// buffer), and a slice kept by a peer that stopped reading would pin the whole allocation
     /// for as long as the peer stalls, one allocation per stalled connection. Copying a small
-    /// leftover costs one allocation per stall instead; a copy is unique, so no chunk is copied
-    /// twice. Larger chunks stay: they fill much of what they pin.
+    /// leftover costs one allocation per stall instead; the chunks waiting were all seen at
+    /// the first stall (and later ones on arrival), so no chunk is copied twice. Larger chunks
+    /// stay: they fill much of what they pin.
     fn on_stall(&mut self) {
         if let Some(queue) = self.queue.as_mut() {
-            queue.stalled = true;
-            queue.chunks.iter_mut().for_each(unpin);
+            if !queue.stalled {
+                queue.stalled = true;
+                queue.chunks.iter_mut().for_each(unpin);
+            }
         }
     }
 
@@ -270,23 +273,26 @@ impl WriteBuffer {
     }
 
     /// One `writev` of up to [`MAX_IOVECS`] slices (`write` for one); returns how many bytes
-    /// the kernel took. The usual shapes (one slice: a request; two: a response head and its
-    /// body) build their iovec on the stack without filling the whole array.
+    /// the kernel took. The usual shapes (one slice: a request, or a response head with its
+    /// body; two: a head and a body from elsewhere) build their iovec on the stack without
+    /// filling the whole array.
     fn write_to(&mut self, socket: &mut TcpStream) -> io::Result<usize> {
         let Some(queue) = self.queue.as_ref() else {
             return Ok(0);
         };
-        let chunks = &queue.chunks;
+        let (first, rest) = queue.chunks.as_slices();
         // One slice: plain write(2), the same work for the kernel and an strace that reads like
         // the data path.
-        let written = match chunks.len() {
-            0 => 0,
-            1 => socket.write(&chunks[0])?,
-            2 => socket.write_vectored(&[IoSlice::new(&chunks[0]), IoSlice::new(&chunks[1])])?,
+        let written = match (first, rest) {
+            ([], _) => 0,
+            ([only], []) => socket.write(only)?,
+            ([a, b], []) | ([a], [b]) => {
+                socket.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])?
+            }
             _ => {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut n = 0;
-                for (slot, chunk) in slices.iter_mut().zip(chunks.iter()) {
+                for (slot, chunk) in slices.iter_mut().zip(queue.chunks.iter()) {
                     *slot = IoSlice::new(chunk);
                     n += 1;
                 }
@@ -302,6 +308,11 @@ impl WriteBuffer {
         let Some(queue) = self.queue.as_mut() else {
             return;
         };
+        if n >= queue.len {
+            // All taken (the usual flush): no chunk to walk.
+            self.release_queue();
+            return;
+        }
         queue.len -= n;
         while n > 0 {
             let Some(front) = queue.chunks.front_mut() else {
@@ -315,9 +326,6 @@ impl WriteBuffer {
                 n = 0;
             }
         }
-        if queue.chunks.is_empty() {
-            self.release_queue();
-        }
     }
 
     /// Drops everything (close without flush). Releases the queue too.
@@ -326,12 +334,17 @@ impl WriteBuffer {
     }
 }
 
-/// A copy of `chunk` when it is small and shares its allocation (see
+/// `chunk` in an allocation of its own when it is small and shares its allocation (see
 /// [`WriteBuffer::on_stall`]).
-fn unpin(chunk: &mut Bytes) {
-    if chunk.len() <= MAX_COPIED_LEFTOVER && !chunk.is_unique() {
-        *chunk = Bytes::copy_from_slice(chunk);
+fn unpin(chunk: &mut BytesMut) {
+    if chunk.len() > MAX_COPIED_LEFTOVER {
+        return;
     }
+    *chunk = match std::mem::take(chunk).freeze().try_into_mut() {
+        // The allocation's only owner already: nothing is pinned, nothing to copy.
+        Ok(own) => own,
+        Err(shared) => BytesMut::from(&shared[..]),
+    };
 }
 
 /// One TCP connection, downstream (accepted) or upstream (client).
@@ -562,14 +575,8 @@ impl Connection {
                 break;
             }
             let want = READ_CHUNK.min(limit - buf.len());
-            let read = READ_SCRATCH.with_borrow_mut(|chunk| {
-                let read = socket.read(&mut chunk[..want]);
-                if let Ok(n) = read {
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                read
-            });
-            match read {
+            // Straight into `buf`'s spare capacity: no zero-filling, no copy.
+            match reactor::recv_into(socket.as_raw_fd(), buf, want) {
                 Ok(0) => {
                     result.end_stream = true;
                     break;
@@ -912,11 +919,19 @@ fn unspecified_like(address: SocketAddr) -> SocketAddr {
 mod tests {
     use super::*;
 
+    impl WriteBuffer {
+        /// Moves a copy of `data` in (its own allocation: it joins no other chunk).
+        fn push(&mut self, data: &[u8]) {
+            self.move_in(&mut BytesMut::from(data));
+        }
+    }
+
     #[test]
     fn write_buffer_consumes_across_chunks() {
         let mut wb = WriteBuffer::default();
-        wb.push(Bytes::from_static(b"hello"));
-        wb.push(Bytes::from_static(b"world"));
+        wb.push(b"hello");
+        wb.push(b"world");
+        assert_eq!(chunks(&wb).len(), 2);
         wb.consume(7);
         assert_eq!(wb.len(), 3);
         assert_eq!(&wb.queue.as_ref().unwrap().chunks[0][..], b"rld");
@@ -926,7 +941,7 @@ mod tests {
     fn a_drained_write_buffer_owns_no_queue_and_the_next_reuses_it() {
         let free = || FREE_QUEUES.with(|f| f.borrow().len());
         let mut wb = WriteBuffer::default();
-        wb.push(Bytes::from_static(b"hello"));
+        wb.push(b"hello");
         assert!(wb.queue.is_some());
         let before = free();
         wb.consume(5);
@@ -936,7 +951,7 @@ mod tests {
         );
         assert_eq!(free(), before + 1);
         let mut other = WriteBuffer::default();
-        other.push(Bytes::from_static(b"x"));
+        other.push(b"x");
         assert_eq!(free(), before, "the next write buffer reuses it");
         drop(other);
         assert_eq!(
@@ -1026,7 +1041,7 @@ mod tests {
         );
     }
 
-    fn chunks(wb: &WriteBuffer) -> &VecDeque<Bytes> {
+    fn chunks(wb: &WriteBuffer) -> &VecDeque<BytesMut> {
         &wb.queue.as_ref().expect("bytes waiting").chunks
     }
 
@@ -1034,12 +1049,15 @@ mod tests {
     fn a_stall_copies_shared_small_chunks_once_and_keeps_large_ones() {
         let mut wb = WriteBuffer::default();
         let mut big = BytesMut::from(&vec![b'b'; MAX_COPIED_LEFTOVER + 1][..]);
-        let big_part = big.split_to(MAX_COPIED_LEFTOVER + 1).freeze();
-        let big_ptr = big_part.as_ptr();
-        wb.push(big_part);
+        let big_ptr = big.as_ptr();
+        wb.move_in(&mut big);
         let mut small = BytesMut::from(&b"small-and-more"[..]);
-        wb.push(small.split_to(5).freeze());
+        wb.move_in(&mut small.split_to(5));
         let shared_ptr = chunks(&wb)[1].as_ptr();
+        let mut own = BytesMut::from(&b"own"[..]);
+        let own_ptr = own.as_ptr();
+        wb.move_in(&mut own);
+        drop(own); // the chunk is its allocation's only owner now
         wb.on_stall();
         assert_eq!(chunks(&wb)[0].as_ptr(), big_ptr, "a large chunk is kept");
         assert_eq!(&chunks(&wb)[1][..], b"small");
@@ -1048,24 +1066,50 @@ mod tests {
             shared_ptr,
             "a small shared one is copied"
         );
+        assert_eq!(chunks(&wb)[2].as_ptr(), own_ptr, "an unshared one is kept");
         let copied = chunks(&wb)[1].as_ptr();
         wb.on_stall();
         assert_eq!(
             chunks(&wb)[1].as_ptr(),
             copied,
-            "an own chunk is not copied again"
+            "a copied chunk is not copied again"
         );
         // Written behind the stall: copied on arrival.
-        wb.push(small.split_to(4).freeze());
-        assert_eq!(&chunks(&wb)[2][..], b"-and");
-        assert!(chunks(&wb)[2].is_unique());
-        assert_eq!(wb.len(), MAX_COPIED_LEFTOVER + 1 + 5 + 4);
+        let mut behind = small.split_to(4);
+        let behind_ptr = behind.as_ptr();
+        wb.move_in(&mut behind);
+        assert_eq!(&chunks(&wb)[3][..], b"-and");
+        assert_ne!(chunks(&wb)[3].as_ptr(), behind_ptr);
+        assert_eq!(wb.len(), MAX_COPIED_LEFTOVER + 1 + 5 + 3 + 4);
         // Drained, the queue forgets the stall: the next chunk is moved in, not copied.
         wb.consume(wb.len());
-        let next = small.split_to(2).freeze();
+        let mut next = small.split_to(2);
         let next_ptr = next.as_ptr();
-        wb.push(next);
+        wb.move_in(&mut next);
         assert_eq!(chunks(&wb)[0].as_ptr(), next_ptr);
+    }
+
+    #[test]
+    fn a_chunk_written_right_behind_the_last_one_joins_it() {
+        let mut wb = WriteBuffer::default();
+        let mut out = BytesMut::with_capacity(64);
+        out.extend_from_slice(b"head");
+        wb.move_in(&mut out);
+        out.extend_from_slice(b"body");
+        wb.move_in(&mut out);
+        assert_eq!(chunks(&wb).len(), 1, "one slice for the kernel");
+        assert_eq!(&chunks(&wb)[0][..], b"headbody");
+        wb.push(b"tail"); // another allocation: a chunk of its own
+        assert_eq!(chunks(&wb).len(), 2);
+        assert_eq!(wb.len(), 12);
+        wb.consume(6);
+        assert_eq!(&chunks(&wb)[0][..], b"dy");
+        out.extend_from_slice(b"more");
+        wb.move_in(&mut out);
+        assert_eq!(chunks(&wb).len(), 3, "only the last chunk is joined");
+        wb.consume(wb.len());
+        assert!(wb.is_empty());
+        assert!(out.try_reclaim(64), "every chunk let go of the buffer");
     }
 
     #[test]

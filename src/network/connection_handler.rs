@@ -43,7 +43,7 @@ use mio::net::TcpStream;
 use reactor::{Dispatcher, FileEvent, FileReadyType, FileTriggerType, HandlerId, Timer};
 use slab::Slab;
 
-use super::connection::{CloseType, Connection, ConnectionEvent, ConnectionId, State};
+use super::connection::{CloseType, Connection, ConnectionEvent, ConnectionId, State, READ_CHUNK};
 use super::filter::FilterContext;
 use super::filter_chain::ConnectionMatchInfo;
 use super::filter_manager::FilterManager;
@@ -55,6 +55,11 @@ use super::worker_events::{guard_matches, EventTarget, WorkerEvents};
 use crate::server::drain_manager::{DrainManager, DrainSchedule};
 use crate::stats::{Counter, Gauge, ImportMode, Store};
 use crate::upstream::cluster_manager::ThreadLocalClusterManager;
+
+/// The worker read buffer's size: a full read ([`READ_CHUNK`]) plus room for the starts of many
+/// small messages, so that it starts over (an O(bytes kept) move) only every few dozen
+/// requests rather than on every read.
+const READ_SCRATCH_CAPACITY: usize = READ_CHUNK + 16 * 1024;
 
 /// Where a connection's data and events go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,6 +224,9 @@ pub struct ConnectionHandler {
     /// Connections written to during this dispatch, flushed at its end (see `write`).
     flush: Vec<ConnectionId>,
     /// The per-worker read buffer every read goes through (so idle connections own none).
+    /// Reads land in its spare capacity; what the filters consume moves its start forward,
+    /// and it starts over at the beginning of its allocation once less than a read's worth
+    /// is left ([`READ_SCRATCH_CAPACITY`]).
     scratch: BytesMut,
     /// The worker's clusters (set by the worker at start; `None` on the main thread).
     cluster_manager: Option<Rc<ThreadLocalClusterManager>>,
@@ -281,7 +289,7 @@ impl ConnectionHandler {
                 wakeups: VecDeque::new(),
                 closed: Vec::new(),
                 flush: Vec::new(),
-                scratch: BytesMut::new(),
+                scratch: BytesMut::with_capacity(READ_SCRATCH_CAPACITY),
                 cluster_manager: None,
                 idle_callbacks: None,
                 idle_timer: None,
@@ -375,9 +383,7 @@ impl ConnectionHandler {
     }
 
     fn active_mut(&mut self, id: ConnectionId) -> Option<&mut ActiveConnection> {
-        self.connections
-            .get_mut(id.slot)
-            .filter(|a| a.connection.id() == id)
+        find(&mut self.connections, id)
     }
 
     // === Listeners (Envoy's ConnectionHandlerImpl::addListener) ===
@@ -783,11 +789,7 @@ impl ConnectionHandler {
     /// orders them.
     fn on_connection_event(&mut self, id: ConnectionId, ready: FileReadyType) {
         trace!("[{id}] onFileEvent: {ready}");
-        let Some(active) = self
-            .connections
-            .get_mut(id.slot)
-            .filter(|a| a.connection.id() == id)
-        else {
+        let Some(active) = find(&mut self.connections, id) else {
             return;
         };
         let connection = &mut active.connection;
@@ -862,8 +864,9 @@ impl ConnectionHandler {
             return;
         }
         let end_stream = connection.read_end_stream();
+        let owner = active.owner;
         if result.bytes_read > 0 || result.end_stream || (dispatch_buffered && !buf.is_empty()) {
-            self.dispatch_read(id, 0, &mut buf, end_stream);
+            self.dispatch_read(id, owner, &mut buf, end_stream);
         }
         // The filters may have closed the connection.
         if let Some(active) = find(&mut self.connections, id) {
@@ -889,14 +892,17 @@ impl ConnectionHandler {
         self.scratch = buf;
     }
 
-    /// Hands bytes read on `id` to its owner: its own read filters from `start`, or the read
-    /// filter that owns this client connection.
-    fn dispatch_read(&mut self, id: ConnectionId, start: usize, buf: &mut BytesMut, end: bool) {
-        let Some(owner) = self.active_mut(id).map(|a| a.owner) else {
-            return;
-        };
+    /// Hands bytes read on `id` to its `owner`: its own read filters, or the read filter that
+    /// owns this client connection.
+    fn dispatch_read(
+        &mut self,
+        id: ConnectionId,
+        owner: ConnectionOwner,
+        buf: &mut BytesMut,
+        end: bool,
+    ) {
         match owner {
-            ConnectionOwner::FilterChain => self.on_continue_reading(id, start, buf, end),
+            ConnectionOwner::FilterChain => self.on_continue_reading(id, 0, buf, end),
             ConnectionOwner::Idle => {
                 if !buf.is_empty() {
                     debug!(
@@ -953,23 +959,23 @@ impl ConnectionHandler {
         end_stream: bool,
         through_filter_chain: bool,
     ) {
-        let has_write_filters = self
-            .active_mut(id)
-            .is_some_and(|a| a.filter_manager.write_filters.is_some());
-        if through_filter_chain
-            && has_write_filters
-            && self.on_write_filters(id, data, end_stream)
-                == super::filter::FilterStatus::StopIteration
-        {
-            return;
-        }
-        let Some(active) = self
-            .connections
-            .get_mut(id.slot)
-            .filter(|a| a.connection.id() == id)
-        else {
+        let Some(active) = find(&mut self.connections, id) else {
             data.clear();
             return;
+        };
+        let active = if through_filter_chain && active.filter_manager.write_filters.is_some() {
+            if self.on_write_filters(id, data, end_stream)
+                == super::filter::FilterStatus::StopIteration
+            {
+                return;
+            }
+            let Some(active) = find(&mut self.connections, id) else {
+                data.clear();
+                return;
+            };
+            active
+        } else {
+            active
         };
         if active.connection.write(data, end_stream, &mut self.events) {
             self.flush.push(id);
@@ -1290,9 +1296,10 @@ fn find(
     connections: &mut Slab<ActiveConnection>,
     id: ConnectionId,
 ) -> Option<&mut ActiveConnection> {
+    // The connection in slot `id.slot` has that slot in its id: the global id tells the rest.
     connections
         .get_mut(id.slot)
-        .filter(|a| a.connection.id() == id)
+        .filter(|a| a.connection.id().global == id.global)
 }
 
 /// What peeking at an accepted socket found.
