@@ -514,6 +514,8 @@ fn server_pages_describe_the_running_server() {
     assert_eq!(info["state"], "LIVE");
     assert_eq!(info["command_line_options"]["concurrency"], 2);
     assert_eq!(info["command_line_options"]["file_flush_interval"], "0.25s");
+    // Envoy 1.40's name and default.
+    assert_eq!(info["command_line_options"]["drain_strategy"], "Gradual");
     assert!(info["version"]
         .as_str()
         .unwrap()

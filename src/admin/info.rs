@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::json::from_yaml;
 use crate::config::Bootstrap;
+use crate::server::drain_manager::DrainStrategy;
 use crate::server::options::{LogLevel, Mode, Options};
 use crate::stats::{MemoryUse, ServerState};
 
@@ -80,6 +81,10 @@ pub fn server_info(
             "log_level": log_level_name(options.log_level),
             "file_flush_interval": proto_duration(options.file_flush_interval),
             "drain_time": proto_duration(options.drain_time),
+            "drain_strategy": match options.drain_strategy {
+                DrainStrategy::Gradual => "Gradual",
+                DrainStrategy::Immediate => "Immediate",
+            },
             "mode": match options.mode { Mode::Serve => "Serve", Mode::Validate => "Validate" },
             "disable_hot_restart": true,
         },
