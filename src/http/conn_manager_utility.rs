@@ -11,19 +11,21 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::codec::{RequestHead, ResponseHead};
 use super::config::{HcmConfig, ServerHeaderTransformation};
+use super::inline_header::{InlineHeader as H, InlineSet};
 pub use super::request_id::{uuid_v4, RequestId};
 use super::HeaderMap;
 
-/// True for a hop-by-hop header (RFC 9110 §7.6.1), never forwarded, and for `te` (forwarded
-/// only as `te: trailers`, re-added by the caller). `upgrade` and `connection` stay on an
-/// upgrade being forwarded (as the peer wrote them). Names in a map are lower-case.
-fn is_hop_by_hop(name: &[u8], keep_upgrade: bool) -> bool {
-    match name {
-        b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"te" => true,
-        b"connection" | b"upgrade" => !keep_upgrade,
-        _ => false,
-    }
-}
+/// The hop-by-hop headers (RFC 9110 §7.6.1), never forwarded, and `te` (forwarded only as
+/// `te: trailers`, re-added by the caller). `upgrade` and `connection` stay on an upgrade
+/// being forwarded (as the peer wrote them).
+const HOP_BY_HOP: InlineSet = InlineSet::of(&[
+    H::Connection,
+    H::KeepAlive,
+    H::ProxyConnection,
+    H::TransferEncoding,
+    H::Te,
+    H::Upgrade,
+]);
 
 /// True for a `connection` token that names no header to remove: the connection options the
 /// codec handles itself.
@@ -42,23 +44,30 @@ fn is_connection_option(token: &[u8]) -> bool {
 /// One pass over the fields for the fixed names; the names a `connection` header lists (rare)
 /// are removed one by one.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass: the fixed names go, `te: trailers` and the names a `connection` header lists
-    // (rare; collected lower-case) are noted on the way.
-    let mut te_trailers = false;
+    // The map knows which inline headers it holds: a head with none of these (a plain GET)
+    // costs one bit test.
+    if !headers.inline_present().intersects(HOP_BY_HOP) {
+        return;
+    }
+    // `te: trailers` and the names a `connection` header lists (rare; collected lower-case)
+    // are noted before the fixed names go.
+    let te_trailers = headers.get_all_inline(H::Te).any(|value| {
+        value
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+    });
     let mut named: Vec<String> = Vec::new();
-    headers.retain(|name, value| {
-        if name == b"te" {
-            te_trailers |= value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
-        } else if name == b"connection" {
-            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if !is_connection_option(token) {
-                    named.push(String::from_utf8_lossy(token).to_ascii_lowercase());
-                }
+    for value in headers.get_all_inline(H::Connection) {
+        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+            if !is_connection_option(token) {
+                named.push(String::from_utf8_lossy(token).to_ascii_lowercase());
             }
         }
-        !is_hop_by_hop(name, keep_upgrade)
+    }
+    headers.remove_inline_set(if keep_upgrade {
+        HOP_BY_HOP.without(H::Connection).without(H::Upgrade)
+    } else {
+        HOP_BY_HOP
     });
     for name in &named {
         // Never let a client strip the framing or routing headers through `connection`.
@@ -99,18 +108,19 @@ pub fn mutate_request_headers(
     // The proxy answered `100-continue` itself; other expectations go through (Envoy).
     if head
         .headers
-        .get_str("expect")
+        .get_inline(H::Expect)
+        .and_then(|v| std::str::from_utf8(v).ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
     {
-        head.headers.remove("expect");
+        head.headers.remove_inline(H::Expect);
     }
     // Clean proxy headers: only this proxy says whether a request is internal.
-    head.headers.remove("x-envoy-internal");
+    head.headers.remove_inline(H::XEnvoyInternal);
 
     let headers = &mut head.headers;
     let peer = remote.map(|r| r.ip());
     let (final_remote, single_xff_address) = if config.use_remote_address {
-        let single = !headers.contains("x-forwarded-for");
+        let single = !headers.contains_inline(H::XForwardedFor);
         // With trusted proxies in front, the client is the entry the outermost one appended;
         // if the header is short or garbled, fall back to the peer.
         let from_xff = match config.xff_num_trusted_hops {
@@ -126,12 +136,12 @@ pub fn mutate_request_headers(
             append_xff(headers, hop);
         }
         // A trusted proxy's `x-forwarded-proto` stands; an untrusted peer's is overwritten.
-        if config.xff_num_trusted_hops == 0 || !headers.contains("x-forwarded-proto") {
+        if config.xff_num_trusted_hops == 0 || !headers.contains_inline(H::XForwardedProto) {
             headers.insert_generated("x-forwarded-proto", b"http");
         }
         (from_xff.map(|ip| SocketAddr::new(ip, 0)).or(remote), single)
     } else {
-        if !headers.contains("x-forwarded-proto") {
+        if !headers.contains_inline(H::XForwardedProto) {
             headers.insert_generated("x-forwarded-proto", b"http");
         }
         if config.original_ip_detection.is_empty() {
@@ -179,34 +189,32 @@ pub fn mutate_request_headers(
     let edge_request = !internal_request && config.use_remote_address;
 
     if internal_request {
-        headers.insert("x-envoy-internal", "true");
+        headers.insert_inline(H::XEnvoyInternal, "true");
     } else {
-        // One pass over the entries, whatever the number of names to strip.
-        headers.retain(|name, _| {
-            // Every sanitized name starts with `x-envoy-`: most fields are settled by that.
-            let sanitized = name.starts_with(b"x-envoy-")
-                && (EXTERNAL_SANITIZED.iter().any(|h| h.as_bytes() == name)
-                    || (edge_request && EDGE_SANITIZED.iter().any(|h| h.as_bytes() == name)));
-            !(sanitized
-                || config
-                    .internal_only_headers
-                    .iter()
-                    .any(|h| h.as_bytes() == name))
+        // One pass over the entries, none when no sanitized name is present (the usual case);
+        // `internal_only_headers` (config, usually none) one by one.
+        headers.remove_inline_set(if edge_request {
+            EXTERNAL_SANITIZED_SET.union(EDGE_SANITIZED_SET)
+        } else {
+            EXTERNAL_SANITIZED_SET
         });
+        for name in &config.internal_only_headers {
+            headers.remove(name);
+        }
     }
     // The first ingress into the trusted network records who it trusted the request from.
     if let (true, Some(address)) = (edge_request, final_remote) {
         with_ip_text(address.ip(), |text| {
-            headers.insert("x-envoy-external-address", text)
+            headers.insert_inline(H::XEnvoyExternalAddress, text)
         });
     }
     // x-request-id: an edge proxy replaces the client's (unless told to keep it); any proxy
     // generates one when absent.
     if config.generate_request_id
         && ((edge_request && !config.preserve_external_request_id)
-            || !headers.contains("x-request-id"))
+            || !headers.contains_inline(H::XRequestId))
     {
-        headers.insert("x-request-id", uuid_v4(random).as_str());
+        headers.insert_inline(H::XRequestId, uuid_v4(random).as_str());
     }
     if config.normalize_path || config.merge_slashes {
         let path = head.path().to_string();
@@ -216,7 +224,11 @@ pub fn mutate_request_headers(
         }
     }
     MutateRequestHeadersResult {
-        request_id: head.headers.get_str("x-request-id").map(RequestId::new),
+        request_id: head
+            .headers
+            .get_inline(H::XRequestId)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(RequestId::new),
         // An address taken from x-forwarded-for has no port (Envoy logs it as `ip:0`).
         final_remote_address: final_remote,
         reject_status: None,
@@ -242,33 +254,35 @@ pub struct MutateRequestHeadersResult {
 /// retries, timeouts, stats, tracing or path rewriting. Envoy 1.40's list, checked against the
 /// binary (sent from an external and an internal peer: each reaches the upstream, or is
 /// consumed by the router, only from the internal one).
-const EXTERNAL_SANITIZED: [&str; 15] = [
-    "x-envoy-retry-on",
-    "x-envoy-retry-grpc-on",
-    "x-envoy-max-retries",
-    "x-envoy-retriable-status-codes",
-    "x-envoy-retriable-header-names",
-    "x-envoy-upstream-alt-stat-name",
-    "x-envoy-upstream-rq-timeout-ms",
-    "x-envoy-upstream-rq-per-try-timeout-ms",
-    "x-envoy-upstream-rq-timeout-alt-response",
-    "x-envoy-upstream-stream-duration-ms",
-    "x-envoy-expected-rq-timeout-ms",
-    "x-envoy-hedge-on-per-try-timeout",
-    "x-envoy-force-trace",
-    "x-envoy-ip-tags",
-    "x-envoy-original-url",
+const EXTERNAL_SANITIZED: [H; 15] = [
+    H::XEnvoyRetryOn,
+    H::XEnvoyRetryGrpcOn,
+    H::XEnvoyMaxRetries,
+    H::XEnvoyRetriableStatusCodes,
+    H::XEnvoyRetriableHeaderNames,
+    H::XEnvoyUpstreamAltStatName,
+    H::XEnvoyUpstreamRqTimeoutMs,
+    H::XEnvoyUpstreamRqPerTryTimeoutMs,
+    H::XEnvoyUpstreamRqTimeoutAltResponse,
+    H::XEnvoyUpstreamStreamDurationMs,
+    H::XEnvoyExpectedRqTimeoutMs,
+    H::XEnvoyHedgeOnPerTryTimeout,
+    H::XEnvoyForceTrace,
+    H::XEnvoyIpTags,
+    H::XEnvoyOriginalUrl,
 ];
+const EXTERNAL_SANITIZED_SET: InlineSet = InlineSet::of(&EXTERNAL_SANITIZED);
 
 /// Also removed from edge requests (external, `use_remote_address`): what an inner Envoy
 /// tells the next hop (its identity, the operation, the path before a rewrite), which a
 /// client must not claim. (An external request from a trusted proxy keeps them.)
-const EDGE_SANITIZED: [&str; 4] = [
-    "x-envoy-decorator-operation",
-    "x-envoy-downstream-service-cluster",
-    "x-envoy-downstream-service-node",
-    "x-envoy-original-path",
+const EDGE_SANITIZED: [H; 4] = [
+    H::XEnvoyDecoratorOperation,
+    H::XEnvoyDownstreamServiceCluster,
+    H::XEnvoyDownstreamServiceNode,
+    H::XEnvoyOriginalPath,
 ];
+const EDGE_SANITIZED_SET: InlineSet = InlineSet::of(&EDGE_SANITIZED);
 
 /// Envoy's `Utility::getLastAddressFromXFF`: skipping the last `skip` entries of
 /// `x-forwarded-for`, the address in the entry before them (if it parses), and whether the
@@ -280,7 +294,10 @@ fn last_address_from_xff_mut(headers: &mut HeaderMap, skip: u32) -> (Option<IpAd
 
 /// [`last_address_from_xff_mut`] on a map whose `x-forwarded-for` is already one line.
 pub(super) fn last_address_from_xff(headers: &HeaderMap, skip: u32) -> (Option<IpAddr>, bool) {
-    let Some(mut xff) = headers.get_str("x-forwarded-for") else {
+    let Some(mut xff) = headers
+        .get_inline(H::XForwardedFor)
+        .and_then(|v| std::str::from_utf8(v).ok())
+    else {
         return (None, false);
     };
     for _ in 0..skip {
@@ -303,17 +320,17 @@ pub(super) fn last_address_from_xff(headers: &HeaderMap, skip: u32) -> (Option<I
 /// Envoy's codec joins repeated `x-forwarded-for` lines into one value with `,`; so does this
 /// (only when the header is repeated, which clients rarely do).
 fn coalesce_xff(headers: &mut HeaderMap) {
-    if headers.get_all("x-forwarded-for").nth(1).is_none() {
+    if headers.get_all_inline(H::XForwardedFor).nth(1).is_none() {
         return;
     }
     let mut joined = Vec::new();
-    for (i, value) in headers.get_all("x-forwarded-for").enumerate() {
+    for (i, value) in headers.get_all_inline(H::XForwardedFor).enumerate() {
         if i > 0 {
             joined.push(b',');
         }
         joined.extend_from_slice(value);
     }
-    headers.insert("x-forwarded-for", joined);
+    headers.insert_inline(H::XForwardedFor, joined);
 }
 
 /// Envoy's `Utility::appendXff`: `ip` joins the list with a bare `,`, or starts it.
@@ -326,12 +343,15 @@ fn append_xff(headers: &mut HeaderMap, ip: IpAddr) {
         SCRATCH.with(|scratch| {
             let mut value = scratch.borrow_mut();
             value.clear();
-            if let Some(existing) = headers.get("x-forwarded-for").filter(|v| !v.is_empty()) {
+            if let Some(existing) = headers
+                .get_inline(H::XForwardedFor)
+                .filter(|v| !v.is_empty())
+            {
                 value.extend_from_slice(existing);
                 value.push(b',');
             }
             value.extend_from_slice(text.as_bytes());
-            headers.insert("x-forwarded-for", &value[..]);
+            headers.insert_inline(H::XForwardedFor, &value[..]);
         })
     });
 }
@@ -398,19 +418,21 @@ pub fn mutate_response_headers(
     // open unless the client or the proxy decides otherwise.
     head.keep_alive = true;
     // Envoy keeps the upstream's `date` and adds one when absent.
-    if !head.headers.contains("date") {
+    if !head.headers.contains_inline(H::Date) {
         with_http_date(|date| head.headers.insert_generated("date", date.as_bytes()));
     }
     match config.server_header_transformation {
-        ServerHeaderTransformation::Overwrite => head.headers.insert("server", &config.server_name),
-        ServerHeaderTransformation::AppendIfAbsent if !head.headers.contains("server") => {
-            head.headers.insert("server", &config.server_name)
+        ServerHeaderTransformation::Overwrite => {
+            head.headers.insert_inline(H::Server, &config.server_name)
+        }
+        ServerHeaderTransformation::AppendIfAbsent if !head.headers.contains_inline(H::Server) => {
+            head.headers.insert_inline(H::Server, &config.server_name)
         }
         _ => {}
     }
     if config.always_set_request_id_in_response {
         if let Some(id) = request_id {
-            head.headers.insert("x-request-id", id);
+            head.headers.insert_inline(H::XRequestId, id);
         }
     }
 }
@@ -466,11 +488,11 @@ pub fn http_date(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn every_sanitized_name_has_the_prefix_the_filter_checks_first() {
+    fn every_sanitized_name_is_an_x_envoy_header() {
         let names = super::EXTERNAL_SANITIZED
             .iter()
             .chain(&super::EDGE_SANITIZED);
-        assert!(names.into_iter().all(|n| n.starts_with("x-envoy-")));
+        assert!(names.into_iter().all(|n| n.name().starts_with("x-envoy-")));
     }
 
     #[test]

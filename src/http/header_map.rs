@@ -15,15 +15,22 @@
 //! - The byte vector and the entry vector come from the worker's free list
 //!   (`http::header_pool`) and go back to it on drop, so building, editing, cloning and
 //!   dropping the heads of a stream costs no `malloc` in steady state.
-//! - Lookups are a linear scan with a length pre-check: HTTP/1 heads are small (typically under
-//!   20 fields) and the framing headers the proxy needs on every request (content-length,
-//!   transfer-encoding, host, connection, upgrade, expect) are already digested by the codec into
-//!   fields of `RequestHead`/`ResponseHead`, so the hot path does not search for them.
+//! - Inline headers (`http::inline_header`, Envoy's O(1) inline headers): the names the proxy
+//!   itself handles (hop-by-hop, `x-forwarded-*`, `x-envoy-*`, `date`, `server`, ...) are
+//!   recognised once, when a field is stored, and the entry is tagged with its `InlineHeader`.
+//!   The map keeps the set of inline names present (invariant: exactly the union of its
+//!   entries' tags), so asking for, removing or adding an inline name that is absent (the usual
+//!   case on the request path) is a bit test, and a present one is found by its tag.
+//! - Other names are found by a linear scan with a length pre-check: HTTP/1 heads are small
+//!   (typically under 20 fields) and the framing headers the proxy needs on every request
+//!   (content-length, transfer-encoding, host, connection, upgrade, expect) are already digested
+//!   by the codec into fields of `RequestHead`/`ResponseHead`.
 //! - Pseudo-values (method, path, authority, status) are not entries: they are fields of
 //!   `RequestHead`/`ResponseHead` (Envoy keeps them as `:method`, `:path`, ... entries), stored
 //!   as spans of the same vector.
 
 use super::header_pool;
+use super::inline_header::{self, InlineHeader, InlineSet};
 use std::fmt;
 
 /// Where one name or value lives: `len` bytes at `start` of the map's byte vector.
@@ -51,11 +58,38 @@ impl Span {
     pub(crate) const EMPTY: Span = Span { start: 0, len: 0 };
 }
 
-/// One field: its name and value spans. (`pub(crate)` for the free list's type only.)
+/// One field: its name and value spans, and which inline header the name is (`None` for
+/// other names). (`pub(crate)` for the free list's type only.)
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
     name: Span,
     value: Span,
+    inline: Option<InlineHeader>,
+}
+
+impl Entry {
+    fn is(&self, header: InlineHeader) -> bool {
+        self.inline == Some(header)
+    }
+}
+
+/// A name as a lookup key: an inline header (found by its tag) or any other name (found by
+/// comparing names, case-insensitively).
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Inline(InlineHeader),
+    Name(&'a str),
+}
+
+impl<'a> Key<'a> {
+    /// `name` as a key: inline when it is an inline header's (lower-case) name.
+    #[inline]
+    fn of(name: &'a str) -> Key<'a> {
+        match inline_header::lookup(name.as_bytes()) {
+            Some(header) => Key::Inline(header),
+            None => Key::Name(name),
+        }
+    }
 }
 
 /// Room kept behind a received head for the fields the proxy adds (x-forwarded-proto,
@@ -73,6 +107,8 @@ pub struct HeaderMap {
     /// added after decoding; append-only. Empty (no capacity) until the first byte is stored.
     bytes: Vec<u8>,
     entries: Vec<Entry>,
+    /// The inline headers with at least one entry: exactly the union of the entries' tags.
+    present: InlineSet,
 }
 
 impl HeaderMap {
@@ -87,30 +123,34 @@ impl HeaderMap {
         HeaderMap {
             bytes: Vec::new(),
             entries: header_pool::take_entries(fields + ADDED_ENTRIES),
+            present: InlineSet::EMPTY,
         }
     }
 
     /// Adds an entry whose name and value are spans of the received head. The codec has
-    /// validated them.
+    /// validated them; the name is recognised in [`copy_received`](Self::copy_received).
     pub(crate) fn push_received(&mut self, name: Span, value: Span) {
-        self.entries.push(Entry { name, value });
+        self.entries.push(Entry {
+            name,
+            value,
+            inline: None,
+        });
     }
 
-    /// Copies the received head block the entries pushed so far point into, and lower-cases
-    /// their names in the copy (the codec collects the offsets while httparse still borrows the
-    /// read buffer, then copies the head out of it, so the read buffer stays unshared). Must be
-    /// called before anything else is stored.
+    /// Copies the received head block the entries pushed so far point into, lower-cases their
+    /// names in the copy and recognises the inline ones (the codec collects the offsets while
+    /// httparse still borrows the read buffer, then copies the head out of it, so the read
+    /// buffer stays unshared). Must be called before anything else is stored.
     pub(crate) fn copy_received(&mut self, head: &[u8]) {
-        debug_assert!(self.bytes.is_empty(), "the received head starts the vector");
-        if self.bytes.capacity() == 0 {
-            self.bytes = header_pool::take_bytes(head.len() + ADDED_BYTES);
-        }
-        self.bytes.clear();
-        self.bytes.extend_from_slice(head);
-        for entry in &self.entries {
+        self.copy_head(head);
+        for entry in &mut self.entries {
             let (start, len) = entry.name.bounds();
             if let Some(name) = self.bytes.get_mut(start..start + len) {
-                name.make_ascii_lowercase();
+                to_lower_case(name);
+                entry.inline = inline_header::lookup(name);
+                if let Some(header) = entry.inline {
+                    self.present.insert(header);
+                }
             }
         }
     }
@@ -118,15 +158,26 @@ impl HeaderMap {
     /// [`copy_received`](Self::copy_received) for a head whose names the codec has already
     /// lower-cased in place (its fast path does it while scanning them).
     pub(crate) fn copy_received_lower_cased(&mut self, head: &[u8]) {
+        self.copy_head(head);
+        debug_assert!(self
+            .iter_bytes()
+            .all(|(name, _)| !name.iter().any(u8::is_ascii_uppercase)));
+        for entry in &mut self.entries {
+            entry.inline = inline_header::lookup(resolve(&self.bytes, entry.name));
+            if let Some(header) = entry.inline {
+                self.present.insert(header);
+            }
+        }
+    }
+
+    /// Copies the received head block to the start of the byte vector.
+    fn copy_head(&mut self, head: &[u8]) {
         debug_assert!(self.bytes.is_empty(), "the received head starts the vector");
         if self.bytes.capacity() == 0 {
             self.bytes = header_pool::take_bytes(head.len() + ADDED_BYTES);
         }
         self.bytes.clear();
         self.bytes.extend_from_slice(head);
-        debug_assert!(self
-            .iter_bytes()
-            .all(|(name, _)| !name.iter().any(u8::is_ascii_uppercase)));
     }
 
     /// The bytes of a span (of this map's storage).
@@ -186,12 +237,65 @@ impl HeaderMap {
         }
     }
 
+    /// Stores the name of a new entry called `key`: an inline name as is (a lower-case
+    /// constant), any other sanitized and lower-cased. Returns its span and inline header.
+    fn store_name(&mut self, key: Key<'_>) -> (Span, Option<InlineHeader>) {
+        match key {
+            Key::Inline(header) => (self.store(header.name().as_bytes()), Some(header)),
+            Key::Name(name) => {
+                let span = self.store_sanitized(name.as_bytes(), true);
+                // `name` was not an inline name as given; lower-cased it may be one.
+                (span, inline_header::lookup(self.resolve(span)))
+            }
+        }
+    }
+
     /// Appends an entry, taking the entry vector from the worker's free list the first time.
     fn push(&mut self, entry: Entry) {
         if self.entries.capacity() == 0 {
             self.entries = header_pool::take_entries(1);
         }
+        if let Some(header) = entry.inline {
+            self.present.insert(header);
+        }
         self.entries.push(entry);
+    }
+
+    /// Keeps the entries for which `keep` is true, in order, and recomputes the set of inline
+    /// headers present. Returns how many entries were removed.
+    fn retain_entries(&mut self, mut keep: impl FnMut(&[u8], &Entry) -> bool) -> usize {
+        let before = self.entries.len();
+        let bytes = &self.bytes;
+        let mut present = InlineSet::EMPTY;
+        self.entries.retain(|e| {
+            let kept = keep(bytes, e);
+            if let (true, Some(header)) = (kept, e.inline) {
+                present.insert(header);
+            }
+            kept
+        });
+        self.present = present;
+        before - self.entries.len()
+    }
+
+    /// True when entry `e` is called `key`.
+    fn is(&self, e: &Entry, key: Key<'_>) -> bool {
+        key_matches(&self.bytes, e, key)
+    }
+
+    /// True when no entry can be called `key`: an inline header not present. (False for other
+    /// names, which are only settled by a scan.)
+    fn surely_absent(&self, key: Key<'_>) -> bool {
+        matches!(key, Key::Inline(header) if !self.present.has(header))
+    }
+
+    /// The entries worth scanning for `key`: none when it is surely absent.
+    fn candidates(&self, key: Key<'_>) -> &[Entry] {
+        if self.surely_absent(key) {
+            &[]
+        } else {
+            &self.entries
+        }
     }
 
     /// Number of entries (a repeated name counts once per line).
@@ -204,15 +308,26 @@ impl HeaderMap {
         self.entries.is_empty()
     }
 
-    fn matches(&self, entry: &Entry, name: &str) -> bool {
-        name_matches(&self.bytes, entry, name)
+    /// The inline headers present (exact: an inline header is in the set iff an entry has
+    /// its name). Lets a pass over the fields be skipped when none of its names is there.
+    pub fn inline_present(&self) -> InlineSet {
+        self.present
     }
 
     /// The first value of `name`, if present.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.entries
+        self.get_key(Key::of(name))
+    }
+
+    /// The first value of the inline header `header`, if present.
+    pub fn get_inline(&self, header: InlineHeader) -> Option<&[u8]> {
+        self.get_key(Key::Inline(header))
+    }
+
+    fn get_key(&self, key: Key<'_>) -> Option<&[u8]> {
+        self.candidates(key)
             .iter()
-            .find(|e| self.matches(e, name))
+            .find(|e| self.is(e, key))
             .map(|e| self.resolve(e.value))
     }
 
@@ -226,30 +341,31 @@ impl HeaderMap {
         self.get(name).is_some()
     }
 
-    /// True when at least one entry is called one of `names` (one pass over the entries).
-    pub fn contains_any(&self, names: &[&str]) -> bool {
-        self.entries
-            .iter()
-            .any(|e| names.iter().any(|name| self.matches(e, name)))
+    /// True when at least one entry is the inline header `header` (a bit test).
+    pub fn contains_inline(&self, header: InlineHeader) -> bool {
+        self.present.has(header)
     }
 
-    /// True when some entry's name starts with `prefix` (lower-case ASCII: stored names are
-    /// lower-case, so the bytes compare as they are). One pass over the names, without
-    /// looking at the values: the router asks `x-envoy-` before searching for its control
-    /// headers one by one, and the usual request has none.
-    pub fn any_name_starts_with(&self, prefix: &str) -> bool {
-        debug_assert!(!prefix.bytes().any(|b| b.is_ascii_uppercase()));
-        let prefix = prefix.as_bytes();
-        self.entries.iter().any(|e| {
-            e.name.len as usize >= prefix.len() && self.resolve(e.name).starts_with(prefix)
-        })
+    /// True when at least one entry is called one of `names` (inline names are a bit test
+    /// each; the others a scan each).
+    pub fn contains_any(&self, names: &[&str]) -> bool {
+        names.iter().any(|name| self.contains(name))
     }
 
     /// Every value of `name`, in order of appearance.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.entries
+        self.get_all_key(Key::of(name))
+    }
+
+    /// Every value of the inline header `header`, in order of appearance.
+    pub fn get_all_inline(&self, header: InlineHeader) -> impl Iterator<Item = &[u8]> + '_ {
+        self.get_all_key(Key::Inline(header))
+    }
+
+    fn get_all_key<'a>(&'a self, key: Key<'a>) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.candidates(key)
             .iter()
-            .filter(move |e| self.matches(e, name))
+            .filter(move |e| self.is(e, key))
             .map(move |e| self.resolve(e.value))
     }
 
@@ -257,7 +373,7 @@ impl HeaderMap {
     /// takes the value, later ones are removed; if absent, the entry is appended.
     pub fn insert(&mut self, name: &str, value: impl AsRef<[u8]>) {
         let value = self.store_sanitized(value.as_ref(), false);
-        self.insert_span(name, value);
+        self.insert_span(Key::of(name), value);
     }
 
     /// [`insert`](Self::insert) for a header the proxy generates itself: `name` is a
@@ -276,24 +392,37 @@ impl HeaderMap {
             "generated value of {name}"
         );
         let value = self.store(value);
-        self.insert_span(name, value);
+        self.insert_span(Key::of(name), value);
     }
 
-    /// Sets `name` to the stored `value` (see [`insert`](Self::insert)).
-    fn insert_span(&mut self, name: &str, value: Span) {
-        match self.entries.iter().position(|e| self.matches(e, name)) {
+    /// [`insert`](Self::insert) of the inline header `header`.
+    pub fn insert_inline(&mut self, header: InlineHeader, value: impl AsRef<[u8]>) {
+        let value = self.store_sanitized(value.as_ref(), false);
+        self.insert_span(Key::Inline(header), value);
+    }
+
+    /// Sets `key` to the stored `value` (see [`insert`](Self::insert)).
+    fn insert_span(&mut self, key: Key<'_>, value: Span) {
+        let first = self.candidates(key).iter().position(|e| self.is(e, key));
+        match first {
             Some(first) => {
                 self.entries[first].value = value;
-                let bytes = &self.bytes;
-                let mut index = 0;
-                self.entries.retain(|e| {
-                    index += 1;
-                    index - 1 <= first || !name_matches(bytes, e, name)
-                });
+                // Later entries of the name (rare) go.
+                if self.entries[first + 1..].iter().any(|e| self.is(e, key)) {
+                    let mut index = 0;
+                    self.retain_entries(|bytes, e| {
+                        index += 1;
+                        index - 1 <= first || !key_matches(bytes, e, key)
+                    });
+                }
             }
             None => {
-                let name = self.store_sanitized(name.as_bytes(), true);
-                self.push(Entry { name, value });
+                let (name, inline) = self.store_name(key);
+                self.push(Entry {
+                    name,
+                    value,
+                    inline,
+                });
             }
         }
     }
@@ -301,6 +430,19 @@ impl HeaderMap {
     /// [`append`](Self::append) for a header the proxy generates itself (the invariant of
     /// [`insert_generated`](Self::insert_generated): no sanitizing pass).
     pub fn append_generated(&mut self, name: &'static str, value: &[u8]) {
+        self.push_generated(Key::of(name), name, value);
+    }
+
+    /// [`set`](Self::set) for a header the proxy generates itself (the invariant of
+    /// [`insert_generated`](Self::insert_generated): no sanitizing pass).
+    pub fn set_generated(&mut self, name: &'static str, value: &[u8]) {
+        let key = Key::of(name);
+        self.remove_key(key);
+        self.push_generated(key, name, value);
+    }
+
+    /// Appends the generated header `name` (as `key`): `value` stored as is.
+    fn push_generated(&mut self, key: Key<'_>, name: &'static str, value: &[u8]) {
         debug_assert!(
             name.bytes()
                 .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()),
@@ -310,38 +452,73 @@ impl HeaderMap {
             value.iter().all(|&b| b == b' ' || b.is_ascii_graphic()),
             "generated value of {name}"
         );
-        let name = self.store(name.as_bytes());
+        let (name, inline) = self.store_name(key);
         let value = self.store(value);
-        self.push(Entry { name, value });
+        self.push(Entry {
+            name,
+            value,
+            inline,
+        });
     }
 
     /// Adds an entry at the end, keeping existing entries of the same name.
     pub fn append(&mut self, name: &str, value: impl AsRef<[u8]>) {
-        let name = self.store_sanitized(name.as_bytes(), true);
+        let (name, inline) = self.store_name(Key::of(name));
         let value = self.store_sanitized(value.as_ref(), false);
-        self.push(Entry { name, value });
+        self.push(Entry {
+            name,
+            value,
+            inline,
+        });
+    }
+
+    /// Replaces every entry called `name` with one `name: value` at the end (Envoy's
+    /// `setReferenceKey`: remove, then append).
+    pub fn set(&mut self, name: &str, value: impl AsRef<[u8]>) {
+        let key = Key::of(name);
+        self.remove_key(key);
+        let (name, inline) = self.store_name(key);
+        let value = self.store_sanitized(value.as_ref(), false);
+        self.push(Entry {
+            name,
+            value,
+            inline,
+        });
     }
 
     /// Removes every entry called `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
-        // Most removals are of a header that is not there (hop-by-hop, x-envoy-* controls):
-        // a read-only scan settles those.
-        if !self.contains(name) {
+        self.remove_key(Key::of(name))
+    }
+
+    /// Removes every entry of the inline header `header`; returns how many were removed.
+    pub fn remove_inline(&mut self, header: InlineHeader) -> usize {
+        self.remove_key(Key::Inline(header))
+    }
+
+    fn remove_key(&mut self, key: Key<'_>) -> usize {
+        // Most removals are of a header that is not there (hop-by-hop, x-envoy-* controls): a
+        // bit test (inline names) or a read-only scan settles those.
+        if !self.candidates(key).iter().any(|e| self.is(e, key)) {
             return 0;
         }
-        let before = self.entries.len();
-        let bytes = &self.bytes;
-        self.entries.retain(|e| !name_matches(bytes, e, name));
-        before - self.entries.len()
+        self.retain_entries(|bytes, e| !key_matches(bytes, e, key))
+    }
+
+    /// Removes every entry of the inline headers in `set`, in one pass (none when no header
+    /// of `set` is present); returns how many were removed.
+    pub fn remove_inline_set(&mut self, set: InlineSet) -> usize {
+        if !self.present.intersects(set) {
+            return 0;
+        }
+        self.retain_entries(|_, e| !e.inline.is_some_and(|header| set.has(header)))
     }
 
     /// Keeps only the entries for which `keep(name, value)` is true. The name is given as
     /// bytes (lower-case ASCII): the hot-path callers compare it with constants, and a UTF-8
     /// check per entry would cost more than the comparison.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
-        let bytes = &self.bytes;
-        self.entries
-            .retain(|e| keep(resolve(bytes, e.name), resolve(bytes, e.value)));
+        self.retain_entries(|bytes, e| keep(resolve(bytes, e.name), resolve(bytes, e.value)));
     }
 
     /// The entries in order, as (lower-case name, value).
@@ -403,14 +580,7 @@ fn is_clean(word: u64, lower: bool) -> bool {
     if has_zero(word) || has_zero(word ^ (ONES * 0x0d)) || has_zero(word ^ (ONES * 0x0a)) {
         return false;
     }
-    if !lower {
-        return true;
-    }
-    // On the low seven bits (no carry between bytes): bit 7 of `+ 0x3f` is set from 'A' (0x41)
-    // up, bit 7 of `+ 0x25` from '[' (0x5b) up; bytes >= 0x80 are not letters.
-    let low = word & !HIGHS;
-    let upper = low.wrapping_add(ONES * 0x3f) & !low.wrapping_add(ONES * 0x25) & !word & HIGHS;
-    upper == 0
+    !lower || upper_case_bytes(word) == 0
 }
 
 /// The bytes of `span` in `bytes` (empty if out of range, which the map never produces).
@@ -419,10 +589,54 @@ fn resolve(bytes: &[u8], span: Span) -> &[u8] {
     bytes.get(start..start + len).unwrap_or(&[])
 }
 
-/// True when `entry` is called `name` (case-insensitively; length first, the cheap test).
-fn name_matches(bytes: &[u8], entry: &Entry, name: &str) -> bool {
-    entry.name.len as usize == name.len()
-        && resolve(bytes, entry.name).eq_ignore_ascii_case(name.as_bytes())
+/// True when `entry` is called `key`: by tag for an inline header, otherwise by name
+/// (case-insensitively; length first, the cheap test).
+fn key_matches(bytes: &[u8], entry: &Entry, key: Key<'_>) -> bool {
+    match key {
+        Key::Inline(header) => entry.is(header),
+        Key::Name(name) => {
+            entry.name.len as usize == name.len()
+                && resolve(bytes, entry.name).eq_ignore_ascii_case(name.as_bytes())
+        }
+    }
+}
+
+/// Lower-cases an ASCII name in place, eight bytes at a time (names are short; the byte loop
+/// of `make_ascii_lowercase` cost ~5 instructions a byte).
+fn to_lower_case(name: &mut [u8]) {
+    let n = name.len();
+    if n < 8 {
+        name.make_ascii_lowercase();
+        return;
+    }
+    let mut at = 0;
+    loop {
+        let word = read_word(&name[at..]);
+        let lower = lower_word(word);
+        if lower != word {
+            name[at..at + 8].copy_from_slice(&lower.to_le_bytes());
+        }
+        if at + 8 == n {
+            return;
+        }
+        // The last word may overlap the one before: lower-casing twice is harmless.
+        at = (at + 8).min(n - 8);
+    }
+}
+
+/// `word` with its upper-case ASCII letters lower-cased (0x20 set on each).
+fn lower_word(word: u64) -> u64 {
+    word | (upper_case_bytes(word) >> 2)
+}
+
+/// Bit 7 set in each byte of `word` that is an upper-case ASCII letter, clear elsewhere.
+fn upper_case_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // On the low seven bits (no carry between bytes): bit 7 of `+ 0x3f` is set from 'A' (0x41)
+    // up, bit 7 of `+ 0x25` from '[' (0x5b) up; bytes >= 0x80 are not letters.
+    let low = word & !HIGHS;
+    low.wrapping_add(ONES * 0x3f) & !low.wrapping_add(ONES * 0x25) & !word & HIGHS
 }
 
 fn name_str(bytes: &[u8], span: Span) -> &str {
@@ -435,6 +649,7 @@ impl Clone for HeaderMap {
     /// A copy whose vectors also come from the worker's free list.
     fn clone(&self) -> HeaderMap {
         let mut copy = HeaderMap::new();
+        copy.present = self.present;
         if !self.bytes.is_empty() {
             copy.bytes = header_pool::take_bytes(self.bytes.len() + ADDED_BYTES);
             copy.bytes.extend_from_slice(&self.bytes);
@@ -514,16 +729,6 @@ mod tests {
         assert_eq!(map.iter().next(), Some(("host", &b"a"[..])));
         assert_eq!(map.get_str("accept"), Some("*/*"));
         assert!(map.get("missing").is_none());
-    }
-
-    #[test]
-    fn any_name_starts_with_sees_upper_case_names_lower_cased() {
-        let map = sample();
-        assert!(map.any_name_starts_with("x-mu"));
-        assert!(map.any_name_starts_with("x-multi"));
-        assert!(!map.any_name_starts_with("x-multi-"));
-        assert!(!map.any_name_starts_with("x-envoy-"));
-        assert!(!HeaderMap::new().any_name_starts_with("x"));
     }
 
     #[test]
@@ -624,6 +829,22 @@ mod tests {
     }
 
     #[test]
+    fn names_are_lower_cased_like_the_byte_by_byte_rule() {
+        for len in 0..24 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut name = vec![b'A'; len];
+                    name[at] = b;
+                    let mut expected = name.clone();
+                    expected.make_ascii_lowercase();
+                    to_lower_case(&mut name);
+                    assert_eq!(name, expected, "byte {b:#x} at {at}/{len}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn received_entries_point_into_the_copied_head() {
         let mut map = HeaderMap::for_received(1);
         map.push_received(Span::received(0, 4), Span::received(6, 1));
@@ -654,6 +875,114 @@ mod tests {
         assert_eq!((map.bytes.capacity(), map.entries.capacity()), (0, 0));
         let copy = map.clone();
         assert_eq!((copy.bytes.capacity(), copy.entries.capacity()), (0, 0));
+    }
+
+    #[test]
+    fn inline_names_are_recognised_however_they_are_stored() {
+        let mut map = HeaderMap::for_received(2);
+        map.push_received(Span::received(0, 10), Span::received(12, 5));
+        map.push_received(Span::received(19, 2), Span::received(23, 1));
+        map.copy_received(b"CONNECTION: close\r\nXy: 1\r\n");
+        assert!(map.contains_inline(InlineHeader::Connection));
+        assert_eq!(
+            map.get_inline(InlineHeader::Connection),
+            Some(&b"close"[..])
+        );
+        assert_eq!(map.get("Connection"), Some(&b"close"[..]));
+        assert_eq!(map.get("xy"), Some(&b"1"[..]));
+        // Added with upper-case letters: lower-cased, then recognised.
+        map.append("X-Forwarded-For", "a");
+        map.insert("Date", "d");
+        let present = map.inline_present();
+        assert!(present.has(InlineHeader::XForwardedFor) && present.has(InlineHeader::Date));
+        assert_eq!(map.get_all_inline(InlineHeader::XForwardedFor).count(), 1);
+        assert_eq!(map.iter().last(), Some(("date", &b"d"[..])));
+    }
+
+    #[test]
+    fn a_head_lower_cased_by_the_codec_is_recognised_too() {
+        let mut map = HeaderMap::for_received(2);
+        map.push_received(Span::received(0, 10), Span::received(12, 5));
+        map.push_received(Span::received(19, 2), Span::received(23, 1));
+        map.copy_received_lower_cased(b"connection: close\r\nxy: 1\r\n");
+        assert_eq!(
+            map.inline_present(),
+            InlineSet::of(&[InlineHeader::Connection])
+        );
+        assert_eq!(
+            map.get_inline(InlineHeader::Connection),
+            Some(&b"close"[..])
+        );
+        assert_eq!(map.get("xy"), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn the_present_set_is_exact_after_every_removal() {
+        let mut map: HeaderMap = [
+            ("x-forwarded-for", "1"),
+            ("te", "trailers"),
+            ("x-forwarded-for", "2"),
+            ("accept", "*/*"),
+            ("server", "s"),
+        ]
+        .into_iter()
+        .collect();
+        let union = |map: &HeaderMap| {
+            InlineSet::of(
+                &map.iter()
+                    .filter_map(|(n, _)| inline_header::lookup(n.as_bytes()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(map.inline_present(), union(&map));
+        // By a name with upper-case letters (not an inline key): still clears the bit.
+        assert_eq!(map.remove("X-Forwarded-For"), 2);
+        assert!(!map.contains_inline(InlineHeader::XForwardedFor));
+        assert_eq!(map.inline_present(), union(&map));
+        map.retain(|name, _| name != b"te");
+        assert_eq!(map.inline_present(), union(&map));
+        assert_eq!(
+            map.remove_inline_set(InlineSet::of(&[InlineHeader::Server, InlineHeader::Te])),
+            1
+        );
+        assert!(map.inline_present().is_empty());
+        assert_eq!(
+            map.remove_inline_set(InlineSet::of(&[InlineHeader::Server])),
+            0
+        );
+        assert_eq!(
+            map.iter().collect::<Vec<_>>(),
+            vec![("accept", &b"*/*"[..])]
+        );
+        let copy = map.clone();
+        assert_eq!(copy.inline_present(), map.inline_present());
+    }
+
+    #[test]
+    fn insert_of_an_inline_header_keeps_the_first_position_and_drops_the_others() {
+        let mut map: HeaderMap = [("server", "a"), ("x", "1"), ("server", "b")]
+            .into_iter()
+            .collect();
+        map.insert_inline(InlineHeader::Server, "c");
+        assert_eq!(
+            map.iter().collect::<Vec<_>>(),
+            vec![("server", &b"c"[..]), ("x", &b"1"[..])]
+        );
+        assert!(map.contains_inline(InlineHeader::Server));
+    }
+
+    #[test]
+    fn set_moves_the_header_to_the_end() {
+        let mut map: HeaderMap = [("x-request-id", "a"), ("x", "1"), ("x-request-id", "b")]
+            .into_iter()
+            .collect();
+        map.set("x-request-id", "c");
+        assert_eq!(
+            map.iter().collect::<Vec<_>>(),
+            vec![("x", &b"1"[..]), ("x-request-id", &b"c"[..])]
+        );
+        map.set("y", "2");
+        assert_eq!(map.get("y"), Some(&b"2"[..]));
     }
 
     #[test]

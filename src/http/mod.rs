@@ -4,6 +4,7 @@ pub mod codec;
 pub mod decimal;
 pub mod header_map;
 mod header_pool;
+pub mod inline_header;
 pub mod scratch;
 
 pub use header_map::HeaderMap;

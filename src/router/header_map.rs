@@ -41,20 +41,12 @@ pub trait HeaderMapAccess {
         self.get_all(name).next().is_some()
     }
 
-    /// Whether any of `names` is present. The codec's maps answer in one pass over their
-    /// fields, so the router asks this before looking up (and removing) its control headers
-    /// one by one: a request carries none of them in the usual case.
-    fn contains_any(&self, names: &[&str]) -> bool {
-        names.iter().any(|name| self.contains(name))
-    }
-
-    /// Whether some header name starts with `prefix` (lower-case). The codec's maps answer in
-    /// one pass over their names; the router asks `x-envoy-` before [`contains_any`]
-    /// (Self::contains_any) of its control headers. The default answers `true` ("look
-    /// closer"), which is always correct.
-    fn contains_prefix(&self, prefix: &str) -> bool {
-        let _ = prefix;
-        true
+    /// Whether any of the inline headers `names` is present. The codec's maps answer with a
+    /// bit test (they track the inline headers they hold), so the router asks this before
+    /// looking up (and removing) its control headers one by one: a request carries none of
+    /// them in the usual case.
+    fn contains_any(&self, names: InlineSet) -> bool {
+        names.iter().any(|header| self.contains(header.name()))
     }
 
     /// Replaces every `name` header with one `name: value` (Envoy's `setReferenceKey`: remove,
@@ -71,6 +63,8 @@ pub trait HeaderMapAccess {
         self.set(name, value);
     }
 }
+
+use crate::http::inline_header::InlineSet;
 
 /// A header map as an ordered list of `(name, value)` pairs, names lower-case.
 ///
@@ -144,15 +138,12 @@ impl HeaderMapAccess for VecHeaderMap {
         let name = canonical(name);
         self.entries.retain(|(n, _)| n != name);
     }
-
-    fn contains_prefix(&self, prefix: &str) -> bool {
-        "host".starts_with(prefix) || self.entries.iter().any(|(n, _)| n.starts_with(prefix))
-    }
 }
 
 // === the codec's types ===
 
 use crate::http::codec::{RequestHead, ResponseHead, Scheme};
+use crate::http::inline_header::InlineHeader;
 use crate::http::HeaderMap;
 
 /// The values of one name: a pseudo-header's single value, or a header map's entries.
@@ -189,17 +180,16 @@ impl HeaderMapAccess for HeaderMap {
         HeaderMap::remove(self, name);
     }
 
-    fn contains_any(&self, names: &[&str]) -> bool {
-        HeaderMap::contains_any(self, names)
+    fn contains_any(&self, names: InlineSet) -> bool {
+        self.inline_present().intersects(names)
     }
 
-    fn contains_prefix(&self, prefix: &str) -> bool {
-        self.any_name_starts_with(prefix)
+    fn set(&mut self, name: &str, value: &str) {
+        HeaderMap::set(self, name, value);
     }
 
     fn set_generated(&mut self, name: &'static str, value: &str) {
-        HeaderMap::remove(self, name);
-        self.append_generated(name, value.as_bytes());
+        HeaderMap::set_generated(self, name, value.as_bytes());
     }
 }
 
@@ -241,18 +231,20 @@ impl HeaderMapAccess for RequestHead {
         }
     }
 
-    fn contains_any(&self, names: &[&str]) -> bool {
-        if names.iter().any(|n| n.starts_with(':') || *n == "host") {
-            return names.iter().any(|name| self.contains(name));
-        }
-        self.headers.contains_any(names)
+    fn contains_any(&self, names: InlineSet) -> bool {
+        // `host` is the authority here (always present), not a field of the map.
+        (names.has(InlineHeader::Host) && self.contains("host"))
+            || self.headers.inline_present().intersects(names)
     }
 
-    fn contains_prefix(&self, prefix: &str) -> bool {
-        // A pseudo-header's name (or `host`) could match too: then look closer.
-        prefix.starts_with(':')
-            || "host".starts_with(prefix)
-            || self.headers.any_name_starts_with(prefix)
+    fn set(&mut self, name: &str, value: &str) {
+        match name {
+            ":authority" | "host" | ":path" | ":scheme" | ":method" => {
+                self.remove(name);
+                self.add(name, value);
+            }
+            _ => self.headers.set(name, value),
+        }
     }
 
     fn set_generated(&mut self, name: &'static str, value: &str) {
@@ -260,8 +252,7 @@ impl HeaderMapAccess for RequestHead {
             self.set(name, value);
             return;
         }
-        self.headers.remove(name);
-        self.headers.append_generated(name, value.as_bytes());
+        self.headers.set_generated(name, value.as_bytes());
     }
 }
 
@@ -278,17 +269,16 @@ impl HeaderMapAccess for ResponseHead {
         self.headers.remove(name);
     }
 
-    fn contains_any(&self, names: &[&str]) -> bool {
-        self.headers.contains_any(names)
+    fn contains_any(&self, names: InlineSet) -> bool {
+        self.headers.inline_present().intersects(names)
     }
 
-    fn contains_prefix(&self, prefix: &str) -> bool {
-        self.headers.any_name_starts_with(prefix)
+    fn set(&mut self, name: &str, value: &str) {
+        self.headers.set(name, value);
     }
 
     fn set_generated(&mut self, name: &'static str, value: &str) {
-        self.headers.remove(name);
-        self.headers.append_generated(name, value.as_bytes());
+        self.headers.set_generated(name, value.as_bytes());
     }
 }
 
@@ -350,24 +340,26 @@ mod tests {
     }
 
     #[test]
-    fn contains_prefix_and_set_generated_on_a_request_head() {
+    fn contains_any_and_set_generated_on_a_request_head() {
         use crate::http::codec::Method;
+        use crate::http::inline_header::InlineHeader as H;
         let mut head = RequestHead::new(Method::Get, "/", "h.com");
         head.headers.append("x-a", "1");
         head.headers.append("X-Envoy-Retry-On", "5xx");
         head.headers.append("x-b", "2");
-        assert!(head.contains_prefix("x-envoy-"));
-        assert!(head.contains_prefix(":path"));
-        assert!(head.contains_prefix("ho"));
-        assert!(!head.contains_prefix("x-c"));
+        assert!(head.contains_any(InlineSet::of(&[H::XEnvoyMaxRetries, H::XEnvoyRetryOn])));
+        assert!(!head.contains_any(InlineSet::of(&[H::XEnvoyMaxRetries])));
+        // `host` is the authority: always there.
+        assert!(head.contains_any(InlineSet::of(&[H::Host])));
         // As `set`: every old value goes, the new one moves to the end.
         head.headers.append("x-a", "3");
         head.set_generated("x-a", "4");
         let names: Vec<&str> = head.headers.iter().map(|(n, _)| n).collect();
         assert_eq!(names, vec!["x-envoy-retry-on", "x-b", "x-a"]);
         assert_eq!(head.get("x-a"), Some("4"));
-        let mut map = VecHeaderMap::from_pairs(&[("x-envoy-a", "1")]);
-        assert!(map.contains_prefix("x-envoy-") && !map.contains_prefix("x-envoy-b"));
+        let mut map = VecHeaderMap::from_pairs(&[("x-envoy-a", "1"), ("x-envoy-retry-on", "")]);
+        assert!(map.contains_any(InlineSet::of(&[H::XEnvoyMaxRetries, H::XEnvoyRetryOn])));
+        assert!(!map.contains_any(InlineSet::of(&[H::XEnvoyMaxRetries])));
         map.set_generated("x-envoy-a", "2");
         assert_eq!(map.values("x-envoy-a"), vec!["2"]);
     }

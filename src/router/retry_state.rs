@@ -36,6 +36,7 @@ use std::time::Duration;
 use super::header_map::HeaderMapAccess;
 use super::header_matcher::{HeaderMatch, HeaderMatcher};
 use super::retry_policy::{RetryHostPredicate, RetryOn, RetryPolicy};
+use crate::http::inline_header::{InlineHeader, InlineSet};
 
 /// Why an upstream attempt ended without a (complete) response head (Envoy's
 /// `StreamResetReason`, the reasons an HTTP/1 upstream can produce).
@@ -115,17 +116,16 @@ pub struct RetryState<P: Deref<Target = RetryPolicy>> {
     attempted_hosts: Vec<SocketAddr>,
 }
 
-/// The request headers `RetryState::create` reads and removes (all `x-envoy-*`: `create`
-/// looks for them only when some name has that prefix).
-pub const RETRY_HEADERS: &[&str] = &[
-    "x-envoy-retry-on",
-    "x-envoy-retry-grpc-on",
-    "x-envoy-max-retries",
-    "x-envoy-hedge-on-per-try-timeout",
-    "x-envoy-retriable-header-names",
-    "x-envoy-retriable-status-codes",
-    "x-envoy-upstream-rq-per-try-timeout-ms",
-];
+/// The request headers `RetryState::create` reads and removes.
+pub const RETRY_HEADERS: InlineSet = InlineSet::of(&[
+    InlineHeader::XEnvoyRetryOn,
+    InlineHeader::XEnvoyRetryGrpcOn,
+    InlineHeader::XEnvoyMaxRetries,
+    InlineHeader::XEnvoyHedgeOnPerTryTimeout,
+    InlineHeader::XEnvoyRetriableHeaderNames,
+    InlineHeader::XEnvoyRetriableStatusCodes,
+    InlineHeader::XEnvoyUpstreamRqPerTryTimeoutMs,
+]);
 
 impl<P: Deref<Target = RetryPolicy>> RetryState<P> {
     /// Starts the retry state of a request routed with `policy` (Envoy's
@@ -142,7 +142,7 @@ impl<P: Deref<Target = RetryPolicy>> RetryState<P> {
     ) -> Option<RetryState<P>> {
         // The usual request carries none of the control headers (nor any `x-envoy-` one: they
         // all start with it): one pass over its names settles that.
-        let any_header = request.contains_prefix("x-envoy-") && request.contains_any(RETRY_HEADERS);
+        let any_header = request.contains_any(RETRY_HEADERS);
         let wanted = !policy.retry_on.is_empty()
             || (any_header
                 && (request.contains("x-envoy-retry-on")
@@ -153,8 +153,8 @@ impl<P: Deref<Target = RetryPolicy>> RetryState<P> {
             None
         };
         if any_header {
-            for name in RETRY_HEADERS {
-                request.remove(name);
+            for header in RETRY_HEADERS.iter() {
+                request.remove(header.name());
             }
         }
         state
@@ -454,8 +454,10 @@ mod tests {
     use crate::router::header_map::VecHeaderMap;
 
     #[test]
-    fn every_retry_header_has_the_prefix_create_checks_first() {
-        assert!(RETRY_HEADERS.iter().all(|h| h.starts_with("x-envoy-")));
+    fn every_retry_header_is_an_x_envoy_header() {
+        assert!(RETRY_HEADERS
+            .iter()
+            .all(|h| h.name().starts_with("x-envoy-")));
     }
 
     fn policy(yaml: &str) -> RetryPolicy {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::header_map::HeaderMapAccess;
 use super::retry_policy::RetryPolicy;
+use crate::http::inline_header::{InlineHeader, InlineSet};
 
 /// The timeouts in force for one request; `None` means no timeout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,9 +36,11 @@ pub fn final_timeout<H: HeaderMapAccess + ?Sized>(
     const PER_TRY: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
     let mut global = route_timeout;
     let mut per_try = policy.per_try_timeout;
-    // The usual request carries neither header (nor any `x-envoy-` one): one pass over its
-    // names settles that.
-    if request.contains_prefix("x-envoy-") && request.contains_any(&[GLOBAL, PER_TRY]) {
+    // The usual request carries neither header: one bit test settles that.
+    if request.contains_any(InlineSet::of(&[
+        InlineHeader::XEnvoyUpstreamRqTimeoutMs,
+        InlineHeader::XEnvoyUpstreamRqPerTryTimeoutMs,
+    ])) {
         if let Some(ms) = header_ms(request, GLOBAL) {
             global = ms;
         }
