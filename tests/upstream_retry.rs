@@ -6,6 +6,7 @@
 mod http_support;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -599,4 +600,59 @@ fn under_a_retry_budget_rq_retry_open_follows_max_retries_as_in_envoy() {
         assert!(status == 504 || status == 503, "{status}");
     }
     proxy.wait_stat(&format!("{cb}rq_retry_open"), 0);
+}
+
+// === rate-limited back-off ===
+
+/// `rate_limited_retry_back_off` as Envoy 1.40 does it (checked with the same config and
+/// upstream): a retried 429 carrying `retry-after: 1` is retried 1 s to 1.5 s later and counts
+/// `upstream_rq_retry_backoff_ratelimited`; an HTTP-date `retry-after` is not a number of
+/// seconds, so the retry takes the exponential back-off (Envoy does the same).
+#[test]
+fn rate_limited_retry_back_off_waits_for_the_reset_header() {
+    let seen: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let log = seen.clone();
+    let up = HttpUpstream::start(move |req, _| {
+        let mut at = log.lock().unwrap();
+        at.push(Instant::now());
+        let n = at.len();
+        match (req.path.as_str(), n % 2) {
+            (_, 0) => Reply::ok("done"),
+            ("/r/seconds", _) => Reply::raw(
+                "HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\n\r\n",
+            ),
+            _ => Reply::raw(
+                "HTTP/1.1 429 Too Many Requests\r\nretry-after: Wed, 21 Oct 2015 07:28:00 GMT\r\ncontent-length: 0\r\n\r\n",
+            ),
+        }
+    });
+    let policy = "{retry_on: retriable-status-codes, retriable_status_codes: [429], rate_limited_retry_back_off: {reset_headers: [{name: Retry-After}, {name: X-RateLimit-Reset, format: UNIX_TIMESTAMP}], max_interval: 5s}}";
+    let proxy = Nuncio::start(&config(up.addr, "", &retry_route(policy), "", ""));
+    let gap = |first: usize| {
+        let at = seen.lock().unwrap();
+        at[first + 1] - at[first]
+    };
+
+    let r = get(proxy.listener, "/r/seconds");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "done"));
+    let waited = gap(0);
+    assert!(
+        waited >= Duration::from_millis(1000) && waited < Duration::from_millis(1500),
+        "waited {waited:?}"
+    );
+    let r = get(proxy.listener, "/r/date");
+    assert_eq!(r.status, 200);
+    assert!(gap(2) < Duration::from_millis(500), "waited {:?}", gap(2));
+
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_rq_retry"], 2);
+    assert_eq!(
+        stats["cluster.app.upstream_rq_retry_backoff_ratelimited"],
+        1
+    );
+    assert_eq!(
+        stats["cluster.app.upstream_rq_retry_backoff_exponential"],
+        1
+    );
+    assert_eq!(stats["cluster.app.upstream_rq_retry_success"], 2);
 }

@@ -1206,7 +1206,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let Some(retry) = self.retry.as_mut() else {
             return false;
         };
-        let status = retry.should_retry_headers(head.status, head, request, can_create, random);
+        let status =
+            retry.should_retry_headers(head.status, head, request, can_create, random, || {
+                io.wall_now()
+            });
         if !matches!(status, RetryStatus::Yes(_)) && retry.take_retry_success() {
             cluster.stats().upstream_rq_retry_success.inc();
         }
@@ -1570,7 +1573,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     // Counted when the retry starts, as Envoy 1.40 shows them (both stay 0
                     // while the retry waits in its back-off; its max_retries slot is held).
                     cluster.stats().upstream_rq_retry.inc();
-                    cluster.stats().upstream_rq_retry_backoff_exponential.inc();
+                    if self.retry.as_ref().is_some_and(|r| r.backoff_ratelimited()) {
+                        cluster.stats().upstream_rq_retry_backoff_ratelimited.inc();
+                    } else {
+                        cluster.stats().upstream_rq_retry_backoff_exponential.inc();
+                    }
                 }
                 self.set_retry_timeout_headers(io.now());
                 self.start_attempt(cb, io);

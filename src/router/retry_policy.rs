@@ -14,11 +14,66 @@
 //! - `retry_priority`: `envoy.retry_priorities.previous_priorities`, accepted and without
 //!   effect: nuncio has one priority level, and Envoy's predicate then always falls back to the
 //!   original priority load (every level excluded resets the exclusion).
+//!
+//! `rate_limited_retry_back_off` (Envoy's `RateLimitedRetryBackOff`): when a response is
+//! retried with back-off and carries one of `reset_headers`, the retry waits for the interval
+//! that header gives instead of the exponential back-off. Formats as Envoy 1.40 reads them:
+//! `SECONDS` is a whole number of seconds (so `Retry-After: <HTTP date>` is not understood and
+//! falls back to the exponential back-off, as in Envoy); `UNIX_TIMESTAMP` is the reset time in
+//! whole Unix seconds (a time already past is ignored). The first header whose interval is at
+//! most `max_interval` (default 300 s) wins; see [`ResetHeader::interval`].
 
 use std::time::Duration;
 
 use super::header_matcher::HeaderMatcher;
 use crate::config::{ErrorKind, Node, Result};
+
+/// How a rate-limit reset header states its time (Envoy's `ResetHeaderFormat`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetHeaderFormat {
+    /// `SECONDS` (the default): the interval in whole seconds, e.g. `Retry-After: 2`.
+    Seconds,
+    /// `UNIX_TIMESTAMP`: the reset time in whole seconds since the epoch.
+    UnixTimestamp,
+}
+
+/// One of `rate_limited_retry_back_off.reset_headers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResetHeader {
+    /// The response header's name, lower-cased.
+    pub name: String,
+    /// How its value reads.
+    pub format: ResetHeaderFormat,
+}
+
+impl ResetHeader {
+    /// The interval this header asks for on `response` (Envoy's
+    /// `ResetHeaderParserImpl::parseInterval`): `None` when absent, not a whole number
+    /// (whitespace around it is allowed), or a Unix time already past. `now` is the wall clock,
+    /// asked only for `UNIX_TIMESTAMP`.
+    pub fn interval<H, C>(&self, response: &H, now: C) -> Option<Duration>
+    where
+        H: super::header_map::HeaderMapAccess + ?Sized,
+        C: FnOnce() -> std::time::SystemTime,
+    {
+        let seconds: u64 = response.get(&self.name)?.trim().parse().ok()?;
+        match self.format {
+            ResetHeaderFormat::Seconds => Some(Duration::from_secs(seconds)),
+            ResetHeaderFormat::UnixTimestamp => {
+                let now = now().duration_since(std::time::UNIX_EPOCH).ok()?;
+                if seconds < now.as_secs() {
+                    return None;
+                }
+                // The current second may be partly gone: Envoy subtracts the exact time
+                // (and so may get less than a millisecond, which the caller ignores).
+                Some(Duration::from_secs(seconds).saturating_sub(now))
+            }
+        }
+    }
+}
+
+/// `rate_limited_retry_back_off.max_interval`'s default (Envoy's 300 s).
+pub const DEFAULT_RATE_LIMITED_MAX_INTERVAL: Duration = Duration::from_secs(300);
 
 /// A set of retry conditions (Envoy's `RetryPolicy::RETRY_ON_*` bits).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -211,6 +266,10 @@ pub struct RetryPolicy {
     pub host_predicates: Vec<RetryHostPredicate>,
     /// `host_selection_retry_max_attempts`: how many times a retry may re-pick (default 1).
     pub host_selection_max_attempts: u32,
+    /// `rate_limited_retry_back_off.reset_headers` (empty: not configured).
+    pub reset_headers: Vec<ResetHeader>,
+    /// `rate_limited_retry_back_off.max_interval`: a longer reset interval is not used.
+    pub reset_max_interval: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -227,6 +286,8 @@ impl Default for RetryPolicy {
             retriable_request_headers: Vec::new(),
             host_predicates: Vec::new(),
             host_selection_max_attempts: 1,
+            reset_headers: Vec::new(),
+            reset_max_interval: DEFAULT_RATE_LIMITED_MAX_INTERVAL,
         }
     }
 }
@@ -247,8 +308,9 @@ impl RetryPolicy {
                 "retry_host_predicate",
                 "host_selection_retry_max_attempts",
                 "retry_priority",
+                "rate_limited_retry_back_off",
             ],
-            &["retry_options_predicates", "rate_limited_retry_back_off"],
+            &["retry_options_predicates"],
         )?;
         let mut policy = RetryPolicy::default();
         if let Some(n) = node.get("retry_on") {
@@ -299,8 +361,46 @@ impl RetryPolicy {
             policy.host_selection_max_attempts = n.as_u32()?;
         }
         node.opt("retry_priority", parse_retry_priority)?;
+        if let Some(n) = node.get("rate_limited_retry_back_off") {
+            n.check_fields(&["reset_headers", "max_interval"], &[])?;
+            let headers = n.required("reset_headers")?;
+            policy.reset_headers = n.list("reset_headers", parse_reset_header)?;
+            if policy.reset_headers.is_empty() {
+                return Err(headers.error("must have at least one entry"));
+            }
+            if let Some(max) = n.get("max_interval") {
+                let interval = max.duration()?;
+                if interval.is_zero() {
+                    return Err(max.error("must be greater than 0s"));
+                }
+                policy.reset_max_interval = interval;
+            }
+        }
         Ok(policy)
     }
+}
+
+/// One `reset_headers` entry: `name` (non-empty) and `format` (default `SECONDS`).
+fn parse_reset_header(node: &Node) -> Result<ResetHeader> {
+    node.check_fields(&["name", "format"], &[])?;
+    let name_node = node.required("name")?;
+    let name = name_node.as_str()?;
+    if name.is_empty() {
+        return Err(name_node.error("must not be empty"));
+    }
+    let format = match node
+        .opt("format", |f| {
+            f.enum_str(&["SECONDS", "UNIX_TIMESTAMP"], &[])
+        })?
+        .unwrap_or("SECONDS")
+    {
+        "UNIX_TIMESTAMP" => ResetHeaderFormat::UnixTimestamp,
+        _ => ResetHeaderFormat::Seconds,
+    };
+    Ok(ResetHeader {
+        name: name.to_ascii_lowercase(),
+        format,
+    })
 }
 
 #[cfg(test)]
@@ -409,5 +509,50 @@ retry_priority:
             policy("retry_on: 5xx").unwrap().host_selection_max_attempts,
             1
         );
+    }
+
+    #[test]
+    fn rate_limited_retry_back_off() {
+        let p = policy(
+            "{retry_on: 5xx, rate_limited_retry_back_off: {reset_headers: [{name: Retry-After}, {name: x-rl, format: UNIX_TIMESTAMP}]}}",
+        )
+        .unwrap();
+        assert_eq!(
+            p.reset_headers,
+            vec![
+                ResetHeader {
+                    name: "retry-after".into(),
+                    format: ResetHeaderFormat::Seconds
+                },
+                ResetHeader {
+                    name: "x-rl".into(),
+                    format: ResetHeaderFormat::UnixTimestamp
+                },
+            ]
+        );
+        assert_eq!(p.reset_max_interval, Duration::from_secs(300));
+        for (yaml, err) in [
+            ("{}", "reset_headers"),
+            (
+                "{reset_headers: []}",
+                "reset_headers: must have at least one entry",
+            ),
+            ("{reset_headers: [{name: ''}]}", "name: must not be empty"),
+            ("{reset_headers: [{name: a, format: HTTP_DATE}]}", "format"),
+            (
+                "{reset_headers: [{name: a}], max_interval: 0s}",
+                "max_interval: must be greater than 0s",
+            ),
+        ] {
+            let e = policy(&format!(
+                "{{retry_on: 5xx, rate_limited_retry_back_off: {yaml}}}"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("rate_limited_retry_back_off") && e.contains(err),
+                "{yaml}: {e}"
+            );
+        }
     }
 }

@@ -19,7 +19,12 @@
 //! - then the budget: none left -> [`RetryStatus::NoRetryLimitExceeded`]; else one is spent,
 //!   and if the cluster's `max_retries` circuit breaker is full -> [`RetryStatus::NoOverflow`];
 //! - the delay is fully jittered exponential back-off: `random % current` where `current`
-//!   starts at the base interval and doubles each retry up to the max interval.
+//!   starts at the base interval and doubles each retry up to the max interval; except when
+//!   the policy has `rate_limited_retry_back_off` and the retried response carries one of its
+//!   reset headers with an interval `I` above 1 ms and at most its max: then the delay is
+//!   Envoy's `JitteredLowerBoundBackOffStrategy`, `max(random % (1.5 I), I)`, for that retry
+//!   only (the exponential back-off does not advance), and
+//!   [`backoff_ratelimited`](RetryState::backoff_ratelimited) says so for the stats.
 //!
 //! Once the response has started towards the client no retry is possible: the caller says so
 //! (`response_started`) and gets [`RetryStatus::No`].
@@ -31,7 +36,7 @@
 
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::header_map::HeaderMapAccess;
 use super::header_matcher::{HeaderMatch, HeaderMatcher};
@@ -114,6 +119,10 @@ pub struct RetryState<P: Deref<Target = RetryPolicy>> {
     retry_pending: bool,
     /// The hosts attempted so far (kept only when a host predicate needs them).
     attempted_hosts: Vec<SocketAddr>,
+    /// The reset interval (ms) the response being judged asked for (`rate_limited_retry_back_off`).
+    ratelimited_ms: Option<u64>,
+    /// The last granted back-off came from a reset header, not the exponential back-off.
+    backoff_ratelimited: bool,
 }
 
 /// The request headers `RetryState::create` reads and removes.
@@ -217,6 +226,8 @@ impl<P: Deref<Target = RetryPolicy>> RetryState<P> {
             },
             retry_pending: false,
             attempted_hosts: Vec::new(),
+            ratelimited_ms: None,
+            backoff_ratelimited: false,
         }
     }
 
@@ -257,25 +268,58 @@ impl<P: Deref<Target = RetryPolicy>> RetryState<P> {
 
     /// Judges response headers with `status` from an attempt. `request` is the downstream
     /// request (for the `early-data` check of a retriable 425); `can_create_retry` is the
-    /// cluster's `max_retries` circuit breaker; `random` feeds the jitter.
+    /// cluster's `max_retries` circuit breaker; `random` feeds the jitter; `now` is the wall
+    /// clock, asked only for a `UNIX_TIMESTAMP` reset header.
     ///
     /// When the answer is not `Yes` and a previous retry was granted, that retry succeeded:
     /// [`take_retry_success`](Self::take_retry_success) says so once (for
     /// `upstream_rq_retry_success`).
-    pub fn should_retry_headers<R, Q>(
+    pub fn should_retry_headers<R, Q, C>(
         &mut self,
         status: u16,
         response: &R,
         request: &Q,
         can_create_retry: bool,
         random: u64,
+        now: C,
     ) -> RetryStatus
     where
         R: HeaderMapAccess + ?Sized,
         Q: HeaderMapAccess + ?Sized,
+        C: FnOnce() -> SystemTime,
     {
         let decision = self.would_retry_from_headers(status, response, request);
+        if matches!(decision, Decision::RetryWithBackOff) && !self.policy.reset_headers.is_empty() {
+            self.ratelimited_ms = self.reset_interval_ms(response, now);
+        }
         self.should_retry(decision, can_create_retry, random)
+    }
+
+    /// Envoy's `parseResetInterval`: the first reset header present whose interval is at most
+    /// the max interval, if that interval is above 1 ms.
+    fn reset_interval_ms<R, C>(&self, response: &R, now: C) -> Option<u64>
+    where
+        R: HeaderMapAccess + ?Sized,
+        C: FnOnce() -> SystemTime,
+    {
+        // The wall clock is read at most once, and only for a UNIX_TIMESTAMP header.
+        let mut now = Some(now);
+        let mut wall = None;
+        let mut wall_clock =
+            || *wall.get_or_insert_with(|| now.take().map_or(SystemTime::UNIX_EPOCH, |f| f()));
+        let interval = self.policy.reset_headers.iter().find_map(|h| {
+            h.interval(response, &mut wall_clock)
+                .filter(|i| *i <= self.policy.reset_max_interval)
+        })?;
+        let ms = interval.as_millis().min(u128::from(u64::MAX)) as u64;
+        (ms > 1).then_some(ms)
+    }
+
+    /// Whether the last granted retry's back-off came from a rate-limit reset header
+    /// (`upstream_rq_retry_backoff_ratelimited`) rather than the exponential back-off
+    /// (`upstream_rq_retry_backoff_exponential`).
+    pub fn backoff_ratelimited(&self) -> bool {
+        self.backoff_ratelimited
     }
 
     /// Judges an attempt that ended without response headers. `request_sent`: the request
@@ -428,6 +472,7 @@ impl<P: Deref<Target = RetryPolicy>> RetryState<P> {
         can_create_retry: bool,
         random: u64,
     ) -> RetryStatus {
+        let ratelimited_ms = self.ratelimited_ms.take();
         if matches!(decision, Decision::No) {
             return RetryStatus::No;
         }
@@ -440,8 +485,15 @@ impl<P: Deref<Target = RetryPolicy>> RetryState<P> {
             return RetryStatus::NoOverflow;
         }
         self.retry_pending = true;
-        match decision {
-            Decision::RetryImmediately => RetryStatus::Yes(Duration::ZERO),
+        self.backoff_ratelimited = false;
+        match (decision, ratelimited_ms) {
+            (Decision::RetryImmediately, _) => RetryStatus::Yes(Duration::ZERO),
+            (_, Some(min)) => {
+                // Envoy's JitteredLowerBoundBackOffStrategy: random(min, 1.5 * min).
+                self.backoff_ratelimited = true;
+                let upper = min.saturating_add(min / 2);
+                RetryStatus::Yes(Duration::from_millis((random % upper).max(min)))
+            }
             _ => RetryStatus::Yes(self.backoff.next(random)),
         }
     }
@@ -475,7 +527,7 @@ mod tests {
 
     fn status(s: &mut RetryState<&RetryPolicy>, code: u16) -> RetryStatus {
         let none = VecHeaderMap::new();
-        s.should_retry_headers(code, &none, &none, true, 0)
+        s.should_retry_headers(code, &none, &none, true, 0, SystemTime::now)
     }
 
     fn reset(s: &mut RetryState<&RetryPolicy>, reason: ResetReason) -> RetryStatus {
@@ -586,12 +638,15 @@ mod tests {
         let limited = VecHeaderMap::from_pairs(&[("x-envoy-ratelimited", "true")]);
         let req = VecHeaderMap::new();
         assert_eq!(
-            s.should_retry_headers(503, &limited, &req, true, 0),
+            s.should_retry_headers(503, &limited, &req, true, 0, SystemTime::now),
             RetryStatus::No
         );
         let p = policy("retry_on: envoy-ratelimited");
         let mut s = state(&p, &[]).unwrap();
-        assert_eq!(s.should_retry_headers(429, &limited, &req, true, 0), YES0);
+        assert_eq!(
+            s.should_retry_headers(429, &limited, &req, true, 0, SystemTime::now),
+            YES0
+        );
     }
 
     #[test]
@@ -604,10 +659,16 @@ mod tests {
         let r1 = VecHeaderMap::from_pairs(&[("x-retry", "1")]);
         let r2 = VecHeaderMap::from_pairs(&[("x-other", "1")]);
         let r3 = VecHeaderMap::from_pairs(&[("x-nope", "1")]);
-        assert_eq!(s.should_retry_headers(200, &r1, &req, true, 0), YES0);
-        assert_eq!(s.should_retry_headers(200, &r2, &req, true, 0), YES0);
         assert_eq!(
-            s.should_retry_headers(200, &r3, &req, true, 0),
+            s.should_retry_headers(200, &r1, &req, true, 0, SystemTime::now),
+            YES0
+        );
+        assert_eq!(
+            s.should_retry_headers(200, &r2, &req, true, 0, SystemTime::now),
+            YES0
+        );
+        assert_eq!(
+            s.should_retry_headers(200, &r3, &req, true, 0, SystemTime::now),
             RetryStatus::No
         );
 
@@ -615,11 +676,14 @@ mod tests {
         let mut s = state(&p, &[]).unwrap();
         let r = VecHeaderMap::from_pairs(&[("grpc-status", "13")]);
         assert_eq!(
-            s.should_retry_headers(200, &r, &req, true, 0),
+            s.should_retry_headers(200, &r, &req, true, 0, SystemTime::now),
             RetryStatus::No
         );
         let r = VecHeaderMap::from_pairs(&[("grpc-status", "14")]);
-        assert_eq!(s.should_retry_headers(200, &r, &req, true, 0), YES0);
+        assert_eq!(
+            s.should_retry_headers(200, &r, &req, true, 0, SystemTime::now),
+            YES0
+        );
     }
 
     #[test]
@@ -629,10 +693,13 @@ mod tests {
         );
         let mut s = state(&p, &[]).unwrap();
         let none = VecHeaderMap::new();
-        assert_eq!(s.should_retry_headers(425, &none, &none, true, 7), YES0);
+        assert_eq!(
+            s.should_retry_headers(425, &none, &none, true, 7, SystemTime::now),
+            YES0
+        );
         let early = VecHeaderMap::from_pairs(&[("early-data", "1")]);
         assert_eq!(
-            s.should_retry_headers(425, &none, &early, true, 7),
+            s.should_retry_headers(425, &none, &early, true, 7, SystemTime::now),
             RetryStatus::No
         );
     }
@@ -771,9 +838,12 @@ mod tests {
         .unwrap();
         let resp = VecHeaderMap::from_pairs(&[("x-up-resp", "u")]);
         let req = VecHeaderMap::new();
-        assert_eq!(s.should_retry_headers(200, &resp, &req, true, 0), YES0);
         assert_eq!(
-            s.should_retry_headers(200, &resp, &req, true, 0),
+            s.should_retry_headers(200, &resp, &req, true, 0, SystemTime::now),
+            YES0
+        );
+        assert_eq!(
+            s.should_retry_headers(200, &resp, &req, true, 0, SystemTime::now),
             RetryStatus::NoRetryLimitExceeded
         );
     }
@@ -786,7 +856,7 @@ mod tests {
         let mut s = state(&p, &[]).unwrap();
         let none = VecHeaderMap::new();
         assert_eq!(
-            s.should_retry_headers(503, &none, &none, false, 0),
+            s.should_retry_headers(503, &none, &none, false, 0, SystemTime::now),
             RetryStatus::NoOverflow
         );
         assert_eq!(s.retries_remaining(), 1);
@@ -835,7 +905,7 @@ mod tests {
         let none = VecHeaderMap::new();
         let mut delays = Vec::new();
         for _ in 0..6 {
-            match s.should_retry_headers(503, &none, &none, true, u64::MAX - 1) {
+            match s.should_retry_headers(503, &none, &none, true, u64::MAX - 1, SystemTime::now) {
                 RetryStatus::Yes(d) => delays.push(d.as_millis() as u64),
                 other => panic!("{other:?}"),
             }
@@ -846,7 +916,7 @@ mod tests {
         // A random value below the window is the delay itself.
         let mut s = state(&p, &[]).unwrap();
         assert_eq!(
-            s.should_retry_headers(503, &none, &none, true, 24),
+            s.should_retry_headers(503, &none, &none, true, 24, SystemTime::now),
             RetryStatus::Yes(Duration::from_millis(24))
         );
     }
@@ -861,8 +931,74 @@ mod tests {
             // random = window - 1 reveals the window.
             let before = s.backoff.next_ms;
             windows.push(before);
-            s.should_retry_headers(503, &none, &none, true, before - 1);
+            s.should_retry_headers(503, &none, &none, true, before - 1, SystemTime::now);
         }
         assert_eq!(windows, vec![100, 150, 150]);
+    }
+
+    const RATE_LIMITED: &str = "{retry_on: retriable-status-codes, retriable_status_codes: [429], num_retries: 5, rate_limited_retry_back_off: {reset_headers: [{name: Retry-After}, {name: x-ratelimit-reset, format: UNIX_TIMESTAMP}], max_interval: 10s}}";
+
+    fn at(secs: u64, millis: u64) -> impl FnOnce() -> SystemTime {
+        move || SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn rate_limited_backoff_uses_the_reset_header_once() {
+        let p = policy(RATE_LIMITED);
+        let mut s = state(&p, &[]).unwrap();
+        let req = VecHeaderMap::new();
+        let limited = VecHeaderMap::from_pairs(&[("retry-after", " 2 ")]);
+        // random(2000, 3000): a small random gives the lower bound, a large one the jitter.
+        assert_eq!(
+            s.should_retry_headers(429, &limited, &req, true, 5, at(0, 0)),
+            RetryStatus::Yes(Duration::from_millis(2000))
+        );
+        assert!(s.backoff_ratelimited());
+        assert_eq!(
+            s.should_retry_headers(429, &limited, &req, true, 2999, at(0, 0)),
+            RetryStatus::Yes(Duration::from_millis(2999))
+        );
+        // Without the header: the exponential back-off, which had not advanced (window 25 ms).
+        let none = VecHeaderMap::new();
+        assert_eq!(
+            s.should_retry_headers(429, &none, &req, true, 24, at(0, 0)),
+            RetryStatus::Yes(Duration::from_millis(24))
+        );
+        assert!(!s.backoff_ratelimited());
+    }
+
+    #[test]
+    fn rate_limited_headers_that_do_not_count() {
+        let p = policy(RATE_LIMITED);
+        let req = VecHeaderMap::new();
+        for value in ["0", "11", "1.5", "Wed, 21 Oct 2015 07:28:00 GMT", "-1", ""] {
+            let mut s = state(&p, &[]).unwrap();
+            let r = VecHeaderMap::from_pairs(&[("retry-after", value)]);
+            assert_eq!(
+                s.should_retry_headers(429, &r, &req, true, 7, at(0, 0)),
+                RetryStatus::Yes(Duration::from_millis(7)),
+                "{value:?}"
+            );
+            assert!(!s.backoff_ratelimited(), "{value:?}");
+        }
+        // Too long in the first header: the next one is looked at.
+        let mut s = state(&p, &[]).unwrap();
+        let r = VecHeaderMap::from_pairs(&[("retry-after", "60"), ("x-ratelimit-reset", "1003")]);
+        assert_eq!(
+            s.should_retry_headers(429, &r, &req, true, 0, at(1000, 250)),
+            RetryStatus::Yes(Duration::from_millis(2750))
+        );
+        // A reset time already past is ignored; a response not retried never uses it.
+        let mut s = state(&p, &[]).unwrap();
+        let r = VecHeaderMap::from_pairs(&[("x-ratelimit-reset", "999")]);
+        assert_eq!(
+            s.should_retry_headers(429, &r, &req, true, 3, at(1000, 0)),
+            RetryStatus::Yes(Duration::from_millis(3))
+        );
+        let r = VecHeaderMap::from_pairs(&[("retry-after", "2")]);
+        assert_eq!(
+            s.should_retry_headers(200, &r, &req, true, 3, at(0, 0)),
+            RetryStatus::No
+        );
     }
 }

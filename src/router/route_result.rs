@@ -37,6 +37,8 @@ static NO_RETRY_POLICY: RetryPolicy = RetryPolicy {
     retriable_request_headers: Vec::new(),
     host_predicates: Vec::new(),
     host_selection_max_attempts: 1,
+    reset_headers: Vec::new(),
+    reset_max_interval: super::retry_policy::DEFAULT_RATE_LIMITED_MAX_INTERVAL,
 };
 
 /// A matched route in its context (what Envoy hands around as `RouteConstSharedPtr`).

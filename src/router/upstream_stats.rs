@@ -27,6 +27,7 @@ pub struct ClusterStats {
     pub upstream_rq_retry_overflow: Counter,
     pub upstream_rq_retry_limit_exceeded: Counter,
     pub upstream_rq_retry_backoff_exponential: Counter,
+    pub upstream_rq_retry_backoff_ratelimited: Counter,
     pub upstream_rq_pending_overflow: Counter,
     pub upstream_rq_pending_total: Counter,
     pub upstream_rq_pending_active: Gauge,
@@ -81,6 +82,7 @@ impl ClusterStats {
             upstream_rq_retry_overflow: c("upstream_rq_retry_overflow"),
             upstream_rq_retry_limit_exceeded: c("upstream_rq_retry_limit_exceeded"),
             upstream_rq_retry_backoff_exponential: c("upstream_rq_retry_backoff_exponential"),
+            upstream_rq_retry_backoff_ratelimited: c("upstream_rq_retry_backoff_ratelimited"),
             upstream_rq_pending_overflow: c("upstream_rq_pending_overflow"),
             upstream_rq_pending_total: c("upstream_rq_pending_total"),
             upstream_rq_pending_active: scope
