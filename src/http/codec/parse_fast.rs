@@ -252,6 +252,7 @@ fn above_tilde(word: u64) -> u64 {
 /// Length of the run of bytes at the front of `bytes` that `accept` takes, eight bytes at a
 /// time: `outside` flags the bytes of a word that may not belong (exact for the lowest flag),
 /// and the first flagged byte is judged by `accept` on its own.
+#[inline(always)]
 fn run(bytes: &[u8], outside: impl Fn(u64) -> u64, accept: impl Fn(u8) -> bool) -> usize {
     let mut len = 0;
     loop {
@@ -289,6 +290,7 @@ fn visible_run(bytes: &[u8]) -> usize {
 }
 
 /// Length of the run of field-value text (HTAB, %x20-7E) at the front of `bytes`.
+#[inline(always)]
 fn text_run(bytes: &[u8]) -> usize {
     run(
         bytes,
