@@ -200,6 +200,47 @@ fn max_connections_breaker_refuses_a_session_with_uo() {
     assert_eq!(&byte, b"y");
 }
 
+/// `per_host_thresholds` max_connections: Envoy's TCP pool would queue the second session
+/// until the first one's upstream connection closes; nuncio's tcp_proxy has no pending queue
+/// and refuses it as an overflow (UO, `upstream_cx_overflow`, as Envoy counts it too), never
+/// opening a connection past the host's limit.
+#[test]
+fn per_host_max_connections_refuses_a_session_over_the_host_limit() {
+    let upstream = Upstream::echo_mio();
+    let log = std::env::temp_dir().join(format!("nuncio-l4-per-host-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let config = tcp_proxy_logged(
+        upstream,
+        &log,
+        "              log_format: {text_format_source: {inline_string: \"%RESPONSE_FLAGS%\\n\"}}\n",
+    )
+    .replace(
+        "    connect_timeout: 5s\n",
+        "    connect_timeout: 5s\n    circuit_breakers: {per_host_thresholds: [{max_connections: 1}]}\n",
+    );
+    let nuncio = Nuncio::start(&config, &["--file-flush-interval-msec", "50"]);
+    let addr = nuncio.listener("proxy");
+    let mut first = connect(addr);
+    first.write_all(b"x").unwrap();
+    let mut byte = [0u8; 1];
+    first.read_exact(&mut byte).unwrap();
+    let mut second = connect(addr);
+    assert_eq!(second.read(&mut byte).unwrap_or(0), 0, "closed");
+    nuncio.wait_stat("cluster.backend.upstream_cx_overflow", 1);
+    assert_eq!(first_log_line(&log), "UO");
+    assert_eq!(nuncio.stat("cluster.backend.upstream_cx_total"), 1);
+    assert_eq!(
+        nuncio.stat("cluster.backend.circuit_breakers.default.cx_open"),
+        0
+    );
+    drop(first);
+    nuncio.wait_stat("cluster.backend.upstream_cx_active", 0);
+    let mut third = connect(addr);
+    third.write_all(b"y").unwrap();
+    third.read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"y");
+}
+
 #[test]
 fn slow_reader_behind_fast_upstream_keeps_memory_bounded() {
     const LEN: u64 = 1024 * 1024 * 1024;

@@ -99,6 +99,40 @@ fn at_max_connections_a_request_waits_for_the_busy_connection() {
     assert_eq!(stats["cluster.app.upstream_cx_total"], 1);
 }
 
+/// `per_host_thresholds` (Envoy honours only its `max_connections`): at the host's limit a
+/// request waits for the busy connection like at the cluster's, and counts
+/// `upstream_cx_overflow`, but the cluster's `cx_open` breaker gauge stays 0 (Envoy 1.40 with
+/// the same config: same order and connection count, cx_open 0).
+#[test]
+fn at_the_per_host_connection_limit_a_request_waits() {
+    let gated = Gated::start();
+    let proxy = Nuncio::start(&config(
+        gated.up.addr,
+        "",
+        "",
+        "",
+        "    circuit_breakers: {per_host_thresholds: [{max_connections: 1, max_requests: 7}]}\n",
+    ));
+    let mut a = send_get(&proxy, "/a");
+    gated.wait_received(1);
+    let mut b = send_get(&proxy, "/b");
+    proxy.wait_stat("cluster.app.upstream_rq_pending_active", 1);
+    assert_eq!(proxy.stat("cluster.app.upstream_cx_overflow"), 1);
+    assert_eq!(
+        proxy.stat("cluster.app.circuit_breakers.default.cx_open"),
+        0
+    );
+    assert_eq!(gated.up.requests().len(), 1, "b must wait, not be sent");
+    gated.release_one();
+    assert_eq!(a.read_response().unwrap().body_str(), "answer /a");
+    gated.wait_received(2);
+    gated.release_one();
+    assert_eq!(b.read_response().unwrap().body_str(), "answer /b");
+    let connections: Vec<usize> = gated.up.requests().iter().map(|r| r.connection).collect();
+    assert_eq!(connections, [0, 0], "both on the one connection");
+    assert_eq!(proxy.stat("cluster.app.upstream_cx_total"), 1);
+}
+
 #[test]
 fn waiting_requests_are_served_in_arrival_order() {
     let gated = Gated::start();

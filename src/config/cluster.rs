@@ -213,6 +213,10 @@ pub struct CircuitBreakers {
     pub default: Thresholds,
     /// The `HIGH` priority's thresholds.
     pub high: Thresholds,
+    /// `per_host_thresholds[].max_connections` of the `DEFAULT` and `HIGH` priorities: a
+    /// host's connection limit (`None`: unlimited). Envoy honours only `max_connections`
+    /// there; the other fields are accepted and, as in Envoy, have no effect.
+    pub max_connections_per_host: [Option<u32>; 2],
 }
 
 /// `circuit_breakers.thresholds[]`.
@@ -495,11 +499,33 @@ fn parse_lb_endpoint(node: &Node<'_>, allow_hostname: bool) -> Result<LbEndpoint
     })
 }
 
+/// The fields of a `circuit_breakers.thresholds[]` (and `per_host_thresholds[]`) entry.
+const THRESHOLD_FIELDS: &[&str] = &[
+    "priority",
+    "max_connections",
+    "max_pending_requests",
+    "max_requests",
+    "max_retries",
+    "retry_budget",
+    "track_remaining",
+    "max_connection_pools",
+];
+
 impl CircuitBreakers {
     /// Reads `circuit_breakers`.
     pub fn parse(node: &Node<'_>) -> Result<CircuitBreakers> {
-        node.check_fields(&["thresholds"], &["per_host_thresholds"])?;
+        node.check_fields(&["thresholds", "per_host_thresholds"], &[])?;
         let mut breakers = CircuitBreakers::default();
+        for t in node.list("per_host_thresholds", |t| Ok(t.clone()))? {
+            t.check_fields(THRESHOLD_FIELDS, &[])?;
+            let priority = t
+                .opt("priority", |p| p.enum_str(&["DEFAULT", "HIGH"], &[]))?
+                .unwrap_or("DEFAULT");
+            // As Envoy's ClusterInfoImpl: the last entry for a priority wins.
+            if let Some(max) = t.opt("max_connections", Node::u32_value)? {
+                breakers.max_connections_per_host[usize::from(priority == "HIGH")] = Some(max);
+            }
+        }
         let mut seen: Vec<&str> = Vec::new();
         for t in node
             .get("thresholds")
@@ -507,19 +533,7 @@ impl CircuitBreakers {
             .transpose()?
             .unwrap_or_default()
         {
-            t.check_fields(
-                &[
-                    "priority",
-                    "max_connections",
-                    "max_pending_requests",
-                    "max_requests",
-                    "max_retries",
-                    "retry_budget",
-                    "track_remaining",
-                    "max_connection_pools",
-                ],
-                &[],
-            )?;
+            t.check_fields(THRESHOLD_FIELDS, &[])?;
             let priority = t
                 .opt("priority", |p| p.enum_str(&["DEFAULT", "HIGH"], &[]))?
                 .unwrap_or("DEFAULT");
@@ -676,6 +690,9 @@ circuit_breakers:
   - priority: HIGH
     max_requests: 20
     retry_budget: {{budget_percent: {{value: 12.5}}, min_retry_concurrency: 2}}
+  per_host_thresholds:
+  - {{max_connections: 4, max_requests: 9}}
+  - {{priority: HIGH, max_pending_requests: 1}}
 typed_extension_protocol_options:
   envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
     '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
@@ -715,6 +732,7 @@ load_assignment:
             }
         );
         assert_eq!(c.circuit_breakers.high.max_requests, 20);
+        assert_eq!(c.circuit_breakers.max_connections_per_host, [Some(4), None]);
         assert_eq!(
             c.circuit_breakers.high.retry_budget,
             Some(RetryBudget {

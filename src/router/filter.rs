@@ -632,7 +632,13 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             stats.upstream_rq_pending_active.inc();
             self.pending_counted = true;
         }
-        let over_limit = match io.pools().connect_or_wait(pool, rm) {
+        let host_cx_active = || {
+            host_ref
+                .stats
+                .cx_active
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let over_limit = match io.pools().connect_or_wait(pool, rm, host_cx_active) {
             ConnectDecision::Connect { over_limit } => over_limit,
             ConnectDecision::Wait => {
                 stats.upstream_cx_overflow.inc();

@@ -64,19 +64,15 @@ impl ClusterInfo {
             http_protocol_options: cluster.http_protocol_options,
             stats: ClusterStats::new(store, &cluster.name),
             resource_managers: [
-                ResourceManager::new(
-                    &cluster.circuit_breakers.default,
-                    store,
-                    &cluster.name,
-                    ResourcePriority::Default,
-                ),
-                ResourceManager::new(
-                    &cluster.circuit_breakers.high,
-                    store,
-                    &cluster.name,
-                    ResourcePriority::High,
-                ),
-            ],
+                (&cluster.circuit_breakers.default, ResourcePriority::Default),
+                (&cluster.circuit_breakers.high, ResourcePriority::High),
+            ]
+            .map(|(thresholds, priority)| {
+                let mut rm = ResourceManager::new(thresholds, store, &cluster.name, priority);
+                rm.max_connections_per_host = cluster.circuit_breakers.max_connections_per_host
+                    [usize::from(priority == ResourcePriority::High)];
+                rm
+            }),
         }
     }
 

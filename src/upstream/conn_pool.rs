@@ -393,12 +393,19 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         self.pool(key).sync_counted(rm);
     }
 
-    /// No usable idle connection: open a new one if the `max_connections` breaker allows
-    /// (or the host has no connection at all, as Envoy does), else the stream must wait.
-    /// On [`ConnectDecision::Connect`] the connection is counted (Busy, breaker).
-    pub fn connect_or_wait(&mut self, key: PoolKey, rm: &ResourceManager) -> ConnectDecision {
+    /// No usable idle connection: open a new one if the `max_connections` breaker and the
+    /// host's `per_host_thresholds` limit allow (or this pool has no connection at all, as
+    /// Envoy does), else the stream must wait. `host_cx_active` reads the host's open
+    /// connections over all workers (only asked under a per-host limit). On
+    /// [`ConnectDecision::Connect`] the connection is counted (Busy, breaker).
+    pub fn connect_or_wait(
+        &mut self,
+        key: PoolKey,
+        rm: &ResourceManager,
+        host_cx_active: impl FnOnce() -> u64,
+    ) -> ConnectDecision {
         let pool = self.pool(key);
-        let allowed = rm.connections.can_create();
+        let allowed = rm.can_create_connection(host_cx_active);
         if !allowed && !pool.is_empty() {
             return ConnectDecision::Wait;
         }
@@ -684,9 +691,9 @@ mod tests {
         let h = p.key("c", host());
         let rm = rm();
         let connect = ConnectDecision::Connect { over_limit: false };
-        assert_eq!(p.connect_or_wait(h, &rm), connect);
-        assert_eq!(p.connect_or_wait(h, &rm), connect);
-        assert_eq!(p.connect_or_wait(h, &rm), ConnectDecision::Wait);
+        assert_eq!(p.connect_or_wait(h, &rm, || 0), connect);
+        assert_eq!(p.connect_or_wait(h, &rm, || 0), connect);
+        assert_eq!(p.connect_or_wait(h, &rm, || 0), ConnectDecision::Wait);
         assert_eq!(rm.connections.count(), 2);
     }
 
@@ -695,13 +702,13 @@ mod tests {
         let mut p = Pools::default();
         let (h, o) = (p.key("c", host()), p.key("c", other()));
         let rm = rm();
-        p.connect_or_wait(h, &rm);
-        p.connect_or_wait(h, &rm);
+        p.connect_or_wait(h, &rm, || 0);
+        p.connect_or_wait(h, &rm, || 0);
         assert_eq!(
-            p.connect_or_wait(o, &rm),
+            p.connect_or_wait(o, &rm, || 0),
             ConnectDecision::Connect { over_limit: true }
         );
-        assert_eq!(p.connect_or_wait(o, &rm), ConnectDecision::Wait);
+        assert_eq!(p.connect_or_wait(o, &rm, || 0), ConnectDecision::Wait);
     }
 
     // === ready connections ===
@@ -711,8 +718,8 @@ mod tests {
         let mut p = Pools::default();
         let h = p.key("c", host());
         let (s, rm, now) = (settings(), rm(), Instant::now());
-        p.connect_or_wait(h, &rm);
-        p.connect_or_wait(h, &rm);
+        p.connect_or_wait(h, &rm, || 0);
+        p.connect_or_wait(h, &rm, || 0);
         assert!(p.release(h, &up(), 1, served(1, now), true, &s, &rm, now));
         assert!(p.release(h, &up(), 2, served(1, now), true, &s, &rm, now));
         let mut dead = vec![];
@@ -726,7 +733,7 @@ mod tests {
         let mut p = Pools::default();
         let h = p.key("c", host());
         let (s, rm, now) = (settings(), rm(), Instant::now());
-        p.connect_or_wait(h, &rm);
+        p.connect_or_wait(h, &rm, || 0);
         p.release(h, &up(), 7, served(1, now), true, &s, &rm, now);
         let later = now + Duration::from_secs(61);
         let mut expired = vec![];
@@ -740,8 +747,8 @@ mod tests {
         let mut p = Pools::default();
         let h = p.key("c", host());
         let (s, rm, now) = (settings(), rm(), Instant::now());
-        p.connect_or_wait(h, &rm);
-        p.connect_or_wait(h, &rm);
+        p.connect_or_wait(h, &rm, || 0);
+        p.connect_or_wait(h, &rm, || 0);
         p.release(h, &up(), 1, served(1, now), true, &s, &rm, now);
         p.release(h, &up(), 2, served(1, now), true, &s, &rm, now);
         let closed = p.remove_idle(1).expect("idle");
@@ -767,8 +774,8 @@ mod tests {
         let h = p.key("c", host());
         let (s, rm, now) = (settings(), rm(), Instant::now());
         let timeout = s.idle_timeout.unwrap();
-        p.connect_or_wait(h, &rm);
-        p.connect_or_wait(h, &rm);
+        p.connect_or_wait(h, &rm, || 0);
+        p.connect_or_wait(h, &rm, || 0);
         p.release(h, &up(), 1, served(1, now), true, &s, &rm, now);
         assert_eq!(p.take_idle_timer_arm(), Some(timeout));
         // A later release expires later: the armed timer serves it.
@@ -795,7 +802,7 @@ mod tests {
         let mut p = Pools::default();
         let (h, o) = (p.key("c", host()), p.key("c", other()));
         assert!(p.pool_available(h, &rm));
-        p.connect_or_wait(h, &rm);
+        p.connect_or_wait(h, &rm, || 0);
         assert_eq!(rm.connection_pools.count(), 1);
         assert!(p.pool_available(h, &rm), "its own pool exists");
         assert!(!p.pool_available(o, &rm), "no room for another host's");
@@ -807,7 +814,7 @@ mod tests {
         assert_eq!(rm.connection_pools.count(), 0);
         assert!(p.pool_available(o, &rm));
         // A connect failure leaves the pool only when no stream waits for it either.
-        p.connect_or_wait(h, &rm);
+        p.connect_or_wait(h, &rm, || 0);
         let w = p.enqueue(h, 'w');
         p.on_stream_failed(h, &rm);
         assert_eq!(rm.connection_pools.count(), 1);
@@ -822,7 +829,7 @@ mod tests {
         let mut p = Pools::default();
         let h = p.key("c", host());
         let (s, rm, now) = (settings(), rm(), Instant::now());
-        p.connect_or_wait(h, &rm);
+        p.connect_or_wait(h, &rm, || 0);
         assert!(!p.release(h, &up(), 7, served(3, now), true, &s, &rm, now));
         assert_eq!(rm.connections.count(), 0);
         assert!(p.host_pool("c", host()).expect("pool").is_empty());

@@ -157,6 +157,9 @@ pub struct ResourceManager {
     pub connection_pools: Resource,
     /// When set, replaces the `max_retries` limit of `retries`.
     retry_budget: Option<RetryBudget>,
+    /// `per_host_thresholds`' `max_connections` (Envoy's `maxConnectionsPerHost`), checked
+    /// against the host's `cx_active` by [`ResourceManager::can_create_connection`].
+    pub max_connections_per_host: Option<u32>,
 }
 
 impl ResourceManager {
@@ -197,7 +200,20 @@ impl ResourceManager {
                     .then(|| gauge("remaining_cx_pools")),
             ),
             retry_budget: thresholds.retry_budget,
+            max_connections_per_host: None,
         }
+    }
+
+    /// Whether a new connection to a host with `host_cx_active` open connections (all
+    /// workers) is allowed (Envoy's `HostImplBase::canCreateConnection`): below the per-host
+    /// limit, if any, and below `max_connections`.
+    pub fn can_create_connection(&self, host_cx_active: impl FnOnce() -> u64) -> bool {
+        if let Some(max) = self.max_connections_per_host {
+            if host_cx_active() >= u64::from(max) {
+                return false;
+            }
+        }
+        self.connections.can_create()
     }
 
     /// Whether one more retry may start (Envoy's `retries().canCreate()`): below

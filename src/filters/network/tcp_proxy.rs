@@ -348,6 +348,31 @@ impl TcpProxy {
             return;
         };
         let host = chosen.address();
+        // `per_host_thresholds`' max_connections. Envoy's TCP pool queues the session until a
+        // connection to the host closes; nuncio's tcp_proxy has no pending queue, so the
+        // session is refused as an overflow (UO, `upstream_cx_overflow`), as at max_connections.
+        let per_host = info
+            .resource_manager(ResourcePriority::Default)
+            .max_connections_per_host;
+        let host_cx_active = || {
+            chosen
+                .stats
+                .cx_active
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        if per_host.is_some_and(|max| host_cx_active() >= u64::from(max)) {
+            debug!(
+                "[{}] tcp_proxy: host {host} of cluster '{}' is at its per-host max_connections",
+                cx.connection_id(),
+                info.name
+            );
+            if let Some(s) = self.cluster_stats() {
+                s.upstream_cx_overflow.inc();
+            }
+            self.log.flags.set(ResponseFlag::UpstreamOverflow);
+            self.give_up(cx);
+            return;
+        }
         debug!(
             "[{}] tcp_proxy: connecting to {host} (cluster '{}', attempt {attempt})",
             cx.connection_id(),
