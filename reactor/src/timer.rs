@@ -188,29 +188,26 @@ impl<T> TimerWheel<T> {
         }
     }
 
-    /// The distance (in slots, `0..SLOTS`) from slot `start` to the first occupied slot at or
-    /// after it, wrapping around.
-    fn next_occupied(&self, start: usize) -> Option<usize> {
-        let word = start / 64;
-        let bit = start % 64;
-        let first = self.occupied[word] & (!0u64 << bit);
-        if first != 0 {
-            return Some(word * 64 + first.trailing_zeros() as usize - start);
-        }
-        for i in 1..=WORDS {
-            let w = (word + i) % WORDS;
-            let bits = if i == WORDS {
-                // Back at the start word: only the bits below `start`.
-                self.occupied[w] & !(!0u64 << bit)
-            } else {
-                self.occupied[w]
-            };
+    /// The distance (in slots) from slot `start` to the first occupied slot at or after it,
+    /// wrapping around, if it is at most `max` slots away. Only the bitmap words up to `max`
+    /// are looked at: the sweep of a few ticks at each loop iteration costs a word or two, not
+    /// the whole bitmap, however far away the armed entries are.
+    fn next_occupied(&self, start: usize, max: usize) -> Option<usize> {
+        let mut slot = start;
+        let mut dist = 0; // from `start` to `slot`
+        loop {
+            let bit = slot % 64;
+            let bits = self.occupied[slot / 64] & (!0u64 << bit);
             if bits != 0 {
-                let slot = w * 64 + bits.trailing_zeros() as usize;
-                return Some((slot + SLOTS - start) % SLOTS);
+                let d = dist + bits.trailing_zeros() as usize - bit;
+                return (d <= max).then_some(d);
             }
+            dist += 64 - bit; // to the start of the next word
+            if dist > max {
+                return None;
+            }
+            slot = (slot + 64 - bit) % SLOTS;
         }
-        None
     }
 
     /// How long after `now` the next entry is due (zero if one is already due); `None` when the
@@ -242,13 +239,10 @@ impl<T> TimerWheel<T> {
         let mut pos = 0;
         let mut deadline = revolution_end; // only far entries: wake after one revolution, re-check
         while pos < SLOTS {
-            let Some(d) = self.next_occupied((start + pos) % SLOTS) else {
+            let Some(d) = self.next_occupied((start + pos) % SLOTS, SLOTS - 1 - pos) else {
                 break;
             };
             let dist = pos + d;
-            if dist >= SLOTS {
-                break;
-            }
             let tick = self.next_tick + dist as u64;
             let mut k = self.slots[(tick & MASK) as usize].head;
             let mut found = false;
@@ -283,13 +277,10 @@ impl<T> TimerWheel<T> {
         self.due.clear();
         let mut pos = 0;
         while pos <= limit {
-            let Some(d) = self.next_occupied((start + pos) % SLOTS) else {
+            let Some(d) = self.next_occupied((start + pos) % SLOTS, limit - pos) else {
                 break;
             };
             let dist = pos + d;
-            if dist > limit {
-                break;
-            }
             let slot = (start + dist) % SLOTS;
             let mut k = self.slots[slot].head;
             while k != NIL {
@@ -410,6 +401,22 @@ mod tests {
     #[test]
     fn an_entry_stays_small() {
         assert!(std::mem::size_of::<Entry<usize>>() <= 24);
+    }
+
+    #[test]
+    fn the_occupied_slot_search_looks_no_further_than_asked() {
+        let mut s = Sim::new();
+        s.arm(0, 200_000, 1); // tick 200, slot 200
+        s.arm(0, 4_090_000, 2); // tick 4090, slot 4090
+        let w = &s.wheel;
+        assert_eq!(w.next_occupied(0, 199), None);
+        assert_eq!(w.next_occupied(0, 200), Some(200));
+        assert_eq!(w.next_occupied(201, 3_888), None);
+        assert_eq!(w.next_occupied(201, 3_889), Some(3_889));
+        // Wrapping around past the end of the bitmap.
+        assert_eq!(w.next_occupied(4_091, SLOTS - 1), Some(205));
+        assert_eq!(w.next_occupied(4_091, 204), None);
+        assert_eq!(w.next_occupied(200, 0), Some(0));
     }
 
     #[test]

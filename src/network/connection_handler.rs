@@ -227,7 +227,8 @@ pub struct ConnectionHandler {
     /// Reads land in its spare capacity; what the filters consume moves its start forward,
     /// and it starts over at the beginning of its allocation once less than a read's worth
     /// is left ([`READ_SCRATCH_CAPACITY`]).
-    scratch: BytesMut,
+    /// `None` only while lent out to a read (taking an `Option` costs less than a `BytesMut`).
+    scratch: Option<BytesMut>,
     /// The worker's clusters (set by the worker at start; `None` on the main thread).
     cluster_manager: Option<Rc<ThreadLocalClusterManager>>,
     /// Where the close of an idle pooled connection goes (set by the pool on first use).
@@ -289,7 +290,7 @@ impl ConnectionHandler {
                 wakeups: VecDeque::new(),
                 closed: Vec::new(),
                 flush: Vec::new(),
-                scratch: BytesMut::with_capacity(READ_SCRATCH_CAPACITY),
+                scratch: Some(BytesMut::with_capacity(READ_SCRATCH_CAPACITY)),
                 cluster_manager: None,
                 idle_callbacks: None,
                 idle_timer: None,
@@ -837,14 +838,14 @@ impl ConnectionHandler {
     /// scratch buffer (plus what the filters left last time), hands the bytes to the owner,
     /// keeps what is left, and applies the peer's FIN.
     fn on_read_ready(&mut self, id: ConnectionId) {
-        let mut buf = mem::take(&mut self.scratch);
+        let mut buf = self.scratch.take().unwrap_or_default();
         let Some(active) = find(&mut self.connections, id) else {
-            self.scratch = buf;
+            self.scratch = Some(buf);
             return;
         };
         let connection = &mut active.connection;
         if connection.state() != State::Open || !connection.read_enabled() {
-            self.scratch = buf;
+            self.scratch = Some(buf);
             return;
         }
         if let Some(kept) = connection.read_buffer.take() {
@@ -860,7 +861,7 @@ impl ConnectionHandler {
         if result.error {
             connection.close_socket(ConnectionEvent::RemoteClose, &mut self.events);
             buf.clear();
-            self.scratch = buf;
+            self.scratch = Some(buf);
             return;
         }
         let end_stream = connection.read_end_stream();
@@ -889,7 +890,7 @@ impl ConnectionHandler {
             }
         }
         buf.clear();
-        self.scratch = buf;
+        self.scratch = Some(buf);
     }
 
     /// Hands bytes read on `id` to its `owner`: its own read filters, or the read filter that
@@ -1238,7 +1239,7 @@ impl ConnectionHandler {
         let end_stream = active.connection.read_end_stream();
         let kept = active.connection.read_buffer.take();
         // Through the worker's scratch, as a read is: the connection keeps only what is left.
-        let mut buf = mem::take(&mut self.scratch);
+        let mut buf = self.scratch.take().unwrap_or_default();
         if let Some(kept) = kept {
             buf.extend_from_slice(&kept);
         }
@@ -1249,7 +1250,7 @@ impl ConnectionHandler {
             }
         }
         buf.clear();
-        self.scratch = buf;
+        self.scratch = Some(buf);
     }
 
     /// Removes the connections closed during this dispatch (our `deferredDelete`), updating
@@ -1292,7 +1293,7 @@ fn flush(connection: &mut Connection, events: &mut VecDeque<(ConnectionId, Conne
 
 /// The connection `id` in `connections`, if it is still there (a field-level borrow, so the
 /// event queue can be borrowed beside it).
-fn find(
+pub(crate) fn find(
     connections: &mut Slab<ActiveConnection>,
     id: ConnectionId,
 ) -> Option<&mut ActiveConnection> {

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use log::trace;
 
 use super::connection::{ConnectionId, State};
-use super::connection_handler::ConnectionHandler;
+use super::connection_handler::{find, ConnectionHandler};
 use super::filter::{FilterContext, FilterStatus, ReadFilter, WriteFilter};
 
 /// One read filter and whether `on_new_connection` has run for it (Envoy's
@@ -120,10 +120,10 @@ impl ConnectionHandler {
     ) {
         let mut index = start;
         loop {
-            let Some(active) = self.connections.get_mut(id.slot) else {
+            let Some(active) = find(&mut self.connections, id) else {
                 return;
             };
-            if active.connection.id() != id || active.connection.state() != State::Open {
+            if active.connection.state() != State::Open {
                 return;
             }
             let Some(slot) = active.filter_manager.read_filters.get_mut(index) else {
@@ -171,11 +171,9 @@ impl ConnectionHandler {
         index: usize,
         filter: Box<dyn ReadFilter>,
     ) {
-        if let Some(active) = self.connections.get_mut(id.slot) {
-            if active.connection.id() == id {
-                if let Some(slot) = active.filter_manager.read_filters.get_mut(index) {
-                    slot.filter = Some(filter);
-                }
+        if let Some(active) = find(&mut self.connections, id) {
+            if let Some(slot) = active.filter_manager.read_filters.get_mut(index) {
+                slot.filter = Some(filter);
             }
         }
     }
