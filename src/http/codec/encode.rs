@@ -7,7 +7,7 @@
 
 use super::super::decimal::Decimal;
 use super::super::header_map::HeaderMap;
-use super::head::{reason_phrase, Method, RequestHead};
+use super::head::{reason_phrase, status_line, Method, RequestHead};
 use bytes::{BufMut, BytesMut};
 
 /// How the body being written is framed.
@@ -86,6 +86,10 @@ pub(crate) fn put_fields(headers: &HeaderMap, out: &mut BytesMut) -> WrittenFiel
 
 /// `HTTP/1.1 200 OK\r\n`.
 pub(crate) fn put_status_line(status: u16, out: &mut BytesMut) {
+    if let Some(line) = status_line(status) {
+        out.put_slice(line.as_bytes());
+        return;
+    }
     out.reserve(48);
     out.put_slice(b"HTTP/1.1 ");
     put_decimal(u64::from(status), out);
@@ -169,9 +173,11 @@ mod tests {
         let mut out = BytesMut::new();
         put_status_line(431, &mut out);
         put_status_line(599, &mut out);
+        put_status_line(200, &mut out);
         assert_eq!(
             &out[..],
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\nHTTP/1.1 599 Unknown\r\n"
+            &b"HTTP/1.1 431 Request Header Fields Too Large\r\nHTTP/1.1 599 Unknown\r\n\
+               HTTP/1.1 200 OK\r\n"[..]
         );
     }
 }
