@@ -146,6 +146,43 @@ fn half_close_in_both_directions() {
     );
 }
 
+/// Envoy 1.40's TCP pool counts every close of a session's upstream connection as a close
+/// with an active request: a client's FIN (the echo upstream then closes: remote) and a
+/// client's RST (the proxy closes the upstream: local), as Envoy counts them for the same
+/// sessions.
+#[test]
+fn a_session_upstream_close_counts_destroy_with_active_rq() {
+    let upstream = Upstream::echo_mio();
+    let nuncio = Nuncio::start(&tcp_proxy_to(upstream, "1s"), &[]);
+    let round_trip = || {
+        let mut s = connect(nuncio.listener("proxy"));
+        s.write_all(b"x").unwrap();
+        let mut byte = [0u8; 1];
+        s.read_exact(&mut byte).unwrap();
+        s
+    };
+    let s = round_trip();
+    s.shutdown(Shutdown::Write).unwrap();
+    nuncio.wait_stat(
+        "cluster.backend.upstream_cx_destroy_remote_with_active_rq",
+        1,
+    );
+    drop(s);
+    let s = round_trip();
+    let linger = nix::libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::Linger, &linger).unwrap();
+    drop(s);
+    nuncio.wait_stat(
+        "cluster.backend.upstream_cx_destroy_local_with_active_rq",
+        1,
+    );
+    nuncio.wait_stat("cluster.backend.upstream_cx_destroy_with_active_rq", 2);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_cx_destroy"), 2);
+}
+
 #[test]
 fn refused_upstream_closes_downstream_promptly_and_counts() {
     let port = refused_port();

@@ -459,7 +459,10 @@ impl TcpProxy {
             .record(opened.elapsed().as_millis() as u64);
     }
 
-    /// The upstream connection (once connected) is gone: count it.
+    /// The upstream connection (once connected) is gone: count it. The session is its one
+    /// stream for its whole life, so Envoy 1.40's TCP pool counts every such close as one with
+    /// an active request too (`upstream_cx_destroy_{local,remote}_with_active_rq`: checked
+    /// with the upstream closing first, the client's FIN and the client's RST).
     fn upstream_closed(&mut self, local: bool) {
         self.cx_slot_released();
         self.record_cx_length();
@@ -469,10 +472,13 @@ impl TcpProxy {
         if let Some(s) = self.cluster_stats() {
             s.upstream_cx_active.dec();
             s.upstream_cx_destroy.inc();
+            s.upstream_cx_destroy_with_active_rq.inc();
             if local {
                 s.upstream_cx_destroy_local.inc();
+                s.upstream_cx_destroy_local_with_active_rq.inc();
             } else {
                 s.upstream_cx_destroy_remote.inc();
+                s.upstream_cx_destroy_remote_with_active_rq.inc();
             }
         }
     }
