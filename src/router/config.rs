@@ -120,7 +120,7 @@ impl RouteConfig {
     pub fn virtual_host<H: HeaderMapAccess + ?Sized>(&self, headers: &H) -> Option<&VirtualHost> {
         let index = self
             .matcher
-            .find(headers.get(":authority"), self.port_stripping)?;
+            .find(|| headers.get(":authority"), self.port_stripping)?;
         self.virtual_hosts.get(index)
     }
 

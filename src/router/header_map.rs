@@ -57,10 +57,11 @@ pub trait HeaderMapAccess {
     }
 
     /// [`set`](Self::set) for a header the proxy generates itself (a lower-case constant name,
-    /// a value it formatted: a number): the codec's maps skip the sanitizing pass
-    /// (`HeaderMap::append_generated`).
-    fn set_generated(&mut self, name: &'static str, value: &str) {
-        self.set(name, value);
+    /// a value it formatted, as bytes: a number): the codec's maps skip the sanitizing pass
+    /// (`HeaderMap::set_generated`) and the UTF-8 check.
+    fn set_generated(&mut self, name: &'static str, value: &[u8]) {
+        // Generated values are ASCII (the invariant of `HeaderMap::set_generated`).
+        self.set(name, std::str::from_utf8(value).unwrap_or(""));
     }
 }
 
@@ -188,8 +189,8 @@ impl HeaderMapAccess for HeaderMap {
         HeaderMap::set(self, name, value);
     }
 
-    fn set_generated(&mut self, name: &'static str, value: &str) {
-        HeaderMap::set_generated(self, name, value.as_bytes());
+    fn set_generated(&mut self, name: &'static str, value: &[u8]) {
+        HeaderMap::set_generated(self, name, value);
     }
 }
 
@@ -247,12 +248,12 @@ impl HeaderMapAccess for RequestHead {
         }
     }
 
-    fn set_generated(&mut self, name: &'static str, value: &str) {
+    fn set_generated(&mut self, name: &'static str, value: &[u8]) {
         if name.starts_with(':') || name == "host" {
-            self.set(name, value);
+            self.set(name, std::str::from_utf8(value).unwrap_or(""));
             return;
         }
-        self.headers.set_generated(name, value.as_bytes());
+        self.headers.set_generated(name, value);
     }
 }
 
@@ -277,8 +278,8 @@ impl HeaderMapAccess for ResponseHead {
         self.headers.set(name, value);
     }
 
-    fn set_generated(&mut self, name: &'static str, value: &str) {
-        self.headers.set_generated(name, value.as_bytes());
+    fn set_generated(&mut self, name: &'static str, value: &[u8]) {
+        self.headers.set_generated(name, value);
     }
 }
 
@@ -353,14 +354,14 @@ mod tests {
         assert!(head.contains_any(InlineSet::of(&[H::Host])));
         // As `set`: every old value goes, the new one moves to the end.
         head.headers.append("x-a", "3");
-        head.set_generated("x-a", "4");
+        head.set_generated("x-a", b"4");
         let names: Vec<&str> = head.headers.iter().map(|(n, _)| n).collect();
         assert_eq!(names, vec!["x-envoy-retry-on", "x-b", "x-a"]);
         assert_eq!(head.get("x-a"), Some("4"));
         let mut map = VecHeaderMap::from_pairs(&[("x-envoy-a", "1"), ("x-envoy-retry-on", "")]);
         assert!(map.contains_any(InlineSet::of(&[H::XEnvoyMaxRetries, H::XEnvoyRetryOn])));
         assert!(!map.contains_any(InlineSet::of(&[H::XEnvoyMaxRetries])));
-        map.set_generated("x-envoy-a", "2");
+        map.set_generated("x-envoy-a", b"2");
         assert_eq!(map.values("x-envoy-a"), vec!["2"]);
     }
 

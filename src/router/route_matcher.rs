@@ -127,13 +127,18 @@ impl RouteMatcher {
         Ok(matcher)
     }
 
-    /// The index of the virtual host for `host` (the `:authority` value, `None` if the request
-    /// has none).
-    pub fn find(&self, host: Option<&str>, stripping: PortStripping) -> Option<usize> {
+    /// The index of the virtual host for `host` (gives the `:authority` value, `None` if the
+    /// request has none; called only when some domain must be compared).
+    pub fn find<'h>(
+        &self,
+        host: impl FnOnce() -> Option<&'h str>,
+        stripping: PortStripping,
+    ) -> Option<usize> {
         if self.exact.is_empty() && self.suffixes.is_empty() && self.prefixes.is_empty() {
+            // Only a `*` virtual host (or none): the Host is not even read.
             return self.default;
         }
-        let host = strip_port(host?, stripping);
+        let host = strip_port(host()?, stripping);
         let mut buf = [0u8; 256];
         let owned;
         let lower: &str = if host.len() <= buf.len() {

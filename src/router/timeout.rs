@@ -89,7 +89,7 @@ pub fn set_timeout_headers<H: HeaderMapAccess + ?Sized>(
         };
     }
     let expected = crate::http::decimal::Decimal::new(expected);
-    request.set_generated("x-envoy-expected-rq-timeout-ms", expected.as_str());
+    request.set_generated("x-envoy-expected-rq-timeout-ms", expected.as_bytes());
 }
 
 /// A header of milliseconds: `Some(None)` for `0` (no timeout), `None` if absent or not a
