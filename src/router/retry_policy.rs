@@ -236,6 +236,19 @@ fn parse_retry_priority(node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// Reads a `retry_options_predicates` entry: always an error, as in Envoy 1.40, which
+/// registers no `envoy.retry_options_predicates` extension at all (its list of statically
+/// linked extensions has no such category), so any entry fails there too. An empty list is
+/// accepted, as Envoy accepts it.
+fn parse_retry_options_predicate(entry: &Node) -> Result<()> {
+    let (type_name, _) = extension_type(entry)?;
+    Err(entry.required("typed_config")?.error(format!(
+        "Didn't find a registered implementation for type URL '{type_name}': Envoy 1.40 ships \
+         no retry options predicate (envoy.retry_options_predicates) extension, and neither \
+         does nuncio"
+    )))
+}
+
 /// Envoy's default retry back-off base interval (`upstream.base_retry_backoff_ms`).
 pub const DEFAULT_BASE_INTERVAL: Duration = Duration::from_millis(25);
 
@@ -309,8 +322,9 @@ impl RetryPolicy {
                 "host_selection_retry_max_attempts",
                 "retry_priority",
                 "rate_limited_retry_back_off",
+                "retry_options_predicates",
             ],
-            &["retry_options_predicates"],
+            &[],
         )?;
         let mut policy = RetryPolicy::default();
         if let Some(n) = node.get("retry_on") {
@@ -361,6 +375,7 @@ impl RetryPolicy {
             policy.host_selection_max_attempts = n.as_u32()?;
         }
         node.opt("retry_priority", parse_retry_priority)?;
+        node.list("retry_options_predicates", parse_retry_options_predicate)?;
         if let Some(n) = node.get("rate_limited_retry_back_off") {
             n.check_fields(&["reset_headers", "max_interval"], &[])?;
             let headers = n.required("reset_headers")?;
@@ -554,5 +569,17 @@ retry_priority:
                 "{yaml}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn retry_options_predicates_exist_in_no_build() {
+        assert!(policy("{retry_on: 5xx, retry_options_predicates: []}").is_ok());
+        let e = policy("{retry_on: 5xx, retry_options_predicates: [{name: x, typed_config: {'@type': type.googleapis.com/google.protobuf.Struct}}]}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("retry_options_predicates[0].typed_config: Didn't find a registered implementation for type URL 'google.protobuf.Struct': Envoy 1.40 ships no retry options predicate"),
+            "{e}"
+        );
     }
 }
