@@ -181,6 +181,10 @@ fn a_session_upstream_close_counts_destroy_with_active_rq() {
     );
     nuncio.wait_stat("cluster.backend.upstream_cx_destroy_with_active_rq", 2);
     assert_eq!(nuncio.stat("cluster.backend.upstream_cx_destroy"), 2);
+    // Each session was one request of Envoy's TCP pool, pending while its connection opened.
+    assert_eq!(nuncio.stat("cluster.backend.upstream_rq_total"), 2);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_rq_pending_total"), 2);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_rq_pending_active"), 0);
 }
 
 #[test]
@@ -201,6 +205,21 @@ fn refused_upstream_closes_downstream_promptly_and_counts() {
     nuncio.wait_stat("cluster.backend.upstream_cx_connect_fail", 1);
     nuncio.wait_stat("tcp.tp.downstream_cx_total", 1);
     nuncio.wait_stat("cluster.backend.upstream_cx_active", 0);
+    // As Envoy 1.40 counts a refused session (same config, max_connect_attempts 1).
+    for (stat, value) in [
+        ("upstream_cx_connect_attempts_exceeded", 1),
+        ("upstream_cx_destroy_remote", 1),
+        ("upstream_rq_pending_total", 1),
+        ("upstream_rq_pending_failure_eject", 1),
+        ("upstream_rq_pending_active", 0),
+        ("upstream_rq_total", 0),
+    ] {
+        assert_eq!(
+            nuncio.stat(&format!("cluster.backend.{stat}")),
+            value,
+            "{stat}"
+        );
+    }
 }
 
 #[test]

@@ -27,6 +27,13 @@
 //! duration, connection id and response flags (`UF` connect failure or timeout, `URX` attempts
 //! exhausted, `UH` no healthy upstream, `NC` no cluster); the HTTP operators print `-`.
 //!
+//! Stats as Envoy 1.40's TCP connection pool counts them (compared session by session): a
+//! session is a pending request while its connection opens (`upstream_rq_pending_total`,
+//! `_active`), then the connection's one request (`upstream_rq_total`, host `rq_total`); a
+//! connect failure ejects it (`upstream_rq_pending_failure_eject`, then
+//! `upstream_cx_connect_attempts_exceeded` once the attempts are spent); every close of a
+//! connected upstream counts `upstream_cx_destroy_{local,remote}_with_active_rq`.
+//!
 //! Hosts come from the worker's `ThreadLocalClusterManager` (its load balancer over the
 //! current host-set snapshot); `cluster.<name>.*` stats are that worker's handles.
 
@@ -388,8 +395,12 @@ impl TcpProxy {
                 info.resource_manager(ResourcePriority::Default)
                     .connections
                     .inc();
+                // The session waits for its connection as a pending request of Envoy's TCP
+                // pool: `upstream_rq_pending_*` until Connected.
                 if let Some(s) = self.cluster_stats() {
                     s.upstream_cx_active.inc();
+                    s.upstream_rq_pending_total.inc();
+                    s.upstream_rq_pending_active.inc();
                 }
                 if let Some(h) = self.host_stats() {
                     cluster::inc(&h.cx_active);
@@ -423,6 +434,9 @@ impl TcpProxy {
         if attempt < self.config.max_connect_attempts {
             self.connect(attempt + 1, cx);
         } else {
+            if let Some(s) = self.cluster_stats() {
+                s.upstream_cx_connect_attempts_exceeded.inc();
+            }
             // Envoy's `onInitFailure(UpstreamRetryLimitExceeded)`: a refused upstream logs `UF,URX`.
             self.log.flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
             self.give_up(cx);
@@ -607,6 +621,9 @@ impl ReadFilter for TcpProxy {
                             s.upstream_cx_active.dec();
                             s.upstream_cx_destroy.inc();
                             s.upstream_cx_destroy_local.inc();
+                            // Envoy's onPendingStreamCancel.
+                            s.upstream_rq_pending_active.dec();
+                            s.upstream_rq_cancelled.inc();
                         }
                         if let Some(h) = self.host_stats() {
                             cluster::dec(&h.cx_active);
@@ -663,6 +680,14 @@ impl ReadFilter for TcpProxy {
                     s.upstream_cx_connect_ms
                         .record(opened.elapsed().as_millis() as u64);
                 }
+                // Envoy's attachStreamToClient: the session is the connection's request.
+                if let Some(s) = self.cluster_stats() {
+                    s.upstream_rq_pending_active.dec();
+                    s.upstream_rq_total.inc();
+                }
+                if let Some(h) = self.host_stats() {
+                    cluster::inc(&h.rq_total);
+                }
                 self.log.upstream_local = cx.connection_of(upstream).map(|c| c.local_address());
                 if self.config.idle_timeout.is_some() {
                     self.idle_timer = Some(cx.create_timer(IDLE_TIMER));
@@ -686,6 +711,14 @@ impl ReadFilter for TcpProxy {
                     s.upstream_cx_connect_fail.inc();
                     s.upstream_cx_active.dec();
                     s.upstream_cx_destroy.inc();
+                    if event == ConnectionEvent::LocalClose {
+                        s.upstream_cx_destroy_local.inc();
+                    } else {
+                        s.upstream_cx_destroy_remote.inc();
+                    }
+                    // Envoy's purgePendingStreams: the waiting session is failed.
+                    s.upstream_rq_pending_active.dec();
+                    s.upstream_rq_pending_failure_eject.inc();
                 }
                 self.log.flags.set(ResponseFlag::UpstreamConnectionFailure);
                 if let Some(h) = self.host_stats() {
@@ -741,6 +774,9 @@ impl ReadFilter for TcpProxy {
                     s.upstream_cx_connect_fail.inc();
                     s.upstream_cx_active.dec();
                     s.upstream_cx_destroy.inc();
+                    s.upstream_cx_destroy_local.inc();
+                    s.upstream_rq_pending_active.dec();
+                    s.upstream_rq_pending_failure_eject.inc();
                 }
                 self.log.flags.set(ResponseFlag::UpstreamConnectionFailure);
                 if let Some(h) = self.host_stats() {
