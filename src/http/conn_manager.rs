@@ -710,10 +710,12 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                     shared.stats.downstream_cx_upgrades_total.inc();
                     shared.stats.downstream_cx_upgrades_active.inc();
                 }
-                // The route's response header edits (Envoy's `finalizeResponseHeaders`).
-                if let (Some(route_id), Some(request)) =
-                    (stream.router.route_id(), stream.router.request())
-                {
+                // The route's response header edits (Envoy's `finalizeResponseHeaders`), when
+                // it has any.
+                if let (Some(route_id), Some(request)) = (
+                    stream.router.route_editing_response(),
+                    stream.router.request(),
+                ) {
                     let downstream = stream.state.downstream;
                     let ctx = FormatterContext {
                         downstream_remote_address: downstream.remote,

@@ -140,7 +140,17 @@ struct FilterTimers {
 }
 
 impl FilterTimers {
+    /// Does what the timer set asked of the reactor timer. Most arms and every disarm answer
+    /// `Keep` (lazy disarm; a new deadline after the armed one), so that case is inlined and
+    /// free; the reactor is only called for the rest.
+    #[inline]
     fn apply(&mut self, rearm: Rearm, cx: &mut FilterContext<'_>) {
+        if rearm != Rearm::Keep {
+            self.apply_to_reactor(rearm, cx);
+        }
+    }
+
+    fn apply_to_reactor(&mut self, rearm: Rearm, cx: &mut FilterContext<'_>) {
         match rearm {
             Rearm::Keep => {}
             Rearm::Enable(after) => self

@@ -139,6 +139,8 @@ pub struct ForwardDecision {
     pub cluster: std::sync::Arc<str>,
     /// Identifies the route for `finalize_response`.
     pub route_id: usize,
+    /// The route edits response headers (else `finalize_response` is not called).
+    pub edits_response_headers: bool,
     /// The route timeout (default 15 s); `None` disables it.
     pub timeout: Option<Duration>,
     /// The route's `idle_timeout`: replaces the HCM's `stream_idle_timeout` for this stream

@@ -121,6 +121,7 @@ impl RouteTable for Routes {
                 "app".into()
             },
             route_id: 0,
+            edits_response_headers: true,
             timeout: Some(Duration::from_secs(2)),
             idle_timeout: if path.starts_with("/idle") {
                 Some(Duration::from_secs(1))

@@ -213,8 +213,12 @@ impl HcmTimerSet {
     /// one the reactor timer is still armed for, so nothing touches the reactor's timer wheel
     /// until that stale deadline passes (one spurious firing per route timeout, instead of
     /// five wheel updates per request).
+    #[inline]
     pub fn disarm(&mut self, timer: HcmTimer) -> Rearm {
-        self.set(timer, NONE);
+        // A stream timer while no stream deadline is set (most disarms at stream end): nothing.
+        if self.stream.is_some() || matches!(place(timer), Place::Connection(_)) {
+            self.set(timer, NONE);
+        }
         Rearm::Keep
     }
 

@@ -66,6 +66,7 @@ impl RouteTable for ConfiguredRoutes {
                     suppress_envoy_headers: self.suppress_envoy_headers,
                     cluster,
                     route_id,
+                    edits_response_headers: forward.route.edits_response_headers(),
                     timeout: timeout.global_timeout,
                     idle_timeout: forward.idle_timeout(),
                     retry,

@@ -260,8 +260,13 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         self.decision.as_ref().map(|d| &*d.cluster)
     }
 
-    pub fn route_id(&self) -> Option<usize> {
-        self.decision.as_ref().map(|d| d.route_id)
+    /// The matched route's id when it edits response headers (`RouteTable::finalize_response`
+    /// has something to do).
+    pub fn route_editing_response(&self) -> Option<usize> {
+        self.decision
+            .as_ref()
+            .filter(|d| d.edits_response_headers)
+            .map(|d| d.route_id)
     }
 
     /// The request head as forwarded (for response header edits).

@@ -61,20 +61,31 @@ impl<'c> Route<'c> {
     }
 
     /// The levels in evaluation order, for request or response edits; `first` (a weighted
-    /// cluster's) always goes first.
+    /// cluster's) always goes first. Levels that edit nothing are left out (`None`): the usual
+    /// route table has none that do, and then nothing is evaluated per request.
     fn parsers(
         &self,
         first: Option<&'c HeaderParser>,
         pick: fn(Level<'c>) -> &'c HeaderParser,
     ) -> [Option<&'c HeaderParser>; 4] {
-        let route = pick(Level::Route(self.entry));
-        let vhost = pick(Level::VirtualHost(self.virtual_host));
-        let global = pick(Level::Config(self.config));
+        let edits = |parser: &'c HeaderParser| (!parser.is_empty()).then_some(parser);
+        let first = first.and_then(edits);
+        let route = edits(pick(Level::Route(self.entry)));
+        let vhost = edits(pick(Level::VirtualHost(self.virtual_host)));
+        let global = edits(pick(Level::Config(self.config)));
         if self.config.most_specific_header_mutations_wins {
-            [first, Some(global), Some(vhost), Some(route)]
+            [first, global, vhost, route]
         } else {
-            [first, Some(route), Some(vhost), Some(global)]
+            [first, route, vhost, global]
         }
+    }
+
+    /// Whether some level edits response headers (else `finalize_response_headers` does
+    /// nothing, and the caller need not prepare its context).
+    pub fn edits_response_headers(&self) -> bool {
+        self.parsers(None, response_parser)
+            .iter()
+            .any(Option::is_some)
     }
 
     /// Applies the response header edits of every level (no weighted cluster).
