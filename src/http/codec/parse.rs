@@ -535,11 +535,11 @@ pub(crate) fn parse_simple_request(
     buf: &mut BytesMut,
     settings: &Http1Settings,
 ) -> Option<Result<RequestHead, CodecError>> {
-    #[cfg(debug_assertions)]
+    #[cfg(any(test, fuzzing))]
     let received = buf.clone();
     let parsed = super::parse_fast::scan_request(buf, settings)?;
     let result = finish_request(buf, parsed, settings);
-    #[cfg(debug_assertions)]
+    #[cfg(any(test, fuzzing))]
     check_fast_path(received, buf, &result, |buf, end| {
         parse_request(buf, end, settings)
     });
@@ -655,10 +655,12 @@ fn take_head(buf: &mut BytesMut, end: usize, map: &mut HeaderMap, names: Names) 
     buf.advance(end);
 }
 
-/// Debug builds (tests, fuzzing) check every head the fast path accepted against the general
-/// parser: same head (or error), same bytes left in the buffer. `received` is the buffer as it
-/// was before the fast path ran.
-#[cfg(debug_assertions)]
+/// Unit tests and the fuzz targets (`cargo fuzz` builds with `--cfg fuzzing`) check every head
+/// the fast path accepted against the general parser: same head (or error), same bytes left in
+/// the buffer. `received` is the buffer as it was before the fast path ran. Not in the daemon,
+/// not even a debug one: the check clones the buffer (allocations per request, which
+/// tests/http_hot_path_alloc.rs counts in every build) and would panic on a disagreement.
+#[cfg(any(test, fuzzing))]
 fn check_fast_path<H: std::fmt::Debug>(
     mut received: BytesMut,
     buf: &BytesMut,
@@ -742,11 +744,11 @@ pub(crate) fn parse_simple_response(
     settings: &Http1Settings,
     request: RequestContext,
 ) -> Option<Result<ResponseHead, CodecError>> {
-    #[cfg(debug_assertions)]
+    #[cfg(any(test, fuzzing))]
     let received = buf.clone();
     let parsed = super::parse_fast::scan_response(buf, settings)?;
     let result = finish_response(buf, parsed, request);
-    #[cfg(debug_assertions)]
+    #[cfg(any(test, fuzzing))]
     check_fast_path(received, buf, &result, |buf, end| {
         parse_response(buf, end, settings, request)
     });

@@ -7,8 +7,8 @@
 //! the authority. The fast path accepts only a subset of what httparse accepts and answers
 //! `None` for anything else (an incomplete head, an unusual but maybe valid byte, an error),
 //! and the general path then decides, with its error classification. So every head it accepts
-//! is parsed exactly as the general path parses it; debug builds (tests and the fuzz targets)
-//! check that on every head (`parse::check_fast_path`).
+//! is parsed exactly as the general path parses it; the unit tests and the fuzz targets check
+//! that on every head (`parse::check_fast_path`).
 //!
 //! The simple form:
 //!
