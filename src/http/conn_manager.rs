@@ -356,8 +356,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             head.authority(),
             head.path()
         );
-        let upgrade_value = head.headers.get_str("upgrade").unwrap_or("").to_string();
-        let upgrade = head.upgrade && shared.config.upgrade_allowed(&upgrade_value);
+        // `head.upgrade` first: the usual request has no `upgrade` header to look up.
+        let upgrade = head.upgrade
+            && shared
+                .config
+                .upgrade_allowed(head.headers.get_str("upgrade").unwrap_or(""));
         let buffer_limit = io.buffer_limit() as usize;
         let mut builder = FilterChainBuilder::default();
         for (_, factory) in &shared.config.filters {

@@ -30,11 +30,13 @@ const HOP_BY_HOP: InlineSet = InlineSet::of(&[
 /// True for a `connection` token that names no header to remove: the connection options the
 /// codec handles itself.
 fn is_connection_option(token: &[u8]) -> bool {
+    // The exact (lower-case) spelling first: a fixed-size compare, where the case-insensitive
+    // one goes byte by byte.
     match token.len() {
         0 => true,
-        5 => token.eq_ignore_ascii_case(b"close"),
-        7 => token.eq_ignore_ascii_case(b"upgrade"),
-        10 => token.eq_ignore_ascii_case(b"keep-alive"),
+        5 => token == b"close" || token.eq_ignore_ascii_case(b"close"),
+        7 => token == b"upgrade" || token.eq_ignore_ascii_case(b"upgrade"),
+        10 => token == b"keep-alive" || token.eq_ignore_ascii_case(b"keep-alive"),
         _ => false,
     }
 }
@@ -46,21 +48,29 @@ fn is_connection_option(token: &[u8]) -> bool {
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // The map knows which inline headers it holds: a head with none of these (a plain GET)
     // costs one bit test.
-    if !headers.inline_present().intersects(HOP_BY_HOP) {
+    let present = headers.inline_present();
+    if !present.intersects(HOP_BY_HOP) {
         return;
     }
     // `te: trailers` and the names a `connection` header lists (rare; collected lower-case)
     // are noted before the fixed names go.
-    let te_trailers = headers.get_all_inline(H::Te).any(|value| {
-        value
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
-    });
+    let te_trailers = present.has(H::Te)
+        && headers.get_all_inline(H::Te).any(|value| {
+            value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+        });
     let mut named: Vec<String> = Vec::new();
-    for value in headers.get_all_inline(H::Connection) {
-        for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-            if !is_connection_option(token) {
-                named.push(String::from_utf8_lossy(token).to_ascii_lowercase());
+    if present.has(H::Connection) {
+        for value in headers.get_all_inline(H::Connection) {
+            // The usual value is one option (`keep-alive`, `close`): settled without a split.
+            if is_connection_option(value.trim_ascii()) {
+                continue;
+            }
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if !is_connection_option(token) {
+                    named.push(String::from_utf8_lossy(token).to_ascii_lowercase());
+                }
             }
         }
     }
@@ -137,12 +147,12 @@ pub fn mutate_request_headers(
         }
         // A trusted proxy's `x-forwarded-proto` stands; an untrusted peer's is overwritten.
         if config.xff_num_trusted_hops == 0 || !headers.contains_inline(H::XForwardedProto) {
-            headers.insert_generated("x-forwarded-proto", b"http");
+            headers.insert_inline_generated(H::XForwardedProto, b"http");
         }
         (from_xff.map(|ip| SocketAddr::new(ip, 0)).or(remote), single)
     } else {
         if !headers.contains_inline(H::XForwardedProto) {
-            headers.insert_generated("x-forwarded-proto", b"http");
+            headers.insert_inline_generated(H::XForwardedProto, b"http");
         }
         if config.original_ip_detection.is_empty() {
             let (from_xff, single) =
@@ -419,7 +429,10 @@ pub fn mutate_response_headers(
     head.keep_alive = true;
     // Envoy keeps the upstream's `date` and adds one when absent.
     if !head.headers.contains_inline(H::Date) {
-        with_http_date(|date| head.headers.insert_generated("date", date.as_bytes()));
+        with_http_date(|date| {
+            head.headers
+                .insert_inline_generated(H::Date, date.as_bytes())
+        });
     }
     match config.server_header_transformation {
         ServerHeaderTransformation::Overwrite => {

@@ -264,18 +264,24 @@ impl HeaderMap {
     /// Keeps the entries for which `keep` is true, in order, and recomputes the set of inline
     /// headers present. Returns how many entries were removed.
     fn retain_entries(&mut self, mut keep: impl FnMut(&[u8], &Entry) -> bool) -> usize {
+        // Entries are small `Copy` values: compacted in place by hand (cheaper than
+        // `Vec::retain`'s general machinery for the few entries of a head).
         let before = self.entries.len();
-        let bytes = &self.bytes;
         let mut present = InlineSet::EMPTY;
-        self.entries.retain(|e| {
-            let kept = keep(bytes, e);
-            if let (true, Some(header)) = (kept, e.inline) {
-                present.insert(header);
+        let mut kept = 0;
+        for i in 0..before {
+            let entry = self.entries[i];
+            if keep(&self.bytes, &entry) {
+                if let Some(header) = entry.inline {
+                    present.insert(header);
+                }
+                self.entries[kept] = entry;
+                kept += 1;
             }
-            kept
-        });
+        }
+        self.entries.truncate(kept);
         self.present = present;
-        before - self.entries.len()
+        before - kept
     }
 
     /// True when entry `e` is called `key`.
@@ -393,6 +399,16 @@ impl HeaderMap {
         );
         let value = self.store(value);
         self.insert_span(Key::of(name), value);
+    }
+
+    /// [`insert_generated`](Self::insert_generated) of the inline header `header`.
+    pub fn insert_inline_generated(&mut self, header: InlineHeader, value: &[u8]) {
+        debug_assert!(
+            value.iter().all(|&b| b == b' ' || b.is_ascii_graphic()),
+            "generated value of {header:?}"
+        );
+        let value = self.store(value);
+        self.insert_span(Key::Inline(header), value);
     }
 
     /// [`insert`](Self::insert) of the inline header `header`.
