@@ -1,6 +1,6 @@
 //! Bodies stream through the proxy in both directions with flow control: a large upload to a
 //! stalled upstream and a large download to a stalled client never pile up in the proxy.
-//! 1 GiB each in release builds (the CI's `cargo test --release`), 128 MiB in debug builds.
+//! 1 GiB each in release builds (the CI's `cargo test --profile ci`: release optimisations), 128 MiB in debug builds.
 
 mod support;
 
