@@ -251,6 +251,9 @@ fn counters_match_the_traffic_in_every_format() {
     server.wait_stat("http.ingress.downstream_rq_2xx", HTTP_REQUESTS);
     assert_eq!(tcp_count.load(Ordering::SeqCst) as u64, TCP_CONNECTIONS);
 
+    // The traffic's connections are all closed first (the HTTP client's close may still be on
+    // its way), so that the two held below are the only ones open.
+    server.wait_stat("server.total_connections", 0);
     // Two connections held open: server.total_connections counts them (and not the admin's).
     let held: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(server.listener("echo")).unwrap())
