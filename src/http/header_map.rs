@@ -388,25 +388,14 @@ impl HeaderMap {
     /// Invariant (checked in debug builds): never a value from the config, a client or an
     /// upstream; those go through [`insert`](Self::insert).
     pub fn insert_generated(&mut self, name: &'static str, value: &[u8]) {
-        debug_assert!(
-            name.bytes()
-                .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()),
-            "generated header name {name:?}"
-        );
-        debug_assert!(
-            value.iter().all(|&b| b == b' ' || b.is_ascii_graphic()),
-            "generated value of {name}"
-        );
+        debug_assert_generated(name, value);
         let value = self.store(value);
         self.insert_span(Key::of(name), value);
     }
 
     /// [`insert_generated`](Self::insert_generated) of the inline header `header`.
     pub fn insert_inline_generated(&mut self, header: InlineHeader, value: &[u8]) {
-        debug_assert!(
-            value.iter().all(|&b| b == b' ' || b.is_ascii_graphic()),
-            "generated value of {header:?}"
-        );
+        debug_assert_generated(header.name(), value);
         let value = self.store(value);
         self.insert_span(Key::Inline(header), value);
     }
@@ -459,15 +448,7 @@ impl HeaderMap {
 
     /// Appends the generated header `name` (as `key`): `value` stored as is.
     fn push_generated(&mut self, key: Key<'_>, name: &'static str, value: &[u8]) {
-        debug_assert!(
-            name.bytes()
-                .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()),
-            "generated header name {name:?}"
-        );
-        debug_assert!(
-            value.iter().all(|&b| b == b' ' || b.is_ascii_graphic()),
-            "generated value of {name}"
-        );
+        debug_assert_generated(name, value);
         let (name, inline) = self.store_name(key);
         let value = self.store(value);
         self.push(Entry {
@@ -564,6 +545,20 @@ impl HeaderMap {
             .map(|e| (e.name.len + e.value.len) as usize)
             .sum()
     }
+}
+
+/// The invariant of the `*_generated` methods, checked in debug builds: the proxy formatted
+/// the header itself, so its name is a lower-case token and its value printable ASCII.
+fn debug_assert_generated(name: &str, value: &[u8]) {
+    debug_assert!(
+        name.bytes()
+            .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()),
+        "generated header name {name:?}"
+    );
+    debug_assert!(
+        value.iter().all(|&b| b == b' ' || b.is_ascii_graphic()),
+        "generated value of {name}"
+    );
 }
 
 /// Replaces CR, LF and NUL with spaces and, with `lower`, upper-case ASCII letters with
