@@ -32,12 +32,16 @@ fuzz_target!(|data: &[u8]| {
             connection_id: Some(7),
             ..StreamInfo::default()
         };
-        info.response_flags.set(ResponseFlag::UpstreamRequestTimeout);
+        info.response_flags
+            .set(ResponseFlag::UpstreamRequestTimeout);
         f.format(&info, &mut out);
         f.format(&StreamInfo::default(), &mut out);
     }
     if let Ok(t) = TimeFormat::parse(text) {
-        t.write(UNIX_EPOCH + Duration::from_secs(u64::from(data.len() as u32) * 86_400_007), &mut out);
+        t.write(
+            UNIX_EPOCH + Duration::from_secs(u64::from(data.len() as u32) * 86_400_007),
+            &mut out,
+        );
     }
     if let Ok(req) = StatsRequest::from_query(text, data.first().is_some_and(|b| b & 1 == 1)) {
         // Built once: compiling the tag regexes per input would make the target crawl.
@@ -45,8 +49,15 @@ fuzz_target!(|data: &[u8]| {
         let (store, tags) = SETUP.get_or_init(|| {
             let store = Store::new();
             store.counter("cluster.app.upstream_rq_200").inc();
-            store.gauge("listener.127.0.0.1_80.worker_0.downstream_cx_active", ImportMode::Accumulate).inc();
-            store.histogram("http.ingress.downstream_rq_time", Unit::Milliseconds).record(3);
+            store
+                .gauge(
+                    "listener.127.0.0.1_80.worker_0.downstream_cx_active",
+                    ImportMode::Accumulate,
+                )
+                .inc();
+            store
+                .histogram("http.ingress.downstream_rq_time", Unit::Milliseconds)
+                .record(3);
             (store, TagProducer::new())
         });
         let _ = req.render(&store.snapshot(), tags);

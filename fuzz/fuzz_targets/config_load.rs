@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
     match load_str(text) {
         Ok(bootstrap) => {
             for listener in &bootstrap.static_resources.listeners {
-                for chain in listener.filter_chains.iter().chain(&listener.default_filter_chain) {
+                for chain in listener
+                    .filter_chains
+                    .iter()
+                    .chain(&listener.default_filter_chain)
+                {
                     for filter in &chain.filters {
                         let node = filter.config_node();
                         let _ = node.check_fields(&["cluster", "stat_prefix"], &[]);

@@ -23,7 +23,12 @@ fuzz_target!(|data: &[u8]| {
         // Forward as the connection manager would: framing and hop-by-hop headers removed,
         // headers only.
         let mut forwarded = head.clone();
-        for name in ["content-length", "transfer-encoding", "connection", "upgrade"] {
+        for name in [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "upgrade",
+        ] {
             forwarded.headers.remove(name);
         }
         forwarded.upgrade = false;

@@ -36,7 +36,11 @@ fuzz_target!(|data: &[u8]| {
     if flags & 1 == 0 {
         let s = settings(flags & 2 != 0);
         let whole = serve(s.clone(), &[input], |_| {});
-        assert_eq!(whole, serve(s.clone(), &pieces, |_| {}), "split at {pieces:?}");
+        assert_eq!(
+            whole,
+            serve(s.clone(), &pieces, |_| {}),
+            "split at {pieces:?}"
+        );
         if input.len() <= 512 {
             assert_eq!(whole, serve(s, &bytes, |_| {}), "byte at a time");
         }

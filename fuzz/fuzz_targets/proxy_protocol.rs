@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
         match parse(&input[..n], &options) {
             Ok(None) => continue,
             Err(_) => {
-                assert!(whole.is_err(), "prefix of {n} is an error, whole is {whole:?}");
+                assert!(
+                    whole.is_err(),
+                    "prefix of {n} is an error, whole is {whole:?}"
+                );
                 break;
             }
             decided => {

@@ -95,7 +95,14 @@ fuzz_target!(|data: &[u8]| {
             f.finalize_response_headers(&mut response, &request, &ctx);
             if let Some(mut state) = state {
                 let status = 400 + (data.len() % 200) as u16;
-                let _ = state.should_retry_headers(status, &response, &request, true, data.len() as u64);
+                let _ = state.should_retry_headers(
+                    status,
+                    &response,
+                    &request,
+                    true,
+                    data.len() as u64,
+                    || std::time::UNIX_EPOCH,
+                );
                 let _ = state.should_retry_reset(ResetReason::RemoteReset, false, false, true, 7);
             }
         }
