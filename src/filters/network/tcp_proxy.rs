@@ -334,11 +334,7 @@ impl TcpProxy {
                 cx.connection_id(),
                 info.name
             );
-            if let Some(s) = self.cluster_stats() {
-                s.upstream_cx_overflow.inc();
-            }
-            self.log.flags.set(ResponseFlag::UpstreamOverflow);
-            self.give_up(cx);
+            self.refuse_overflow(cx);
             return;
         }
         let Some(chosen) = cluster.choose_host() else {
@@ -358,26 +354,23 @@ impl TcpProxy {
         // `per_host_thresholds`' max_connections. Envoy's TCP pool queues the session until a
         // connection to the host closes; nuncio's tcp_proxy has no pending queue, so the
         // session is refused as an overflow (UO, `upstream_cx_overflow`), as at max_connections.
-        let per_host = info
-            .resource_manager(ResourcePriority::Default)
-            .max_connections_per_host;
+        // (`can_create_connection` also repeats the cluster-wide check above: same answer.)
         let host_cx_active = || {
             chosen
                 .stats
                 .cx_active
                 .load(std::sync::atomic::Ordering::Relaxed)
         };
-        if per_host.is_some_and(|max| host_cx_active() >= u64::from(max)) {
+        if !info
+            .resource_manager(ResourcePriority::Default)
+            .can_create_connection(host_cx_active)
+        {
             debug!(
                 "[{}] tcp_proxy: host {host} of cluster '{}' is at its per-host max_connections",
                 cx.connection_id(),
                 info.name
             );
-            if let Some(s) = self.cluster_stats() {
-                s.upstream_cx_overflow.inc();
-            }
-            self.log.flags.set(ResponseFlag::UpstreamOverflow);
-            self.give_up(cx);
+            self.refuse_overflow(cx);
             return;
         }
         debug!(
@@ -444,6 +437,16 @@ impl TcpProxy {
     }
 
     /// No upstream: close the downstream without flushing (nothing was sent to it).
+    /// Refuses the session as a circuit-breaker overflow (Envoy's UO): `upstream_cx_overflow`
+    /// is counted and the downstream connection closed.
+    fn refuse_overflow(&mut self, cx: &mut FilterContext<'_>) {
+        if let Some(s) = self.cluster_stats() {
+            s.upstream_cx_overflow.inc();
+        }
+        self.log.flags.set(ResponseFlag::UpstreamOverflow);
+        self.give_up(cx);
+    }
+
     fn give_up(&mut self, cx: &mut FilterContext<'_>) {
         self.upstream = Upstream::None;
         self.connect_timer = None;
