@@ -224,36 +224,8 @@ fn refused_upstream_closes_downstream_promptly_and_counts() {
 
 #[test]
 fn max_connections_breaker_refuses_a_session_with_uo() {
-    let upstream = Upstream::echo_mio();
-    let log = std::env::temp_dir().join(format!("nuncio-l4-overflow-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&log);
-    let config = tcp_proxy_logged(
-        upstream,
-        &log,
-        "              log_format: {text_format_source: {inline_string: \"%RESPONSE_FLAGS%\\n\"}}\n",
-    )
-    .replace(
-        "    connect_timeout: 5s\n",
-        "    connect_timeout: 5s\n    circuit_breakers: {thresholds: [{max_connections: 1}]}\n",
-    );
-    let nuncio = Nuncio::start(&config, &["--file-flush-interval-msec", "50"]);
-    let addr = nuncio.listener("proxy");
-    let mut first = connect(addr);
-    first.write_all(b"x").unwrap();
-    let mut byte = [0u8; 1];
-    first.read_exact(&mut byte).unwrap();
     // The cluster has its one connection: Envoy refuses the next session at once (UO).
-    let mut second = connect(addr);
-    assert_eq!(second.read(&mut byte).unwrap_or(0), 0, "closed");
-    nuncio.wait_stat("cluster.backend.upstream_cx_overflow", 1);
-    assert_eq!(first_log_line(&log), "UO");
-    // The slot frees when the first session ends.
-    drop(first);
-    nuncio.wait_stat("cluster.backend.upstream_cx_active", 0);
-    let mut third = connect(addr);
-    third.write_all(b"y").unwrap();
-    third.read_exact(&mut byte).unwrap();
-    assert_eq!(&byte, b"y");
+    refuses_second_session_with_uo("overflow", "{thresholds: [{max_connections: 1}]}");
 }
 
 /// `per_host_thresholds` max_connections: Envoy's TCP pool would queue the second session
@@ -262,8 +234,21 @@ fn max_connections_breaker_refuses_a_session_with_uo() {
 /// opening a connection past the host's limit.
 #[test]
 fn per_host_max_connections_refuses_a_session_over_the_host_limit() {
+    let nuncio =
+        refuses_second_session_with_uo("per-host", "{per_host_thresholds: [{max_connections: 1}]}");
+    assert_eq!(nuncio.stat("cluster.backend.upstream_cx_total"), 2);
+    assert_eq!(
+        nuncio.stat("cluster.backend.circuit_breakers.default.cx_open"),
+        0
+    );
+}
+
+/// A tcp_proxy to one echo upstream with `circuit_breakers: BREAKERS` that allow one
+/// connection: a first session is served, a second is closed at once with UO in the access log
+/// and `upstream_cx_overflow`, and once the first ends a third is served (the slot is freed).
+fn refuses_second_session_with_uo(tag: &str, breakers: &str) -> Nuncio {
     let upstream = Upstream::echo_mio();
-    let log = std::env::temp_dir().join(format!("nuncio-l4-per-host-{}.log", std::process::id()));
+    let log = std::env::temp_dir().join(format!("nuncio-l4-{tag}-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let config = tcp_proxy_logged(
         upstream,
@@ -272,7 +257,7 @@ fn per_host_max_connections_refuses_a_session_over_the_host_limit() {
     )
     .replace(
         "    connect_timeout: 5s\n",
-        "    connect_timeout: 5s\n    circuit_breakers: {per_host_thresholds: [{max_connections: 1}]}\n",
+        &format!("    connect_timeout: 5s\n    circuit_breakers: {breakers}\n"),
     );
     let nuncio = Nuncio::start(&config, &["--file-flush-interval-msec", "50"]);
     let addr = nuncio.listener("proxy");
@@ -285,16 +270,13 @@ fn per_host_max_connections_refuses_a_session_over_the_host_limit() {
     nuncio.wait_stat("cluster.backend.upstream_cx_overflow", 1);
     assert_eq!(first_log_line(&log), "UO");
     assert_eq!(nuncio.stat("cluster.backend.upstream_cx_total"), 1);
-    assert_eq!(
-        nuncio.stat("cluster.backend.circuit_breakers.default.cx_open"),
-        0
-    );
     drop(first);
     nuncio.wait_stat("cluster.backend.upstream_cx_active", 0);
     let mut third = connect(addr);
     third.write_all(b"y").unwrap();
     third.read_exact(&mut byte).unwrap();
     assert_eq!(&byte, b"y");
+    nuncio
 }
 
 #[test]
