@@ -12,7 +12,13 @@ inclusive cost as self cost when the dump was taken after a zeroing (`calls=0` l
 makes its table useless for a `callgrind_control -z` / `-d` window. Figures are Ir (instructions
 executed) divided by REQUESTS. The tree is built from (caller, callee) pairs without context,
 so a function called from several places shows its callees' total under each caller.
+
+EVENT=I1mr (env) counts another of the profile's events instead of Ir, e.g. the instruction-cache
+misses of a profile taken with `--cache-sim=yes` (instructions_per_request.sh CACHE_SIM=1): the
+hot path's code footprint, which a per-request walk that runs mostly straight-line code pays in
+first-level instruction-cache misses.
 """
+import os
 import re
 import sys
 
@@ -33,6 +39,8 @@ def parse(path):
     self_cost, edges = {}, {}
     ob = fn = cfn = "?"
     call = None
+    column = 1  # the first event (Ir) unless EVENT names another
+    event = os.environ.get("EVENT", "Ir")
     with open(path) as f:
         for line in f:
             line = line.rstrip("\n")
@@ -43,14 +51,22 @@ def parse(path):
                 parts = line.split()
                 if len(parts) < 2:
                     continue
+                # Trailing zero events are left out of a cost line.
+                cost = int(parts[column]) if len(parts) > column else 0
                 if call is not None:
                     e = edges.setdefault((fn, cfn), [0, 0])
                     e[0] += call
-                    e[1] += int(parts[1])
+                    e[1] += cost
                     call = None
                 else:
                     key = (fn, ob)
-                    self_cost[key] = self_cost.get(key, 0) + int(parts[1])
+                    self_cost[key] = self_cost.get(key, 0) + cost
+                continue
+            if line.startswith("events:"):
+                events = line.split()[1:]
+                if event not in events:
+                    sys.exit(f"{path}: no event {event} in the profile (it has {' '.join(events)})")
+                column = events.index(event) + 1
                 continue
             if "=" not in line:
                 continue
@@ -79,10 +95,11 @@ def report(self_cost, n, label, top):
     by_obj = {}
     for (_, ob), ir in self_cost.items():
         by_obj[short(ob)] = by_obj.get(short(ob), 0) + ir
-    print(f"\n== {label}: {n} requests, {total / n:,.0f} Ir/request (user space)")
+    ev = os.environ.get("EVENT", "Ir")
+    print(f"\n== {label}: {n} requests, {total / n:,.0f} {ev}/request (user space)")
     for ob, ir in sorted(by_obj.items(), key=lambda kv: -kv[1])[:6]:
         print(f"   {ir / n:9,.0f}  {100 * ir / total:5.1f}%  {ob}")
-    print(f"== {label}: top functions by self cost (Ir/request)")
+    print(f"== {label}: top functions by self cost ({ev}/request)")
     for (fn, ob), ir in sorted(self_cost.items(), key=lambda kv: -kv[1])[:top]:
         print(f"   {ir / n:9,.1f}  {100 * ir / total:5.1f}%  {fn[:110]}  [{short(ob)}]")
 

@@ -24,6 +24,10 @@
 #
 # Knobs (env): NUNCIO_BIN=target/release/nuncio REQUESTS=20000 WARMUP=2000
 #   CONNS=16 PATHS="/ /4k" TOP=40 RUN_DIR=/tmp/nuncio-cpu-http PROXY_CPU=1 LOAD_CPU=0
+#   CACHE_SIM=1: also simulate the caches (`--cache-sim=yes`, ~1.5x slower) and report the
+#   first-level instruction-cache misses per request (I1mr) by function. The request path runs
+#   ~15k mostly straight-line instructions (~60 KiB of code, twice a 32 KiB L1i), so its code
+#   footprint costs misses on every request; use CONNS=64 as peers.sh's wrk does.
 #   (nuncio pinned to PROXY_CPU, the backend nginx to LOAD_CPU; shared helpers: lib.sh)
 # Loopback only; ports chosen by the OS; every process started here is stopped
 # on exit (trap, by PID). Not part of the test run.
@@ -76,7 +80,10 @@ BACKEND_PORT=$(free_port)
 PORT=$(free_port)
 write_bench_config "$PORT" "$BACKEND_PORT" "$RUN_DIR/nuncio.yaml"
 start_backend "$BACKEND_PORT" "$LOAD_CPU"
-start_proc nuncio "$PORT" "$PROXY_CPU" valgrind --tool=callgrind --callgrind-out-file="$RUN_DIR/callgrind.out.%p" \
+CACHE_SIM=${CACHE_SIM:-}
+CACHE_ARGS=()
+[[ -n "$CACHE_SIM" ]] && CACHE_ARGS=(--cache-sim=yes)
+start_proc nuncio "$PORT" "$PROXY_CPU" valgrind --tool=callgrind "${CACHE_ARGS[@]}" --callgrind-out-file="$RUN_DIR/callgrind.out.%p" \
   "$NUNCIO_BIN" -c "$RUN_DIR/nuncio.yaml" --concurrency 1 -l warn
 NPID=$LAST_PID
 
@@ -95,5 +102,8 @@ for path in $PATHS; do
   [[ "$n" == "$REQUESTS" ]] || log "warning: $n of $REQUESTS requests answered 2xx"
   dump "$tag"
   python3 "$HERE/callgrind_self_cost.py" "$RUN_DIR/callgrind.out.$tag" "$n" "$path" "$TOP" >>"$REPORT"
+  if [[ -n "$CACHE_SIM" ]]; then
+    EVENT=I1mr python3 "$HERE/callgrind_self_cost.py" "$RUN_DIR/callgrind.out.$tag" "$n" "$path" "$TOP" >>"$REPORT"
+  fi
 done
 cat "$REPORT"
