@@ -3,6 +3,9 @@
 //! The modules follow Envoy's source tree; ARCHITECTURE.md maps each Envoy class to its type here
 //! and walks one request from `epoll_wait` to the upstream and back.
 
+#[macro_use]
+mod log_macros;
+
 pub mod access_log;
 pub mod admin;
 pub mod config;

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::BytesMut;
-use log::debug;
 
 use super::server::{AdminResponse, AdminServer, AfterResponse};
 use crate::access_log::StreamInfo;

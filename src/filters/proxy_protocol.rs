@@ -171,7 +171,7 @@ impl ListenerFilter for ProxyProtocolFilter {
             Ok(Some(Parsed::Header(header))) => {
                 self.stats.version(header.version).found.inc();
                 if let Some((source, destination)) = header.addresses {
-                    log::debug!(
+                    debug!(
                         "proxy_protocol: {} header: remote {} -> {}, local {} -> {}",
                         header.version,
                         cx.remote_address(),
@@ -182,7 +182,7 @@ impl ListenerFilter for ProxyProtocolFilter {
                     cx.set_remote_address(source);
                     cx.set_local_address(destination);
                 } else {
-                    log::debug!(
+                    debug!(
                         "proxy_protocol: {} header without addresses (LOCAL or UNKNOWN) from {}",
                         header.version,
                         cx.remote_address()
@@ -196,7 +196,7 @@ impl ListenerFilter for ProxyProtocolFilter {
                 ListenerFilterStatus::Continue
             }
             Err(error) => {
-                log::debug!("proxy_protocol: closing {}: {error}", cx.remote_address());
+                debug!("proxy_protocol: closing {}: {error}", cx.remote_address());
                 match error {
                     ProxyProtocolError::NotFound => {
                         self.stats.not_found_disallowed.inc();

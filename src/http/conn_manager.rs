@@ -211,7 +211,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         let Some(route_idle) = stream.state.route_idle_timeout.take() else {
             return;
         };
-        log::debug!(
+        debug!(
             "[C{}][S{}] route idle timeout {:?} replaces the stream idle timeout",
             io.connection_id(),
             stream.id,
@@ -248,7 +248,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             data.clear();
             return;
         }
-        log::trace!(
+        trace!(
             "[C{}] ConnectionManagerImpl::onData: {} bytes (end_stream={end_stream})",
             io.connection_id(),
             data.len()
@@ -281,7 +281,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
 
     /// Decodes as many request events as `buf` holds and the codec yields.
     fn dispatch<Io: ConnectionIo<Upstream = U>>(&mut self, buf: &mut BytesMut, io: &mut Io) {
-        log::trace!(
+        trace!(
             "[C{}] Http1::ServerConnectionImpl::dispatch: parsing {} bytes",
             io.connection_id(),
             buf.len()
@@ -340,7 +340,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         let id = u64::from(self.requests);
         let conn_id = io.connection_id();
         let end_stream = head.body.is_empty();
-        log::trace!(
+        trace!(
             "[C{conn_id}][S{id}] Http1::ServerConnectionImpl::onHeadersComplete: {} {} {}",
             head.method.as_str(),
             head.authority(),
@@ -348,9 +348,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         );
         if end_stream {
             // No body: the codec has the whole message (Envoy defers decodeHeaders to here).
-            log::trace!("[C{conn_id}][S{id}] Http1::ServerConnectionImpl::onMessageComplete");
+            trace!("[C{conn_id}][S{id}] Http1::ServerConnectionImpl::onMessageComplete");
         }
-        log::debug!(
+        debug!(
             "[C{conn_id}][S{id}] ActiveStream::decodeHeaders: request headers complete (end_stream={end_stream}): {} {} {}",
             head.method.as_str(),
             head.authority(),
@@ -444,7 +444,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             io,
             shared: &shared,
         };
-        log::trace!(
+        trace!(
             "[C{conn_id}][S{id}] FilterManager::decodeHeaders: through {} filters, then the router",
             stream.filters.decoder.len()
         );
@@ -525,7 +525,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         }
         stream.request_complete = true;
         io.disarm_timer(HcmTimer::Request);
-        log::trace!(
+        trace!(
             "[C{}][S{}] Http1::ServerConnectionImpl::onMessageComplete",
             io.connection_id(),
             stream.id
@@ -571,7 +571,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         let Some(stream) = self.stream.get_mut() else {
             return;
         };
-        log::debug!(
+        debug!(
             "[C{}][S{}] local reply {} '{}' ({})",
             io.connection_id(),
             stream.id,
@@ -667,11 +667,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         let mut outcomes = take_outcomes();
         match event {
             UpstreamEvent::Connected => {
-                log::debug!(
+                debug!(
                     "[C{}][S{}] CodecClient::onEvent: upstream {:?} connected",
-                    cb.connection_id,
-                    cb.stream_id,
-                    upstream
+                    cb.connection_id, cb.stream_id, upstream
                 );
                 stream.router.on_upstream_connected(&mut cb, io);
             }
@@ -870,7 +868,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             } else {
                 stats.downstream_cx_destroy_local_active_rq.inc();
             }
-            log::debug!(
+            debug!(
                 "[C{}][S{}] stream reset: connection closed",
                 io.connection_id(),
                 stream.id
@@ -916,7 +914,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         match timer {
             HcmTimer::ConnectionIdle => {
                 if self.stream.is_none() {
-                    log::debug!("[C{}] idle timeout", io.connection_id());
+                    debug!("[C{}] idle timeout", io.connection_id());
                     stats.downstream_cx_idle_timeout.inc();
                     if self.requests == 0 {
                         // Nothing was ever said on this connection: just close it.
@@ -935,7 +933,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                 if self.stream.is_some() {
                     return;
                 }
-                log::debug!("[C{}] request header timeout", io.connection_id());
+                debug!("[C{}] request header timeout", io.connection_id());
                 self.reply_without_stream(408, "request header timeout", io);
             }
             HcmTimer::StreamIdle => {
@@ -1025,7 +1023,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         if self.closing || self.tunnel || self.draining {
             return;
         }
-        log::debug!("[C{}] drain closing connection", io.connection_id());
+        debug!("[C{}] drain closing connection", io.connection_id());
         self.shared.stats.downstream_cx_drain_close.inc();
         self.start_drain_sequence(io);
     }
@@ -1037,7 +1035,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         if self.draining || self.closing || !io.drain_close() {
             return;
         }
-        log::debug!("[C{}] drain closing connection", io.connection_id());
+        debug!("[C{}] drain closing connection", io.connection_id());
         self.shared.stats.downstream_cx_drain_close.inc();
         self.start_drain_sequence(io);
     }
@@ -1058,7 +1056,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
     /// with a stream closes when that stream ends (its response says `connection: close`).
     fn on_drain_timeout<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         if self.stream.is_none() && !self.closing {
-            log::debug!(
+            debug!(
                 "[C{}] drain timeout: closing idle connection",
                 io.connection_id()
             );
@@ -1072,7 +1070,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
     /// A malformed request (Envoy's codec error path): answer with the codec's status and
     /// close, since the framing of whatever follows is in doubt.
     fn on_codec_error<Io: ConnectionIo<Upstream = U>>(&mut self, error: CodecError, io: &mut Io) {
-        log::debug!(
+        debug!(
             "[C{}] request decode error: {} ({})",
             io.connection_id(),
             error,
@@ -1178,7 +1176,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                 .stats
                 .downstream_rq_response_before_rq_complete
                 .inc();
-            log::trace!(
+            trace!(
                 "[C{}][S{id}] ConnectionManagerImpl::doEndStream: response before the request completed: close",
                 io.connection_id()
             );
@@ -1187,7 +1185,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             return;
         }
         if self.codec.should_close() || self.draining || max_reached {
-            log::trace!(
+            trace!(
                 "[C{}][S{id}] ConnectionManagerImpl::doEndStream: close ({})",
                 io.connection_id(),
                 if self.codec.should_close() {
@@ -1202,7 +1200,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             io.close(CloseHow::FlushWriteAndDelay);
             return;
         }
-        log::trace!(
+        trace!(
             "[C{}][S{id}] ConnectionManagerImpl::doEndStream: keep-alive, waiting for the next request",
             io.connection_id()
         );
@@ -1239,7 +1237,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         stream.filters.destroy();
         io.disarm_timer(HcmTimer::StreamIdle);
         io.disarm_timer(HcmTimer::Request);
-        log::debug!(
+        debug!(
             "[C{}][S{}] stream done: status={} flags={} details={} in {:?}",
             io.connection_id(),
             stream.id,
@@ -1397,7 +1395,7 @@ impl ChainSink<ResponseHead> for DownstreamSink<'_> {
             log.response = Some(head.clone());
         }
         self.shared.stats.charge_response(head.status);
-        log::debug!(
+        debug!(
             "[C{}][S{}] ActiveStream::encodeHeaders: encoding headers via codec (end_stream={end_stream}): {}",
             cb.connection_id,
             cb.stream_id,
@@ -1406,7 +1404,7 @@ impl ChainSink<ResponseHead> for DownstreamSink<'_> {
         self.codec.encode_headers(head, end_stream, self.out);
     }
     fn on_data(&mut self, data: &mut BytesMut, end_stream: bool, cb: &mut FilterCallbacks) {
-        log::trace!(
+        trace!(
             "[C{}][S{}] ActiveStream::encodeData: encoding data via codec (size={} end_stream={end_stream})",
             cb.connection_id,
             cb.stream_id,
@@ -1419,7 +1417,7 @@ impl ChainSink<ResponseHead> for DownstreamSink<'_> {
         data.clear();
     }
     fn on_trailers(&mut self, trailers: &mut HeaderMap, cb: &mut FilterCallbacks) {
-        log::trace!(
+        trace!(
             "[C{}][S{}] ActiveStream::encodeTrailers: encoding trailers via codec",
             cb.connection_id,
             cb.stream_id

@@ -78,7 +78,7 @@ impl IdleConnectionCallbacks for IdlePoolCallbacks {
             // Never borrowed here: close events are delivered between filter callbacks.
             let mut pools = pools.try_borrow_mut().ok()?;
             let closed = pools.remove_idle(id)?;
-            log::debug!(
+            debug!(
                 "[{id}] idle pooled connection to {} closed ({}): removed from the pool",
                 closed.host,
                 if remote { "remote" } else { "local" }

@@ -127,11 +127,9 @@ impl FilterCallbacks<'_> {
     /// Answers the request from the proxy (Envoy's `sendLocalReply`). The calling filter should
     /// return a Stop status; iteration ends and the reply goes through the encoder filters.
     pub fn send_local_reply(&mut self, reply: LocalReply) {
-        log::debug!(
+        debug!(
             "[C{}][S{}] Sending local reply with details {}",
-            self.connection_id,
-            self.stream_id,
-            reply.details
+            self.connection_id, self.stream_id, reply.details
         );
         self.state.local_reply = Some(reply);
     }

@@ -29,7 +29,6 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, BytesMut};
-use log::{debug, trace};
 use mio::net::TcpStream;
 use reactor::{FileEvent, FileReadyType, Timer};
 

@@ -38,7 +38,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use log::{debug, error, trace, warn};
+use log::{error, warn};
 use mio::net::TcpStream;
 use reactor::{Dispatcher, FileEvent, FileReadyType, FileTriggerType, HandlerId, Timer};
 use slab::Slab;

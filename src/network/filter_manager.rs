@@ -9,7 +9,6 @@
 //! it back after, so the filter and the rest of the worker are never borrowed twice.
 
 use bytes::BytesMut;
-use log::trace;
 
 use super::connection::{ConnectionId, State};
 use super::connection_handler::{find, ConnectionHandler};

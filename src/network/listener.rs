@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use log::{trace, warn};
+use log::warn;
 use mio::net::{TcpListener, TcpStream};
 use reactor::{FileEvent, FileReadyType, Timer};
 

@@ -300,7 +300,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         };
         let decision = match routes.route(head, random, &ctx) {
             RouteDecision::NoRoute => {
-                log::debug!(
+                debug!(
                     "[C{}][S{}] no route match for URL '{}'",
                     cb.connection_id,
                     cb.stream_id,
@@ -329,7 +329,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             }
             RouteDecision::Forward(decision) => decision,
         };
-        log::debug!(
+        debug!(
             "[C{}][S{}] ActiveStream::refreshCachedRoute: route '{}' matched: cluster '{}' match for URL '{}'",
             cb.connection_id,
             cb.stream_id,
@@ -337,18 +337,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             decision.cluster,
             head.path()
         );
-        log::trace!(
+        trace!(
             "[C{}][S{}] Router::Filter::decodeHeaders: cluster '{}' (end_stream={end_stream})",
             cb.connection_id,
             cb.stream_id,
             decision.cluster
         );
         let Some(cluster) = io.cluster(&decision.cluster) else {
-            log::debug!(
+            debug!(
                 "[C{}][S{}] unknown cluster '{}'",
-                cb.connection_id,
-                cb.stream_id,
-                decision.cluster
+                cb.connection_id, cb.stream_id, decision.cluster
             );
             cb.send_local_reply(LocalReply::new(503, "", "cluster_not_found"));
             self.done = true;
@@ -499,7 +497,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         if let Some(retry) = self.retry.as_mut() {
             retry.on_host_attempted(host.address());
         }
-        log::trace!(
+        trace!(
             "[C{}][S{}] UpstreamRequest::acceptHeadersFromRouter: attempt {} to {}",
             cb.connection_id,
             cb.stream_id,
@@ -570,11 +568,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         if !io.pools().pool_available(pool, rm) {
             // `max_connection_pools` is full and the host has no pool on this worker: Envoy's
             // cluster manager hands the router no pool (`upstream_cx_pool_overflow`).
-            log::debug!(
+            debug!(
                 "[C{}][S{}] no connection pool for {}: max_connection_pools overflow",
-                cb.connection_id,
-                cb.stream_id,
-                host
+                cb.connection_id, cb.stream_id, host
             );
             stats.upstream_cx_pool_overflow.inc();
             self.no_healthy_upstream(cb, io);
@@ -600,12 +596,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         if let Some((id, life)) = ready {
             {
                 self.leave_queue(io, false);
-                log::debug!(
+                debug!(
                     "[C{}][S{}] ConnPoolImplBase::newStream: ready client {:?} to {}",
-                    cb.connection_id,
-                    cb.stream_id,
-                    id,
-                    host
+                    cb.connection_id, cb.stream_id, id, host
                 );
                 io.adopt_upstream(id);
                 self.upstream = Some(UpstreamRequest::new(
@@ -623,10 +616,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         }
         if !self.pending_counted {
             if !rm.pending_requests.can_create() {
-                log::debug!(
+                debug!(
                     "[C{}][S{}] max pending streams overflow",
-                    cb.connection_id,
-                    cb.stream_id
+                    cb.connection_id, cb.stream_id
                 );
                 stats.upstream_rq_pending_overflow.inc();
                 self.overflow(cb, io);
@@ -654,7 +646,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                         self.pending = Some(io.pools().enqueue(pool, waiter));
                     }
                 }
-                log::debug!(
+                debug!(
                     "[C{}][S{}] ConnPoolImplBase::newStream: pending: no connection to {} available (max_connections): queued",
                     cb.connection_id,
                     cb.stream_id,
@@ -670,12 +662,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let host_stats = &host_ref.stats;
         match io.connect(host, cluster.buffer_limit()) {
             Ok(id) => {
-                log::debug!(
+                debug!(
                     "[C{}][S{}] ConnPoolImplBase::newStream: new connection {:?} to {}",
-                    cb.connection_id,
-                    cb.stream_id,
-                    id,
-                    host
+                    cb.connection_id, cb.stream_id, id, host
                 );
                 stats.upstream_cx_total.inc();
                 stats.upstream_cx_http1_total.inc();
@@ -693,12 +682,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 io.arm_timer(HcmTimer::ConnectTimeout, cluster.connect_timeout());
             }
             Err(e) => {
-                log::debug!(
+                debug!(
                     "[C{}][S{}] connect to {} failed at once: {}",
-                    cb.connection_id,
-                    cb.stream_id,
-                    host,
-                    e
+                    cb.connection_id, cb.stream_id, host, e
                 );
                 io.pools().on_stream_failed(pool, rm);
                 stats.upstream_cx_connect_fail.inc();
@@ -747,11 +733,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             dead.push(client);
         }
         for IdleClient { id, life, .. } in dead {
-            log::debug!(
+            debug!(
                 "[C{}][S{}] pooled connection {:?} closed by upstream while idle: not reused",
-                cb.connection_id,
-                cb.stream_id,
-                id
+                cb.connection_id, cb.stream_id, id
             );
             io.close_upstream(id, crate::http::conn_manager_io::CloseHow::NoFlush);
             stats.upstream_cx_destroy_remote.inc();
@@ -894,7 +878,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     PoolFailure::ConnectionFailure => ResetReason::ConnectionFailure,
                     PoolFailure::Timeout => ResetReason::ConnectionTimeout,
                 };
-                log::debug!(
+                debug!(
                     "[C{}][S{}] pending stream failed: {}",
                     cb.connection_id,
                     cb.stream_id,
@@ -926,7 +910,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         };
         let body_pending = self.body.len() > self.body_sent;
         let end = self.downstream_end && !body_pending && self.trailers.is_none();
-        log::trace!(
+        trace!(
             "[C{}][S{}] UpstreamRequest::onPoolReady: RequestEncoderImpl::encodeHeaders (end_stream={end})",
             cb.connection_id,
             cb.stream_id
@@ -1112,7 +1096,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             ResponseEvent::Informational(head) => {
                 // 100-continue was answered by the connection manager; Envoy drops upstream
                 // 1xx heads (proxy_100_continue false).
-                log::trace!(
+                trace!(
                     "[C{}][S{}] dropping upstream {} response",
                     cb.connection_id,
                     cb.stream_id,
@@ -1137,11 +1121,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     .unwrap_or_default();
                 if self.retry_response(&head, cb, io) {
                     cluster.stats().charge_retried_response(status);
-                    log::debug!(
+                    debug!(
                         "[C{}][S{}] upstream {} is retriable: retrying",
-                        cb.connection_id,
-                        cb.stream_id,
-                        status
+                        cb.connection_id, cb.stream_id, status
                     );
                     self.abandon_attempt(io);
                     return false;
@@ -1154,7 +1136,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 }
                 self.response_started = true;
                 let end = head.body.is_empty() && head.status != 101;
-                log::debug!(
+                debug!(
                     "[C{}][S{}] UpstreamRequest::decodeHeaders: upstream headers complete: {} (end_stream={end})",
                     cb.connection_id,
                     cb.stream_id,
@@ -1282,10 +1264,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                     cluster.resource_manager().retries.inc();
                     self.retry_counted = true;
                 }
-                log::debug!(
+                debug!(
                     "[C{}][S{}] retrying in {delay:?}",
-                    cb.connection_id,
-                    cb.stream_id
+                    cb.connection_id, cb.stream_id
                 );
                 io.arm_timer(HcmTimer::RetryBackoff, delay);
                 true
@@ -1351,7 +1332,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             now,
         );
         if pooled {
-            log::debug!(
+            debug!(
                 "UpstreamRequest::onUpstreamComplete: connection {:?} back to the pool",
                 upstream.conn
             );
@@ -1362,7 +1343,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             if reusable {
                 stats.upstream_cx_max_requests.inc();
             }
-            log::debug!(
+            debug!(
                 "UpstreamRequest::onUpstreamComplete: closing connection {:?}",
                 upstream.conn
             );
@@ -1456,7 +1437,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             ResetReason::ConnectionFailure
         };
         self.notify_pool(upstream.pool, true, io);
-        log::debug!(
+        debug!(
             "[C{}][S{}] upstream reset: {}",
             cb.connection_id,
             cb.stream_id,
@@ -1481,7 +1462,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             && replayable
             && !self.done
         {
-            log::debug!(
+            debug!(
                 "[C{}][S{}] reused connection {:?} closed before the response: replaying on a new connection",
                 cb.connection_id,
                 cb.stream_id,
@@ -1507,11 +1488,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         io: &mut Io,
         out: &mut Vec<UpstreamOutcome>,
     ) {
-        log::debug!(
+        debug!(
             "[C{}][S{}] upstream protocol error: {}",
-            cb.connection_id,
-            cb.stream_id,
-            error
+            cb.connection_id, cb.stream_id, error
         );
         if let Some(cluster) = self.cluster.clone() {
             cluster.stats().upstream_cx_protocol_error.inc();
@@ -1628,7 +1607,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 } else {
                     "upstream_per_try_timeout"
                 };
-                log::debug!("[C{}][S{}] {details}", cb.connection_id, cb.stream_id);
+                debug!("[C{}][S{}] {details}", cb.connection_id, cb.stream_id);
                 if let Some(cluster) = &self.cluster {
                     let stats = cluster.stats();
                     let counter = if idle {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use log::{debug, error, info};
+use log::{error, info};
 use reactor::{Dispatcher, DispatcherStats, Poster, RunType};
 
 use crate::network::connection_handler::ConnectionHandler;

@@ -184,7 +184,7 @@ impl DnsResolverThread {
                     }
                     match &result {
                         Ok(addresses) => {
-                            log::debug!("dns: {} resolved to {:?}", target.hostname, addresses)
+                            debug!("dns: {} resolved to {:?}", target.hostname, addresses)
                         }
                         Err(e) => log::warn!("dns: {e}"),
                     }
@@ -217,7 +217,7 @@ impl Drop for DnsResolverThread {
             // It returned (or panicked inside the callback); either way it is gone.
             let _ = thread.join();
         } else {
-            log::debug!("dns: resolver thread busy in getaddrinfo; not waiting for it");
+            debug!("dns: resolver thread busy in getaddrinfo; not waiting for it");
         }
     }
 }

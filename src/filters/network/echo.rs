@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use log::trace;
 
 use crate::config::{self, Filter};
 use crate::network::filter::{FilterContext, FilterStatus, ReadFilter};

@@ -43,7 +43,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
-use log::{debug, trace};
 use reactor::Timer;
 
 use crate::access_log::{AccessLog, AccessLogConfig, ResponseFlag, ResponseFlags, StreamInfo};
