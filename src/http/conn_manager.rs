@@ -205,6 +205,19 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
     /// Envoy's `refreshIdleTimeout`: once the router matched a route with an `idle_timeout`,
     /// that is the stream's idle timeout from now on (zero disables it).
     fn refresh_idle_timeout<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        if self
+            .stream
+            .get()
+            .is_some_and(|s| s.state.route_idle_timeout.is_some())
+        {
+            self.apply_route_idle_timeout(io);
+        }
+    }
+
+    /// [`refresh_idle_timeout`](Self::refresh_idle_timeout)'s work, for a route that sets an
+    /// `idle_timeout` (out of line: most routes do not).
+    #[inline(never)]
+    fn apply_route_idle_timeout<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         let Some(stream) = self.stream.get_mut() else {
             return;
         };
@@ -237,15 +250,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             .stats
             .downstream_cx_rx_bytes_total
             .add(data.len() as u64);
-        if self.closing {
-            data.clear();
-            return;
-        }
-        if self.tunnel {
-            if let Some(stream) = self.stream.get_mut() {
-                stream.router.tunnel_write(data, end_stream, io);
-            }
-            data.clear();
+        if self.closing || self.tunnel {
+            // Bytes after a close was asked for, or through an upgraded tunnel: neither is a
+            // request to decode.
+            self.on_data_not_decoded(data, end_stream, io);
             return;
         }
         trace!(
@@ -258,25 +266,65 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             // per request, not per read, or a trickling client would keep pushing it back).
             self.arm_head_timer(io);
         }
-        if let Some(mut buf) = self.pending_input.take() {
-            buf.extend_from_slice(data);
-            data.clear();
-            self.dispatch(&mut buf, io);
-            if !buf.is_empty() {
-                self.pending_input = Some(buf);
-            }
+        if self.pending_input.is_some() {
+            self.dispatch_after_pending(data, io);
         } else {
             self.dispatch(data, io);
             if !data.is_empty() && self.codec.is_responding() && !self.closing {
-                // Pipelined: keep the next request's bytes until this response is done.
-                // Copied out of the worker's read scratch, into an allocation of its own size.
-                self.pending_input = Some(Box::new(BytesMut::from(&data[..])));
-                data.clear();
+                self.keep_pipelined(data);
             }
         }
         if end_stream && !self.closing {
+            // The client half-closed: once per connection, not per request.
+            std::hint::cold_path();
             self.on_downstream_eof(io);
         }
+    }
+
+    /// `on_data` while closing (dropped) or tunnelling (relayed upstream as they are).
+    #[cold]
+    fn on_data_not_decoded<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        data: &mut BytesMut,
+        end_stream: bool,
+        io: &mut Io,
+    ) {
+        if !self.closing {
+            if let Some(stream) = self.stream.get_mut() {
+                stream.router.tunnel_write(data, end_stream, io);
+            }
+        }
+        data.clear();
+    }
+
+    /// New bytes behind pipelined ones still waiting: they join the queue, which is decoded
+    /// as far as the codec goes. Reached only by a client that pipelines (sends a request
+    /// before the previous response), which browsers and load generators with keep-alive
+    /// do not do.
+    #[cold]
+    fn dispatch_after_pending<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        data: &mut BytesMut,
+        io: &mut Io,
+    ) {
+        let Some(mut buf) = self.pending_input.take() else {
+            return;
+        };
+        buf.extend_from_slice(data);
+        data.clear();
+        self.dispatch(&mut buf, io);
+        if !buf.is_empty() {
+            self.pending_input = Some(buf);
+        }
+    }
+
+    /// Pipelined: keeps the next request's bytes until this response is done. Copied out of
+    /// the worker's read scratch, into an allocation of its own size. Reached only by a client
+    /// that pipelines.
+    #[cold]
+    fn keep_pipelined(&mut self, data: &mut BytesMut) {
+        self.pending_input = Some(Box::new(BytesMut::from(&data[..])));
+        data.clear();
     }
 
     /// Decodes as many request events as `buf` holds and the codec yields.
@@ -357,10 +405,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             head.path()
         );
         // `head.upgrade` first: the usual request has no `upgrade` header to look up.
-        let upgrade = head.upgrade
-            && shared
-                .config
-                .upgrade_allowed(head.headers.get_str("upgrade").unwrap_or(""));
+        let upgrade = head.upgrade && upgrade_allowed(&shared.config, &head);
         let buffer_limit = io.buffer_limit() as usize;
         let mut builder = FilterChainBuilder::default();
         for (_, factory) in &shared.config.filters {
@@ -384,50 +429,30 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             log: StreamLog::default(),
         });
         if head.expect_continue {
-            // Envoy answers `expect: 100-continue` itself (proxy_100_continue false).
-            let mut out = scratch::take_encode();
-            self.codec.encode_100_continue(&mut out);
-            io.write(&mut out, false);
-            scratch::give_encode(out);
+            self.send_100_continue(io);
         }
-        let mutated = mutate_request_headers(
-            &mut head,
-            &shared.config,
-            io.remote_address(),
-            upgrade,
-            || io.random(),
-        );
+        // The peer's address, asked of the connection once.
+        let remote = io.remote_address();
+        let mutated =
+            mutate_request_headers(&mut head, &shared.config, remote, upgrade, || io.random());
         if let Some(stream) = self.stream.get_mut() {
             stream.request_id = mutated.request_id;
             stream.log.downstream_remote = mutated.final_remote_address;
             stream.state.downstream = DownstreamAddresses {
                 remote: mutated.final_remote_address,
-                direct_remote: io.remote_address(),
+                direct_remote: remote,
                 local: io.local_address(),
             };
             if !shared.access_logs.is_empty() {
-                stream.log.request = Some(head.clone());
-                stream.log.start = Some(io.wall_now());
+                keep_request_for_log(&mut stream.log, &head, io);
             }
         }
         if let Some(t) = shared.config.request_timeout {
             io.arm_timer(HcmTimer::Request, t);
         }
         self.arm_stream_idle(io);
-        if let Some(status) = mutated.reject_status {
-            // An original IP detection extension refused the request (Envoy's
-            // `reject_request`): the status, an empty body.
-            stats.downstream_rq_rejected_via_ip_detection.inc();
-            self.send_local_reply(
-                LocalReply::new(status, "", "rejecting_because_detection_failed"),
-                io,
-            );
-            return;
-        }
-        if head.upgrade && !upgrade {
-            // Envoy: an upgrade the config does not allow is refused.
-            stats.downstream_rq_ws_on_non_ws_route.inc();
-            self.send_local_reply(LocalReply::new(403, "", "upgrade_failed"), io);
+        if mutated.reject_status.is_some() || (head.upgrade && !upgrade) {
+            self.refuse_request(mutated.reject_status, io);
             return;
         }
         let Some(stream) = self.stream.get_mut() else {
@@ -453,6 +478,39 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             .decoder
             .push_headers(head, end_stream, &mut sink, &mut cb);
         self.after_decode(outcome, io);
+    }
+
+    /// Envoy answers `expect: 100-continue` itself (proxy_100_continue false). Only clients
+    /// about to send a large body ask for it (curl above 1 MiB).
+    #[cold]
+    fn send_100_continue<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        let mut out = scratch::take_encode();
+        self.codec.encode_100_continue(&mut out);
+        io.write(&mut out, false);
+        scratch::give_encode(out);
+    }
+
+    /// The request is refused before the filter chain sees it: an original IP detection
+    /// extension rejected it (`reject_status`, Envoy's `reject_request`: the status, an empty
+    /// body), or it asks for an upgrade the config does not allow (403).
+    #[cold]
+    fn refuse_request<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        reject_status: Option<u16>,
+        io: &mut Io,
+    ) {
+        let stats = &self.shared.stats;
+        let reply = match reject_status {
+            Some(status) => {
+                stats.downstream_rq_rejected_via_ip_detection.inc();
+                LocalReply::new(status, "", "rejecting_because_detection_failed")
+            }
+            None => {
+                stats.downstream_rq_ws_on_non_ws_route.inc();
+                LocalReply::new(403, "", "upgrade_failed")
+            }
+        };
+        self.send_local_reply(reply, io);
     }
 
     fn push_request_data<Io: ConnectionIo<Upstream = U>>(
@@ -539,6 +597,20 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
     /// Handles what a push through the decoder chain ended with.
     fn after_decode<Io: ConnectionIo<Upstream = U>>(&mut self, outcome: ChainOutcome, io: &mut Io) {
         self.refresh_idle_timeout(io);
+        if outcome != ChainOutcome::Ok {
+            self.on_decoder_stop(outcome, io);
+        }
+        self.maybe_finish_stream(io);
+    }
+
+    /// A decoder filter asked for a local reply, or the request body overflowed the buffer
+    /// limit (413): the request is answered here instead of by the upstream.
+    #[cold]
+    fn on_decoder_stop<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        outcome: ChainOutcome,
+        io: &mut Io,
+    ) {
         match outcome {
             ChainOutcome::Ok => {}
             ChainOutcome::LocalReply => {
@@ -558,11 +630,13 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                 );
             }
         }
-        self.maybe_finish_stream(io);
     }
 
     /// Sends a local reply on the active stream (through the encoder filters), or resets the
-    /// stream if its response already started.
+    /// stream if its response already started. Out of line: local replies answer errors
+    /// (no route, no healthy upstream, timeouts, limits), filters and direct responses, never
+    /// a proxied response.
+    #[inline(never)]
     fn send_local_reply<Io: ConnectionIo<Upstream = U>>(&mut self, reply: LocalReply, io: &mut Io) {
         let shared = self.shared.clone();
         if self.stream.is_some() {
@@ -618,14 +692,20 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         io: &mut Io,
     ) {
         let Some(stream) = self.stream.get_mut() else {
+            // Bytes of an upstream whose stream is gone (the events of one poll were
+            // collected before it ended).
+            std::hint::cold_path();
             data.clear();
             return;
         };
         if stream.router.upstream_conn() != Some(upstream) {
+            std::hint::cold_path();
             data.clear();
             return;
         }
         if self.tunnel {
+            // Upgraded: the bytes go to the client as they are.
+            std::hint::cold_path();
             io.write(data, end_stream);
             return;
         }
@@ -689,6 +769,12 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
     }
 
     /// Pushes the router's outcomes through the encoder filters to the downstream.
+    ///
+    /// A proxied response is a head, body and end (`Headers`, `Data`, `End`, maybe
+    /// `Trailers`), each encoded into the worker's encode buffer and written once at the
+    /// end. The rest (a local reply or reset from the router, a filter's stop, an upgrade's
+    /// 101, a route's response header edits) is handed to functions of its own, out of the
+    /// way of that path.
     fn process_outcomes<Io: ConnectionIo<Upstream = U>>(
         &mut self,
         mut outcomes: Vec<UpstreamOutcome>,
@@ -698,7 +784,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         // The worker's encode buffer, for every outcome of this event.
         let mut out = scratch::take_encode();
         for mut outcome in outcomes.drain(..) {
-            if matches!(outcome, UpstreamOutcome::Headers(..)) && self.stream.is_some() {
+            if self.stream.is_none() {
+                break;
+            }
+            if matches!(outcome, UpstreamOutcome::Headers(..)) {
                 // Asked once per response, as its head goes out.
                 self.check_drain_close(io);
             }
@@ -707,28 +796,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             };
             if let UpstreamOutcome::Headers(head, _) = &mut outcome {
                 if head.status == 101 && stream.upgrade {
-                    self.tunnel = true;
-                    shared.stats.downstream_cx_upgrades_total.inc();
-                    shared.stats.downstream_cx_upgrades_active.inc();
+                    start_tunnel(&mut self.tunnel, &shared.stats);
                 }
-                // The route's response header edits (Envoy's `finalizeResponseHeaders`), when
-                // it has any.
-                if let (Some(route_id), Some(request)) = (
-                    stream.router.route_editing_response(),
-                    stream.router.request(),
-                ) {
-                    let downstream = stream.state.downstream;
-                    let ctx = FormatterContext {
-                        downstream_remote_address: downstream.remote,
-                        downstream_direct_remote_address: downstream.direct_remote,
-                        downstream_local_address: downstream.local,
-                        upstream_host: stream.router.upstream_host,
-                        start_time: StartTime::Since(stream.started),
-                        protocol: Some(request.version.as_str()),
-                    };
-                    shared
-                        .routes
-                        .finalize_response(route_id, head, request, &ctx);
+                if let Some(route_id) = stream.router.route_editing_response() {
+                    finalize_route_response(&shared, stream, route_id, head);
                 }
             }
             let mut cb = FilterCallbacks {
@@ -762,43 +833,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                     chain.push_data(&mut BytesMut::new(), true, &mut sink, &mut cb)
                 }
                 UpstreamOutcome::LocalReply(reply) => {
-                    flush_downstream(&shared, &mut out, io);
-                    self.send_local_reply(reply, io);
+                    self.on_router_local_reply(reply, &mut out, io);
                     ChainOutcome::Ok
                 }
                 UpstreamOutcome::Reset => {
-                    shared
-                        .stats
-                        .rq_reset_after_downstream_response_started
-                        .inc();
-                    // What was relayed goes first; the close then ends the response.
-                    flush_downstream(&shared, &mut out, io);
-                    self.reset_stream(io);
+                    self.on_router_reset(&mut out, io);
                     ChainOutcome::Ok
                 }
             };
             if result != ChainOutcome::Ok {
-                // A reply of the connection manager's own follows what the chain encoded.
-                flush_downstream(&shared, &mut out, io);
-            }
-            match result {
-                ChainOutcome::Ok => {}
-                ChainOutcome::LocalReply => {
-                    let reply = self
-                        .stream
-                        .get_mut()
-                        .and_then(|s| s.state.local_reply.take());
-                    if let Some(reply) = reply {
-                        self.send_local_reply(reply, io);
-                    }
-                }
-                ChainOutcome::BufferOverflow => {
-                    // Envoy: a response too big to buffer is a 500 if nothing was sent yet.
-                    self.send_local_reply(
-                        LocalReply::new(500, "Internal Server Error", "response_payload_too_large"),
-                        io,
-                    );
-                }
+                self.on_encoder_stop(result, &mut out, io);
             }
         }
         // One write for everything this event encoded, before the stream may end (and the
@@ -807,6 +851,63 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         scratch::give_encode(out);
         return_outcomes(outcomes);
         self.maybe_finish_stream(io);
+    }
+
+    /// The router answers the request itself (no route, no healthy upstream, a timeout, an
+    /// overflow, a direct response): what was encoded goes first, then the reply.
+    #[cold]
+    fn on_router_local_reply<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        reply: LocalReply,
+        out: &mut BytesMut,
+        io: &mut Io,
+    ) {
+        flush_downstream(&self.shared, out, io);
+        self.send_local_reply(reply, io);
+    }
+
+    /// The upstream failed after the response started (it reset or closed mid-body): the
+    /// stream is reset, which on HTTP/1 closes the connection.
+    #[cold]
+    fn on_router_reset<Io: ConnectionIo<Upstream = U>>(&mut self, out: &mut BytesMut, io: &mut Io) {
+        self.shared
+            .stats
+            .rq_reset_after_downstream_response_started
+            .inc();
+        // What was relayed goes first; the close then ends the response.
+        flush_downstream(&self.shared, out, io);
+        self.reset_stream(io);
+    }
+
+    /// An encoder filter asked for a local reply, or the response overflowed the buffer
+    /// limit: a reply of the connection manager's own follows what the chain encoded.
+    #[cold]
+    fn on_encoder_stop<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        result: ChainOutcome,
+        out: &mut BytesMut,
+        io: &mut Io,
+    ) {
+        flush_downstream(&self.shared, out, io);
+        match result {
+            ChainOutcome::Ok => {}
+            ChainOutcome::LocalReply => {
+                let reply = self
+                    .stream
+                    .get_mut()
+                    .and_then(|s| s.state.local_reply.take());
+                if let Some(reply) = reply {
+                    self.send_local_reply(reply, io);
+                }
+            }
+            ChainOutcome::BufferOverflow => {
+                // Envoy: a response too big to buffer is a 500 if nothing was sent yet.
+                self.send_local_reply(
+                    LocalReply::new(500, "Internal Server Error", "response_payload_too_large"),
+                    io,
+                );
+            }
+        }
     }
 
     // === downstream connection events ===
@@ -1007,6 +1108,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
     }
 
     /// A timeout answered an incomplete request: the connection cannot be reused.
+    #[cold]
     fn close_after_reply<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         self.destroy_stream(io);
         self.closing = true;
@@ -1035,13 +1137,17 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         if self.draining || self.closing || !io.drain_close() {
             return;
         }
+        // The server drains or fails health checks: once per connection.
+        std::hint::cold_path();
         debug!("[C{}] drain closing connection", io.connection_id());
         self.shared.stats.downstream_cx_drain_close.inc();
         self.start_drain_sequence(io);
     }
 
     /// Envoy's `startDrainSequence`: no more keep-alive; `drain_timeout` later an idle
-    /// connection closes (`onDrainTimeout`); zero closes an idle one now.
+    /// connection closes (`onDrainTimeout`); zero closes an idle one now. At most once per
+    /// connection (the server drains, or the connection idled out).
+    #[cold]
     fn start_drain_sequence<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         self.draining = true;
         let drain = self.shared.config.drain_timeout;
@@ -1054,6 +1160,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
 
     /// Envoy's `onDrainTimeout` → `checkForDeferredClose`: an idle connection closes now; one
     /// with a stream closes when that stream ends (its response says `connection: close`).
+    /// Only on a draining connection.
+    #[cold]
     fn on_drain_timeout<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         if self.stream.is_none() && !self.closing {
             debug!(
@@ -1069,6 +1177,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
 
     /// A malformed request (Envoy's codec error path): answer with the codec's status and
     /// close, since the framing of whatever follows is in doubt.
+    #[cold]
     fn on_codec_error<Io: ConnectionIo<Upstream = U>>(&mut self, error: CodecError, io: &mut Io) {
         debug!(
             "[C{}] request decode error: {} ({})",
@@ -1104,7 +1213,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         self.reply_without_stream(status, reason_phrase(status), io);
     }
 
-    /// A reply when no stream exists (the head never parsed): straight to the codec, then close.
+    /// A reply when no stream exists (the head never parsed or never came in time): straight
+    /// to the codec, then close.
+    #[cold]
     fn reply_without_stream<Io: ConnectionIo<Upstream = U>>(
         &mut self,
         status: u16,
@@ -1132,7 +1243,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
     }
 
     /// Resets the active stream after its response started: the only way to tell an HTTP/1
-    /// client is to close the connection.
+    /// client is to close the connection. Reached only when something failed mid-response
+    /// (the upstream reset, a timeout, a filter's reply too late).
+    #[cold]
     fn reset_stream<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
         self.shared.stats.downstream_rq_tx_reset.inc();
         // The response flag is the cause's, set by whoever asked for the reset (UC for an
@@ -1147,16 +1260,12 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
 
     /// Ends the stream once both directions are done (Envoy's `doEndStream`).
     fn maybe_finish_stream<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
-        let done = self
-            .stream
-            .get()
-            .is_some_and(|s| s.filters.encoder.complete);
-        if !done || self.tunnel {
-            return;
-        }
         let Some(stream) = self.stream.get() else {
             return;
         };
+        if !stream.filters.encoder.complete || self.tunnel {
+            return;
+        }
         // An upgrade the upstream refused (no 101): the connection's framing is in doubt.
         let request_complete = stream.request_complete && !stream.upgrade;
         let id = stream.id;
@@ -1169,6 +1278,32 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             .config
             .max_requests_per_connection
             .is_some_and(|max| self.requests >= max);
+        if !request_complete || self.codec.should_close() || self.draining || max_reached {
+            self.close_after_stream(request_complete, max_reached, id, io);
+            return;
+        }
+        trace!(
+            "[C{}][S{id}] ConnectionManagerImpl::doEndStream: keep-alive, waiting for the next request",
+            io.connection_id()
+        );
+        self.arm_idle(io);
+        if self.pending_input.is_some() {
+            self.dispatch_pipelined(io);
+        }
+    }
+
+    /// The stream ended and the connection does not stay open for another: the request
+    /// said `connection: close` (or was HTTP/1.0), the connection is draining or reached
+    /// `max_requests_per_connection`, or the response came before the request was complete.
+    /// Out of line: a keep-alive connection ends this way once, not per request.
+    #[inline(never)]
+    fn close_after_stream<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        request_complete: bool,
+        max_reached: bool,
+        id: u64,
+        io: &mut Io,
+    ) {
         if !request_complete {
             // HTTP/1: answered before the request was read; its remaining bytes cannot be
             // framed reliably, so the connection closes (Envoy does the same).
@@ -1180,11 +1315,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                 "[C{}][S{id}] ConnectionManagerImpl::doEndStream: response before the request completed: close",
                 io.connection_id()
             );
-            self.closing = true;
-            io.close(CloseHow::FlushWriteAndDelay);
-            return;
-        }
-        if self.codec.should_close() || self.draining || max_reached {
+        } else {
             trace!(
                 "[C{}][S{id}] ConnectionManagerImpl::doEndStream: close ({})",
                 io.connection_id(),
@@ -1196,24 +1327,24 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
                     "draining"
                 }
             );
-            self.closing = true;
-            io.close(CloseHow::FlushWriteAndDelay);
-            return;
         }
-        trace!(
-            "[C{}][S{id}] ConnectionManagerImpl::doEndStream: keep-alive, waiting for the next request",
-            io.connection_id()
-        );
-        self.arm_idle(io);
-        if let Some(mut buf) = self.pending_input.take() {
-            // The next pipelined request.
-            self.arm_head_timer(io);
-            self.dispatch(&mut buf, io);
-            match &mut self.pending_input {
-                Some(newer) => newer.extend_from_slice(&buf),
-                None if !buf.is_empty() => self.pending_input = Some(buf),
-                None => {}
-            }
+        self.closing = true;
+        io.close(CloseHow::FlushWriteAndDelay);
+    }
+
+    /// The next pipelined request, waiting in `pending_input` since before this response
+    /// ended. Reached only by a client that pipelines.
+    #[cold]
+    fn dispatch_pipelined<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        let Some(mut buf) = self.pending_input.take() else {
+            return;
+        };
+        self.arm_head_timer(io);
+        self.dispatch(&mut buf, io);
+        match &mut self.pending_input {
+            Some(newer) => newer.extend_from_slice(&buf),
+            None if !buf.is_empty() => self.pending_input = Some(buf),
+            None => {}
         }
     }
 
@@ -1235,8 +1366,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         }
         stream.router.on_destroy(io);
         stream.filters.destroy();
-        io.disarm_timer(HcmTimer::StreamIdle);
-        io.disarm_timer(HcmTimer::Request);
+        io.disarm_stream_timers();
         debug!(
             "[C{}][S{}] stream done: status={} flags={} details={} in {:?}",
             io.connection_id(),
@@ -1259,6 +1389,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
 
 impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManager<U> {
     /// Envoy's `ActiveStream::log()` at the end of the stream.
+    #[inline(never)]
     fn write_access_logs<Io: ConnectionIo<Upstream = U>>(
         shared: &HcmShared,
         stream: &ActiveStream<U>,
@@ -1304,6 +1435,56 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             log.log(&info);
         }
     }
+}
+
+/// The route's response header edits (Envoy's `finalizeResponseHeaders`). Out of line: only
+/// routes with `response_headers_to_add`/`_to_remove` (at any level) have them.
+#[inline(never)]
+fn finalize_route_response<U: Copy + Eq + std::hash::Hash + std::fmt::Debug>(
+    shared: &HcmShared,
+    stream: &ActiveStream<U>,
+    route_id: usize,
+    head: &mut ResponseHead,
+) {
+    let Some(request) = stream.router.request() else {
+        return;
+    };
+    let downstream = stream.state.downstream;
+    let ctx = FormatterContext {
+        downstream_remote_address: downstream.remote,
+        downstream_direct_remote_address: downstream.direct_remote,
+        downstream_local_address: downstream.local,
+        upstream_host: stream.router.upstream_host,
+        start_time: StartTime::Since(stream.started),
+        protocol: Some(request.version.as_str()),
+    };
+    shared
+        .routes
+        .finalize_response(route_id, head, request, &ctx);
+}
+
+/// The upstream answered an allowed upgrade with 101: from now on bytes pass through in both
+/// directions (`tunnel`). Once per upgraded connection.
+#[cold]
+fn start_tunnel(tunnel: &mut bool, stats: &HcmStats) {
+    *tunnel = true;
+    stats.downstream_cx_upgrades_total.inc();
+    stats.downstream_cx_upgrades_active.inc();
+}
+
+/// Whether the request's `upgrade` is one the config allows. Asked only of a request with an
+/// `upgrade` header (websockets and the like: a connection's first request, at most).
+#[cold]
+fn upgrade_allowed(config: &HcmConfig, head: &RequestHead) -> bool {
+    config.upgrade_allowed(head.headers.get_str("upgrade").unwrap_or(""))
+}
+
+/// Keeps what the access log needs of the request (only when access logs are configured;
+/// out of line so that the request path without them stays short).
+#[inline(never)]
+fn keep_request_for_log<Io: ConnectionIo>(log: &mut StreamLog, head: &RequestHead, io: &mut Io) {
+    log.request = Some(head.clone());
+    log.start = Some(io.wall_now());
 }
 
 /// Events of the router's upstream connection, as the connection manager needs them.

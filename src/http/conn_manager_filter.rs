@@ -425,6 +425,10 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
         let rearm = self.timers.set.disarm(timer);
         self.timers.apply(rearm, self.cx);
     }
+    fn disarm_stream_timers(&mut self) {
+        let rearm = self.timers.set.disarm_stream();
+        self.timers.apply(rearm, self.cx);
+    }
     fn connect(&mut self, address: SocketAddr, buffer_limit: u32) -> io::Result<ConnectionId> {
         self.cx.create_client_connection(address, buffer_limit)
     }

@@ -74,6 +74,18 @@ impl HcmTimer {
         HcmTimer::PerTryIdleTimeout,
     ];
 
+    /// The timers that run only with a stream (all but the connection's idle, request
+    /// headers and drain timers).
+    pub const STREAM: [HcmTimer; 7] = [
+        HcmTimer::StreamIdle,
+        HcmTimer::Request,
+        HcmTimer::RouteTimeout,
+        HcmTimer::PerTryTimeout,
+        HcmTimer::RetryBackoff,
+        HcmTimer::ConnectTimeout,
+        HcmTimer::PerTryIdleTimeout,
+    ];
+
     pub fn token(self) -> u64 {
         self as u64
     }
@@ -195,6 +207,13 @@ pub trait ConnectionIo {
     fn read_disable(&mut self, disable: bool);
     fn arm_timer(&mut self, timer: HcmTimer, after: Duration);
     fn disarm_timer(&mut self, timer: HcmTimer);
+    /// The stream ended: every stream timer ([`HcmTimer::STREAM`]) is disarmed (Envoy's
+    /// timers go with their `ActiveStream`).
+    fn disarm_stream_timers(&mut self) {
+        for timer in HcmTimer::STREAM {
+            self.disarm_timer(timer);
+        }
+    }
 
     /// Opens an upstream connection; its events come back to this connection manager.
     fn connect(&mut self, address: SocketAddr, buffer_limit: u32) -> io::Result<Self::Upstream>;

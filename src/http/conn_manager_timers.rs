@@ -59,18 +59,32 @@ enum Place {
     Stream(usize),
 }
 
+/// [`place`] as a table indexed by the timer's discriminant (a load instead of a jump table
+/// on every arm and disarm): the index in its array, [`STREAM`] set for the stream block.
+const STREAM: u8 = 0x80;
+const PLACES: [u8; HcmTimer::ALL.len()] = {
+    let mut places = [0u8; HcmTimer::ALL.len()];
+    places[HcmTimer::ConnectionIdle as usize] = 0;
+    places[HcmTimer::RequestHeaders as usize] = 1;
+    places[HcmTimer::Drain as usize] = 2;
+    places[HcmTimer::StreamIdle as usize] = STREAM;
+    places[HcmTimer::Request as usize] = STREAM | 1;
+    places[HcmTimer::RouteTimeout as usize] = STREAM | 2;
+    places[HcmTimer::PerTryTimeout as usize] = STREAM | 3;
+    places[HcmTimer::RetryBackoff as usize] = STREAM | 4;
+    places[HcmTimer::ConnectTimeout as usize] = STREAM | 5;
+    places[HcmTimer::PerTryIdleTimeout as usize] = STREAM | 6;
+    places
+};
+
+#[inline]
 fn place(timer: HcmTimer) -> Place {
-    match timer {
-        HcmTimer::ConnectionIdle => Place::Connection(0),
-        HcmTimer::RequestHeaders => Place::Connection(1),
-        HcmTimer::Drain => Place::Connection(2),
-        HcmTimer::StreamIdle => Place::Stream(0),
-        HcmTimer::Request => Place::Stream(1),
-        HcmTimer::RouteTimeout => Place::Stream(2),
-        HcmTimer::PerTryTimeout => Place::Stream(3),
-        HcmTimer::RetryBackoff => Place::Stream(4),
-        HcmTimer::ConnectTimeout => Place::Stream(5),
-        HcmTimer::PerTryIdleTimeout => Place::Stream(6),
+    let at = PLACES[timer as usize];
+    let i = usize::from(at & !STREAM);
+    if at & STREAM == 0 {
+        Place::Connection(i)
+    } else {
+        Place::Stream(i)
     }
 }
 
@@ -107,17 +121,26 @@ fn origin() -> Instant {
     *ORIGIN.get_or_init(Instant::now)
 }
 
+thread_local! {
+    /// The last conversion: every call of one event-loop iteration passes the same cached
+    /// `now`, and comparing two `Instant`s is cheaper than subtracting them.
+    static LAST: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
+}
+
+#[inline]
 fn nanos(at: Instant) -> u64 {
-    thread_local! {
-        /// The last conversion: every call of one event-loop iteration passes the same cached
-        /// `now`, and comparing two `Instant`s is cheaper than subtracting them.
-        static LAST: Cell<Option<(Instant, u64)>> = const { Cell::new(None) };
-    }
     if let Ok(Some((last, ns))) = LAST.try_with(Cell::get) {
         if last == at {
             return ns;
         }
     }
+    convert(at)
+}
+
+/// [`nanos`] for a new `now` (the first deadline of an event-loop iteration): out of line, so
+/// that every other arm is a compare and a few stores.
+#[inline(never)]
+fn convert(at: Instant) -> u64 {
     let ns = u64::try_from(at.saturating_duration_since(origin()).as_nanos()).unwrap_or(NONE - 1);
     let _ = LAST.try_with(|last| last.set(Some((at, ns))));
     ns
@@ -147,6 +170,9 @@ impl HcmTimerSet {
         }
     }
 
+    /// Sets a deadline; a stream timer's takes the stream block from the worker's free list if
+    /// none is held (once per request), and gives it back when its last deadline clears.
+    #[inline(never)]
     fn set(&mut self, timer: HcmTimer, deadline: u64) {
         match place(timer) {
             Place::Connection(i) => self.connection[i] = deadline,
@@ -172,6 +198,7 @@ impl HcmTimerSet {
     }
 
     /// Gives the stream block back to the worker's free list.
+    #[inline(never)]
     fn release_stream(&mut self) {
         if let Some(block) = self.stream.take() {
             let _ = FREE_STREAM_DEADLINES.try_with(|free| {
@@ -193,11 +220,21 @@ impl HcmTimerSet {
         self.get(timer) != NONE
     }
 
-    /// Arms `timer` to fire `after` from `now` (replacing its previous deadline).
+    /// Arms `timer` to fire `after` from `now` (replacing its previous deadline). Four arms
+    /// per proxied request (stream idle twice, route timeout, connection idle), so the usual
+    /// case is a few loads and stores: `now` converted already this iteration, the stream
+    /// block taken already, a deadline after the armed one.
+    #[inline]
     pub fn arm(&mut self, timer: HcmTimer, now: Instant, after: Duration) -> Rearm {
         let after_ns = u64::try_from(after.as_nanos()).unwrap_or(NONE - 1);
         let deadline = nanos(now).saturating_add(after_ns).min(NONE - 1);
-        self.set(timer, deadline);
+        match place(timer) {
+            Place::Connection(i) => self.connection[i] = deadline,
+            Place::Stream(i) => match &mut self.stream {
+                Some(stream) => stream[i] = deadline,
+                None => self.set(timer, deadline),
+            },
+        }
         if deadline < self.armed {
             self.armed = deadline;
             Rearm::Enable(after)
@@ -213,11 +250,29 @@ impl HcmTimerSet {
     /// one the reactor timer is still armed for, so nothing touches the reactor's timer wheel
     /// until that stale deadline passes (one spurious firing per route timeout, instead of
     /// five wheel updates per request).
+    ///
+    /// A stream timer's block stays taken until [`disarm_stream`](Self::disarm_stream), even
+    /// when this was its last deadline: a stream disarms a dozen timers on its way, most of
+    /// them never armed, and each is then a store.
     #[inline]
     pub fn disarm(&mut self, timer: HcmTimer) -> Rearm {
-        // A stream timer while no stream deadline is set (most disarms at stream end): nothing.
-        if self.stream.is_some() || matches!(place(timer), Place::Connection(_)) {
-            self.set(timer, NONE);
+        match place(timer) {
+            Place::Connection(i) => self.connection[i] = NONE,
+            Place::Stream(i) => {
+                if let Some(stream) = &mut self.stream {
+                    stream[i] = NONE;
+                }
+            }
+        }
+        Rearm::Keep
+    }
+
+    /// The stream ended: every stream timer is disarmed and the block goes back to the
+    /// worker's free list (an idle connection owns none). Lazy as [`disarm`](Self::disarm).
+    #[inline]
+    pub fn disarm_stream(&mut self) -> Rearm {
+        if self.stream.is_some() {
+            self.release_stream();
         }
         Rearm::Keep
     }
@@ -305,6 +360,20 @@ mod tests {
     fn start() -> Instant {
         HcmTimerSet::init_origin();
         Instant::now()
+    }
+
+    #[test]
+    fn every_timer_has_a_place_of_its_own() {
+        let mut connection = [false; CONNECTION_TIMERS];
+        let mut stream = [false; HcmTimer::ALL.len() - CONNECTION_TIMERS];
+        for timer in HcmTimer::ALL {
+            let taken = match place(timer) {
+                Place::Connection(i) => &mut connection[i],
+                Place::Stream(i) => &mut stream[i],
+            };
+            assert!(!*taken, "{timer:?} shares its place");
+            *taken = true;
+        }
     }
 
     #[test]
@@ -426,6 +495,29 @@ mod tests {
             "the block went back once the last one cleared"
         );
         assert_eq!(set.rearm(t10), Rearm::Keep, "the firing left it off");
+    }
+
+    #[test]
+    fn a_stream_keeps_its_block_until_it_ends() {
+        let t0 = start();
+        let mut set = HcmTimerSet::default();
+        set.arm(HcmTimer::StreamIdle, t0, 10 * MS);
+        set.disarm(HcmTimer::StreamIdle);
+        assert!(!set.is_armed(HcmTimer::StreamIdle));
+        assert!(set.stream.is_some(), "kept while the stream runs");
+        set.arm(HcmTimer::RouteTimeout, t0, 10 * MS);
+        set.arm(HcmTimer::ConnectionIdle, t0, 20 * MS);
+        assert_eq!(set.disarm_stream(), Rearm::Keep);
+        assert!(set.stream.is_none(), "the block went back");
+        assert!(!set.is_armed(HcmTimer::RouteTimeout));
+        assert!(
+            set.is_armed(HcmTimer::ConnectionIdle),
+            "a connection timer stays"
+        );
+        // The reactor timer still fires at 10 ms, for nothing, and is re-armed.
+        let t10 = t0 + 10 * MS;
+        assert_eq!(set.fired(t10).timers().count(), 0);
+        assert_eq!(set.rearm(t10), Rearm::Enable(10 * MS));
     }
 
     #[test]
