@@ -23,9 +23,13 @@ struct Gated {
 
 impl Gated {
     fn start() -> Gated {
+        Gated::start_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    fn start_on(listener: std::net::TcpListener) -> Gated {
         let (open, rx): (Sender<()>, Receiver<()>) = mpsc::channel();
         let rx = Arc::new(Mutex::new(rx));
-        let up = HttpUpstream::start(move |req, _| {
+        let up = HttpUpstream::start_on(listener, move |req, _| {
             let _ = rx.lock().unwrap().recv_timeout(TIMEOUT);
             Reply::ok(&format!("answer {}", req.path))
         });
@@ -131,6 +135,86 @@ fn at_the_per_host_connection_limit_a_request_waits() {
     let connections: Vec<usize> = gated.up.requests().iter().map(|r| r.connection).collect();
     assert_eq!(connections, [0, 0], "both on the one connection");
     assert_eq!(proxy.stat("cluster.app.upstream_cx_total"), 1);
+}
+
+/// `upstream_cx_overflow` as Envoy 1.40 counts it (same config and requests): once per
+/// `newStream` the `max_connections` breaker refuses, and once more each time a connection is
+/// handed to a stream while others still wait (Envoy's `onUpstreamReady` asks the breaker for
+/// them again). Here the connection is up before `/b` and `/c` arrive: 2, then 3 when `/a`'s
+/// release goes to `/b` with `/c` still waiting, and `/c` taking it after `/b` counts none.
+#[test]
+fn cx_overflow_counts_each_refused_ask_for_waiting_streams() {
+    let gated = Gated::start();
+    let proxy = Nuncio::start(&with_breakers(gated.up.addr, "max_connections: 1"));
+    let mut a = send_get(&proxy, "/a");
+    gated.wait_received(1);
+    let mut waiting = [send_get(&proxy, "/b"), send_get(&proxy, "/c")];
+    proxy.wait_stat("cluster.app.upstream_rq_pending_active", 2);
+    assert_eq!(proxy.stat("cluster.app.upstream_cx_overflow"), 2);
+    gated.release_one();
+    assert_eq!(a.read_response().unwrap().body_str(), "answer /a");
+    gated.wait_received(2);
+    assert_eq!(proxy.stat("cluster.app.upstream_cx_overflow"), 3);
+    for c in &mut waiting {
+        gated.release_one();
+        assert_eq!(c.read_response().unwrap().status, 200);
+    }
+    let stats = proxy.stats();
+    assert_eq!(stats["cluster.app.upstream_cx_overflow"], 3);
+    assert_eq!(stats["cluster.app.upstream_cx_total"], 1);
+    assert_eq!(stats["cluster.app.upstream_rq_total"], 3);
+}
+
+/// The same while the first connection is still connecting (its SYN waits behind an upstream
+/// accept queue the test filled): Envoy 1.40 counts 3 requests 2 before the connect, 3 at it
+/// (`/a` attached, 2 still waiting), 4 at `/a`'s release; 5 requests 4, 5, then 8.
+#[test]
+fn cx_overflow_counts_while_the_first_connection_connects() {
+    for (n, before, connected, end) in [(3, 2, 3, 4), (5, 4, 5, 8)] {
+        // Backlog 0 holds one connection: the dummy fills it, so the proxy's SYN is dropped
+        // and its connect completes at the SYN's retransmit (~1 s), once accepting starts.
+        let fd = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Inet,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::empty(),
+            None,
+        )
+        .unwrap();
+        let any = nix::sys::socket::SockaddrIn::new(127, 0, 0, 1, 0);
+        nix::sys::socket::bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &any).unwrap();
+        nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
+        let listener = std::net::TcpListener::from(fd);
+        let addr = listener.local_addr().unwrap();
+        let dummy = std::net::TcpStream::connect(addr).unwrap();
+        let config = with_breakers(addr, "max_connections: 1")
+            .replace("connect_timeout: 1s", "connect_timeout: 10s");
+        let proxy = Nuncio::start(&config);
+        let mut clients: Vec<Client> = (0..n).map(|i| send_get(&proxy, &format!("/{i}"))).collect();
+        proxy.wait_stat("cluster.app.upstream_rq_pending_active", n as u64);
+        let stats = proxy.stats();
+        assert_eq!(
+            stats["cluster.app.upstream_rq_total"], 0,
+            "still connecting"
+        );
+        assert_eq!(stats["cluster.app.upstream_cx_overflow"], before, "n={n}");
+        let gated = Gated::start_on(listener);
+        drop(dummy);
+        gated.wait_received(1);
+        proxy.wait_stat("cluster.app.upstream_rq_total", 1);
+        assert_eq!(
+            proxy.stat("cluster.app.upstream_cx_overflow"),
+            connected,
+            "n={n}"
+        );
+        for c in &mut clients {
+            gated.release_one();
+            assert_eq!(c.read_response().unwrap().status, 200);
+        }
+        let stats = proxy.stats();
+        assert_eq!(stats["cluster.app.upstream_cx_overflow"], end, "n={n}");
+        assert_eq!(stats["cluster.app.upstream_cx_total"], 1);
+        assert_eq!(stats["cluster.app.upstream_rq_total"], n as u64);
+    }
 }
 
 #[test]

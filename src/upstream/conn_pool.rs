@@ -417,6 +417,21 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
         }
     }
 
+    /// A connection of the pool `key` was just handed to a stream (Envoy's `onUpstreamReady`):
+    /// while other streams still wait, Envoy ends it with `tryCreateNewConnections`, which
+    /// asks the breakers for a connection for them. True if that ask is refused: the caller
+    /// counts `upstream_cx_overflow` once, as Envoy does on every such hand-out (3 requests at
+    /// `max_connections: 1` count 4 while the first connects: two refused `newStream`s, its
+    /// connect, the first release).
+    pub fn waiters_refused(
+        &self,
+        key: PoolKey,
+        rm: &ResourceManager,
+        host_cx_active: impl FnOnce() -> u64,
+    ) -> bool {
+        !self.pool_ref(key).pending.is_empty() && !rm.can_create_connection(host_cx_active)
+    }
+
     /// The stream using a connection of the pool `key` (to `host`) is done with it (Envoy's
     /// `onStreamClosed` + `onUpstreamReady`). `reusable`: the exchange ended cleanly with
     /// keep-alive on both sides. Returns true if the connection went back to the pool, false

@@ -341,6 +341,15 @@ impl HttpUpstream {
         handler: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
     ) -> HttpUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        HttpUpstream::start_on(listener, handler)
+    }
+
+    /// [`start`](Self::start) accepting on `listener` (e.g. one whose accept queue the test
+    /// filled, so that connects to it stall until this starts accepting).
+    pub fn start_on(
+        listener: TcpListener,
+        handler: impl Fn(&Received, usize) -> Reply + Send + Sync + 'static,
+    ) -> HttpUpstream {
         let addr = listener.local_addr().unwrap();
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
         let connections = Arc::new(AtomicUsize::new(0));
