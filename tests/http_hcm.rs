@@ -565,3 +565,48 @@ fn trace_log_of_one_request_reads_as_envoys_call_chain() {
         "no write on {upstream}"
     );
 }
+
+/// Sends `request` on a new connection and reads until the proxy closes it (EOF or reset):
+/// what was read and how long after sending the close came.
+fn until_closed(proxy: &Nuncio, request: &[u8]) -> (String, Duration) {
+    use std::io::Write;
+    let mut s = support::connect(proxy.listener);
+    let sent = Instant::now();
+    s.write_all(request).unwrap();
+    let got = support::read_until_closed(&mut s);
+    (String::from_utf8_lossy(&got).into_owned(), sent.elapsed())
+}
+
+/// A reply that closes the connection (a 400 for a malformed request, or a stream reset after
+/// its response started: here the upstream sends half its body and hangs up) closes with
+/// Envoy's delayed close: the proxy waits up to `delayed_close_timeout` (1 s) for the client
+/// to close first, then closes and counts `downstream_cx_delayed_close_timeout`; at `0s` it
+/// closes once the reply is flushed. Envoy 1.40, same config and requests: EOF after 1.00 s
+/// and 1.05 s with the default, counted; 0.00 s and 0.05 s with 0s, not counted.
+#[test]
+fn a_closing_reply_waits_delayed_close_timeout_for_the_client() {
+    let up = HttpUpstream::start(|_, _| {
+        Reply::raw("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello").closing()
+    });
+    let bad: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\nbad header\r\n\r\n";
+    let get: &[u8] = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    for (delay, waits) in [("", true), ("          delayed_close_timeout: 0s\n", false)] {
+        let proxy = Nuncio::start(&config(up.addr, delay, "", "", ""));
+        for (request, head) in [(bad, "HTTP/1.1 400 Bad Request"), (get, "HTTP/1.1 200 OK")] {
+            let (reply, took) = until_closed(&proxy, request);
+            assert!(reply.starts_with(head), "{reply}");
+            if waits {
+                assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+            } else {
+                assert!(took < Duration::from_millis(900), "closed after {took:?}");
+            }
+        }
+        assert!(until_closed(&proxy, get).0.ends_with("\r\n\r\nhello"));
+        let timeouts = "http.ingress.downstream_cx_delayed_close_timeout";
+        if waits {
+            proxy.wait_stat(timeouts, 3);
+        } else {
+            assert_eq!(proxy.stat(timeouts), 0);
+        }
+    }
+}

@@ -1255,7 +1255,9 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         }
         self.closing = true;
         // What was already relayed reaches the client; the close tells it the rest never will.
-        io.close(CloseHow::FlushWrite);
+        // Envoy's `doEndStream` puts the connection in its Closing drain state, which closes
+        // with `FlushWriteAndDelay` (checked against Envoy 1.40: EOF 1 s after the reset).
+        io.close(CloseHow::FlushWriteAndDelay);
     }
 
     /// Ends the stream once both directions are done (Envoy's `doEndStream`).

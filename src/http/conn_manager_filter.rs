@@ -412,7 +412,12 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
         self.cx.write(data, end_stream);
     }
     fn close(&mut self, how: CloseHow) {
-        self.cx.close(close_type(how));
+        // Envoy's `delayed_close_timeout` (1 s; 0 closes once flushed, without the wait).
+        match (how, self.config.shared.config.delayed_close_timeout) {
+            (CloseHow::FlushWriteAndDelay, Some(delay)) => self.cx.close_with_delay(delay),
+            (CloseHow::FlushWriteAndDelay, None) => self.cx.close(CloseType::FlushWrite),
+            _ => self.cx.close(close_type(how)),
+        }
     }
     fn read_disable(&mut self, disable: bool) {
         self.cx.read_disable(disable);
@@ -576,6 +581,14 @@ impl ReadFilter for HttpConnectionManagerFilter {
             ConnectionEvent::Connected => return,
         };
         self.with_io(cx, |hcm, io| hcm.on_downstream_event(event, io));
+    }
+
+    fn on_delayed_close_timeout(&mut self) {
+        self.config
+            .shared
+            .stats
+            .downstream_cx_delayed_close_timeout
+            .inc();
     }
 
     fn on_upstream_data(

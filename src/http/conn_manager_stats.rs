@@ -16,6 +16,8 @@ pub struct HcmStats {
     pub downstream_cx_destroy_remote_active_rq: Counter,
     pub downstream_cx_destroy_local_active_rq: Counter,
     pub downstream_cx_idle_timeout: Counter,
+    /// Closes whose `delayed_close_timeout` ran out before the client closed.
+    pub downstream_cx_delayed_close_timeout: Counter,
     pub downstream_cx_drain_close: Counter,
     pub downstream_cx_protocol_error: Counter,
     pub downstream_cx_rx_bytes_total: Counter,
@@ -67,6 +69,7 @@ impl HcmStats {
             downstream_cx_destroy_remote_active_rq: c("downstream_cx_destroy_remote_active_rq"),
             downstream_cx_destroy_local_active_rq: c("downstream_cx_destroy_local_active_rq"),
             downstream_cx_idle_timeout: c("downstream_cx_idle_timeout"),
+            downstream_cx_delayed_close_timeout: c("downstream_cx_delayed_close_timeout"),
             downstream_cx_drain_close: c("downstream_cx_drain_close"),
             downstream_cx_protocol_error: c("downstream_cx_protocol_error"),
             downstream_cx_rx_bytes_total: c("downstream_cx_rx_bytes_total"),

@@ -474,7 +474,7 @@ impl Connection {
         self.interest = interest;
     }
 
-    /// Attaches the timer used by `FlushWriteAndDelay`.
+    /// Attaches the timer used by `FlushWriteAndDelay`, armed with its delay.
     pub(crate) fn set_delayed_close_timer(&mut self, timer: Timer) {
         self.delayed_close_timer = Some(timer);
     }
@@ -859,15 +859,17 @@ impl Connection {
         self.state = State::Closing;
         self.closing_event = event;
         self.delay_after_flush = close_type == CloseType::FlushWriteAndDelay;
-        if self.delay_after_flush {
-            if let Some(timer) = &self.delayed_close_timer {
-                timer.enable(crate::network::connection::DELAYED_CLOSE_TIMEOUT);
-            } else {
-                self.delay_after_flush = false;
-            }
+        // The timer comes armed with the delay (ConnectionHandler::close_after).
+        if self.delay_after_flush && self.delayed_close_timer.is_none() {
+            self.delay_after_flush = false;
         }
         self.update_interest();
         self.activate(FileReadyType::WRITE);
+    }
+
+    /// Whether the connection is closing and waits for its delayed-close timer.
+    pub(crate) fn awaiting_delayed_close(&self) -> bool {
+        self.state == State::Closing && self.delay_after_flush
     }
 
     /// The delayed-close timer fired: close now.

@@ -36,6 +36,7 @@ use std::mem;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use log::{error, warn};
@@ -43,7 +44,9 @@ use mio::net::TcpStream;
 use reactor::{Dispatcher, FileEvent, FileReadyType, FileTriggerType, HandlerId, Timer};
 use slab::Slab;
 
-use super::connection::{CloseType, Connection, ConnectionEvent, ConnectionId, State, READ_CHUNK};
+use super::connection::{
+    CloseType, Connection, ConnectionEvent, ConnectionId, State, DELAYED_CLOSE_TIMEOUT, READ_CHUNK,
+};
 use super::filter::FilterContext;
 use super::filter_chain::ConnectionMatchInfo;
 use super::filter_manager::FilterManager;
@@ -983,8 +986,13 @@ impl ConnectionHandler {
         }
     }
 
-    /// Envoy's `ConnectionImpl::close`.
+    /// Envoy's `ConnectionImpl::close` (a `FlushWriteAndDelay` waits the default 1 s).
     pub(crate) fn close(&mut self, id: ConnectionId, close_type: CloseType) {
+        self.close_after(id, close_type, DELAYED_CLOSE_TIMEOUT);
+    }
+
+    /// [`close`](Self::close) with `delay` as a `FlushWriteAndDelay`'s wait for the peer.
+    pub(crate) fn close_after(&mut self, id: ConnectionId, close_type: CloseType, delay: Duration) {
         let weak = self.this.clone();
         let dispatcher = self.dispatcher.clone();
         let Some(active) = self
@@ -1001,12 +1009,19 @@ impl ConnectionHandler {
                 None => dispatcher
                     .create_timer(move || enter(&weak, |h| h.on_delayed_close_timeout(id))),
             };
+            timer.enable(delay);
             active.connection.set_delayed_close_timer(timer);
         }
         active.connection.close(close_type, &mut self.events);
     }
 
     fn on_delayed_close_timeout(&mut self, id: ConnectionId) {
+        if self
+            .active_mut(id)
+            .is_some_and(|a| a.connection.awaiting_delayed_close())
+        {
+            self.for_each_read_filter(id, |f, _| f.on_delayed_close_timeout());
+        }
         if let Some(active) = self
             .connections
             .get_mut(id.slot)

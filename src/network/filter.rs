@@ -64,6 +64,11 @@ pub trait ReadFilter {
         let _ = (event, cx);
     }
 
+    /// This filter's connection is about to close because the peer did not close within a
+    /// `FlushWriteAndDelay` close's delay (Envoy counts it in the connection stats the HCM
+    /// sets: `downstream_cx_delayed_close_timeout`). Its close event follows.
+    fn on_delayed_close_timeout(&mut self) {}
+
     /// Bytes arrived on a client connection this filter owns (Envoy's
     /// `UpstreamCallbacks::onUpstreamData`).
     fn on_upstream_data(
@@ -158,6 +163,13 @@ impl<'a> FilterContext<'a> {
     /// Closes this filter's connection.
     pub fn close(&mut self, close_type: CloseType) {
         self.handler.close(self.conn, close_type);
+    }
+
+    /// Closes this filter's connection as `FlushWriteAndDelay` waiting up to `delay` (the
+    /// HCM's `delayed_close_timeout`) for the peer to close first.
+    pub fn close_with_delay(&mut self, delay: std::time::Duration) {
+        self.handler
+            .close_after(self.conn, CloseType::FlushWriteAndDelay, delay);
     }
 
     /// Closes another connection.
