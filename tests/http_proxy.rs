@@ -691,3 +691,48 @@ fn request_id_reaches_upstream_response_and_access_log() {
     assert_eq!(upstream, sent);
     assert_eq!(access_log_lines(&path, 3), sent);
 }
+
+/// `cluster.<name>.upstream_rq_time` exists only once an upstream answered, as Envoy 1.40
+/// creates it (same config: after a 503 connect failure `/stats` lists the cluster's other
+/// histograms as `No recorded values` but not `upstream_rq_time`, and `/stats/prometheus` has
+/// no `envoy_cluster_upstream_rq_time`); after an answer it is there with that one value.
+#[test]
+fn upstream_rq_time_appears_with_the_first_upstream_answer() {
+    let refused: std::net::SocketAddr = format!("127.0.0.1:{}", support::refused_port())
+        .parse()
+        .unwrap();
+    let up = HttpUpstream::hello();
+    let config = support::http::config(refused, "", "", "", "").replace(
+        "  clusters:\n",
+        &format!(
+            "  clusters:\n  - name: answers\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: answers\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]\n",
+            up.addr.port()
+        ),
+    );
+    let config = config.replace(
+        "              routes:\n",
+        "              routes:\n              - match: {prefix: \"/ok\"}\n                route: {cluster: answers}\n",
+    );
+    let proxy = Nuncio::start(&config);
+    assert_eq!(get(proxy.listener, "/fails").status, 503);
+    assert_eq!(get(proxy.listener, "/ok").status, 200);
+    let (_, text) = support::http_get(proxy.admin, "/stats").unwrap();
+    assert!(
+        text.contains("cluster.app.upstream_cx_connect_ms: No recorded values"),
+        "{text}"
+    );
+    assert!(!text.contains("cluster.app.upstream_rq_time:"), "{text}");
+    assert!(
+        text.contains("cluster.answers.upstream_rq_time: P0("),
+        "{text}"
+    );
+    let (_, prom) = support::http_get(proxy.admin, "/stats/prometheus").unwrap();
+    let rq_time: Vec<&str> = prom
+        .lines()
+        .filter(|l| l.starts_with("envoy_cluster_upstream_rq_time_count"))
+        .collect();
+    assert_eq!(
+        rq_time,
+        ["envoy_cluster_upstream_rq_time_count{envoy_cluster_name=\"answers\"} 1"]
+    );
+}

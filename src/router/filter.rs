@@ -1349,7 +1349,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             // Envoy's `onUpstreamComplete`: from the end of the downstream request (over every
             // attempt) to the end of the upstream response.
             let took = now.saturating_duration_since(request_complete);
-            stats.upstream_rq_time.record(took.as_millis() as u64);
+            stats.record_upstream_rq_time(took.as_millis() as u64);
         }
         if self.upstream_read_disabled {
             io.read_disable_upstream(upstream.conn, false);

@@ -15,7 +15,10 @@ pub struct ClusterStats {
     pub upstream_rq_total: Counter,
     pub upstream_rq_completed: Counter,
     pub upstream_rq_active: Gauge,
-    pub upstream_rq_time: Histogram,
+    /// Created at its first value, as Envoy charges it (`chargeResponseTiming`): a cluster
+    /// that never answered has none in `/stats` (Envoy 1.40: absent after a 503 connect
+    /// failure, where an eager one printed `No recorded values`).
+    upstream_rq_time: OnceCell<Histogram>,
     pub upstream_cx_connect_ms: Histogram,
     pub upstream_cx_length_ms: Histogram,
     pub upstream_rq_per_cx: Histogram,
@@ -62,6 +65,14 @@ pub struct ClusterStats {
 }
 
 impl ClusterStats {
+    /// Records one upstream response time (`upstream_rq_time`, created at its first value).
+    #[inline]
+    pub fn record_upstream_rq_time(&self, ms: u64) {
+        self.upstream_rq_time
+            .get_or_init(|| self.scope.histogram("upstream_rq_time", Unit::Milliseconds))
+            .record(ms);
+    }
+
     /// Handles under `cluster.<name>.` of `store`.
     pub fn new(store: &Store, cluster: &str) -> ClusterStats {
         let scope = store.scope(&format!("cluster.{cluster}"));
@@ -70,7 +81,7 @@ impl ClusterStats {
             upstream_rq_total: c("upstream_rq_total"),
             upstream_rq_completed: c("upstream_rq_completed"),
             upstream_rq_active: scope.gauge("upstream_rq_active", ImportMode::Accumulate),
-            upstream_rq_time: scope.histogram("upstream_rq_time", Unit::Milliseconds),
+            upstream_rq_time: OnceCell::new(),
             upstream_cx_connect_ms: scope.histogram("upstream_cx_connect_ms", Unit::Milliseconds),
             upstream_cx_length_ms: scope.histogram("upstream_cx_length_ms", Unit::Milliseconds),
             upstream_rq_per_cx: scope.histogram("upstream_rq_per_cx", Unit::Unspecified),
