@@ -89,6 +89,7 @@ mod level_set;
 mod post;
 mod read_buf;
 mod signal;
+mod socket_io;
 mod stats;
 mod timer;
 
@@ -99,5 +100,6 @@ pub use nix::sys::signal::Signal;
 pub use post::{PostCallback, Poster};
 pub use read_buf::recv_into;
 pub use signal::{SignalEvent, SUPPORTED_SIGNALS};
+pub use socket_io::send;
 pub use stats::{DispatcherStats, DispatcherStatsSnapshot, Histogram, HISTOGRAM_BUCKETS};
 pub use timer::{Timer, TimerWheel, WheelKey, SLOTS, TICK};

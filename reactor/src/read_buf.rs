@@ -7,7 +7,7 @@
 //! capacity and only the bytes it wrote are added to the buffer. This is the one place the
 //! proxy reads its sockets through, and the reactor is where its `unsafe` lives.
 //!
-//! Called by the proxy's `Connection::read_into`; calls `recv(2)`.
+//! Called by the proxy's `Connection::read_into`; calls `recv(2)` (socket_io.rs).
 
 use std::io;
 use std::os::fd::RawFd;
@@ -27,13 +27,9 @@ pub fn recv_into(fd: RawFd, buf: &mut BytesMut, max: usize) -> io::Result<usize>
     // SAFETY: `spare` is valid for writes of `spare.len() >= want` bytes and nothing else
     // refers to it while the call runs; recv(2) writes at most `want` bytes there and reads
     // none (uninitialised memory is fine for it).
-    let n = unsafe { nix::libc::recv(fd, spare.as_mut_ptr().cast(), want, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let n = n as usize; // 0 <= n <= want
-                        // SAFETY: the kernel initialised the first `n <= want <= spare capacity` bytes after the
-                        // buffer's end, so the buffer's first `len + n` bytes are initialised.
+    let n = unsafe { crate::socket_io::recv(fd, spare.as_mut_ptr().cast(), want) }?;
+    // SAFETY: the kernel initialised the first `n <= want <= spare capacity` bytes after the
+    // buffer's end, so the buffer's first `len + n` bytes are initialised.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
 }

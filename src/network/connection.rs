@@ -184,6 +184,45 @@ struct WriteQueue {
     stalled: bool,
 }
 
+impl WriteQueue {
+    /// Drops the first `n < len` bytes: a flush the kernel took only part of (it pushed back).
+    #[cold]
+    fn consume_partial(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            if front.len() <= n {
+                n -= front.len();
+                self.chunks.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
+
+/// A `writev` of the waiting chunks (at most [`MAX_IOVECS`]): when several are waiting (a
+/// head and a body from different buffers, or writes behind a stall).
+#[inline(never)]
+fn write_chunks(socket: &mut TcpStream, chunks: &VecDeque<BytesMut>) -> io::Result<usize> {
+    match chunks.as_slices() {
+        ([], []) => Ok(0),
+        ([a, b], []) | ([a], [b]) => socket.write_vectored(&[IoSlice::new(a), IoSlice::new(b)]),
+        _ => {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n = 0;
+            for (slot, chunk) in slices.iter_mut().zip(chunks.iter()) {
+                *slot = IoSlice::new(chunk);
+                n += 1;
+            }
+            socket.write_vectored(&slices[..n])
+        }
+    }
+}
+
 impl Drop for WriteBuffer {
     fn drop(&mut self) {
         self.clear();
@@ -242,7 +281,9 @@ impl WriteBuffer {
     /// for as long as the peer stalls, one allocation per stalled connection. Copying a small
     /// leftover costs one allocation per stall instead; the chunks waiting were all seen at
     /// the first stall (and later ones on arrival), so no chunk is copied twice. Larger chunks
-    /// stay: they fill much of what they pin.
+    /// stay: they fill much of what they pin. Runs only when the kernel pushed back (a full
+    /// send buffer).
+    #[cold]
     fn on_stall(&mut self) {
         if let Some(queue) = self.queue.as_mut() {
             if !queue.stalled {
@@ -260,7 +301,9 @@ impl WriteBuffer {
         if queue.chunks.capacity() > MAX_KEPT_QUEUE_CAPACITY {
             return;
         }
-        queue.chunks.clear();
+        // Usually one chunk (a request; a response head with its body): popping it costs
+        // less than `clear()`'s walk over the ring's two slices.
+        while queue.chunks.pop_front().is_some() {}
         queue.len = 0;
         queue.stalled = false;
         let _ = FREE_QUEUES.try_with(|free| {
@@ -271,39 +314,25 @@ impl WriteBuffer {
         });
     }
 
-    /// One `writev` of up to [`MAX_IOVECS`] slices (`write` for one); returns how many bytes
-    /// the kernel took. The usual shapes (one slice: a request, or a response head with its
-    /// body; two: a head and a body from elsewhere) build their iovec on the stack without
-    /// filling the whole array.
+    /// One `send` of the one waiting chunk, or one `writev` of up to [`MAX_IOVECS`] of them;
+    /// returns how many bytes the kernel took. One chunk is the request path's shape: a
+    /// request, or a response head with its body (encoded one behind the other, they joined).
     fn write_to(&mut self, socket: &mut TcpStream) -> io::Result<usize> {
         let Some(queue) = self.queue.as_ref() else {
             return Ok(0);
         };
-        let (first, rest) = queue.chunks.as_slices();
-        // One slice: plain write(2), the same work for the kernel and an strace that reads like
-        // the data path.
-        let written = match (first, rest) {
-            ([], _) => 0,
-            ([only], []) => socket.write(only)?,
-            ([a, b], []) | ([a], [b]) => {
-                socket.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])?
-            }
-            _ => {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let mut n = 0;
-                for (slot, chunk) in slices.iter_mut().zip(queue.chunks.iter()) {
-                    *slot = IoSlice::new(chunk);
-                    n += 1;
-                }
-                socket.write_vectored(&slices[..n])?
-            }
+        let written = match queue.chunks.as_slices() {
+            // A plain send(2): the same work for the kernel as a one-slice writev, and an
+            // strace that reads like the data path.
+            ([only], []) => reactor::send(socket.as_raw_fd(), only)?,
+            _ => write_chunks(socket, &queue.chunks)?,
         };
         self.consume(written);
         Ok(written)
     }
 
     /// Drops the first `n` bytes.
-    fn consume(&mut self, mut n: usize) {
+    fn consume(&mut self, n: usize) {
         let Some(queue) = self.queue.as_mut() else {
             return;
         };
@@ -312,19 +341,7 @@ impl WriteBuffer {
             self.release_queue();
             return;
         }
-        queue.len -= n;
-        while n > 0 {
-            let Some(front) = queue.chunks.front_mut() else {
-                break;
-            };
-            if front.len() <= n {
-                n -= front.len();
-                queue.chunks.pop_front();
-            } else {
-                front.advance(n);
-                n = 0;
-            }
-        }
+        queue.consume_partial(n);
     }
 
     /// Drops everything (close without flush). Releases the queue too.
@@ -561,7 +578,7 @@ impl Connection {
     /// pending in the kernel and will be.
     pub fn read_into(&mut self, buf: &mut BytesMut) -> ReadResult {
         let mut result = ReadResult::default();
-        let Some(socket) = self.socket.as_mut() else {
+        let Some(fd) = self.raw_fd() else {
             return result;
         };
         let limit = self.buffer_limit as usize;
@@ -569,37 +586,44 @@ impl Connection {
         loop {
             if buf.len() >= limit {
                 // Envoy's shouldDrainReadBuffer: let the filters consume, come back next
-                // iteration (edge-triggered: nothing else would wake us).
+                // iteration (edge-triggered: nothing else would wake us). Only with more
+                // than the buffer limit queued in the kernel.
+                std::hint::cold_path();
                 result.more_pending = true;
+                self.activate(FileReadyType::READ);
                 break;
             }
             let want = READ_CHUNK.min(limit - buf.len());
             // Straight into `buf`'s spare capacity: no zero-filling, no copy.
-            match reactor::recv_into(socket.as_raw_fd(), buf, want) {
-                Ok(0) => {
-                    result.end_stream = true;
-                    break;
-                }
-                Ok(n) => {
+            match reactor::recv_into(fd, buf, want) {
+                Ok(n) if n > 0 => {
                     result.bytes_read += n;
                     if n < want && stop_when_drained {
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    debug!("[{}] read error: {e}", self.id);
-                    result.error = true;
+                // The peer's FIN: once per connection.
+                Ok(_) => {
+                    std::hint::cold_path();
+                    result.end_stream = true;
+                    self.read_end_stream = true;
                     break;
                 }
+                // Only once the queue was drained by a read of exactly `want` bytes, or after
+                // a hang-up was reported (see above); or a socket error.
+                Err(e) => {
+                    std::hint::cold_path();
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => break,
+                        io::ErrorKind::Interrupted => {}
+                        _ => {
+                            debug!("[{}] read error: {e}", self.id);
+                            result.error = true;
+                            break;
+                        }
+                    }
+                }
             }
-        }
-        if result.end_stream {
-            self.read_end_stream = true;
-        }
-        if result.more_pending {
-            self.activate(FileReadyType::READ);
         }
         trace!(
             "[{}] ConnectionImpl::onReadReady: read {} bytes, end_stream {}",
@@ -719,6 +743,7 @@ impl Connection {
     /// the kernel's next write-ready edge (the socket is registered edge-triggered for WRITE, and
     /// a flush only stops early on `WouldBlock`), and a connecting socket flushes once connected.
     #[must_use = "the caller flushes when told to"]
+    #[inline]
     pub fn write(
         &mut self,
         data: &mut BytesMut,
@@ -726,13 +751,7 @@ impl Connection {
         events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
     ) -> bool {
         if self.write_end_stream || !matches!(self.state, State::Open | State::Connecting) {
-            // Envoy ignores writes after end_stream or close; the bytes are dropped.
-            trace!(
-                "[{}] dropping {} bytes written after close/end_stream",
-                self.id,
-                data.len()
-            );
-            data.clear();
+            self.drop_late_write(data);
             return false;
         }
         trace!(
@@ -744,21 +763,39 @@ impl Connection {
         let flush_due = !self.write_buffer.is_empty();
         self.write_buffer.move_in(data);
         self.write_end_stream = end_stream;
-        self.check_high_watermark(events);
+        if !self.above_high_watermark && self.write_buffer.len() > self.buffer_limit as usize {
+            self.on_above_high_watermark(events);
+        }
         self.state == State::Open && !flush_due
     }
 
-    fn check_high_watermark(&mut self, events: &mut VecDeque<(ConnectionId, ConnectionEvent)>) {
-        if !self.above_high_watermark && self.write_buffer.len() > self.buffer_limit as usize {
-            self.above_high_watermark = true;
-            trace!("[{}] write buffer above high watermark", self.id);
-            events.push_back((self.id, ConnectionEvent::AboveWriteBufferHighWatermark));
-        }
+    /// A write after `end_stream` or close: Envoy ignores it; the bytes are dropped. Only
+    /// when a filter races a close (the peer reset while a response was in flight).
+    #[cold]
+    fn drop_late_write(&self, data: &mut BytesMut) {
+        trace!(
+            "[{}] dropping {} bytes written after close/end_stream",
+            self.id,
+            data.len()
+        );
+        data.clear();
+    }
+
+    /// The write buffer went above the limit (a peer slower than its source): only with
+    /// more than `per_connection_buffer_limit_bytes` waiting.
+    #[cold]
+    fn on_above_high_watermark(&mut self, events: &mut VecDeque<(ConnectionId, ConnectionEvent)>) {
+        self.above_high_watermark = true;
+        trace!("[{}] write buffer above high watermark", self.id);
+        events.push_back((self.id, ConnectionEvent::AboveWriteBufferHighWatermark));
     }
 
     /// Flushes the write buffer until it is empty or the kernel pushes back; sends the FIN
     /// after `end_stream`; finishes a flushing close. Raises `BelowWriteBufferLowWatermark`
     /// and close events into `events`.
+    ///
+    /// On the request path the kernel takes the whole buffer in one `send`; the rest (the
+    /// kernel pushing back, errors, watermarks, our FIN, a flushing close) is out of line.
     pub fn on_write_ready(&mut self, events: &mut VecDeque<(ConnectionId, ConnectionEvent)>) {
         if !matches!(self.state, State::Open | State::Closing) {
             return;
@@ -766,7 +803,6 @@ impl Connection {
         let Some(socket) = self.socket.as_mut() else {
             return;
         };
-        let mut error = false;
         while !self.write_buffer.is_empty() {
             match self.write_buffer.write_to(socket) {
                 Ok(0) => break,
@@ -776,29 +812,50 @@ impl Connection {
                         self.id
                     );
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    debug!("[{}] write error: {e}", self.id);
-                    error = true;
-                    break;
+                    std::hint::cold_path();
+                    match e.kind() {
+                        // The kernel pushed back: the rest waits for the next write-ready edge.
+                        io::ErrorKind::WouldBlock => break,
+                        io::ErrorKind::Interrupted => {}
+                        _ => {
+                            debug!("[{}] write error: {e}", self.id);
+                            self.close_socket(ConnectionEvent::RemoteClose, events);
+                            return;
+                        }
+                    }
                 }
             }
         }
-        if error {
-            self.close_socket(ConnectionEvent::RemoteClose, events);
-            return;
-        }
-        if self.above_high_watermark && self.write_buffer.len() < self.low_watermark() {
-            self.above_high_watermark = false;
-            trace!("[{}] write buffer below low watermark", self.id);
-            events.push_back((self.id, ConnectionEvent::BelowWriteBufferLowWatermark));
+        if self.above_high_watermark {
+            self.check_low_watermark(events);
         }
         if !self.write_buffer.is_empty() {
             // The kernel pushed back: the rest waits for the peer, maybe long.
             self.write_buffer.on_stall();
             return;
         }
+        if (self.write_end_stream && !self.write_shutdown) || self.state == State::Closing {
+            // Once per connection: our FIN, or the end of a flushing close.
+            self.on_write_buffer_drained(events);
+        }
+    }
+
+    /// Raises `BelowWriteBufferLowWatermark` once the buffer drained below half the limit
+    /// (only after it went above the limit).
+    #[cold]
+    fn check_low_watermark(&mut self, events: &mut VecDeque<(ConnectionId, ConnectionEvent)>) {
+        if self.write_buffer.len() < self.low_watermark() {
+            self.above_high_watermark = false;
+            trace!("[{}] write buffer below low watermark", self.id);
+            events.push_back((self.id, ConnectionEvent::BelowWriteBufferLowWatermark));
+        }
+    }
+
+    /// Everything was flushed after `end_stream` was written (send our FIN) or after
+    /// `close(FlushWrite*)` (close now, or let the delayed-close timer do it).
+    #[cold]
+    fn on_write_buffer_drained(&mut self, events: &mut VecDeque<(ConnectionId, ConnectionEvent)>) {
         if self.write_end_stream && !self.write_shutdown {
             trace!("[{}] write end_stream: shutdown(Write)", self.id);
             if let Some(socket) = self.socket.as_ref() {

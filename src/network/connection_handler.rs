@@ -120,7 +120,20 @@ enum OwnedConnections {
 }
 
 impl OwnedConnections {
+    /// Adds `id`. A per-worker pool lends its connection to a stream's owner for each
+    /// request: the owner then holds none, and the push is a store.
+    #[inline]
     fn push(&mut self, id: ConnectionId) {
+        match self {
+            OwnedConnections::None => *self = OwnedConnections::One(id),
+            _ => self.push_more(id),
+        }
+    }
+
+    /// A second owned connection (tcp_proxy's next try while the first closes, an HTTP
+    /// stream's retry while the failed attempt's connection is still owned).
+    #[cold]
+    fn push_more(&mut self, id: ConnectionId) {
         match self {
             OwnedConnections::None => *self = OwnedConnections::One(id),
             OwnedConnections::One(first) => *self = OwnedConnections::Many(vec![*first, id]),
@@ -128,18 +141,26 @@ impl OwnedConnections {
         }
     }
 
+    /// Removes `id` (nothing if it is not owned). The request path's case, the one owned
+    /// connection given back to its pool, is a compare and a store.
+    #[inline]
     fn remove(&mut self, id: ConnectionId) {
         match self {
             OwnedConnections::One(owned) if *owned == id => *self = OwnedConnections::None,
-            OwnedConnections::Many(ids) => {
-                ids.retain(|c| *c != id);
-                match ids[..] {
-                    [] => *self = OwnedConnections::None,
-                    [one] => *self = OwnedConnections::One(one),
-                    _ => {}
-                }
-            }
+            OwnedConnections::Many(_) => self.remove_from_many(id),
             _ => {}
+        }
+    }
+
+    #[cold]
+    fn remove_from_many(&mut self, id: ConnectionId) {
+        if let OwnedConnections::Many(ids) = self {
+            ids.retain(|c| *c != id);
+            match ids[..] {
+                [] => *self = OwnedConnections::None,
+                [one] => *self = OwnedConnections::One(one),
+                _ => {}
+            }
         }
     }
 
@@ -512,6 +533,8 @@ impl ConnectionHandler {
 
     /// Drained once no downstream connection is left: what remains are idle pooled upstream
     /// connections (a busy one belongs to a downstream's filter), closed with the worker.
+    /// Walks the connections: called only while draining.
+    #[cold]
     fn check_drained(&mut self) {
         if self.drain.is_some()
             && self.on_drained.is_some()
@@ -788,6 +811,13 @@ impl ConnectionHandler {
     }
 
     // === Connection events (Envoy's ConnectionImpl::onFileEvent) ===
+    //
+    // On the request path an event is "readable: read, hand the bytes to the owner" (the
+    // write the owner makes is flushed at the end of the dispatch, see `finish_dispatch`).
+    // Everything else a socket can report (a connect finishing, a write-ready edge after a
+    // stalled flush, the peer's FIN, an error, bytes left over for later) happens once per
+    // connection or under a limit, and lives in the out-of-line functions below the hot
+    // ones, so the request path's code stays a few cache lines long.
 
     /// Readiness on a connection's socket: finish a connect, then write, then read, as Envoy
     /// orders them.
@@ -799,41 +829,53 @@ impl ConnectionHandler {
         let connection = &mut active.connection;
         connection.on_readiness(ready);
         if connection.state() == State::Connecting {
-            match connection.finish_connect() {
-                Ok(()) => {
-                    // The owner must hear `Connected` before any byte: deliver it (end of this
-                    // dispatch) and come back for the I/O on the next iteration.
-                    self.events.push_back((id, ConnectionEvent::Connected));
-                    // Flush what was written while connecting; read only what the kernel
-                    // already reported (a server-first greeting, a hang-up): bytes arriving
-                    // later raise a new edge, and a read now would mostly fail with WouldBlock.
-                    let read = ready & (FileReadyType::READ | FileReadyType::CLOSED);
-                    connection.activate(FileReadyType::WRITE | read);
-                    return;
-                }
-                Err(e)
-                    if e.kind() == io::ErrorKind::NotConnected
-                        && !ready.contains(FileReadyType::CLOSED) =>
-                {
-                    return
-                }
-                Err(e) => {
-                    debug!(
-                        "[{id}] connect to {} failed: {e}",
-                        connection.remote_address()
-                    );
-                    connection.close_socket(ConnectionEvent::RemoteClose, &mut self.events);
-                    return;
-                }
-            }
+            // Once per client connection.
+            self.on_connect_ready(id, ready);
+            return;
         }
         if connection.write_pending() {
+            // Only after a flush stalled (the kernel's send buffer was full), or with our FIN
+            // or a flushing close still to finish: a write is otherwise flushed in the
+            // dispatch that made it.
+            std::hint::cold_path();
             flush(connection, &mut self.events);
         }
         if ready.intersects(FileReadyType::READ | FileReadyType::CLOSED)
             || connection.dispatch_buffered_data
         {
             self.on_read_ready(id);
+        }
+    }
+
+    /// The first readiness of a connecting client socket: the handshake finished (`Connected`
+    /// is raised; the I/O waits for the next iteration) or failed (`RemoteClose`).
+    #[cold]
+    fn on_connect_ready(&mut self, id: ConnectionId, ready: FileReadyType) {
+        let Some(active) = find(&mut self.connections, id) else {
+            return;
+        };
+        let connection = &mut active.connection;
+        match connection.finish_connect() {
+            Ok(()) => {
+                // The owner must hear `Connected` before any byte: deliver it (end of this
+                // dispatch) and come back for the I/O on the next iteration.
+                self.events.push_back((id, ConnectionEvent::Connected));
+                // Flush what was written while connecting; read only what the kernel
+                // already reported (a server-first greeting, a hang-up): bytes arriving
+                // later raise a new edge, and a read now would mostly fail with WouldBlock.
+                let read = ready & (FileReadyType::READ | FileReadyType::CLOSED);
+                connection.activate(FileReadyType::WRITE | read);
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::NotConnected
+                    && !ready.contains(FileReadyType::CLOSED) => {}
+            Err(e) => {
+                debug!(
+                    "[{id}] connect to {} failed: {e}",
+                    connection.remote_address()
+                );
+                connection.close_socket(ConnectionEvent::RemoteClose, &mut self.events);
+            }
         }
     }
 
@@ -852,16 +894,18 @@ impl ConnectionHandler {
             return;
         }
         if let Some(kept) = connection.read_buffer.take() {
+            // Bytes the filters left last time (see `keep_unconsumed`).
+            std::hint::cold_path();
             buf.extend_from_slice(&kept);
         }
-        let was_ended = connection.read_end_stream();
-        let result = if was_ended {
+        let result = if connection.read_end_stream() {
             Default::default()
         } else {
             connection.read_into(&mut buf)
         };
         let dispatch_buffered = mem::take(&mut connection.dispatch_buffered_data);
         if result.error {
+            std::hint::cold_path();
             connection.close_socket(ConnectionEvent::RemoteClose, &mut self.events);
             buf.clear();
             self.scratch = Some(buf);
@@ -875,25 +919,41 @@ impl ConnectionHandler {
         // The filters may have closed the connection.
         if let Some(active) = find(&mut self.connections, id) {
             let connection = &mut active.connection;
-            if connection.state() == State::Open {
-                if result.end_stream && !connection.half_close_enabled() {
-                    trace!("[{id}] remote close");
-                    connection.close_raising(
-                        CloseType::FlushWrite,
-                        ConnectionEvent::RemoteClose,
-                        &mut self.events,
-                    );
-                } else if connection.both_sides_half_closed() {
-                    connection.close_socket(ConnectionEvent::RemoteClose, &mut self.events);
-                }
+            if connection.state() == State::Open && connection.read_end_stream() {
+                // Once per connection: the peer's FIN was read (now or earlier).
+                Self::on_read_end_stream(connection, result.end_stream, &mut self.events);
             }
             if connection.state() == State::Open && !buf.is_empty() {
-                // Only the unconsumed bytes are kept, in an allocation of their own size.
-                connection.read_buffer = Some(Box::from(&buf[..]));
+                Self::keep_unconsumed(connection, &buf);
             }
         }
         buf.clear();
         self.scratch = Some(buf);
+    }
+
+    /// After a read on an open connection whose peer has ended its stream (`fin_now`: this
+    /// read returned the EOF): without half-close the FIN closes the connection once our last
+    /// bytes are flushed; with it, the connection closes once our FIN is out too.
+    #[cold]
+    fn on_read_end_stream(
+        connection: &mut Connection,
+        fin_now: bool,
+        events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
+    ) {
+        if fin_now && !connection.half_close_enabled() {
+            trace!("[{}] remote close", connection.id());
+            connection.close_raising(CloseType::FlushWrite, ConnectionEvent::RemoteClose, events);
+        } else if connection.both_sides_half_closed() {
+            connection.close_socket(ConnectionEvent::RemoteClose, events);
+        }
+    }
+
+    /// Keeps the bytes the filters left unconsumed (in an allocation of their own size): only
+    /// when a message is split across reads (a head not complete yet) or a filter stopped
+    /// reading (flow control); a whole request is consumed by the read that brought it.
+    #[cold]
+    fn keep_unconsumed(connection: &mut Connection, buf: &[u8]) {
+        connection.read_buffer = Some(Box::from(buf));
     }
 
     /// Hands bytes read on `id` to its `owner`: its own read filters, or the read filter that
@@ -907,21 +967,10 @@ impl ConnectionHandler {
     ) {
         match owner {
             ConnectionOwner::FilterChain => self.on_continue_reading(id, 0, buf, end),
-            ConnectionOwner::Idle => {
-                if !buf.is_empty() {
-                    debug!(
-                        "[{id}] {} bytes on an idle pooled connection: closing",
-                        buf.len()
-                    );
-                    buf.clear();
-                    self.close(id, CloseType::NoFlush);
-                }
-            }
             ConnectionOwner::ReadFilter { conn, filter } => {
                 let filter = filter as usize;
                 let Some(mut f) = self.lend_read_filter(conn, filter) else {
-                    trace!("[{id}] owner {conn} is gone; dropping {} bytes", buf.len());
-                    buf.clear();
+                    Self::drop_orphaned_read(id, conn, buf);
                     return;
                 };
                 let mut cx = FilterContext {
@@ -932,6 +981,29 @@ impl ConnectionHandler {
                 f.on_upstream_data(id, buf, end, &mut cx);
                 self.put_back_read_filter(conn, filter, f);
             }
+            ConnectionOwner::Idle => self.on_idle_connection_read(id, buf),
+        }
+    }
+
+    /// Bytes (or a FIN) on a client connection whose owner is gone: dropped (its close is on
+    /// its way; reaping closes the connections a reaped owner still held).
+    #[cold]
+    fn drop_orphaned_read(id: ConnectionId, owner: ConnectionId, buf: &mut BytesMut) {
+        trace!("[{id}] owner {owner} is gone; dropping {} bytes", buf.len());
+        buf.clear();
+    }
+
+    /// Bytes or a FIN on an idle pooled connection: nothing can answer stray bytes, so the
+    /// connection closes (a FIN is handled by the close that follows the read).
+    #[cold]
+    fn on_idle_connection_read(&mut self, id: ConnectionId, buf: &mut BytesMut) {
+        if !buf.is_empty() {
+            debug!(
+                "[{id}] {} bytes on an idle pooled connection: closing",
+                buf.len()
+            );
+            buf.clear();
+            self.close(id, CloseType::NoFlush);
         }
     }
 
@@ -956,6 +1028,10 @@ impl ConnectionHandler {
     /// they had for it, so what they write in one callback (a response head and its body)
     /// leaves in one syscall. Envoy activates the write event instead; flushing here costs the
     /// same syscall and saves a second trip through the reactor for every write.
+    ///
+    /// Not inlined: every filter's writes go through this one copy (two calls per request,
+    /// from the HTTP connection manager and the router), and its callers stay short.
+    #[inline(never)]
     pub(crate) fn write(
         &mut self,
         id: ConnectionId,
@@ -964,22 +1040,31 @@ impl ConnectionHandler {
         through_filter_chain: bool,
     ) {
         let Some(active) = find(&mut self.connections, id) else {
+            // The connection is gone (its close is being delivered): nothing to write to.
+            std::hint::cold_path();
             data.clear();
             return;
         };
-        let active = if through_filter_chain && active.filter_manager.write_filters.is_some() {
-            if self.on_write_filters(id, data, end_stream)
-                == super::filter::FilterStatus::StopIteration
-            {
-                return;
-            }
-            let Some(active) = find(&mut self.connections, id) else {
-                data.clear();
-                return;
-            };
-            active
-        } else {
-            active
+        if through_filter_chain && active.filter_manager.write_filters.is_some() {
+            self.write_through_filters(id, data, end_stream);
+            return;
+        }
+        if active.connection.write(data, end_stream, &mut self.events) {
+            self.flush.push(id);
+        }
+    }
+
+    /// `write` on a connection with write filters: through them first (only where a filter
+    /// chain configures one; no shipped one does).
+    #[cold]
+    fn write_through_filters(&mut self, id: ConnectionId, data: &mut BytesMut, end_stream: bool) {
+        if self.on_write_filters(id, data, end_stream) == super::filter::FilterStatus::StopIteration
+        {
+            return;
+        }
+        let Some(active) = find(&mut self.connections, id) else {
+            data.clear();
+            return;
         };
         if active.connection.write(data, end_stream, &mut self.events) {
             self.flush.push(id);
@@ -1169,23 +1254,45 @@ impl ConnectionHandler {
     /// more), flushes the connections written to, then reaps the connections that closed;
     /// repeats until nothing is left. Every reactor callback of the worker ends here (through
     /// `enter`), and filters only run inside one, so no write waits past its dispatch.
+    ///
+    /// On the request path only the flush has work: a keep-alive request raises no event
+    /// (events are connects, closes and watermark crossings), resumes no reading and wakes
+    /// no one (a stream waits for a connection only at a pool limit).
     fn finish_dispatch(&mut self) {
         loop {
-            if let Some((id, event)) = self.events.pop_front() {
-                self.deliver_event(id, event);
-            } else if let Some((id, start)) = self.continue_reading.pop_front() {
-                self.resume_reading(id, start);
-            } else if let Some((conn, filter, token)) = self.wakeups.pop_front() {
-                self.on_filter_timer(conn, filter, token);
+            if !self.events.is_empty()
+                || !self.continue_reading.is_empty()
+                || !self.wakeups.is_empty()
+            {
+                std::hint::cold_path();
+                self.deliver_next_queued();
             } else if !self.flush.is_empty() {
                 self.flush_written();
             } else if !self.closed.is_empty() {
+                std::hint::cold_path();
                 self.reap();
             } else {
                 break;
             }
         }
-        self.check_drained();
+        if self.drain.is_some() {
+            // Only while the server drains (SIGTERM, `/drain_listeners`).
+            std::hint::cold_path();
+            self.check_drained();
+        }
+    }
+
+    /// Delivers the first queued item: an event, else a `continue_reading`, else a wake-up
+    /// (one at a time, in that order: each may queue more of any kind).
+    #[cold]
+    fn deliver_next_queued(&mut self) {
+        if let Some((id, event)) = self.events.pop_front() {
+            self.deliver_event(id, event);
+        } else if let Some((id, start)) = self.continue_reading.pop_front() {
+            self.resume_reading(id, start);
+        } else if let Some((conn, filter, token)) = self.wakeups.pop_front() {
+            self.on_filter_timer(conn, filter, token);
+        }
     }
 
     /// Flushes the connections written to during this dispatch, in the order they were first

@@ -170,10 +170,18 @@ impl ConnectionHandler {
         index: usize,
         filter: Box<dyn ReadFilter>,
     ) {
-        if let Some(active) = find(&mut self.connections, id) {
-            if let Some(slot) = active.filter_manager.read_filters.get_mut(index) {
-                slot.filter = Some(filter);
+        let slot = find(&mut self.connections, id)
+            .and_then(|active| active.filter_manager.read_filters.get_mut(index));
+        match slot {
+            Some(slot) => {
+                // The lend emptied the slot, and nothing fills a lent filter's slot.
+                if let Some(unexpected) = slot.filter.replace(filter) {
+                    drop_lent_filter(unexpected);
+                }
             }
+            // The filter's own callback closed its connection and it was reaped meanwhile
+            // (never within one dispatch: reaping waits for its end); drop the filter.
+            None => drop_lent_filter(filter),
         }
     }
 
@@ -228,4 +236,11 @@ impl ConnectionHandler {
             index += 1;
         }
     }
+}
+
+/// Drops a read filter that has no slot to go back to (out of line: the drop of a filter is
+/// a lot of code, and the request path never drops one here).
+#[cold]
+fn drop_lent_filter(filter: Box<dyn ReadFilter>) {
+    drop(filter);
 }
