@@ -54,6 +54,10 @@ thread_local! {
     static POOLS: Rc<RefCell<Pools>> = Rc::new(RefCell::new(ConnPools::default()));
     /// This worker's cluster views, by name.
     static VIEWS: RefCell<FastHashMap<String, Rc<dyn ClusterView>>> = RefCell::new(FastHashMap::default());
+    /// The view `CxIo::cluster` returned last and its name (views are never replaced; the
+    /// name's buffer is reused): the usual request goes to the cluster the previous one went
+    /// to, found by one name compare.
+    static LAST_VIEW: RefCell<(String, Option<Rc<dyn ClusterView>>)> = const { RefCell::new((String::new(), None)) };
     /// This worker's random numbers (xorshift; the router's `random_value`), seeded on first
     /// use: one per worker rather than 8 more bytes on every connection.
     static RNG: std::cell::Cell<u64> = std::cell::Cell::new(seed());
@@ -488,8 +492,21 @@ impl ConnectionIo for CxIo<'_, '_, '_> {
         self.cx.wake(waiter, POOL_WAKE_TOKEN);
     }
     fn cluster(&mut self, name: &str) -> Option<Rc<dyn ClusterView>> {
+        let last = LAST_VIEW.with(|last| match &*last.borrow() {
+            (last, Some(view)) if last == name => Some(view.clone()),
+            _ => None,
+        });
+        if last.is_some() {
+            return last;
+        }
         let found = VIEWS.with(|views| views.borrow().get(name).cloned());
         if let Some(view) = found {
+            LAST_VIEW.with(|last| {
+                let mut last = last.borrow_mut();
+                last.0.clear();
+                last.0.push_str(name);
+                last.1 = Some(view.clone());
+            });
             return Some(view);
         }
         let store = self

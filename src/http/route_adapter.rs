@@ -4,7 +4,9 @@
 //! Called by the router filter once per request (`route`) and once per response
 //! (`finalize_response`).
 
-use crate::router::{final_timeout, FormatterContext, RetryState, Route, RouteConfig, RouteResult};
+use crate::router::{
+    final_timeout, FormatterContext, Forward, RetryState, Route, RouteConfig, RouteResult,
+};
 
 use super::codec::{RequestHead, ResponseHead};
 use super::conn_manager_io::{ForwardDecision, RouteDecision, RouteTable};
@@ -18,6 +20,40 @@ pub struct ConfiguredRoutes {
 }
 
 impl ConfiguredRoutes {
+    /// What the router needs of a forwarding route: the cluster, the timeouts and the retry
+    /// state, with the request's control headers consumed and its edits applied.
+    fn forward(
+        &self,
+        forward: Forward<'_>,
+        head: &mut RequestHead,
+        ctx: &FormatterContext,
+    ) -> RouteDecision {
+        let route_id = self.route_id(&forward.route);
+        let cluster = forward.shared_cluster_name();
+        // The timeouts first: `final_timeout` reads the per-try header that
+        // `RetryState::create_from` removes with the other retry headers.
+        let envoy_headers = !self.suppress_envoy_headers;
+        let timeout = final_timeout(
+            forward.timeout(),
+            forward.retry_policy(),
+            head,
+            envoy_headers,
+        );
+        let retry = RetryState::create_from(forward.retry_policy_shared(), head);
+        forward.finalize_request_headers(head, ctx, envoy_headers);
+        RouteDecision::Forward(ForwardDecision {
+            suppress_envoy_headers: self.suppress_envoy_headers,
+            cluster,
+            route_id,
+            edits_response_headers: forward.route.edits_response_headers(),
+            timeout: timeout.global_timeout,
+            idle_timeout: forward.idle_timeout(),
+            retry,
+            per_try_timeout: timeout.per_try_timeout,
+            per_try_idle_timeout: forward.retry_policy().per_try_idle_timeout,
+        })
+    }
+
     /// `(virtual host index, route index)` of a matched route, packed.
     fn route_id(&self, route: &Route) -> usize {
         let vh = self
@@ -39,41 +75,8 @@ impl ConfiguredRoutes {
 impl RouteTable for ConfiguredRoutes {
     fn route(&self, head: &mut RequestHead, random: u64, ctx: &FormatterContext) -> RouteDecision {
         match self.config.route(head, random) {
-            RouteResult::NoRoute => RouteDecision::NoRoute,
-            RouteResult::DirectResponse(direct) => RouteDecision::DirectResponse {
-                status: direct.status,
-                body: direct.body.to_string(),
-            },
-            RouteResult::Redirect(redirect) => RouteDecision::Redirect {
-                status: redirect.status,
-                location: redirect.location.clone(),
-            },
-            RouteResult::Forward(forward) => {
-                let route_id = self.route_id(&forward.route);
-                let cluster = forward.shared_cluster_name();
-                // The timeouts first: `final_timeout` reads the per-try header that
-                // `RetryState::create` removes with the other retry headers.
-                let envoy_headers = !self.suppress_envoy_headers;
-                let timeout = final_timeout(
-                    forward.timeout(),
-                    forward.retry_policy(),
-                    head,
-                    envoy_headers,
-                );
-                let retry = RetryState::create(forward.retry_policy_shared(), head);
-                forward.finalize_request_headers(head, ctx, envoy_headers);
-                RouteDecision::Forward(ForwardDecision {
-                    suppress_envoy_headers: self.suppress_envoy_headers,
-                    cluster,
-                    route_id,
-                    edits_response_headers: forward.route.edits_response_headers(),
-                    timeout: timeout.global_timeout,
-                    idle_timeout: forward.idle_timeout(),
-                    retry,
-                    per_try_timeout: timeout.per_try_timeout,
-                    per_try_idle_timeout: forward.retry_policy().per_try_idle_timeout,
-                })
-            }
+            RouteResult::Forward(forward) => self.forward(forward, head, ctx),
+            other => local_decision(other),
         }
     }
 
@@ -105,5 +108,23 @@ impl RouteTable for ConfiguredRoutes {
             matched_len: 0,
         };
         route.finalize_response_headers(response, request, ctx);
+    }
+}
+
+/// The decisions of a request the proxy answers itself: no route (404), a redirect, a direct
+/// response (kept apart from the forwarding path every proxied request takes).
+#[inline(never)]
+fn local_decision(result: RouteResult<'_>) -> RouteDecision {
+    match result {
+        RouteResult::DirectResponse(direct) => RouteDecision::DirectResponse {
+            status: direct.status,
+            body: direct.body.to_string(),
+        },
+        RouteResult::Redirect(redirect) => RouteDecision::Redirect {
+            status: redirect.status,
+            location: redirect.location,
+        },
+        // `Forward` is not reached: the caller takes it.
+        RouteResult::NoRoute | RouteResult::Forward(_) => RouteDecision::NoRoute,
     }
 }

@@ -83,7 +83,7 @@ impl RouteConfig {
                 .opt("max_direct_response_body_size_bytes", Node::u32_value)?
                 .map_or(DEFAULT_MAX_DIRECT_RESPONSE_BODY_SIZE, |n| n as usize),
         };
-        let virtual_hosts = node.list("virtual_hosts", |v| VirtualHost::parse(v, &ctx))?;
+        let mut virtual_hosts = node.list("virtual_hosts", |v| VirtualHost::parse(v, &ctx))?;
         let matcher = match node.get("virtual_hosts") {
             Some(list) => RouteMatcher::new(&virtual_hosts, &list, &name)?,
             None => RouteMatcher::default(),
@@ -95,24 +95,31 @@ impl RouteConfig {
         {
             port_stripping = PortStripping::Any;
         }
+        let most_specific_header_mutations_wins = node
+            .opt("most_specific_header_mutations_wins", Node::as_bool)?
+            .unwrap_or(false);
+        let request_headers =
+            HeaderParser::parse(node, "request_headers_to_add", "request_headers_to_remove")?;
+        let response_headers = HeaderParser::parse(
+            node,
+            "response_headers_to_add",
+            "response_headers_to_remove",
+        )?;
+        for vhost in &mut virtual_hosts {
+            let request = !vhost.request_headers.is_empty() || !request_headers.is_empty();
+            let response = !vhost.response_headers.is_empty() || !response_headers.is_empty();
+            for entry in &mut vhost.routes {
+                entry.decide_edits(request, response);
+            }
+        }
         Ok(RouteConfig {
             name,
             virtual_hosts,
             matcher,
             port_stripping,
-            most_specific_header_mutations_wins: node
-                .opt("most_specific_header_mutations_wins", Node::as_bool)?
-                .unwrap_or(false),
-            request_headers: HeaderParser::parse(
-                node,
-                "request_headers_to_add",
-                "request_headers_to_remove",
-            )?,
-            response_headers: HeaderParser::parse(
-                node,
-                "response_headers_to_add",
-                "response_headers_to_remove",
-            )?,
+            most_specific_header_mutations_wins,
+            request_headers,
+            response_headers,
         })
     }
 
@@ -149,12 +156,7 @@ impl RouteConfig {
             Action::Route(action) => {
                 let cluster = match &action.cluster {
                     ClusterSpecifier::Cluster(name) => super::SelectedCluster::Named(name),
-                    ClusterSpecifier::ClusterHeader(header) => super::SelectedCluster::FromHeader(
-                        headers.get(header).unwrap_or("").to_string(),
-                    ),
-                    ClusterSpecifier::Weighted(w) => {
-                        super::SelectedCluster::Weighted(w.pick(random_value))
-                    }
+                    other => select_cluster(other, headers, random_value),
                 };
                 RouteResult::Forward(super::Forward {
                     route,
@@ -162,14 +164,42 @@ impl RouteConfig {
                     cluster,
                 })
             }
-            Action::Redirect(redirect) => RouteResult::Redirect(super::Redirect {
-                route,
-                status: redirect.response_code,
-                location: redirect.location(headers, matched_len),
-            }),
-            Action::DirectResponse(direct) => {
-                RouteResult::DirectResponse(super::DirectResponse::new(route, direct, headers))
-            }
+            _ => local_answer(route, headers),
         }
+    }
+}
+
+/// The cluster of a `cluster_header` or `weighted_clusters` route (a `cluster` route names
+/// its own).
+#[inline(never)]
+fn select_cluster<'c, H: HeaderMapAccess + ?Sized>(
+    specifier: &'c ClusterSpecifier,
+    headers: &H,
+    random_value: u64,
+) -> super::SelectedCluster<'c> {
+    match specifier {
+        ClusterSpecifier::Cluster(name) => super::SelectedCluster::Named(name),
+        ClusterSpecifier::ClusterHeader(header) => {
+            super::SelectedCluster::FromHeader(headers.get(header).unwrap_or("").to_string())
+        }
+        ClusterSpecifier::Weighted(w) => super::SelectedCluster::Weighted(w.pick(random_value)),
+    }
+}
+
+/// A route answered by the proxy itself: a `redirect` or a `direct_response` (built apart
+/// from the forwarding path every proxied request takes).
+#[inline(never)]
+fn local_answer<'c, H: HeaderMapAccess + ?Sized>(route: Route<'c>, headers: &H) -> RouteResult<'c> {
+    match &route.entry.action {
+        Action::Redirect(redirect) => RouteResult::Redirect(super::Redirect {
+            route,
+            status: redirect.response_code,
+            location: redirect.location(headers, route.matched_len),
+        }),
+        Action::DirectResponse(direct) => {
+            RouteResult::DirectResponse(super::DirectResponse::new(route, direct, headers))
+        }
+        // Not reached: the caller forwards `route` actions itself.
+        Action::Route(_) => RouteResult::NoRoute,
     }
 }

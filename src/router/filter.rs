@@ -33,6 +33,7 @@ use crate::http::codec::{CodecError, Http1Settings, RequestHead, ResponseEvent, 
 use crate::http::conn_manager_io::{
     ClusterView, ConnectionIo, ForwardDecision, HcmTimer, RouteDecision, RouteTable,
 };
+use crate::http::conn_manager_timers::TimerClock;
 use crate::http::decimal::Decimal;
 use crate::http::filter::{FilterCallbacks, LocalReply, ResponseFlag};
 use crate::http::scratch;
@@ -171,7 +172,9 @@ pub struct RouterFilter<U> {
     downstream_end: bool,
     /// When the downstream request completed (Envoy's `downstream_request_complete_time_`):
     /// a retry's `x-envoy-expected-rq-timeout-ms` is lowered by the time since.
-    downstream_end_at: Option<Instant>,
+    /// On the timer set's clock: the conversion of an event's time is shared by every reader
+    /// of the same event (see `TimerClock`), and a duration is a subtraction of integers.
+    downstream_end_at: Option<TimerClock>,
     upstream: Option<UpstreamRequest<U>>,
     /// The request's retry decisions (Envoy's `RetryStateImpl`); `None`: no retry possible
     /// (none configured or asked for, or the body grew too big to replay).
@@ -299,35 +302,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             protocol: Some(head.version.as_str()),
         };
         let decision = match routes.route(head, random, &ctx) {
-            RouteDecision::NoRoute => {
-                debug!(
-                    "[C{}][S{}] no route match for URL '{}'",
-                    cb.connection_id,
-                    cb.stream_id,
-                    head.path()
-                );
-                stats.no_route.inc();
-                cb.set_response_flag(ResponseFlag::NoRouteFound);
-                cb.send_local_reply(LocalReply::new(404, "", "route_not_found"));
-                self.done = true;
-                return;
-            }
-            RouteDecision::DirectResponse { status, body } => {
-                stats.rq_direct_response.inc();
-                cb.send_local_reply(LocalReply::new(status, body, "direct_response"));
-                self.done = true;
-                return;
-            }
-            RouteDecision::Redirect { status, location } => {
-                stats.rq_redirect.inc();
-                cb.send_local_reply(
-                    LocalReply::new(status, "", "direct_response")
-                        .with_header("location", location),
-                );
-                self.done = true;
-                return;
-            }
             RouteDecision::Forward(decision) => decision,
+            other => {
+                self.answer_locally(other, head, cb, stats);
+                return;
+            }
         };
         debug!(
             "[C{}][S{}] ActiveStream::refreshCachedRoute: route '{}' matched: cluster '{}' match for URL '{}'",
@@ -344,12 +323,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             decision.cluster
         );
         let Some(cluster) = io.cluster(&decision.cluster) else {
-            debug!(
-                "[C{}][S{}] unknown cluster '{}'",
-                cb.connection_id, cb.stream_id, decision.cluster
-            );
-            cb.send_local_reply(LocalReply::new(503, "", "cluster_not_found"));
-            self.done = true;
+            self.cluster_not_found(&decision.cluster, cb);
             return;
         };
         // Envoy's `refreshIdleTimeout`: the route's idle timeout becomes the stream's.
@@ -367,6 +341,57 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             self.arm_route_timeout(io);
         }
         self.start_attempt(cb, io);
+    }
+
+    /// The route table answers the request itself: no route (404, `NR`), a direct response
+    /// or a redirect. Not the forwarding path (a proxied request never comes here).
+    #[inline(never)]
+    fn answer_locally(
+        &mut self,
+        decision: RouteDecision,
+        head: &RequestHead,
+        cb: &mut FilterCallbacks,
+        stats: &crate::http::conn_manager_stats::HcmStats,
+    ) {
+        match decision {
+            RouteDecision::NoRoute => {
+                debug!(
+                    "[C{}][S{}] no route match for URL '{}'",
+                    cb.connection_id,
+                    cb.stream_id,
+                    head.path()
+                );
+                stats.no_route.inc();
+                cb.set_response_flag(ResponseFlag::NoRouteFound);
+                cb.send_local_reply(LocalReply::new(404, "", "route_not_found"));
+            }
+            RouteDecision::DirectResponse { status, body } => {
+                stats.rq_direct_response.inc();
+                cb.send_local_reply(LocalReply::new(status, body, "direct_response"));
+            }
+            RouteDecision::Redirect { status, location } => {
+                stats.rq_redirect.inc();
+                cb.send_local_reply(
+                    LocalReply::new(status, "", "direct_response")
+                        .with_header("location", location),
+                );
+            }
+            // Not reached: the caller forwards.
+            RouteDecision::Forward(_) => return,
+        }
+        self.done = true;
+    }
+
+    /// The route names a cluster the cluster manager does not have (only possible with
+    /// `cluster_header`): Envoy's 503 `cluster_not_found`. An error, not per request.
+    #[cold]
+    fn cluster_not_found(&mut self, cluster: &str, cb: &mut FilterCallbacks) {
+        debug!(
+            "[C{}][S{}] unknown cluster '{}'",
+            cb.connection_id, cb.stream_id, cluster
+        );
+        cb.send_local_reply(LocalReply::new(503, "", "cluster_not_found"));
+        self.done = true;
     }
 
     /// Envoy's `decodeData`: stream to the upstream if connected, else buffer.
@@ -418,7 +443,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     /// The downstream request just completed (Envoy's `onRequestComplete`): the route timeout
     /// starts, and the per-try timers if the attempt's connection is ready.
     fn arm_route_timeout<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
-        self.downstream_end_at = Some(io.now());
+        self.downstream_end_at = Some(TimerClock::at(io.now()));
         if let Some(timeout) = self.decision.as_ref().and_then(|d| d.timeout) {
             io.arm_timer(HcmTimer::RouteTimeout, timeout);
         }
@@ -461,7 +486,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         };
         let elapsed = self
             .downstream_end_at
-            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+            .map_or(Duration::ZERO, |at| at.elapsed_at(now));
         let timeout = TimeoutData {
             global_timeout: decision.timeout,
             per_try_timeout: decision.per_try_timeout,
@@ -509,7 +534,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     }
 
     /// Envoy's `sendNoHealthyUpstreamResponse`: 503 `no healthy upstream`, `UH`, charged as an
-    /// upstream 503 (by `fail_locally`).
+    /// upstream 503 (by `fail_locally`). An error: the cluster has no host to send to.
+    #[cold]
     fn no_healthy_upstream<Io: ConnectionIo<Upstream = U>>(
         &mut self,
         cb: &mut FilterCallbacks,
@@ -562,26 +588,16 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         else {
             return;
         };
-        let stats = cluster.stats();
         let rm = cluster.resource_manager();
-        let host = host_ref.address();
         if !io.pools().pool_available(pool, rm) {
-            // `max_connection_pools` is full and the host has no pool on this worker: Envoy's
-            // cluster manager hands the router no pool (`upstream_cx_pool_overflow`).
-            debug!(
-                "[C{}][S{}] no connection pool for {}: max_connection_pools overflow",
-                cb.connection_id, cb.stream_id, host
-            );
-            stats.upstream_cx_pool_overflow.inc();
-            self.no_healthy_upstream(cb, io);
+            self.pool_overflow(&*cluster, host_ref.address(), cb, io);
             return;
         }
         if !rm.requests.can_create() {
             // `max_requests` is full. Envoy checks it when attaching the stream to a
             // connection and counts it as a pending overflow; checked up front here, so a
             // stream never waits for a connection it could not use.
-            stats.upstream_rq_pending_overflow.inc();
-            self.overflow(cb, io);
+            self.pending_overflow(&*cluster, cb, io);
             return;
         }
         // The replay after a pooled connection died under the request (and any retry after
@@ -593,39 +609,88 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         } else {
             self.take_ready(&*cluster, &host_ref, pool, cb, io)
         };
-        if let Some((id, life)) = ready {
-            {
-                let was_waiting = self.pending.is_some();
-                self.leave_queue(io, false);
-                if was_waiting {
-                    self.count_overflow_for_waiters(&*cluster, &host_ref, pool, io);
-                }
-                debug!(
-                    "[C{}][S{}] ConnPoolImplBase::newStream: ready client {:?} to {}",
-                    cb.connection_id, cb.stream_id, id, host
-                );
-                io.adopt_upstream(id);
-                self.upstream = Some(UpstreamRequest::new(
-                    host_ref,
-                    pool,
-                    id,
-                    true,
-                    life,
-                    self.settings.clone(),
-                ));
-                self.on_attached(&*cluster);
-                self.on_pool_ready(cb, io);
-                return;
-            }
+        let Some((id, life)) = ready else {
+            self.connect_or_wait(&cluster, &host_ref, pool, cb, io);
+            return;
+        };
+        let was_waiting = self.pending.is_some();
+        self.leave_queue(io, false);
+        if was_waiting {
+            self.count_overflow_for_waiters(&*cluster, &host_ref, pool, io);
         }
+        debug!(
+            "[C{}][S{}] ConnPoolImplBase::newStream: ready client {:?} to {}",
+            cb.connection_id,
+            cb.stream_id,
+            id,
+            host_ref.address()
+        );
+        io.adopt_upstream(id);
+        self.upstream = Some(UpstreamRequest::new(
+            host_ref,
+            pool,
+            id,
+            true,
+            life,
+            self.settings.clone(),
+        ));
+        self.on_attached(&*cluster);
+        self.on_pool_ready(cb, io);
+    }
+
+    /// `max_connection_pools` is full and the host has no pool on this worker: Envoy's
+    /// cluster manager hands the router no pool (`upstream_cx_pool_overflow`). A limit.
+    #[cold]
+    fn pool_overflow<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cluster: &dyn ClusterView,
+        host: std::net::SocketAddr,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        debug!(
+            "[C{}][S{}] no connection pool for {}: max_connection_pools overflow",
+            cb.connection_id, cb.stream_id, host
+        );
+        cluster.stats().upstream_cx_pool_overflow.inc();
+        self.no_healthy_upstream(cb, io);
+    }
+
+    /// `max_requests` or `max_pending_requests` is full: Envoy's pending overflow. A limit.
+    #[cold]
+    fn pending_overflow<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cluster: &dyn ClusterView,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        cluster.stats().upstream_rq_pending_overflow.inc();
+        self.overflow(cb, io);
+    }
+
+    /// No ready connection to the attempt's host: the stream is pending (Envoy's
+    /// `newStreamImpl` past `hasActiveStreams`) and opens a new connection, or waits in the
+    /// pool's queue when `max_connections` is full. Not per request on a warm keep-alive
+    /// pool, but every request to an upstream that closes its connections comes here.
+    #[inline(never)]
+    fn connect_or_wait<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cluster: &Rc<dyn ClusterView>,
+        host_ref: &Arc<crate::upstream::cluster::Host>,
+        pool: PoolKey,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        let stats = cluster.stats();
+        let rm = cluster.resource_manager();
+        let host = host_ref.address();
         if !self.pending_counted {
             if !rm.pending_requests.can_create() {
                 debug!(
                     "[C{}][S{}] max pending streams overflow",
                     cb.connection_id, cb.stream_id
                 );
-                stats.upstream_rq_pending_overflow.inc();
-                self.overflow(cb, io);
+                self.pending_overflow(&**cluster, cb, io);
                 return;
             }
             rm.pending_requests.inc();
@@ -642,20 +707,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let over_limit = match io.pools().connect_or_wait(pool, rm, host_cx_active) {
             ConnectDecision::Connect { over_limit } => over_limit,
             ConnectDecision::Wait => {
-                stats.upstream_cx_overflow.inc();
-                match self.pending {
-                    Some(id) => io.pools().wait_again(pool, id),
-                    None => {
-                        let waiter = io.waiter();
-                        self.pending = Some(io.pools().enqueue(pool, waiter));
-                    }
-                }
-                debug!(
-                    "[C{}][S{}] ConnPoolImplBase::newStream: pending: no connection to {} available (max_connections): queued",
-                    cb.connection_id,
-                    cb.stream_id,
-                    host
-                );
+                self.wait_in_queue(&**cluster, host, pool, cb, io);
                 return;
             }
         };
@@ -685,20 +737,65 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 ));
                 io.arm_timer(HcmTimer::ConnectTimeout, cluster.connect_timeout());
             }
-            Err(e) => {
-                debug!(
-                    "[C{}][S{}] connect to {} failed at once: {}",
-                    cb.connection_id, cb.stream_id, host, e
-                );
-                io.pools().on_stream_failed(pool, rm);
-                stats.upstream_cx_connect_fail.inc();
-                cluster::inc(&host_stats.cx_total);
-                cluster::inc(&host_stats.cx_connect_fail);
-                self.pending_end();
-                self.purge_pending(pool, PoolFailure::ConnectionFailure, io);
-                self.on_reset_before_headers(ResetReason::ConnectionFailure, false, cb, io);
+            Err(e) => self.connect_failed(&**cluster, host_ref, pool, e, cb, io),
+        }
+    }
+
+    /// `max_connections` is full: the stream waits in the host pool's queue (or again, keeping
+    /// its place, after a wake-up another stream won). A limit.
+    #[cold]
+    fn wait_in_queue<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cluster: &dyn ClusterView,
+        host: std::net::SocketAddr,
+        pool: PoolKey,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        cluster.stats().upstream_cx_overflow.inc();
+        match self.pending {
+            Some(id) => io.pools().wait_again(pool, id),
+            None => {
+                let waiter = io.waiter();
+                self.pending = Some(io.pools().enqueue(pool, waiter));
             }
         }
+        debug!(
+            "[C{}][S{}] ConnPoolImplBase::newStream: pending: no connection to {} available (max_connections): queued",
+            cb.connection_id,
+            cb.stream_id,
+            host
+        );
+    }
+
+    /// The connect failed at once (no route to the host, out of ports): the attempt resets
+    /// before headers (retry or 503 `UF`), and so does every stream waiting for the host. An
+    /// error.
+    #[cold]
+    fn connect_failed<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        cluster: &dyn ClusterView,
+        host_ref: &Arc<crate::upstream::cluster::Host>,
+        pool: PoolKey,
+        e: std::io::Error,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        debug!(
+            "[C{}][S{}] connect to {} failed at once: {}",
+            cb.connection_id,
+            cb.stream_id,
+            host_ref.address(),
+            e
+        );
+        io.pools()
+            .on_stream_failed(pool, cluster.resource_manager());
+        cluster.stats().upstream_cx_connect_fail.inc();
+        cluster::inc(&host_ref.stats.cx_total);
+        cluster::inc(&host_ref.stats.cx_connect_fail);
+        self.pending_end();
+        self.purge_pending(pool, PoolFailure::ConnectionFailure, io);
+        self.on_reset_before_headers(ResetReason::ConnectionFailure, false, cb, io);
     }
 
     /// A usable idle connection to the attempt's host, lent to this stream. Idle connections
@@ -717,7 +814,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         let rm = cluster.resource_manager();
         let settings = cluster.pool_settings();
         let now = io.now();
-        let stats = cluster.stats();
         let mut found = None;
         let mut dead = Vec::new();
         let mut expired = Vec::new();
@@ -736,6 +832,27 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             io.pools().discard_idle(pool, rm);
             dead.push(client);
         }
+        if !dead.is_empty() || !expired.is_empty() {
+            Self::close_stale_idle(cluster, host_ref, dead, expired, now, cb, io);
+        }
+        found
+    }
+
+    /// Closes the pooled connections `take_ready` could not lend: closed by the upstream while
+    /// idle (`dead`), or past the idle timeout before the worker's idle timer ran
+    /// (`expired`, closed as the timer would have). Not per request: an upstream's
+    /// keep-alive timeout, or a pool idle for the cluster's `idle_timeout`.
+    #[cold]
+    fn close_stale_idle<Io: ConnectionIo<Upstream = U>>(
+        cluster: &dyn ClusterView,
+        host_ref: &Arc<crate::upstream::cluster::Host>,
+        dead: Vec<IdleClient<U>>,
+        expired: Vec<IdleClient<U>>,
+        now: Instant,
+        cb: &mut FilterCallbacks,
+        io: &mut Io,
+    ) {
+        let stats = cluster.stats();
         for IdleClient { id, life, .. } in dead {
             debug!(
                 "[C{}][S{}] pooled connection {:?} closed by upstream while idle: not reused",
@@ -748,8 +865,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             stats.record_cx_closed(&life, true, now);
             cluster::dec(&host_ref.stats.cx_active);
         }
-        // Past the idle timeout (the worker's idle timer had not run yet): closed as the timer
-        // would have.
         for IdleClient { id, life, .. } in expired {
             io.close_upstream(id, crate::http::conn_manager_io::CloseHow::NoFlush);
             stats.upstream_cx_idle_timeout.inc();
@@ -759,7 +874,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             stats.record_cx_closed(&life, true, now);
             cluster::dec(&host_ref.stats.cx_active);
         }
-        found
     }
 
     /// The stream got its connection (Envoy's `attachStreamToClient`): it stops being
@@ -842,7 +956,8 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         }
     }
 
-    /// A circuit breaker is full: Envoy's 503 with `x-envoy-overloaded`, `UO`.
+    /// A circuit breaker is full: Envoy's 503 with `x-envoy-overloaded`, `UO`. A limit.
+    #[cold]
     fn overflow<Io: ConnectionIo<Upstream = U>>(&mut self, cb: &mut FilterCallbacks, io: &mut Io) {
         cb.set_response_flag(ResponseFlag::UpstreamOverflow);
         let mut reply = ResetReason::Overflow.local_reply();
@@ -1151,7 +1266,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 upstream.charge_host(Some(status));
                 let elapsed = upstream
                     .sent_at
-                    .map(|t| now.saturating_duration_since(t))
+                    .map(|t| t.elapsed_at(now))
                     .unwrap_or_default();
                 if self.retry_response(&head, cb, io) {
                     cluster.stats().charge_retried_response(status);
@@ -1348,7 +1463,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         if let Some(request_complete) = self.downstream_end_at {
             // Envoy's `onUpstreamComplete`: from the end of the downstream request (over every
             // attempt) to the end of the upstream response.
-            let took = now.saturating_duration_since(request_complete);
+            let took = request_complete.elapsed_at(now);
             stats.record_upstream_rq_time(took.as_millis() as u64);
         }
         if self.upstream_read_disabled {

@@ -145,19 +145,48 @@ impl<P: Deref<Target = RetryPolicy>> RetryState<P> {
     ///
     /// The `x-envoy-*` headers should only reach here from trusted clients: the connection
     /// manager strips them from external requests, as Envoy does.
-    pub fn create<H: HeaderMapAccess + ?Sized>(
-        policy: P,
+    pub fn create<H: HeaderMapAccess + ?Sized>(policy: P, request: &mut H) -> Option<RetryState<P>>
+    where
+        P: Clone,
+    {
+        Self::create_from(&policy, request)
+    }
+
+    /// [`create`](Self::create) from a policy handle that is cloned (an `Arc`: a reference
+    /// count) only when a state is created: a request routed without retries (the usual one)
+    /// leaves the shared policy untouched.
+    pub fn create_from<H: HeaderMapAccess + ?Sized>(
+        policy: &P,
         request: &mut H,
-    ) -> Option<RetryState<P>> {
-        // The usual request carries none of the control headers (nor any `x-envoy-` one: they
-        // all start with it): one pass over its names settles that.
+    ) -> Option<RetryState<P>>
+    where
+        P: Clone,
+    {
+        // The usual request carries none of the control headers: one bit test settles that.
         let any_header = request.contains_any(RETRY_HEADERS);
+        if policy.retry_on.is_empty() && !any_header {
+            return None;
+        }
+        Self::create_slow(policy, request, any_header)
+    }
+
+    /// The retry policy asks for retries, or the request carries retry headers (a trusted
+    /// client asking for retries): build the state and consume the headers.
+    #[inline(never)]
+    fn create_slow<H: HeaderMapAccess + ?Sized>(
+        policy: &P,
+        request: &mut H,
+        any_header: bool,
+    ) -> Option<RetryState<P>>
+    where
+        P: Clone,
+    {
         let wanted = !policy.retry_on.is_empty()
             || (any_header
                 && (request.contains("x-envoy-retry-on")
                     || request.contains("x-envoy-retry-grpc-on")));
         let state = if wanted {
-            Some(RetryState::new(policy, request))
+            Some(RetryState::new(policy.clone(), request))
         } else {
             None
         };

@@ -59,6 +59,22 @@ impl PathMatcher {
     /// If `path` (the `:path` value) matches, the length of the matched part (the part a
     /// `prefix_rewrite` replaces).
     pub fn matches(&self, path: &str) -> Option<usize> {
+        if let PathMatcher::Prefix {
+            prefix,
+            ignore_case,
+        } = self
+        {
+            // The prefix must lie within the path before its query or fragment: as the path
+            // starts with it, that is the prefix itself holding no `?` or `#` (then it never
+            // matches), so the path need not be scanned for its end.
+            let within = !prefix.bytes().any(|b| b == b'?' || b == b'#');
+            return (within && starts_with(path, prefix, *ignore_case)).then_some(prefix.len());
+        }
+        self.matches_other(path)
+    }
+
+    /// [`matches`](Self::matches) for the conditions other than `prefix`.
+    fn matches_other(&self, path: &str) -> Option<usize> {
         let path = &path[..path_end(path)];
         match self {
             PathMatcher::Prefix {
@@ -528,6 +544,14 @@ pub struct RouteEntry {
     pub action: Action,
     pub(crate) request_headers: HeaderParser,
     pub(crate) response_headers: HeaderParser,
+    /// Forwarding on this route edits the request: header edits at some level (route,
+    /// virtual host, route config, a weighted cluster), a Host or a path rewrite. Decided at
+    /// load (`RouteConfig::parse`, which knows every level): the usual route edits nothing,
+    /// and its requests skip the evaluation.
+    pub(crate) edits_request: bool,
+    /// Some level (route, virtual host, route config) edits response headers (decided at
+    /// load, as `edits_request`).
+    pub(crate) edits_response: bool,
 }
 
 impl RouteEntry {
@@ -540,23 +564,39 @@ impl RouteEntry {
         path: &str,
         random_value: u64,
     ) -> Option<usize> {
-        if let Some((numerator, denominator)) = self.runtime_fraction {
-            // Envoy's `evaluateFractionalPercent`.
-            if random_value % denominator >= numerator {
-                return None;
-            }
-        }
-        if self.grpc && !is_grpc_request(headers) {
-            return None;
-        }
+        // The conditions are side-effect free: the path goes first, the others (the usual
+        // route has none) are judged apart.
         let matched = self.path.matches(path)?;
-        if !self.headers.iter().all(|m| m.matches(headers)) {
-            return None;
-        }
-        if !self.query_parameters.iter().all(|m| m.matches(path)) {
+        let conditions = self.runtime_fraction.is_some()
+            || self.grpc
+            || !self.headers.is_empty()
+            || !self.query_parameters.is_empty();
+        if conditions && !self.conditions_match(headers, path, random_value) {
             return None;
         }
         Some(matched)
+    }
+
+    /// The match conditions besides the path: `runtime_fraction`, `grpc`, header and
+    /// query-parameter matchers.
+    #[inline(never)]
+    fn conditions_match<H: HeaderMapAccess + ?Sized>(
+        &self,
+        headers: &H,
+        path: &str,
+        random_value: u64,
+    ) -> bool {
+        if let Some((numerator, denominator)) = self.runtime_fraction {
+            // Envoy's `evaluateFractionalPercent`.
+            if random_value % denominator >= numerator {
+                return false;
+            }
+        }
+        if self.grpc && !is_grpc_request(headers) {
+            return false;
+        }
+        self.headers.iter().all(|m| m.matches(headers))
+            && self.query_parameters.iter().all(|m| m.matches(path))
     }
 
     /// Reads a `Route` message.
@@ -655,7 +695,31 @@ impl RouteEntry {
                 "response_headers_to_add",
                 "response_headers_to_remove",
             )?,
+            // Set by `RouteConfig::parse` (see `decide_edits`).
+            edits_request: true,
+            edits_response: true,
         })
+    }
+
+    /// Decides [`edits_request`](Self::edits_request) / `edits_response` once every level is
+    /// known: `levels_request` / `levels_response` say whether the virtual host or the route
+    /// config edit request / response headers.
+    pub(crate) fn decide_edits(&mut self, levels_request: bool, levels_response: bool) {
+        let action_edits = match &self.action {
+            Action::Route(route) => {
+                route.path_rewrite.is_some()
+                    || matches!(route.host_rewrite, HostRewrite::Literal(_))
+                    || match &route.cluster {
+                        ClusterSpecifier::Weighted(w) => w.clusters().iter().any(|c| {
+                            !c.request_headers.is_empty() || c.host_rewrite_literal.is_some()
+                        }),
+                        _ => false,
+                    }
+            }
+            _ => false,
+        };
+        self.edits_request = levels_request || !self.request_headers.is_empty() || action_edits;
+        self.edits_response = levels_response || !self.response_headers.is_empty();
     }
 }
 

@@ -129,6 +129,7 @@ impl RouteMatcher {
 
     /// The index of the virtual host for `host` (gives the `:authority` value, `None` if the
     /// request has none; called only when some domain must be compared).
+    #[inline]
     pub fn find<'h>(
         &self,
         host: impl FnOnce() -> Option<&'h str>,
@@ -138,7 +139,13 @@ impl RouteMatcher {
             // Only a `*` virtual host (or none): the Host is not even read.
             return self.default;
         }
-        let host = strip_port(host()?, stripping);
+        self.find_domain(host()?, stripping)
+    }
+
+    /// [`find`](Self::find) when some domain must be compared with the Host.
+    #[inline(never)]
+    fn find_domain(&self, host: &str, stripping: PortStripping) -> Option<usize> {
+        let host = strip_port(host, stripping);
         let mut buf = [0u8; 256];
         let owned;
         let lower: &str = if host.len() <= buf.len() {

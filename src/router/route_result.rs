@@ -83,9 +83,7 @@ impl<'c> Route<'c> {
     /// Whether some level edits response headers (else `finalize_response_headers` does
     /// nothing, and the caller need not prepare its context).
     pub fn edits_response_headers(&self) -> bool {
-        self.parsers(None, response_parser)
-            .iter()
-            .any(Option::is_some)
+        self.entry.edits_response
     }
 
     /// Applies the response header edits of every level (no weighted cluster).
@@ -225,8 +223,9 @@ impl<'c> Forward<'c> {
     }
 
     /// [`retry_policy`](Self::retry_policy), shared: what a request's `RetryState` keeps
-    /// beyond the route lookup (no allocation: the policies are shared, the default one too).
-    pub fn retry_policy_shared(&self) -> std::sync::Arc<RetryPolicy> {
+    /// beyond the route lookup (no allocation: the policies are shared, the default one too;
+    /// `RetryState::create_from` clones the handle only for a request that may retry).
+    pub fn retry_policy_shared(&self) -> &'c std::sync::Arc<RetryPolicy> {
         static DEFAULT: std::sync::OnceLock<std::sync::Arc<RetryPolicy>> =
             std::sync::OnceLock::new();
         self.action
@@ -234,7 +233,6 @@ impl<'c> Forward<'c> {
             .as_ref()
             .or(self.route.virtual_host.retry_policy.as_ref())
             .unwrap_or_else(|| DEFAULT.get_or_init(|| std::sync::Arc::new(NO_RETRY_POLICY.clone())))
-            .clone()
     }
 
     /// `auto_host_rewrite`: the router sets Host to the chosen upstream host's hostname (when
@@ -247,6 +245,23 @@ impl<'c> Forward<'c> {
     /// edits of every level, then Host rewrite, then path rewrite. `insert_envoy_headers` is
     /// the router's `!suppress_envoy_headers` (records `x-envoy-original-path`/`-host`).
     pub fn finalize_request_headers<H: HeaderMapAccess + ?Sized>(
+        &self,
+        headers: &mut H,
+        ctx: &FormatterContext,
+        insert_envoy_headers: bool,
+    ) {
+        // The usual route edits nothing: no header edits at any level, no Host or path
+        // rewrite (`RouteEntry::edits_request`, decided at load).
+        if !self.route.entry.edits_request {
+            return;
+        }
+        self.edit_request_headers(headers, ctx, insert_envoy_headers);
+    }
+
+    /// The request edits of [`finalize_request_headers`](Self::finalize_request_headers),
+    /// for a route that has some.
+    #[inline(never)]
+    fn edit_request_headers<H: HeaderMapAccess + ?Sized>(
         &self,
         headers: &mut H,
         ctx: &FormatterContext,

@@ -32,8 +32,6 @@ pub fn final_timeout<H: HeaderMapAccess + ?Sized>(
     request: &mut H,
     insert_expected_timeout: bool,
 ) -> TimeoutData {
-    const GLOBAL: &str = "x-envoy-upstream-rq-timeout-ms";
-    const PER_TRY: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
     let mut global = route_timeout;
     let mut per_try = policy.per_try_timeout;
     // The usual request carries neither header: one bit test settles that.
@@ -41,14 +39,7 @@ pub fn final_timeout<H: HeaderMapAccess + ?Sized>(
         InlineHeader::XEnvoyUpstreamRqTimeoutMs,
         InlineHeader::XEnvoyUpstreamRqPerTryTimeoutMs,
     ])) {
-        if let Some(ms) = header_ms(request, GLOBAL) {
-            global = ms;
-        }
-        request.remove(GLOBAL);
-        if let Some(ms) = header_ms(request, PER_TRY) {
-            per_try = ms;
-        }
-        request.remove(PER_TRY);
+        (global, per_try) = consume_override_headers(request, global, per_try);
     }
     if let (Some(p), Some(g)) = (per_try, global) {
         if p >= g {
@@ -61,6 +52,27 @@ pub fn final_timeout<H: HeaderMapAccess + ?Sized>(
     };
     set_timeout_headers(Duration::ZERO, &timeout, request, insert_expected_timeout);
     timeout
+}
+
+/// A trusted client's `x-envoy-upstream-rq-timeout-ms` / `-per-try-timeout-ms` replace the
+/// route's timeouts (a value that is not a number is ignored); both headers are removed.
+#[inline(never)]
+fn consume_override_headers<H: HeaderMapAccess + ?Sized>(
+    request: &mut H,
+    mut global: Option<Duration>,
+    mut per_try: Option<Duration>,
+) -> (Option<Duration>, Option<Duration>) {
+    const GLOBAL: &str = "x-envoy-upstream-rq-timeout-ms";
+    const PER_TRY: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
+    if let Some(ms) = header_ms(request, GLOBAL) {
+        global = ms;
+    }
+    request.remove(GLOBAL);
+    if let Some(ms) = header_ms(request, PER_TRY) {
+        per_try = ms;
+    }
+    request.remove(PER_TRY);
+    (global, per_try)
 }
 
 /// Sets `x-envoy-expected-rq-timeout-ms` for an attempt starting `elapsed` after the first:

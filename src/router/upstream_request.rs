@@ -15,6 +15,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use crate::http::codec::{ClientCodec, CodecError, Http1Settings, RequestHead, ResponseEvent};
+use crate::http::conn_manager_timers::TimerClock;
 use crate::http::HeaderMap;
 use crate::upstream::cluster::{self, Host};
 use crate::upstream::conn_pool::{ClientLife, PoolKey};
@@ -50,7 +51,8 @@ pub struct UpstreamRequest<U> {
     pub request_complete: bool,
     /// When the request head went upstream (`x-envoy-upstream-service-time`,
     /// `upstream_rq_time`).
-    pub sent_at: Option<Instant>,
+    /// On the timer set's clock (see `TimerClock`).
+    pub sent_at: Option<TimerClock>,
     /// The connection was new (counted in `upstream_cx_*` when it connects).
     pub new_connection: bool,
     /// The per-try timers run for this attempt (Envoy's `setupPerTryTimeout`: once the
@@ -142,7 +144,7 @@ impl<U: Copy> UpstreamRequest<U> {
         self.codec.encode_headers(head, end_stream, out);
         self.headers_sent = true;
         self.request_complete = end_stream;
-        self.sent_at = Some(now);
+        self.sent_at = Some(TimerClock::at(now));
     }
 
     pub fn encode_data(&mut self, data: &[u8], end_stream: bool, out: &mut BytesMut) {

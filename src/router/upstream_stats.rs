@@ -2,7 +2,7 @@
 //! Envoy's names. Handles are created once per cluster per worker; per-status-code counters
 //! (`upstream_rq_200`) are created on first use and cached.
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::time::Instant;
 
 use crate::stats::{Counter, Gauge, Histogram, ImportMode, Store, Unit};
@@ -57,9 +57,9 @@ pub struct ClusterStats {
     pub upstream_cx_none_healthy: Counter,
     pub upstream_cx_rx_bytes_total: Counter,
     pub upstream_cx_tx_bytes_total: Counter,
-    by_code: RefCell<FastHashMap<u16, (Counter, Counter)>>,
+    by_code: ByCode,
     /// `retry.upstream_rq_<code>` / `retry.upstream_rq_<n>xx` (created on first use).
-    retried_by_code: RefCell<FastHashMap<u16, (Counter, Counter)>>,
+    retried_by_code: ByCode,
     /// `retry.upstream_rq_completed` (created on first use).
     retried_completed: OnceCell<Counter>,
 }
@@ -123,8 +123,8 @@ impl ClusterStats {
             upstream_cx_none_healthy: c("upstream_cx_none_healthy"),
             upstream_cx_rx_bytes_total: c("upstream_cx_rx_bytes_total"),
             upstream_cx_tx_bytes_total: c("upstream_cx_tx_bytes_total"),
-            by_code: RefCell::new(FastHashMap::default()),
-            retried_by_code: RefCell::new(FastHashMap::default()),
+            by_code: ByCode::default(),
+            retried_by_code: ByCode::default(),
             retried_completed: OnceCell::new(),
             scope,
         }
@@ -134,7 +134,7 @@ impl ClusterStats {
     /// a client gets, as its head goes out (Envoy's `chargeResponseStat`): the upstream's, or
     /// the router's in its place (a reset, a timeout, an overflow).
     pub fn charge_response(&self, status: u16) {
-        charge(&self.by_code, &self.scope, "", status);
+        self.by_code.charge(&self.scope, "", status);
         self.upstream_rq_completed.inc();
     }
 
@@ -154,26 +154,48 @@ impl ClusterStats {
     /// (`retry.upstream_rq_<code>`, `retry.upstream_rq_<n>xx`, `retry.upstream_rq_completed`),
     /// so the plain `upstream_rq_<code>` counts the answers clients got.
     pub fn charge_retried_response(&self, status: u16) {
-        charge(&self.retried_by_code, &self.scope, "retry.", status);
+        self.retried_by_code.charge(&self.scope, "retry.", status);
         self.retried_completed
             .get_or_init(|| self.scope.counter("retry.upstream_rq_completed"))
             .inc();
     }
 }
 
-fn charge(
-    cache: &RefCell<FastHashMap<u16, (Counter, Counter)>>,
-    scope: &Store,
-    prefix: &str,
-    status: u16,
-) {
-    let mut by_code = cache.borrow_mut();
-    let (code, class) = by_code.entry(status).or_insert_with(|| {
-        (
-            scope.counter(&format!("{prefix}upstream_rq_{status}")),
-            scope.counter(&format!("{prefix}upstream_rq_{}xx", status / 100)),
-        )
-    });
-    code.inc();
-    class.inc();
+/// `upstream_rq_<code>` and `upstream_rq_<n>xx` by status code, created on first use.
+#[derive(Default)]
+struct ByCode {
+    /// Position of each code's counters in `counters`.
+    index: RefCell<FastHashMap<u16, u32>>,
+    counters: RefCell<Vec<(Counter, Counter)>>,
+    /// The last code charged and its position: a cluster answers mostly one code (200), so
+    /// the usual charge is a compare, not a hash lookup.
+    last: Cell<Option<(u16, u32)>>,
+}
+
+impl ByCode {
+    fn charge(&self, scope: &Store, prefix: &str, status: u16) {
+        let at = match self.last.get() {
+            Some((code, at)) if code == status => at,
+            _ => self.position(scope, prefix, status),
+        };
+        if let Some((code, class)) = self.counters.borrow().get(at as usize) {
+            code.inc();
+            class.inc();
+        }
+    }
+
+    /// The position of `status`'s counters (created on first use), remembered as the last.
+    #[inline(never)]
+    fn position(&self, scope: &Store, prefix: &str, status: u16) -> u32 {
+        let mut counters = self.counters.borrow_mut();
+        let at = *self.index.borrow_mut().entry(status).or_insert_with(|| {
+            counters.push((
+                scope.counter(&format!("{prefix}upstream_rq_{status}")),
+                scope.counter(&format!("{prefix}upstream_rq_{}xx", status / 100)),
+            ));
+            u32::try_from(counters.len() - 1).unwrap_or(u32::MAX)
+        });
+        self.last.set(Some((status, at)));
+        at
+    }
 }

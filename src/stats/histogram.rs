@@ -47,14 +47,32 @@ const DECADES: usize = 20;
 /// Bins per decade: leading digits 10..=99 (decade 0 uses only its first ten: values 0..=9).
 const BINS_PER_DECADE: usize = 90;
 
+/// `10^i` for every decade of a `u64`.
+const POW10: [u64; DECADES] = {
+    let mut table = [1u64; DECADES];
+    let mut i = 1;
+    while i < DECADES {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
+
+/// `floor(log10 value)` for `value >= 1`, from the bit length (`log10 2 ~ 1233 / 4096`) and one
+/// table compare: a few instructions where `u64::ilog10` branches through a search.
+fn decade_of(value: u64) -> usize {
+    let bits = 64 - value.leading_zeros() as usize;
+    let guess = (bits * 1233) >> 12;
+    guess - usize::from(value < POW10[guess])
+}
+
 /// Where a value lands: `(decade, bin index within the decade)`.
 fn bin_of(value: u64) -> (usize, usize) {
     if value < 10 {
         return (0, value as usize);
     }
-    let decade = value.ilog10() as usize;
-    let scale = 10u64.pow(decade as u32 - 1);
-    (decade, (value / scale) as usize - 10)
+    let decade = decade_of(value);
+    (decade, (value / POW10[decade - 1]) as usize - 10)
 }
 
 /// The `[left, left + width)` interval of a bin, in circllhist's terms.
@@ -367,6 +385,20 @@ impl HistogramStatistics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decade_of_is_ilog10() {
+        let mut values = vec![1, 9, u64::MAX, u64::MAX - 1];
+        for p in POW10 {
+            values.extend([p - 1, p, p + 1, p.saturating_mul(5)]);
+        }
+        for shift in 0..64 {
+            values.extend([1u64 << shift, (1u64 << shift) - 1, (1u64 << shift) + 1]);
+        }
+        for v in values.into_iter().filter(|v| *v >= 1) {
+            assert_eq!(decade_of(v), v.ilog10() as usize, "{v}");
+        }
+    }
 
     #[test]
     fn bins_have_two_significant_digits() {

@@ -93,6 +93,11 @@ pub struct IdleClient<Id> {
     pub since: Instant,
     /// Its age and the requests it has carried.
     pub life: ClientLife,
+    /// `since` + [`PEEK_AFTER_IDLE`] (see [`IdleClient::peek_before_reuse`]), and `since` + the
+    /// pool's idle timeout, if any: computed once as it goes idle, so that taking it out again
+    /// compares instants instead of subtracting them.
+    peek_after: Instant,
+    expires: Option<Instant>,
 }
 
 /// How long a pooled connection must have sat idle before its reuse is preceded by a peek at
@@ -100,6 +105,22 @@ pub struct IdleClient<Id> {
 pub const PEEK_AFTER_IDLE: Duration = Duration::from_millis(100);
 
 impl<Id> IdleClient<Id> {
+    /// `id` goes idle at `since`, in a pool whose idle timeout is `idle_timeout`.
+    pub fn new(id: Id, since: Instant, life: ClientLife, idle_timeout: Option<Duration>) -> Self {
+        IdleClient {
+            id,
+            since,
+            life,
+            peek_after: since + PEEK_AFTER_IDLE,
+            expires: idle_timeout.map(|t| since + t),
+        }
+    }
+
+    /// Whether the pool's idle timeout has passed at `now` (idle for at least `idle_timeout`).
+    pub fn expired(&self, now: Instant) -> bool {
+        self.expires.is_some_and(|at| now >= at)
+    }
+
     /// Whether reusing this connection at `now` (the event loop's time) should first peek at
     /// its socket (one `recv(MSG_PEEK)`) for a FIN the event loop has not reported yet.
     ///
@@ -117,7 +138,7 @@ impl<Id> IdleClient<Id> {
     /// peek) is covered by the router, which replays once a request that died on a reused
     /// connection before any response byte.
     pub fn peek_before_reuse(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.since) >= PEEK_AFTER_IDLE
+        now >= self.peek_after
     }
 }
 
@@ -277,6 +298,8 @@ pub struct ConnPools<Id, W = ()> {
     cluster_index: FastHashMap<String, u32>,
     /// The cluster pools, in the order they were first used (never removed: see [`PoolKey`]).
     clusters: Vec<ClusterPools<Id, W>>,
+    /// The key [`key`](Self::key) returned last (out of range while there is none).
+    last_key: PoolKey,
     next_pending: u64,
     /// When the worker's idle timer fires next (`None`: not armed).
     idle_sweep_at: Option<Instant>,
@@ -289,6 +312,10 @@ impl<Id, W> Default for ConnPools<Id, W> {
         ConnPools {
             cluster_index: FastHashMap::default(),
             clusters: Vec::new(),
+            last_key: PoolKey {
+                cluster: u32::MAX,
+                host: u32::MAX,
+            },
             next_pending: 0,
             idle_sweep_at: None,
             idle_timer_arm: None,
@@ -300,6 +327,27 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
     /// The key of the pool of `host` in `cluster`, creating the (empty, uncounted) pool on
     /// first use. The router resolves it once per attempt and passes it to every other call.
     pub fn key(&mut self, cluster: &str, host: SocketAddr) -> PoolKey {
+        // The usual attempt goes where the last one went (one cluster, one host, or a
+        // round robin over few): compared by name and address, that costs no hashing.
+        let last = self.last_key;
+        if let Some(pools) = self.clusters.get(last.cluster as usize) {
+            if pools.name == cluster {
+                if pools
+                    .hosts
+                    .get(last.host as usize)
+                    .is_some_and(|(a, _)| *a == host)
+                {
+                    return last;
+                }
+                return self.host_key(last.cluster, host);
+            }
+        }
+        self.key_slow(cluster, host)
+    }
+
+    /// [`key`](Self::key) of another cluster than the last one's: found by name.
+    #[inline(never)]
+    fn key_slow(&mut self, cluster: &str, host: SocketAddr) -> PoolKey {
         let c = match self.cluster_index.get(cluster) {
             Some(&c) => c,
             None => {
@@ -309,6 +357,12 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
                 c
             }
         };
+        self.host_key(c, host)
+    }
+
+    /// The key of `host`'s pool in the cluster pools `c` (created on first use); remembered
+    /// for the next [`key`](Self::key).
+    fn host_key(&mut self, c: u32, host: SocketAddr) -> PoolKey {
         let pools = &mut self.clusters[c as usize];
         let h = match pools.host_index.get(&host) {
             Some(&h) => h,
@@ -319,10 +373,11 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
                 h
             }
         };
-        PoolKey {
+        self.last_key = PoolKey {
             cluster: c,
             host: h,
-        }
+        };
+        self.last_key
     }
 
     /// The pool `key` names (issued by this `ConnPools`: see [`PoolKey`]).
@@ -364,9 +419,8 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
     ) -> Option<IdleClient<Id>> {
         let pool = self.pool(key);
         while let Some(client) = pool.ready.pop() {
-            let too_old = settings
-                .idle_timeout
-                .is_some_and(|t| now.saturating_duration_since(client.since) >= t);
+            // Its expiry came from the same settings when it was pooled (`release`).
+            let too_old = settings.idle_timeout.is_some() && client.expired(now);
             if too_old {
                 rm.connections.dec();
                 expired.push(client);
@@ -462,13 +516,10 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
             pool.sync_counted(rm);
             return false;
         }
-        pool.ready.push(IdleClient {
-            id,
-            since: now,
-            life,
-        });
-        if let Some(timeout) = settings.idle_timeout {
-            let at = now + timeout;
+        let client = IdleClient::new(id, now, life, settings.idle_timeout);
+        let expires = client.expires;
+        pool.ready.push(client);
+        if let (Some(timeout), Some(at)) = (settings.idle_timeout, expires) {
             if self.idle_sweep_at.is_none_or(|sweep| at < sweep) {
                 self.idle_sweep_at = Some(at);
                 self.idle_timer_arm = Some(timeout);
@@ -900,11 +951,7 @@ mod tests {
     #[test]
     fn only_a_connection_idle_past_the_threshold_is_peeked_before_reuse() {
         let since = Instant::now();
-        let client = IdleClient {
-            id: 1u32,
-            since,
-            life: served(1, since),
-        };
+        let client = IdleClient::new(1u32, since, served(1, since), None);
         assert!(
             !client.peek_before_reuse(since),
             "reused in the same iteration"
