@@ -10,8 +10,9 @@
 //! - Order is kept and a name may appear several times (`get_all`, `append`).
 //! - All bytes live in one vector: a decoded map starts with the received head (copied once
 //!   from the read buffer by the codec, names lower-cased there) and each entry is a pair of
-//!   offsets into it; names and values added later are appended behind it. Getting a value is
-//!   a slice, never an allocation.
+//!   offsets into it; names and values added later are appended behind it (except the names of
+//!   inline headers the proxy adds: those are their static constants). Getting a value is a
+//!   slice, never an allocation.
 //! - The byte vector and the entry vector come from the worker's free list
 //!   (`http::header_pool`) and go back to it on drop, so building, editing, cloning and
 //!   dropping the heads of a stream costs no `malloc` in steady state.
@@ -70,6 +71,18 @@ pub(crate) struct Entry {
 impl Entry {
     fn is(&self, header: InlineHeader) -> bool {
         self.inline == Some(header)
+    }
+
+    /// The name, from `bytes` (the map's byte vector). An inline header's name is its
+    /// lower-case constant (a received one has exactly those bytes): the proxy's own inline
+    /// fields (`x-forwarded-proto`, `server`, `date`, ...) are added without copying their
+    /// names into the vector, and their name span only gives the length.
+    #[inline]
+    fn name<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        match self.inline {
+            Some(header) => header.name().as_bytes(),
+            None => resolve(bytes, self.name),
+        }
     }
 }
 
@@ -163,7 +176,7 @@ impl HeaderMap {
             .iter_bytes()
             .all(|(name, _)| !name.iter().any(u8::is_ascii_uppercase)));
         for entry in &mut self.entries {
-            entry.inline = inline_header::lookup(resolve(&self.bytes, entry.name));
+            entry.inline = inline_header::lookup_inlined(resolve(&self.bytes, entry.name));
             if let Some(header) = entry.inline {
                 self.present.insert(header);
             }
@@ -241,7 +254,8 @@ impl HeaderMap {
     /// constant), any other sanitized and lower-cased. Returns its span and inline header.
     fn store_name(&mut self, key: Key<'_>) -> (Span, Option<InlineHeader>) {
         match key {
-            Key::Inline(header) => (self.store(header.name().as_bytes()), Some(header)),
+            // Not stored: see `Entry::name`.
+            Key::Inline(header) => (Span::received(0, header.name().len()), Some(header)),
             Key::Name(name) => {
                 let span = self.store_sanitized(name.as_bytes(), true);
                 // `name` was not an inline name as given; lower-cased it may be one.
@@ -515,22 +529,32 @@ impl HeaderMap {
     /// bytes (lower-case ASCII): the hot-path callers compare it with constants, and a UTF-8
     /// check per entry would cost more than the comparison.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
-        self.retain_entries(|bytes, e| keep(resolve(bytes, e.name), resolve(bytes, e.value)));
+        self.retain_entries(|bytes, e| keep(e.name(bytes), resolve(bytes, e.value)));
     }
 
     /// The entries in order, as (lower-case name, value).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
         self.entries
             .iter()
-            .map(move |e| (name_str(&self.bytes, e.name), self.resolve(e.value)))
+            .map(move |e| (name_str(e.name(&self.bytes)), self.resolve(e.value)))
     }
 
-    /// The entries in order as raw (name, value) bytes: what the encoder writes (no UTF-8 check
-    /// of the names, which were validated or sanitized when stored).
+    /// The entries in order as (inline header, name, value), names and values as raw bytes: what
+    /// the encoder writes (no UTF-8 check of the names, which were validated or sanitized when
+    /// stored), with the tag that spares it comparing names.
+    pub(crate) fn iter_tagged(
+        &self,
+    ) -> impl Iterator<Item = (Option<InlineHeader>, &[u8], &[u8])> + '_ {
+        self.entries
+            .iter()
+            .map(move |e| (e.inline, e.name(&self.bytes), self.resolve(e.value)))
+    }
+
+    /// The entries in order as raw (name, value) bytes (see [`iter_tagged`](Self::iter_tagged)).
     pub(crate) fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         self.entries
             .iter()
-            .map(move |e| (self.resolve(e.name), self.resolve(e.value)))
+            .map(move |e| (e.name(&self.bytes), self.resolve(e.value)))
     }
 
     /// Bytes the entries take as HTTP/1 field lines (`name: value\r\n`), for reserving output.
@@ -607,7 +631,7 @@ fn key_matches(bytes: &[u8], entry: &Entry, key: Key<'_>) -> bool {
         Key::Inline(header) => entry.is(header),
         Key::Name(name) => {
             entry.name.len as usize == name.len()
-                && resolve(bytes, entry.name).eq_ignore_ascii_case(name.as_bytes())
+                && entry.name(bytes).eq_ignore_ascii_case(name.as_bytes())
         }
     }
 }
@@ -650,10 +674,10 @@ fn upper_case_bytes(word: u64) -> u64 {
     low.wrapping_add(ONES * 0x3f) & !low.wrapping_add(ONES * 0x25) & !word & HIGHS
 }
 
-fn name_str(bytes: &[u8], span: Span) -> &str {
+fn name_str(name: &[u8]) -> &str {
     // Names are HTTP tokens (ASCII), validated by the codec or sanitized on insert; a
     // non-UTF-8 name cannot be stored, so the fallback is never taken.
-    std::str::from_utf8(resolve(bytes, span)).unwrap_or("")
+    std::str::from_utf8(name).unwrap_or("")
 }
 
 impl Clone for HeaderMap {

@@ -14,7 +14,7 @@ use super::super::header_map::HeaderMap;
 use super::decode::{BodyDecoder, BodyEvent};
 use super::encode::{self, BodyEncoder};
 use super::error::CodecError;
-use super::head::{BodyLength, Method, RequestHead};
+use super::head::{BodyLength, Method, RequestHead, ResponseHead};
 use super::parse::{self, find_head_end, RequestContext};
 use super::{Http1Settings, ResponseEvent};
 use bytes::BytesMut;
@@ -132,16 +132,10 @@ impl ClientCodec {
                 };
                 let parsed = match fast {
                     Some(parsed) => parsed,
-                    None => {
-                        let Some(end) = find_head_end(buf, *scanned) else {
-                            if buf.len() > self.settings.max_response_head_bytes() {
-                                return self.fail(CodecError::HeadersTooLarge);
-                            }
-                            *scanned = buf.len().saturating_sub(2);
-                            return Ok(None);
-                        };
-                        parse::parse_response(buf, end, &self.settings, request)
-                    }
+                    None => match general_response_head(buf, scanned, &self.settings, request) {
+                        Some(parsed) => parsed,
+                        None => return Ok(None),
+                    },
                 };
                 let head = match parsed {
                     Ok(head) => head,
@@ -149,7 +143,9 @@ impl ClientCodec {
                 };
                 *scanned = 0;
                 if head.body == BodyLength::Empty && head.is_informational() {
-                    // 100/102/103: not the response yet; the final head follows.
+                    // 100/102/103: not the response yet; the final head follows. Only after an
+                    // `expect: 100-continue` or from an upstream sending early hints.
+                    std::hint::cold_path();
                     return Ok(Some(ResponseEvent::Informational(head)));
                 }
                 self.close_after_response = !head.keep_alive;
@@ -204,6 +200,8 @@ impl ClientCodec {
         }
     }
 
+    /// Reached only on a malformed response or an upstream that broke the framing.
+    #[cold]
     fn fail(&mut self, error: CodecError) -> Result<Option<ResponseEvent>, CodecError> {
         self.reading = Reading::Failed(error);
         self.close_after_response = true;
@@ -223,4 +221,25 @@ impl ClientCodec {
     pub fn is_awaiting_response(&self) -> bool {
         self.request.is_some()
     }
+}
+
+/// The general path for a response head: `find_head_end`, then httparse. Reached only when the
+/// head came in several reads or not in the simple form (`parse_fast`); upstreams practically
+/// always send their head whole and simple. `None`: the head is not complete yet (`scanned`
+/// bytes of it were searched).
+#[cold]
+fn general_response_head(
+    buf: &mut BytesMut,
+    scanned: &mut usize,
+    settings: &Http1Settings,
+    request: RequestContext,
+) -> Option<Result<ResponseHead, CodecError>> {
+    let Some(end) = find_head_end(buf, *scanned) else {
+        if buf.len() > settings.max_response_head_bytes() {
+            return Some(Err(CodecError::HeadersTooLarge));
+        }
+        *scanned = buf.len().saturating_sub(2);
+        return None;
+    };
+    Some(parse::parse_response(buf, end, settings, request))
 }

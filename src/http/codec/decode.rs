@@ -143,6 +143,9 @@ impl BodyDecoder {
     }
 }
 
+/// The chunked arm of [`BodyDecoder::decode`], out of line so that the Content-Length path
+/// (every `GET` and most bodies) stays a few dense lines.
+#[inline(never)]
 fn decode_chunked(
     state: &mut ChunkedState,
     remaining: &mut u64,
@@ -241,6 +244,19 @@ fn decode_trailers(
         }
         Some(_) => {}
     }
+    decode_trailer_fields(state, scanned, buf, max_trailer_bytes, max_trailers)
+}
+
+/// [`decode_trailers`] for a trailer section with fields. Reached only when a chunked body ends
+/// with trailers (gRPC-style; rare over HTTP/1), so it stays out of the body path.
+#[cold]
+fn decode_trailer_fields(
+    state: &mut ChunkedState,
+    scanned: &mut usize,
+    buf: &mut BytesMut,
+    max_trailer_bytes: usize,
+    max_trailers: usize,
+) -> Result<Option<BodyEvent>, CodecError> {
     let Some(end) = find_crlf_crlf(buf, *scanned) else {
         if buf.len() > max_trailer_bytes {
             return Err(CodecError::HeadersTooLarge);

@@ -396,6 +396,16 @@ fn split_target(method: &Method, target: &[u8]) -> Result<Target, CodecError> {
         // A fragment is never sent (RFC 9110 §4.2.4); Envoy answers 400.
         return Err(CodecError::Malformed("fragment in the request target"));
     }
+    if *method != Method::Connect && target.starts_with(b"/") {
+        return Ok(Target::Path);
+    }
+    split_other_target(method, target)
+}
+
+/// [`split_target`] for the rarer forms: CONNECT's authority, `*`, an absolute URL. Reached
+/// only by CONNECT, `OPTIONS *` and requests sent to a forward proxy.
+#[cold]
+fn split_other_target(method: &Method, target: &[u8]) -> Result<Target, CodecError> {
     if *method == Method::Connect {
         return if !target.is_empty() && valid_authority(target) && !target.starts_with(b"/") {
             Ok(Target::Authority)
@@ -403,7 +413,7 @@ fn split_target(method: &Method, target: &[u8]) -> Result<Target, CodecError> {
             Err(CodecError::InvalidUrl)
         };
     }
-    if target.starts_with(b"/") || target == b"*" {
+    if target == b"*" {
         return Ok(Target::Path);
     }
     let (scheme, rest_at) = if target.len() > 7 && target[..7].eq_ignore_ascii_case(b"http://") {
@@ -588,23 +598,7 @@ fn finish_request(
             scheme,
             authority,
             path,
-        } => {
-            head.scheme = Some(scheme);
-            head.set_authority_span(Span::received(target_at + authority.0, authority.1));
-            let suffix = &head
-                .headers
-                .resolve(Span::received(target_at + path.0, path.1));
-            if suffix.starts_with(b"/") {
-                let span = Span::received(target_at + path.0, path.1);
-                head.set_path_span(span);
-            } else {
-                // `http://a` or `http://a?q`: origin form needs the leading slash.
-                let mut fixed = Vec::with_capacity(suffix.len() + 1);
-                fixed.push(b'/');
-                fixed.extend_from_slice(suffix);
-                head.set_path(std::str::from_utf8(&fixed).unwrap_or("/"));
-            }
-        }
+        } => set_absolute_target(&mut head, target_at, scheme, authority, path),
     }
     if head.scheme.is_none() && !matches!(target, Target::Authority) {
         match (facts.host, version) {
@@ -643,6 +637,31 @@ fn finish_request(
         framing.unwrap_or(BodyLength::Empty)
     };
     Ok(head)
+}
+
+/// Takes scheme, authority and path from an absolute-form target at `target_at` (offsets of
+/// its parts relative to it). Reached only by requests sent to a forward proxy.
+#[cold]
+fn set_absolute_target(
+    head: &mut RequestHead,
+    target_at: usize,
+    scheme: Scheme,
+    authority: (usize, usize),
+    path: (usize, usize),
+) {
+    head.scheme = Some(scheme);
+    head.set_authority_span(Span::received(target_at + authority.0, authority.1));
+    let span = Span::received(target_at + path.0, path.1);
+    let suffix = head.headers.resolve(span);
+    if suffix.starts_with(b"/") {
+        head.set_path_span(span);
+    } else {
+        // `http://a` or `http://a?q`: origin form needs the leading slash.
+        let mut fixed = Vec::with_capacity(suffix.len() + 1);
+        fixed.push(b'/');
+        fixed.extend_from_slice(suffix);
+        head.set_path(std::str::from_utf8(&fixed).unwrap_or("/"));
+    }
 }
 
 /// Copies `buf[..end]` (a parsed head whose field spans are in `map`) into the map, names

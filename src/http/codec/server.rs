@@ -66,6 +66,44 @@ struct Responding {
     connect: bool,
 }
 
+/// Skips the empty lines in front of a request line. False when the buffer ends inside one (a
+/// lone CR): more bytes are needed. Reached only when a client sends CRLFs between requests,
+/// which some old clients do after a POST body.
+#[cold]
+fn skip_empty_lines(buf: &mut BytesMut) -> bool {
+    while matches!(buf.first(), Some(b'\r' | b'\n')) {
+        if buf.first() == Some(&b'\r') && buf.get(1).is_none() {
+            return false;
+        }
+        if buf.first() == Some(&b'\r') && buf.get(1) != Some(&b'\n') {
+            break;
+        }
+        let skip = if buf.first() == Some(&b'\r') { 2 } else { 1 };
+        buf.advance(skip);
+    }
+    true
+}
+
+/// The general path for a request head: `find_head_end`, then httparse. Reached only when the
+/// head came in several reads or not in the simple form (`parse_fast`); practically every client
+/// sends its head whole and simple. `None`: the head is not complete yet (`scanned` bytes of it
+/// were searched).
+#[cold]
+fn general_request_head(
+    buf: &mut BytesMut,
+    scanned: &mut usize,
+    settings: &Http1Settings,
+) -> Option<Result<RequestHead, CodecError>> {
+    let Some(end) = find_head_end(buf, *scanned) else {
+        if buf.len() > settings.max_head_bytes() {
+            return Some(Err(CodecError::HeadersTooLarge));
+        }
+        *scanned = buf.len().saturating_sub(2);
+        return None;
+    };
+    Some(parse::parse_request(buf, end, settings))
+}
+
 /// The server role of the HTTP/1 codec.
 #[doc(alias = "ServerConnectionImpl")]
 #[derive(Debug)]
@@ -99,18 +137,12 @@ impl ServerCodec {
                 if self.responding.is_some() {
                     return Ok(None);
                 }
-                if *scanned == 0 {
-                    // RFC 9112 §2.2: ignore empty lines before a request line (Envoy does).
-                    while matches!(buf.first(), Some(b'\r' | b'\n')) {
-                        if buf.first() == Some(&b'\r') && buf.get(1).is_none() {
-                            return Ok(None);
-                        }
-                        if buf.first() == Some(&b'\r') && buf.get(1) != Some(&b'\n') {
-                            break;
-                        }
-                        let skip = if buf.first() == Some(&b'\r') { 2 } else { 1 };
-                        buf.advance(skip);
-                    }
+                // RFC 9112 §2.2: ignore empty lines before a request line (Envoy does).
+                if *scanned == 0
+                    && matches!(buf.first(), Some(b'\r' | b'\n'))
+                    && !skip_empty_lines(buf)
+                {
+                    return Ok(None);
                 }
                 if buf.is_empty() {
                     return Ok(None);
@@ -123,16 +155,10 @@ impl ServerCodec {
                 };
                 let parsed = match fast {
                     Some(parsed) => parsed,
-                    None => {
-                        let Some(end) = find_head_end(buf, *scanned) else {
-                            if buf.len() > self.settings.max_head_bytes() {
-                                return self.fail(CodecError::HeadersTooLarge);
-                            }
-                            *scanned = buf.len().saturating_sub(2);
-                            return Ok(None);
-                        };
-                        parse::parse_request(buf, end, &self.settings)
-                    }
+                    None => match general_request_head(buf, scanned, &self.settings) {
+                        Some(parsed) => parsed,
+                        None => return Ok(None),
+                    },
                 };
                 let head = match parsed {
                     Ok(head) => head,
@@ -176,6 +202,8 @@ impl ServerCodec {
         }
     }
 
+    /// Reached only on a malformed request or a peer that broke the framing.
+    #[cold]
     fn fail(&mut self, error: CodecError) -> Result<Option<RequestEvent>, CodecError> {
         self.reading = Reading::Failed(error);
         self.close_after_response = true;
