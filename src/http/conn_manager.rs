@@ -603,6 +603,19 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         self.maybe_finish_stream(io);
     }
 
+    /// Sends the local reply a filter left on the stream when it stopped the chain
+    /// (`ChainOutcome::LocalReply`, from the decoder or the encoder side).
+    #[cold]
+    fn send_filter_local_reply<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
+        let reply = self
+            .stream
+            .get_mut()
+            .and_then(|s| s.state.local_reply.take());
+        if let Some(reply) = reply {
+            self.send_local_reply(reply, io);
+        }
+    }
+
     /// A decoder filter asked for a local reply, or the request body overflowed the buffer
     /// limit (413): the request is answered here instead of by the upstream.
     #[cold]
@@ -613,15 +626,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
     ) {
         match outcome {
             ChainOutcome::Ok => {}
-            ChainOutcome::LocalReply => {
-                let reply = self
-                    .stream
-                    .get_mut()
-                    .and_then(|s| s.state.local_reply.take());
-                if let Some(reply) = reply {
-                    self.send_local_reply(reply, io);
-                }
-            }
+            ChainOutcome::LocalReply => self.send_filter_local_reply(io),
             ChainOutcome::BufferOverflow => {
                 self.shared.stats.downstream_rq_too_large.inc();
                 self.send_local_reply(
@@ -891,15 +896,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         flush_downstream(&self.shared, out, io);
         match result {
             ChainOutcome::Ok => {}
-            ChainOutcome::LocalReply => {
-                let reply = self
-                    .stream
-                    .get_mut()
-                    .and_then(|s| s.state.local_reply.take());
-                if let Some(reply) = reply {
-                    self.send_local_reply(reply, io);
-                }
-            }
+            ChainOutcome::LocalReply => self.send_filter_local_reply(io),
             ChainOutcome::BufferOverflow => {
                 // Envoy: a response too big to buffer is a 500 if nothing was sent yet.
                 self.send_local_reply(
