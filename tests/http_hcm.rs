@@ -283,9 +283,6 @@ fn gradual_drain_closes_responses_with_a_probability_rising_over_the_drain_time(
         &simple(up.addr),
         &["--concurrency", "1", "--drain-time-s", "2"],
     );
-    let started = Instant::now();
-    proxy.admin_post("/drain_listeners?graceful");
-    let mut c = Client::connect(proxy.listener);
     let ask = |c: &mut Client| {
         c.send(b"GET / HTTP/1.1\r\nhost: h\r\n\r\n");
         c.read_response()
@@ -293,6 +290,16 @@ fn gradual_drain_closes_responses_with_a_probability_rising_over_the_drain_time(
             .header("connection")
             .map(str::to_string)
     };
+    // The admin answers before the worker runs the drain it posted; a connection accepted in
+    // between would be one open at the drain's start, told to close at once. So a witness
+    // connection, open before the drain, shows when the worker has started it: it is the one
+    // connection the drain's first step notifies.
+    let mut witness = Client::connect(proxy.listener);
+    assert_eq!(ask(&mut witness), None);
+    let started = Instant::now();
+    proxy.admin_post("/drain_listeners?graceful");
+    proxy.wait_stat("http.ingress.downstream_cx_drain_close", 1);
+    let mut c = Client::connect(proxy.listener);
     while started.elapsed() < Duration::from_millis(700) {
         assert_eq!(ask(&mut c), None, "kept alive in the first second");
         std::thread::sleep(Duration::from_millis(50));
@@ -308,7 +315,8 @@ fn gradual_drain_closes_responses_with_a_probability_rising_over_the_drain_time(
         "always past the drain time"
     );
     assert!(c.closed());
-    assert_eq!(proxy.stat("http.ingress.downstream_cx_drain_close"), 1);
+    // The witness's notice and this connection's close.
+    assert_eq!(proxy.stat("http.ingress.downstream_cx_drain_close"), 2);
 }
 
 // === the listener's per_connection_buffer_limit_bytes (Envoy's connection().bufferLimit()) ===
