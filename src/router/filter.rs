@@ -812,7 +812,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             return None;
         }
         let rm = cluster.resource_manager();
-        let settings = cluster.pool_settings();
         let now = io.now();
         let mut found = None;
         let mut dead = Vec::new();
@@ -820,7 +819,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         // Never lend a connection the upstream closed while it sat idle: ask the event loop,
         // and the socket after a long idle period.
         loop {
-            let popped = io.pools().pop_idle(pool, &settings, rm, now, &mut expired);
+            let popped = io.pools().pop_idle(pool, rm, now, &mut expired);
             let Some(client) = popped else {
                 break;
             };

@@ -412,16 +412,14 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
     pub fn pop_idle(
         &mut self,
         key: PoolKey,
-        settings: &PoolSettings,
         rm: &ResourceManager,
         now: Instant,
         expired: &mut Vec<IdleClient<Id>>,
     ) -> Option<IdleClient<Id>> {
         let pool = self.pool(key);
         while let Some(client) = pool.ready.pop() {
-            // Its expiry came from the same settings when it was pooled (`release`).
-            let too_old = settings.idle_timeout.is_some() && client.expired(now);
-            if too_old {
+            // Its expiry came from the pool's settings when it was pooled (`release`).
+            if client.expired(now) {
                 rm.connections.dec();
                 expired.push(client);
                 continue;
@@ -789,7 +787,7 @@ mod tests {
         assert!(p.release(h, &up(), 1, served(1, now), true, &s, &rm, now));
         assert!(p.release(h, &up(), 2, served(1, now), true, &s, &rm, now));
         let mut dead = vec![];
-        let client = p.pop_idle(h, &s, &rm, now, &mut dead).unwrap();
+        let client = p.pop_idle(h, &rm, now, &mut dead).unwrap();
         assert_eq!((client.id, client.life.requests), (2, 1));
         assert_eq!(rm.connections.count(), 2);
     }
@@ -803,7 +801,7 @@ mod tests {
         p.release(h, &up(), 7, served(1, now), true, &s, &rm, now);
         let later = now + Duration::from_secs(61);
         let mut expired = vec![];
-        assert!(p.pop_idle(h, &s, &rm, later, &mut expired).is_none());
+        assert!(p.pop_idle(h, &rm, later, &mut expired).is_none());
         assert_eq!(expired.iter().map(|c| c.id).collect::<Vec<_>>(), [7]);
         assert_eq!(rm.connections.count(), 0);
     }
@@ -830,7 +828,7 @@ mod tests {
         assert_eq!(rm.connections.count(), 1);
         assert!(p.remove_idle(1).is_none(), "only once");
         let mut dead = vec![];
-        let left = p.pop_idle(h, &s, &rm, now, &mut dead).unwrap();
+        let left = p.pop_idle(h, &rm, now, &mut dead).unwrap();
         assert_eq!(left.id, 2);
     }
 
