@@ -6,7 +6,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -231,17 +231,115 @@ fn max_connections_breaker_refuses_a_session_with_uo() {
     refuses_second_session_with_uo("overflow", "{thresholds: [{max_connections: 1}]}");
 }
 
-/// `per_host_thresholds` max_connections: Envoy's TCP pool would queue the second session
-/// until the first one's upstream connection closes; nuncio's tcp_proxy has no pending queue
-/// and refuses it as an overflow (UO, `upstream_cx_overflow`, as Envoy counts it too), never
-/// opening a connection past the host's limit.
+/// `per_host_thresholds` max_connections: Envoy's TCP pool queues a session over the host's
+/// limit until a connection to the host is gone, never opening one past the limit. Compared
+/// with Envoy 1.40 on the same config and sessions: three sessions at a limit of 1 leave two
+/// waiting (`upstream_cx_overflow` 2, `upstream_rq_pending_active` 2); the first one's close
+/// lets the second connect (overflow 4: the third asks again when the second opens and when
+/// it connects), and the second's close lets the third connect.
 #[test]
-fn per_host_max_connections_refuses_a_session_over_the_host_limit() {
-    let nuncio =
-        refuses_second_session_with_uo("per-host", "{per_host_thresholds: [{max_connections: 1}]}");
+fn per_host_max_connections_queues_sessions_until_a_connection_is_gone() {
+    let upstream = Upstream::echo_mio();
+    let config = tcp_proxy_to(upstream, "5s").replace(
+        "    connect_timeout: 5s\n",
+        "    connect_timeout: 5s\n    circuit_breakers: {per_host_thresholds: [{max_connections: 1}]}\n",
+    );
+    let nuncio = Nuncio::start(&config, &["--concurrency", "1"]);
+    let addr = nuncio.listener("proxy");
+    let echo = |s: &mut TcpStream, byte: u8| {
+        s.write_all(&[byte]).unwrap();
+        let mut got = [0u8; 1];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got[0], byte);
+    };
+    let mut first = connect(addr);
+    echo(&mut first, b'a');
+    // The second and third sessions wait; what they send stays in the kernel meanwhile.
+    let mut second = connect(addr);
+    second.write_all(b"b").unwrap();
+    nuncio.wait_stat("cluster.backend.upstream_rq_pending_active", 1);
+    let mut third = connect(addr);
+    third.write_all(b"c").unwrap();
+    nuncio.wait_stat("cluster.backend.upstream_rq_pending_active", 2);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_cx_overflow"), 2);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_rq_pending_total"), 3);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_cx_total"), 1);
+    second
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        second.read(&mut byte).is_err(),
+        "a waiting session is neither served nor closed"
+    );
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    drop(first);
+    // The first session's connection is gone: the second connects and its byte goes through.
+    second.read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"b");
+    nuncio.wait_stat("cluster.backend.upstream_cx_overflow", 4);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_rq_pending_active"), 1);
     assert_eq!(nuncio.stat("cluster.backend.upstream_cx_total"), 2);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_cx_active"), 1);
+    drop(second);
+    third.read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"c");
+    echo(&mut third, b'd');
+    assert_eq!(nuncio.stat("cluster.backend.upstream_rq_pending_active"), 0);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_rq_total"), 3);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_cx_total"), 3);
     assert_eq!(
-        nuncio.stat("cluster.backend.circuit_breakers.default.cx_open"),
+        nuncio.stat("cluster.backend.upstream_rq_pending_overflow"),
+        0
+    );
+}
+
+/// With `max_pending_requests` full a session is refused at once (UO,
+/// `upstream_rq_pending_overflow`). A waiting session's downstream is read-disabled, so a
+/// client that gives up while waiting is only noticed once its turn comes (it is connected,
+/// then closed): it keeps its place, and the session behind it is served next. All as Envoy
+/// 1.40 does with the same config and sessions (overflow 4, 3 upstream connections).
+#[test]
+fn max_pending_requests_refuses_with_uo_and_a_quitter_keeps_its_place() {
+    let upstream = Upstream::echo_mio();
+    let config = tcp_proxy_to(upstream, "5s").replace(
+        "    connect_timeout: 5s\n",
+        "    connect_timeout: 5s\n    circuit_breakers: {thresholds: [{max_pending_requests: 2}], \
+         per_host_thresholds: [{max_connections: 1}]}\n",
+    );
+    let nuncio = Nuncio::start(&config, &["--concurrency", "1"]);
+    let addr = nuncio.listener("proxy");
+    let mut first = connect(addr);
+    first.write_all(b"a").unwrap();
+    let mut byte = [0u8; 1];
+    first.read_exact(&mut byte).unwrap();
+    let quitter = connect(addr);
+    nuncio.wait_stat("cluster.backend.upstream_rq_pending_active", 1);
+    let mut patient = connect(addr);
+    patient.write_all(b"p").unwrap();
+    nuncio.wait_stat("cluster.backend.upstream_rq_pending_active", 2);
+    // Two sessions wait: a third is over max_pending_requests and closed at once.
+    let mut refused = connect(addr);
+    assert_eq!(refused.read(&mut byte).unwrap_or(0), 0, "closed");
+    nuncio.wait_stat("cluster.backend.upstream_rq_pending_overflow", 1);
+    assert_eq!(
+        nuncio.stat("cluster.backend.circuit_breakers.default.rq_pending_open"),
+        1
+    );
+    drop(quitter);
+    drop(first);
+    patient.read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"p");
+    // The quitter had its connection first, then its close was seen.
+    nuncio.wait_stat("cluster.backend.upstream_cx_destroy", 2);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_cx_total"), 3);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_cx_overflow"), 4);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_rq_pending_active"), 0);
+    assert_eq!(nuncio.stat("cluster.backend.upstream_rq_cancelled"), 0);
+    assert_eq!(
+        nuncio.stat("cluster.backend.circuit_breakers.default.rq_pending_open"),
         0
     );
 }

@@ -49,6 +49,14 @@ use crate::stats::Store;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ClusterId(usize);
 
+#[cfg(test)]
+impl ClusterId {
+    /// An id for unit tests that key tables by cluster without building a manager.
+    pub(crate) fn for_tests(index: usize) -> ClusterId {
+        ClusterId(index)
+    }
+}
+
 /// Why the cluster manager could not be built.
 #[derive(Debug)]
 pub enum ClusterManagerError {

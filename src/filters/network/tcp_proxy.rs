@@ -12,7 +12,9 @@
 //!
 //! | state | event | action |
 //! |---|---|---|
-//! | – | `on_new_connection` | read-disable downstream, connect (`Connecting`) |
+//! | – | `on_new_connection` | read-disable downstream; the cluster's `max_connections` or `max_pending_requests` full: UO, close; else connect (`Connecting`), or wait in the worker's pool for the host when the host's `max_connections` is reached (`Waiting`) |
+//! | `Waiting` | granted a connection by the pool (wake-up timer) | connect (`Connecting`) |
+//! | `Waiting` | downstream closed | leave the pool (`upstream_rq_cancelled`); seldom seen: the downstream is read-disabled, as in Envoy |
 //! | `Connecting` | upstream `Connected` | read-enable downstream, arm idle timer (`Connected`) |
 //! | `Connecting` | upstream closed / connect timer | count `connect_fail` (`connect_timeout`); retry up to `max_connect_attempts`, else close downstream |
 //! | `Connected` | downstream data / FIN | write it upstream (FIN = `end_stream`) |
@@ -33,6 +35,12 @@
 //! connect failure ejects it (`upstream_rq_pending_failure_eject`, then
 //! `upstream_cx_connect_attempts_exceeded` once the attempts are spent); every close of a
 //! connected upstream counts `upstream_cx_destroy_{local,remote}_with_active_rq`.
+//!
+//! A session over its host's `per_host_thresholds` `max_connections` waits in its worker's
+//! pool for the host ([`tcp_conn_pool`](super::tcp_conn_pool)) as Envoy's TCP pool queues it.
+//! One difference: a connect failure fails only the session whose connection it was, where
+//! Envoy's pool also fails every session waiting for the host (`purgePendingStreams`); the
+//! waiting ones here are granted connections of their own in turn.
 //!
 //! Hosts come from the worker's `ThreadLocalClusterManager` (its load balancer over the
 //! current host-set snapshot); `cluster.<name>.*` stats are that worker's handles.
@@ -56,12 +64,16 @@ use crate::upstream::cluster_manager::{ClusterId, ThreadLocalClusterManager};
 use crate::upstream::resource_manager::ResourcePriority;
 
 use super::super::{FactoryContext, NamedNetworkFilterConfigFactory};
+use super::tcp_conn_pool::{self, Asked, Breakers, PoolKey, WakeUp};
+use crate::upstream::resource_manager::ResourceManager;
 
 /// Envoy's default `idle_timeout`.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 const CONNECT_TIMER: u64 = 1;
 const IDLE_TIMER: u64 = 2;
+/// The wake-up of a session waiting for a connection ([`tcp_conn_pool`]).
+const WAKE_TIMER: u64 = 3;
 
 /// `tcp.<stat_prefix>.*` on one worker.
 pub struct TcpProxyStats {
@@ -236,10 +248,48 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// The circuit breakers a session's pool asks: the cluster's resources and the host's open
+/// connections (all workers), `upstream_cx_overflow` when they say no.
+struct HostBreakers<'a> {
+    resources: &'a ResourceManager,
+    host: &'a Host,
+    stats: &'a ClusterStats,
+}
+
+impl Breakers for HostBreakers<'_> {
+    /// Envoy's `HostImpl::canCreateConnection`, with the connections granted but not yet
+    /// opened counted as open.
+    fn room(&self, granted: u32) -> bool {
+        let granted = u64::from(granted);
+        let host_open = self
+            .host
+            .stats
+            .cx_active
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let per_host = self
+            .resources
+            .max_connections_per_host
+            .is_none_or(|max| host_open + granted < u64::from(max));
+        let connections = &self.resources.connections;
+        per_host && connections.count() + granted < connections.max()
+    }
+
+    fn overflow(&self) {
+        self.stats.upstream_cx_overflow.inc();
+    }
+}
+
 /// Where the upstream side of one proxied connection is.
 enum Upstream {
     /// Not started (before `on_new_connection`) or given up.
     None,
+    /// Waiting for room under `host`'s per-host `max_connections`, in this worker's pool for
+    /// it; `wake_up` is the session's wake-up timer, shared with the pool.
+    Waiting {
+        host: Arc<Host>,
+        attempt: u32,
+        wake_up: Rc<dyn WakeUp>,
+    },
     /// Connecting to a host; `attempt` counts from 1.
     Connecting { conn: ConnectionId, attempt: u32 },
     /// Bytes flow both ways.
@@ -349,29 +399,77 @@ impl TcpProxy {
             self.give_up(cx);
             return;
         };
-        let host = chosen.address();
-        // `per_host_thresholds`' max_connections. Envoy's TCP pool queues the session until a
-        // connection to the host closes; nuncio's tcp_proxy has no pending queue, so the
-        // session is refused as an overflow (UO, `upstream_cx_overflow`), as at max_connections.
-        // (`can_create_connection` also repeats the cluster-wide check above: same answer.)
-        let host_cx_active = || {
-            chosen
-                .stats
-                .cx_active
-                .load(std::sync::atomic::Ordering::Relaxed)
-        };
-        if !info
-            .resource_manager(ResourcePriority::Default)
-            .can_create_connection(host_cx_active)
-        {
+        // Envoy's `ConnPoolImplBase::newStream`: the session becomes a pending stream of the
+        // host's pool until its connection is up, if `max_pending_requests` has room.
+        let resources = info.resource_manager(ResourcePriority::Default);
+        if !resources.pending_requests.can_create() {
             debug!(
-                "[{}] tcp_proxy: host {host} of cluster '{}' is at its per-host max_connections",
+                "[{}] tcp_proxy: cluster '{}' is at max_pending_requests",
                 cx.connection_id(),
                 info.name
             );
-            self.refuse_overflow(cx);
+            if let Some(s) = self.cluster_stats() {
+                s.upstream_rq_pending_overflow.inc();
+            }
+            self.log.flags.set(ResponseFlag::UpstreamOverflow);
+            self.give_up(cx);
             return;
         }
+        resources.pending_requests.inc();
+        if let Some(s) = self.cluster_stats() {
+            s.upstream_rq_pending_total.inc();
+            s.upstream_rq_pending_active.inc();
+        }
+        self.open_or_wait(chosen, attempt, cx);
+    }
+
+    /// Envoy's `tryCreateNewConnections` for this new pending session: a connection to
+    /// `host` now if the breakers allow one (`per_host_thresholds`' max_connections, then
+    /// the cluster's) or if this worker's pool for the host has none at all; otherwise
+    /// `upstream_cx_overflow`, and the session waits in the pool (`Waiting`) until it is
+    /// granted a connection (see [`tcp_conn_pool`]).
+    fn open_or_wait(&mut self, host: Arc<Host>, attempt: u32, cx: &mut FilterContext<'_>) {
+        let Some((cm, id)) = self.cluster.clone() else {
+            return;
+        };
+        let key: PoolKey = (id, host.address());
+        let cluster = cm.cluster(id);
+        let breakers = HostBreakers {
+            resources: cluster.info().resource_manager(ResourcePriority::Default),
+            host: &host,
+            stats: cluster.stats(),
+        };
+        let asked = tcp_conn_pool::ask(key, &breakers, || {
+            Rc::new(cx.create_timer(WAKE_TIMER)) as Rc<dyn WakeUp>
+        });
+        match asked {
+            Asked::Open => self.open(host, attempt, cx),
+            Asked::Wait(wake_up) => {
+                debug!(
+                    "[{}] tcp_proxy: host {} of cluster '{}' is at its per-host max_connections: waiting",
+                    cx.connection_id(),
+                    key.1,
+                    cluster.info().name
+                );
+                self.upstream = Upstream::Waiting {
+                    host,
+                    attempt,
+                    wake_up,
+                };
+            }
+        }
+    }
+
+    /// Opens the session's connection to `host` (Envoy's `instantiateActiveClient`); an
+    /// immediate failure counts as a connect failure of this attempt.
+    /// The connection counts in this worker's pool for the host from here on.
+    fn open(&mut self, chosen: Arc<Host>, attempt: u32, cx: &mut FilterContext<'_>) {
+        let Some((cm, id)) = self.cluster.clone() else {
+            return;
+        };
+        let cluster = cm.cluster(id);
+        let info = cluster.info();
+        let host = chosen.address();
         debug!(
             "[{}] tcp_proxy: connecting to {host} (cluster '{}', attempt {attempt})",
             cx.connection_id(),
@@ -387,12 +485,8 @@ impl TcpProxy {
                 info.resource_manager(ResourcePriority::Default)
                     .connections
                     .inc();
-                // The session waits for its connection as a pending request of Envoy's TCP
-                // pool: `upstream_rq_pending_*` until Connected.
                 if let Some(s) = self.cluster_stats() {
                     s.upstream_cx_active.inc();
-                    s.upstream_rq_pending_total.inc();
-                    s.upstream_rq_pending_active.inc();
                 }
                 if let Some(h) = self.host_stats() {
                     cluster::inc(&h.cx_active);
@@ -417,7 +511,30 @@ impl TcpProxy {
                 if let Some(h) = self.host_stats() {
                     cluster::inc(&h.cx_connect_fail);
                 }
+                // The pending session fails with it (Envoy's purgePendingStreams), and the
+                // pool's place is given back.
+                self.pending_ended(true);
+                self.with_breakers(tcp_conn_pool::connection_released);
+                self.upstream = Upstream::None;
                 self.retry_or_give_up(attempt, cx);
+            }
+        }
+    }
+
+    /// The session is no longer a pending stream of its pool: connected (`ejected` false),
+    /// or failed with its connection attempt (`upstream_rq_pending_failure_eject`).
+    fn pending_ended(&self, ejected: bool) {
+        if let Some((cm, id)) = &self.cluster {
+            cm.cluster(*id)
+                .info()
+                .resource_manager(ResourcePriority::Default)
+                .pending_requests
+                .dec();
+        }
+        if let Some(s) = self.cluster_stats() {
+            s.upstream_rq_pending_active.dec();
+            if ejected {
+                s.upstream_rq_pending_failure_eject.inc();
             }
         }
     }
@@ -452,15 +569,64 @@ impl TcpProxy {
         cx.close(CloseType::NoFlush);
     }
 
-    /// The upstream connection (connecting or connected) is gone: its slot in the cluster's
-    /// `max_connections` breaker frees up.
+    /// The upstream connection (connecting or connected) is gone: `upstream_cx_active` and the
+    /// host's `cx_active` fall, its slot in the cluster's `max_connections` breaker frees up,
+    /// and then its place in this worker's pool for the host (which grants a waiting session
+    /// a connection if the breakers now allow one).
     fn cx_slot_released(&self) {
+        if let Some(s) = self.cluster_stats() {
+            s.upstream_cx_active.dec();
+        }
+        if let Some(h) = self.host_stats() {
+            cluster::dec(&h.cx_active);
+        }
         if let Some((cm, id)) = &self.cluster {
             cm.cluster(*id)
                 .info()
                 .resource_manager(ResourcePriority::Default)
                 .connections
                 .dec();
+        }
+        self.with_breakers(tcp_conn_pool::connection_released);
+    }
+
+    /// Runs `f` with this worker's pool key and breakers for the host of the current (or
+    /// last) upstream connection.
+    fn with_breakers(&self, f: impl FnOnce(PoolKey, &dyn Breakers)) {
+        let (Some((cm, id)), Some(host)) = (&self.cluster, &self.upstream_host) else {
+            return;
+        };
+        let cluster = cm.cluster(*id);
+        f(
+            (*id, host.address()),
+            &HostBreakers {
+                resources: cluster.info().resource_manager(ResourcePriority::Default),
+                host,
+                stats: cluster.stats(),
+            },
+        );
+    }
+
+    /// The session left its pool while waiting there (its downstream closed): Envoy's
+    /// `onPendingStreamCancel`.
+    fn cancel_waiting(&mut self) {
+        let Upstream::Waiting { host, wake_up, .. } =
+            std::mem::replace(&mut self.upstream, Upstream::None)
+        else {
+            return;
+        };
+        if let Some((cm, id)) = &self.cluster {
+            let cluster = cm.cluster(*id);
+            let breakers = HostBreakers {
+                resources: cluster.info().resource_manager(ResourcePriority::Default),
+                host: &host,
+                stats: cluster.stats(),
+            };
+            tcp_conn_pool::leave((*id, host.address()), &wake_up, &breakers);
+        }
+        self.pending_ended(false);
+        if let Some(s) = self.cluster_stats() {
+            s.upstream_rq_cancelled.inc();
         }
     }
 
@@ -480,13 +646,9 @@ impl TcpProxy {
     /// an active request too (`upstream_cx_destroy_{local,remote}_with_active_rq`: checked
     /// with the upstream closing first, the client's FIN and the client's RST).
     fn upstream_closed(&mut self, local: bool) {
-        self.cx_slot_released();
         self.record_cx_length();
-        if let Some(h) = self.host_stats() {
-            cluster::dec(&h.cx_active);
-        }
+        self.cx_slot_released();
         if let Some(s) = self.cluster_stats() {
-            s.upstream_cx_active.dec();
             s.upstream_cx_destroy.inc();
             s.upstream_cx_destroy_with_active_rq.inc();
             if local {
@@ -617,21 +779,18 @@ impl ReadFilter for TcpProxy {
                     Upstream::Connecting { conn, .. } => {
                         // Not a connect failure: the downstream went away first.
                         self.upstream = Upstream::None;
-                        self.cx_slot_released();
                         self.record_cx_length();
+                        self.cx_slot_released();
+                        // Envoy's onPendingStreamCancel.
+                        self.pending_ended(false);
                         if let Some(s) = self.cluster_stats() {
-                            s.upstream_cx_active.dec();
                             s.upstream_cx_destroy.inc();
                             s.upstream_cx_destroy_local.inc();
-                            // Envoy's onPendingStreamCancel.
-                            s.upstream_rq_pending_active.dec();
                             s.upstream_rq_cancelled.inc();
-                        }
-                        if let Some(h) = self.host_stats() {
-                            cluster::dec(&h.cx_active);
                         }
                         cx.close_connection(conn, CloseType::NoFlush)
                     }
+                    Upstream::Waiting { .. } => self.cancel_waiting(),
                     _ => {}
                 }
             }
@@ -683,10 +842,12 @@ impl ReadFilter for TcpProxy {
                         .record(opened.elapsed().as_millis() as u64);
                 }
                 // Envoy's attachStreamToClient: the session is the connection's request.
+                self.pending_ended(false);
                 if let Some(s) = self.cluster_stats() {
-                    s.upstream_rq_pending_active.dec();
                     s.upstream_rq_total.inc();
                 }
+                // Envoy's pool tries again for its pending streams when one connects.
+                self.with_breakers(tcp_conn_pool::connection_connected);
                 if let Some(h) = self.host_stats() {
                     cluster::inc(&h.rq_total);
                 }
@@ -703,7 +864,6 @@ impl ReadFilter for TcpProxy {
             ) if *conn == upstream => {
                 // A close before Connected is a connect failure.
                 let attempt = *attempt;
-                self.cx_slot_released();
                 self.record_cx_length();
                 debug!(
                     "[{}] tcp_proxy: upstream connect failed (attempt {attempt})",
@@ -711,22 +871,20 @@ impl ReadFilter for TcpProxy {
                 );
                 if let Some(s) = self.cluster_stats() {
                     s.upstream_cx_connect_fail.inc();
-                    s.upstream_cx_active.dec();
                     s.upstream_cx_destroy.inc();
                     if event == ConnectionEvent::LocalClose {
                         s.upstream_cx_destroy_local.inc();
                     } else {
                         s.upstream_cx_destroy_remote.inc();
                     }
-                    // Envoy's purgePendingStreams: the waiting session is failed.
-                    s.upstream_rq_pending_active.dec();
-                    s.upstream_rq_pending_failure_eject.inc();
                 }
+                // Envoy's purgePendingStreams: the waiting session is failed.
+                self.pending_ended(true);
                 self.log.flags.set(ResponseFlag::UpstreamConnectionFailure);
                 if let Some(h) = self.host_stats() {
                     cluster::inc(&h.cx_connect_fail);
-                    cluster::dec(&h.cx_active);
                 }
+                self.cx_slot_released();
                 self.upstream = Upstream::None;
                 self.retry_or_give_up(attempt, cx);
             }
@@ -768,27 +926,47 @@ impl ReadFilter for TcpProxy {
         match (token, &self.upstream) {
             (CONNECT_TIMER, Upstream::Connecting { conn, attempt }) => {
                 let (conn, attempt) = (*conn, *attempt);
-                self.cx_slot_released();
                 self.record_cx_length();
                 debug!("[{}] tcp_proxy: connect timeout", cx.connection_id());
                 if let Some(s) = self.cluster_stats() {
                     s.upstream_cx_connect_timeout.inc();
                     s.upstream_cx_connect_fail.inc();
-                    s.upstream_cx_active.dec();
                     s.upstream_cx_destroy.inc();
                     s.upstream_cx_destroy_local.inc();
-                    s.upstream_rq_pending_active.dec();
-                    s.upstream_rq_pending_failure_eject.inc();
                 }
+                self.pending_ended(true);
                 self.log.flags.set(ResponseFlag::UpstreamConnectionFailure);
                 if let Some(h) = self.host_stats() {
                     cluster::inc(&h.cx_connect_fail);
-                    cluster::dec(&h.cx_active);
                 }
+                self.cx_slot_released();
                 // Forget it first: its close event must not count as a second failure.
                 self.upstream = Upstream::None;
                 cx.close_connection(conn, CloseType::NoFlush);
                 self.retry_or_give_up(attempt, cx);
+            }
+            (WAKE_TIMER, Upstream::Waiting { .. }) => {
+                // Granted a connection by the pool (a wake-up is only ever a grant).
+                let Upstream::Waiting {
+                    host,
+                    attempt,
+                    wake_up,
+                } = std::mem::replace(&mut self.upstream, Upstream::None)
+                else {
+                    return;
+                };
+                let granted = self.cluster.as_ref().is_some_and(|(_, id)| {
+                    tcp_conn_pool::take_grant((*id, host.address()), &wake_up)
+                });
+                if granted {
+                    self.open(host, attempt, cx);
+                } else {
+                    self.upstream = Upstream::Waiting {
+                        host,
+                        attempt,
+                        wake_up,
+                    };
+                }
             }
             (IDLE_TIMER, Upstream::Connected(upstream)) => {
                 debug!("[{}] tcp_proxy: idle timeout", cx.connection_id());
@@ -811,6 +989,8 @@ impl Drop for TcpProxy {
     /// them in `~Filter`.
     fn drop(&mut self) {
         self.write_access_logs();
+        // Reaped while waiting for a connection, without a close event (worker shutdown).
+        self.cancel_waiting();
         if matches!(self.upstream, Upstream::Connected(_)) {
             self.upstream = Upstream::Closed;
             self.upstream_closed(true);
