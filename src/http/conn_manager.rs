@@ -670,6 +670,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         let mut sink = DownstreamSink {
             codec: &mut self.codec,
             out: &mut out,
+            io,
             shared: &shared,
             request_id: stream.request_id.as_ref().map(RequestId::as_str),
             status: &mut stream.response_status,
@@ -817,6 +818,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             let mut sink = DownstreamSink {
                 codec: &mut self.codec,
                 out: &mut out,
+                io,
                 shared: &shared,
                 request_id: stream.request_id.as_ref().map(RequestId::as_str),
                 status: &mut stream.response_status,
@@ -1536,11 +1538,13 @@ where
 }
 
 /// The encoder chain's end: the codec (Envoy's `ResponseEncoder`). What it encodes waits in
-/// `out` until the caller's [`flush_downstream`] (`ConnectionImpl::write`).
-struct DownstreamSink<'a> {
+/// `out` until the caller's [`flush_downstream`] (`ConnectionImpl::write`); a large body chunk
+/// the framing passes through as it is goes to the connection itself, behind `out`.
+struct DownstreamSink<'a, Io> {
     codec: &'a mut ServerCodec,
     /// The worker's encode buffer (`http::scratch`), flushed by the caller.
     out: &'a mut BytesMut,
+    io: &'a mut Io,
     shared: &'a HcmShared,
     request_id: Option<&'a str>,
     status: &'a mut Option<u16>,
@@ -1549,6 +1553,13 @@ struct DownstreamSink<'a> {
     /// The connection closes after this response (drain, max requests): `connection: close`.
     closing: bool,
 }
+
+/// Body chunks at least this large are written to the connection as they are when the framing
+/// adds nothing around them (`content-length`, close-delimited): the chunk (a part of the
+/// upstream connection's read buffer, `codec::decode`) is queued behind the encoded head, and
+/// both leave in one `writev`, without a copy. Smaller ones are copied behind the head into
+/// the encode buffer (one `send`): a second write costs more than copying a few hundred bytes.
+const WRITE_BODY_AS_IS_MIN: usize = 2048;
 
 /// Writes what the encoder chain encoded into `out` to the downstream connection (one write
 /// per event: the response head and the body that came with it leave together, as Envoy's
@@ -1563,7 +1574,7 @@ fn flush_downstream<Io: ConnectionIo>(shared: &HcmShared, out: &mut BytesMut, io
     }
 }
 
-impl ChainSink<ResponseHead> for DownstreamSink<'_> {
+impl<Io: ConnectionIo> ChainSink<ResponseHead> for DownstreamSink<'_, Io> {
     fn on_headers(&mut self, head: &mut ResponseHead, end_stream: bool, cb: &mut FilterCallbacks) {
         mutate_response_headers(head, &self.shared.config, self.request_id);
         if self.closing {
@@ -1593,7 +1604,15 @@ impl ChainSink<ResponseHead> for DownstreamSink<'_> {
         if let Some(log) = self.log.as_deref_mut() {
             log.bytes_sent += data.len() as u64;
         }
-        self.codec.encode_data(data, end_stream, self.out);
+        if data.len() >= WRITE_BODY_AS_IS_MIN && self.codec.body_is_verbatim() {
+            // What was encoded before it (the head) goes first; then the chunk itself.
+            flush_downstream(self.shared, self.out, self.io);
+            flush_downstream(self.shared, data, self.io);
+            // The end of these framings writes nothing; the codec's response is done.
+            self.codec.encode_data(&[], end_stream, self.out);
+        } else {
+            self.codec.encode_data(data, end_stream, self.out);
+        }
         data.clear();
     }
     fn on_trailers(&mut self, trailers: &mut HeaderMap, cb: &mut FilterCallbacks) {

@@ -1,25 +1,20 @@
-//! The worker's scratch buffers for HTTP/1 bytes in flight: one the encoder writes into
-//! ([`take_encode`] / [`give_encode`]), one decoded body bytes are copied into
-//! ([`copy_body`]).
+//! The worker's scratch buffer for HTTP/1 bytes going out: the encoder writes into it
+//! ([`take_encode`] / [`give_encode`]). (Body bytes coming in need none: the codec splits them
+//! off the worker's read buffer, see `codec::decode`.)
 //!
-//! Both rely on the same property of `BytesMut`: a part split off a buffer shares its
-//! allocation, and once every part has been dropped the buffer is the allocation's only owner
-//! again and its next `reserve` starts over at the beginning of the same allocation. So:
-//! - the encode buffer: `Connection::write` takes the encoded bytes with `split().freeze()`;
-//!   they share this buffer until the kernel has them, and the buffer keeps the rest of its
-//!   capacity for the next message;
-//! - the body buffer: the codec copies body bytes out of the read buffer (which must stay
-//!   unshared) into this one and hands out the split-off part; it lives until the connection
-//!   manager has encoded it downstream (or the router has copied it for a retry).
+//! It relies on a property of `BytesMut`: a part split off a buffer shares its allocation, and
+//! once every part has been dropped the buffer is the allocation's only owner again and its
+//! next `reserve` starts over at the beginning of the same allocation. `Connection::write`
+//! takes the encoded bytes with `split()`; they share this buffer until the kernel has them,
+//! and the buffer keeps the rest of its capacity for the next message.
 //!
-//! In steady state neither costs an allocation per request, and no connection or stream owns a
+//! In steady state it costs no allocation per request, and no connection or stream owns a
 //! buffer of its own (an idle keep-alive connection must own no buffer). When the parts handed
 //! out are still in flight (a write the kernel has not taken yet) and the room behind them is
 //! used up, the buffer moves on to a fresh allocation of [`CHUNK`] bytes and the old one is
 //! freed with its last part: one allocation per many messages.
 //!
-//! Called by the router filter and the connection manager (encode) and the codec's body
-//! decoder (body).
+//! Called by the router filter and the connection manager.
 
 use bytes::BytesMut;
 use std::cell::RefCell;
@@ -32,7 +27,6 @@ const LOW: usize = 8 * 1024;
 
 thread_local! {
     static ENCODE: RefCell<BytesMut> = RefCell::new(BytesMut::new());
-    static BODY: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
 /// This worker's encode buffer, empty and with room for a head and a small body.
@@ -62,21 +56,6 @@ pub fn give_encode(mut buf: BytesMut) {
             *scratch = buf;
         }
     });
-}
-
-/// `bytes` copied into this worker's body buffer, as a buffer of their own (sharing the
-/// scratch allocation until dropped).
-pub fn copy_body(bytes: &[u8]) -> BytesMut {
-    let copy = |scratch: &RefCell<BytesMut>| {
-        let mut scratch = scratch.borrow_mut();
-        if scratch.capacity() < bytes.len() {
-            scratch.reserve(bytes.len().max(CHUNK));
-        }
-        scratch.extend_from_slice(bytes);
-        scratch.split()
-    };
-    BODY.try_with(copy)
-        .unwrap_or_else(|_| BytesMut::from(bytes))
 }
 
 #[cfg(test)]
@@ -111,21 +90,5 @@ mod tests {
         give_encode(inner);
         give_encode(outer);
         assert!(take_encode().is_empty());
-    }
-
-    #[test]
-    fn body_copies_share_one_allocation_until_dropped() {
-        let a = copy_body(b"hello");
-        let b = copy_body(b"world");
-        assert_eq!((&a[..], &b[..]), (&b"hello"[..], &b"world"[..]));
-        assert_eq!(distance(&a, &b), 5, "b follows a in the same allocation");
-        drop((a, b));
-        let c = copy_body(&[b'x'; CHUNK]);
-        assert_eq!(c.len(), CHUNK);
-    }
-
-    /// How far `b` starts after `a` (same allocation when it equals `a.len()`).
-    fn distance(a: &BytesMut, b: &BytesMut) -> usize {
-        (b.as_ptr() as usize).wrapping_sub(a.as_ptr() as usize)
     }
 }

@@ -2,11 +2,15 @@
 //!
 //! Owned by `ServerCodec`/`ClientCodec` while they are in their `Body` reading state; called
 //! with the connection's read buffer, it consumes framing bytes and hands body bytes out as a
-//! `BytesMut` copied from the front of the buffer into the worker's body scratch
-//! (`http::scratch`: a copy keeps the read buffer unshared, so the connection's per-worker read
-//! buffer is reused in place; see `parse`). It keeps no bytes of
-//! its own: everything it has not consumed stays in the caller's buffer, so a message fed one
-//! byte at a time decodes exactly as the same message fed at once.
+//! `BytesMut` split off the front of the buffer (no copy). The part shares the buffer's
+//! allocation until it is dropped: its users consume it within the event that read it (the
+//! connection manager writes a response body to the client connection, which takes it when
+//! the event's writes are flushed; the router copies a request body), so the worker's read
+//! buffer is its allocation's only owner again before the next read and is reused in place
+//! (`Connection`'s write buffer copies a small part the kernel would not take; a part kept
+//! longer only costs that read buffer a fresh allocation). It keeps no bytes of its own:
+//! everything it has not consumed stays in the caller's buffer, so a message fed one byte at
+//! a time decodes exactly as the same message fed at once.
 //!
 //! The chunked decoder is a state machine with one state per position in the chunk grammar
 //! (hyper's layout):
@@ -22,7 +26,6 @@
 //! silently skips junk there; we answer 400, see the conformance table).
 
 use super::super::header_map::{HeaderMap, Span};
-use super::super::scratch;
 use super::error::CodecError;
 use bytes::{Buf, BytesMut};
 
@@ -299,12 +302,10 @@ fn decode_trailer_fields(
     Ok(Some(BodyEvent::Trailers(trailers)))
 }
 
-/// The first `n` bytes of `buf`, copied into the worker's body scratch (no allocation in
-/// steady state, see `http::scratch`), consumed from `buf`.
+/// The first `n` bytes of `buf`, split off it (no copy): they share `buf`'s allocation until
+/// dropped (see the module docs).
 fn take_bytes(buf: &mut BytesMut, n: usize) -> BytesMut {
-    let bytes = scratch::copy_body(&buf[..n]);
-    buf.advance(n);
-    bytes
+    buf.split_to(n)
 }
 
 /// Trims trailing optional whitespace (RFC 9110 §5.5: OWS is not part of the value).
@@ -361,6 +362,30 @@ mod tests {
             assert_eq!(run(decoder, input, step), Ok(whole.clone()), "step {step}");
         }
         Ok((whole.0, whole.2, whole.3))
+    }
+
+    /// Body bytes leave without a copy: the part shares the read buffer's allocation, and once
+    /// it is dropped the buffer reuses that allocation from its start (no allocation per read).
+    #[test]
+    fn body_bytes_are_split_off_the_read_buffer_not_copied() {
+        let mut buf = BytesMut::with_capacity(1024);
+        let start = buf.as_ptr();
+        buf.extend_from_slice(b"hello, world");
+        let mut decoder = BodyDecoder::Length(5);
+        let Ok(Some(BodyEvent::Data(body))) = decoder.decode(&mut buf, MAX, 100) else {
+            panic!("no body");
+        };
+        assert_eq!((&body[..], &buf[..]), (&b"hello"[..], &b", world"[..]));
+        assert_eq!(body.as_ptr(), start, "the body is the buffer's own bytes");
+        drop(body);
+        buf.clear();
+        // More than is left behind the split, no more than the allocation.
+        buf.reserve(1024 - 2);
+        assert_eq!(
+            buf.as_ptr(),
+            start,
+            "the allocation is reused from its start"
+        );
     }
 
     // === Length ===

@@ -41,8 +41,8 @@ use bytes::BytesMut;
 pub enum RequestEvent {
     /// A request head (`decodeHeaders`); `head.body.is_empty()` is Envoy's `end_stream`.
     Headers(RequestHead),
-    /// Body bytes, framing removed (`decodeData`), in the worker's body scratch
-    /// (`http::scratch`): consume them and drop them, do not keep them.
+    /// Body bytes, framing removed (`decodeData`), split off the worker's read buffer
+    /// (`decode`'s module docs): consume them and drop them within the event, do not keep them.
     Data(BytesMut),
     /// The trailer section of a chunked body (`decodeTrailers`), when it has fields.
     Trailers(HeaderMap),
@@ -57,7 +57,7 @@ pub enum ResponseEvent {
     Informational(ResponseHead),
     /// The final response head (`decodeHeaders`).
     Headers(ResponseHead),
-    /// Body bytes, framing removed (in the worker's body scratch, as for requests).
+    /// Body bytes, framing removed (split off the worker's read buffer, as for requests).
     Data(BytesMut),
     /// The trailer section of a chunked body.
     Trailers(HeaderMap),

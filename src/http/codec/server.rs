@@ -305,6 +305,18 @@ impl ServerCodec {
         }
     }
 
+    /// Whether body bytes of the current response go out exactly as they are (`content-length`
+    /// or close-delimited framing: nothing around them, nothing dropped). The connection
+    /// manager then writes a large body chunk to the connection itself, behind what was encoded
+    /// so far, instead of copying it into `out`, and calls [`encode_data`](Self::encode_data)
+    /// with no bytes for the end.
+    pub fn body_is_verbatim(&self) -> bool {
+        matches!(
+            self.writing,
+            Writing::Body(BodyEncoder::Length | BodyEncoder::Raw)
+        )
+    }
+
     /// Writes body bytes of the current response; `end_stream` ends it.
     pub fn encode_data(&mut self, data: &[u8], end_stream: bool, out: &mut BytesMut) {
         if let Writing::Body(encoder) = self.writing {
