@@ -133,31 +133,27 @@ pub fn ask(
     wake_up: impl FnOnce() -> Rc<dyn WakeUp>,
 ) -> Asked {
     with_pool(key, |pool| {
-        if pool.waiting.is_empty() {
-            // Nobody is ahead: the breakers decide at once.
+        let nobody_ahead = pool.waiting.is_empty();
+        if nobody_ahead {
+            // The breakers decide at once.
             let room = breakers.room(pool.granted);
+            if !room {
+                breakers.overflow();
+            }
             if room || (pool.connections == 0 && pool.granted == 0) {
-                if !room {
-                    breakers.overflow();
-                }
                 pool.connections += 1;
                 return Asked::Open;
             }
-            breakers.overflow();
-            let session = wake_up();
-            pool.waiting.push_back(Waiter {
-                session: session.clone(),
-                granted: false,
-            });
-            return Asked::Wait(session);
         }
-        // Others wait: behind them, and the pool tries for the oldest.
         let session = wake_up();
         pool.waiting.push_back(Waiter {
             session: session.clone(),
             granted: false,
         });
-        pool.try_grant(breakers);
+        if !nobody_ahead {
+            // Behind the others: the pool tries for the oldest.
+            pool.try_grant(breakers);
+        }
         Asked::Wait(session)
     })
 }
@@ -270,18 +266,25 @@ mod tests {
         (s, move || for_pool as Rc<dyn WakeUp>)
     }
 
+    /// Three sessions at a host limit of one: the first opens its connection, `b` and `c`
+    /// wait.
+    fn one_open_two_waiting(k: PoolKey, limit: &Limit) -> [(Rc<Session>, Rc<dyn WakeUp>); 2] {
+        let (_, a) = session();
+        assert!(matches!(ask(k, limit, a), Asked::Open));
+        limit.open.set(1);
+        let (b, wb) = session();
+        let wb = waits(ask(k, limit, wb));
+        let (c, wc) = session();
+        let wc = waits(ask(k, limit, wc));
+        [(b, wb), (c, wc)]
+    }
+
     /// The life of three sessions at a host limit of one, with the counts Envoy 1.40 shows
     /// for the same sessions (`upstream_cx_overflow` 2, then 4).
     #[test]
     fn sessions_over_the_host_limit_wait_and_are_granted_in_order() {
         let (k, limit) = (key(), Limit::new(1));
-        let (_, a) = session();
-        assert!(matches!(ask(k, &limit, a), Asked::Open));
-        limit.open.set(1);
-        let (b, wb) = session();
-        let wb = waits(ask(k, &limit, wb));
-        let (c, wc) = session();
-        let wc = waits(ask(k, &limit, wc));
+        let [(b, wb), (c, wc)] = one_open_two_waiting(k, &limit);
         assert_eq!(limit.overflows.get(), 2);
         // The first connection is gone: b is granted one, c asks again and overflows.
         limit.open.set(0);
@@ -317,13 +320,7 @@ mod tests {
     #[test]
     fn a_granted_session_that_leaves_gives_its_grant_to_the_next() {
         let (k, limit) = (key(), Limit::new(1));
-        let (_, a) = session();
-        assert!(matches!(ask(k, &limit, a), Asked::Open));
-        limit.open.set(1);
-        let (b, wb) = session();
-        let wb = waits(ask(k, &limit, wb));
-        let (c, wc) = session();
-        let wc = waits(ask(k, &limit, wc));
+        let [(b, wb), (c, wc)] = one_open_two_waiting(k, &limit);
         limit.open.set(0);
         connection_released(k, &limit);
         assert_eq!((b.0.get(), c.0.get()), (1, 0));

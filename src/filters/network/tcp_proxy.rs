@@ -429,27 +429,19 @@ impl TcpProxy {
     /// `upstream_cx_overflow`, and the session waits in the pool (`Waiting`) until it is
     /// granted a connection (see [`tcp_conn_pool`]).
     fn open_or_wait(&mut self, host: Arc<Host>, attempt: u32, cx: &mut FilterContext<'_>) {
-        let Some((cm, id)) = self.cluster.clone() else {
-            return;
-        };
-        let key: PoolKey = (id, host.address());
-        let cluster = cm.cluster(id);
-        let breakers = HostBreakers {
-            resources: cluster.info().resource_manager(ResourcePriority::Default),
-            host: &host,
-            stats: cluster.stats(),
-        };
-        let asked = tcp_conn_pool::ask(key, &breakers, || {
-            Rc::new(cx.create_timer(WAKE_TIMER)) as Rc<dyn WakeUp>
+        let asked = self.with_breakers_of(&host, |key, breakers| {
+            tcp_conn_pool::ask(key, breakers, || {
+                Rc::new(cx.create_timer(WAKE_TIMER)) as Rc<dyn WakeUp>
+            })
         });
         match asked {
-            Asked::Open => self.open(host, attempt, cx),
-            Asked::Wait(wake_up) => {
+            None => {}
+            Some(Asked::Open) => self.open(host, attempt, cx),
+            Some(Asked::Wait(wake_up)) => {
                 debug!(
-                    "[{}] tcp_proxy: host {} of cluster '{}' is at its per-host max_connections: waiting",
+                    "[{}] tcp_proxy: host {} is at its per-host max_connections: waiting",
                     cx.connection_id(),
-                    key.1,
-                    cluster.info().name
+                    host.address()
                 );
                 self.upstream = Upstream::Waiting {
                     host,
@@ -593,18 +585,25 @@ impl TcpProxy {
     /// Runs `f` with this worker's pool key and breakers for the host of the current (or
     /// last) upstream connection.
     fn with_breakers(&self, f: impl FnOnce(PoolKey, &dyn Breakers)) {
-        let (Some((cm, id)), Some(host)) = (&self.cluster, &self.upstream_host) else {
-            return;
-        };
+        if let Some(host) = &self.upstream_host {
+            self.with_breakers_of(host, f);
+        }
+    }
+
+    /// Runs `f` with this worker's pool key and breakers for `host`.
+    fn with_breakers_of<R>(
+        &self,
+        host: &Host,
+        f: impl FnOnce(PoolKey, &dyn Breakers) -> R,
+    ) -> Option<R> {
+        let (cm, id) = self.cluster.as_ref()?;
         let cluster = cm.cluster(*id);
-        f(
-            (*id, host.address()),
-            &HostBreakers {
-                resources: cluster.info().resource_manager(ResourcePriority::Default),
-                host,
-                stats: cluster.stats(),
-            },
-        );
+        let breakers = HostBreakers {
+            resources: cluster.info().resource_manager(ResourcePriority::Default),
+            host,
+            stats: cluster.stats(),
+        };
+        Some(f((*id, host.address()), &breakers))
     }
 
     /// The session left its pool while waiting there (its downstream closed): Envoy's
@@ -615,15 +614,9 @@ impl TcpProxy {
         else {
             return;
         };
-        if let Some((cm, id)) = &self.cluster {
-            let cluster = cm.cluster(*id);
-            let breakers = HostBreakers {
-                resources: cluster.info().resource_manager(ResourcePriority::Default),
-                host: &host,
-                stats: cluster.stats(),
-            };
-            tcp_conn_pool::leave((*id, host.address()), &wake_up, &breakers);
-        }
+        self.with_breakers_of(&host, |key, breakers| {
+            tcp_conn_pool::leave(key, &wake_up, breakers)
+        });
         self.pending_ended(false);
         if let Some(s) = self.cluster_stats() {
             s.upstream_rq_cancelled.inc();
