@@ -117,9 +117,7 @@ impl IdleConnectionCallbacks for IdlePoolCallbacks {
                 return (Vec::new(), Some(Duration::from_millis(1)));
             };
             let view = |name: &str| VIEWS.with(|views| views.borrow().get(name).cloned());
-            let (expired, next) = pools.sweep_idle(now, |name| {
-                view(name).and_then(|v| v.pool_settings().idle_timeout)
-            });
+            let (expired, next) = pools.sweep_idle(now);
             let mut ids = Vec::with_capacity(expired.len());
             for (cluster, id) in expired {
                 if let Some(view) = view(&cluster) {

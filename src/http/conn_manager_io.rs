@@ -114,8 +114,16 @@ pub trait ClusterView {
 /// The route table as the router filter uses it.
 pub trait RouteTable: Send + Sync {
     /// Routes `head`, applying the matched route's request header edits and rewrites to it
-    /// (their `%FORMATTER%` values read `ctx`).
-    fn route(&self, head: &mut RequestHead, random: u64, ctx: &FormatterContext) -> RouteDecision;
+    /// (their `%FORMATTER%` values read `ctx`). A forwarding decision is written into
+    /// `forward`, where the router filter keeps it for the stream (a few hundred bytes: built
+    /// in place, not moved), and returned borrowed from there.
+    fn route<'a>(
+        &self,
+        head: &mut RequestHead,
+        random: u64,
+        ctx: &FormatterContext,
+        forward: &'a mut Option<ForwardDecision>,
+    ) -> RouteDecision<'a>;
     /// The matched route's `name` ("" when unnamed), for logs.
     fn route_name(&self, route_id: usize) -> &str {
         let _ = route_id;
@@ -133,15 +141,15 @@ pub trait RouteTable: Send + Sync {
 
 /// What to do with a request.
 #[derive(Debug)]
-pub enum RouteDecision {
+pub enum RouteDecision<'a> {
     /// 404, empty body, `NR`.
     NoRoute,
     /// A `direct_response`.
     DirectResponse { status: u16, body: String },
     /// A `redirect`: `location` header, empty body.
     Redirect { status: u16, location: String },
-    /// Proxy to a cluster.
-    Forward(ForwardDecision),
+    /// Proxy to a cluster (the decision as stored in the router filter).
+    Forward(&'a mut ForwardDecision),
 }
 
 /// The parts of a forwarding route the router filter needs.

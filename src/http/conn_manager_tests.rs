@@ -84,12 +84,13 @@ impl ClusterView for FakeCluster {
 struct Routes;
 
 impl RouteTable for Routes {
-    fn route(
+    fn route<'a>(
         &self,
         head: &mut RequestHead,
         _random: u64,
         _: &crate::router::FormatterContext,
-    ) -> RouteDecision {
+        forward: &'a mut Option<ForwardDecision>,
+    ) -> RouteDecision<'a> {
         let path = head.path().to_string();
         if path == "/direct" {
             return RouteDecision::DirectResponse {
@@ -113,7 +114,7 @@ impl RouteTable for Routes {
         // through `router::final_timeout`).
         head.headers
             .insert("x-envoy-expected-rq-timeout-ms", "2000");
-        RouteDecision::Forward(ForwardDecision {
+        RouteDecision::Forward(forward.insert(ForwardDecision {
             suppress_envoy_headers: false,
             cluster: if path == "/missing" {
                 "missing".into()
@@ -133,7 +134,7 @@ impl RouteTable for Routes {
             retry,
             per_try_timeout: None,
             per_try_idle_timeout: None,
-        })
+        }))
     }
     fn finalize_response(
         &self,

@@ -4,9 +4,7 @@
 //! Called by the router filter once per request (`route`) and once per response
 //! (`finalize_response`).
 
-use crate::router::{
-    final_timeout, FormatterContext, Forward, RetryState, Route, RouteConfig, RouteResult,
-};
+use crate::router::{FormatterContext, Forward, RetryState, Route, RouteConfig, RouteResult};
 
 use super::codec::{RequestHead, ResponseHead};
 use super::conn_manager_io::{ForwardDecision, RouteDecision, RouteTable};
@@ -22,26 +20,22 @@ pub struct ConfiguredRoutes {
 impl ConfiguredRoutes {
     /// What the router needs of a forwarding route: the cluster, the timeouts and the retry
     /// state, with the request's control headers consumed and its edits applied.
-    fn forward(
+    fn forward<'a>(
         &self,
         forward: Forward<'_>,
         head: &mut RequestHead,
         ctx: &FormatterContext,
-    ) -> RouteDecision {
+        decision: &'a mut Option<ForwardDecision>,
+    ) -> RouteDecision<'a> {
         let route_id = self.route_id(&forward.route);
         let cluster = forward.shared_cluster_name();
         // The timeouts first: `final_timeout` reads the per-try header that
         // `RetryState::create_from` removes with the other retry headers.
         let envoy_headers = !self.suppress_envoy_headers;
-        let timeout = final_timeout(
-            forward.timeout(),
-            forward.retry_policy(),
-            head,
-            envoy_headers,
-        );
+        let timeout = forward.final_timeout(head, envoy_headers);
         let retry = RetryState::create_from(forward.retry_policy_shared(), head);
         forward.finalize_request_headers(head, ctx, envoy_headers);
-        RouteDecision::Forward(ForwardDecision {
+        RouteDecision::Forward(decision.insert(ForwardDecision {
             suppress_envoy_headers: self.suppress_envoy_headers,
             cluster,
             route_id,
@@ -51,7 +45,7 @@ impl ConfiguredRoutes {
             retry,
             per_try_timeout: timeout.per_try_timeout,
             per_try_idle_timeout: forward.retry_policy().per_try_idle_timeout,
-        })
+        }))
     }
 
     /// `(virtual host index, route index)` of a matched route, packed.
@@ -73,9 +67,15 @@ impl ConfiguredRoutes {
 }
 
 impl RouteTable for ConfiguredRoutes {
-    fn route(&self, head: &mut RequestHead, random: u64, ctx: &FormatterContext) -> RouteDecision {
+    fn route<'a>(
+        &self,
+        head: &mut RequestHead,
+        random: u64,
+        ctx: &FormatterContext,
+        decision: &'a mut Option<ForwardDecision>,
+    ) -> RouteDecision<'a> {
         match self.config.route(head, random) {
-            RouteResult::Forward(forward) => self.forward(forward, head, ctx),
+            RouteResult::Forward(forward) => self.forward(forward, head, ctx, decision),
             other => local_decision(other),
         }
     }
@@ -114,7 +114,7 @@ impl RouteTable for ConfiguredRoutes {
 /// The decisions of a request the proxy answers itself: no route (404), a redirect, a direct
 /// response (kept apart from the forwarding path every proxied request takes).
 #[inline(never)]
-fn local_decision(result: RouteResult<'_>) -> RouteDecision {
+fn local_decision(result: RouteResult<'_>) -> RouteDecision<'static> {
     match result {
         RouteResult::DirectResponse(direct) => RouteDecision::DirectResponse {
             status: direct.status,

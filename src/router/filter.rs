@@ -301,10 +301,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             start_time: StartTime::Since(cb.now),
             protocol: Some(head.version.as_str()),
         };
-        let decision = match routes.route(head, random, &ctx) {
+        let decision = match routes.route(head, random, &ctx, &mut self.decision) {
             RouteDecision::Forward(decision) => decision,
             other => {
-                self.answer_locally(other, head, cb, stats);
+                Self::answer_locally(other, head, cb, stats);
+                self.done = true;
                 return;
             }
         };
@@ -323,12 +324,11 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
             decision.cluster
         );
         let Some(cluster) = io.cluster(&decision.cluster) else {
-            self.cluster_not_found(&decision.cluster, cb);
+            self.cluster_not_found(cb);
             return;
         };
         // Envoy's `refreshIdleTimeout`: the route's idle timeout becomes the stream's.
         cb.state.route_idle_timeout = decision.idle_timeout;
-        let mut decision = decision;
         self.retry = decision.retry.take().filter(|r| r.retries_remaining() > 0);
         self.retain_body = self.retry.is_some();
         self.downstream_end = end_stream;
@@ -336,7 +336,6 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         // connection is ready, and again on a retry) instead of a copy.
         self.request = Some(head.take());
         self.cluster = Some(cluster);
-        self.decision = Some(decision);
         if end_stream {
             self.arm_route_timeout(io);
         }
@@ -347,8 +346,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     /// or a redirect. Not the forwarding path (a proxied request never comes here).
     #[inline(never)]
     fn answer_locally(
-        &mut self,
-        decision: RouteDecision,
+        decision: RouteDecision<'_>,
         head: &RequestHead,
         cb: &mut FilterCallbacks,
         stats: &crate::http::conn_manager_stats::HcmStats,
@@ -377,18 +375,21 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
                 );
             }
             // Not reached: the caller forwards.
-            RouteDecision::Forward(_) => return,
+            RouteDecision::Forward(_) => {}
         }
-        self.done = true;
     }
 
     /// The route names a cluster the cluster manager does not have (only possible with
     /// `cluster_header`): Envoy's 503 `cluster_not_found`. An error, not per request.
     #[cold]
-    fn cluster_not_found(&mut self, cluster: &str, cb: &mut FilterCallbacks) {
+    fn cluster_not_found(&mut self, cb: &mut FilterCallbacks) {
+        // Not forwarded: the stream keeps no forwarding decision.
+        let decision = self.decision.take();
         debug!(
             "[C{}][S{}] unknown cluster '{}'",
-            cb.connection_id, cb.stream_id, cluster
+            cb.connection_id,
+            cb.stream_id,
+            decision.as_ref().map_or("", |d| &*d.cluster)
         );
         cb.send_local_reply(LocalReply::new(503, "", "cluster_not_found"));
         self.done = true;
@@ -886,11 +887,18 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
         stats.upstream_rq_active.inc();
     }
 
-    /// Leaves the pending state (`upstream_rq_pending_active`, the breaker's count).
+    /// Leaves the pending state (`upstream_rq_pending_active`, the breaker's count). A test
+    /// in the caller: only a stream that found no ready connection was pending.
+    #[inline]
     fn pending_end(&mut self) {
-        if !std::mem::take(&mut self.pending_counted) {
-            return;
+        if std::mem::take(&mut self.pending_counted) {
+            self.uncount_pending();
         }
+    }
+
+    /// [`pending_end`](Self::pending_end) of a stream that was pending.
+    #[inline(never)]
+    fn uncount_pending(&self) {
         if let Some(cluster) = &self.cluster {
             cluster.resource_manager().pending_requests.dec();
             cluster.stats().upstream_rq_pending_active.dec();
@@ -909,11 +917,23 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     }
 
     /// Leaves the pool's pending queue if in it; `pass_on`: the stream gives up, so a
-    /// notification it received goes to the next waiting stream.
+    /// notification it received goes to the next waiting stream. A test in the caller: only a
+    /// stream that waited for a connection (`max_connections` full) is in the queue.
+    #[inline]
     fn leave_queue<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io, pass_on: bool) {
-        let Some(id) = self.pending.take() else {
-            return;
-        };
+        if let Some(id) = self.pending.take() {
+            self.dequeue(id, io, pass_on);
+        }
+    }
+
+    /// [`leave_queue`](Self::leave_queue) of a stream waiting in the queue as `id`.
+    #[inline(never)]
+    fn dequeue<Io: ConnectionIo<Upstream = U>>(
+        &mut self,
+        id: PendingId,
+        io: &mut Io,
+        pass_on: bool,
+    ) {
         let (Some(cluster), Some(pool)) = (self.cluster.clone(), self.pool) else {
             return;
         };

@@ -36,6 +36,12 @@ pub trait HeaderMapAccess {
         self.get_all(name).next()
     }
 
+    /// `:path` ("" when absent): what every route match reads first. The codec's request
+    /// head answers from its field, without a lookup by name.
+    fn request_path(&self) -> &str {
+        self.get(":path").unwrap_or("")
+    }
+
     /// Whether `name` is present (possibly with an empty value).
     fn contains(&self, name: &str) -> bool {
         self.get_all(name).next().is_some()
@@ -208,6 +214,10 @@ impl HeaderMapAccess for RequestHead {
         }
     }
 
+    fn request_path(&self) -> &str {
+        self.path()
+    }
+
     fn add(&mut self, name: &str, value: &str) {
         match name {
             ":authority" | "host" => self.set_authority(value),
@@ -302,6 +312,7 @@ mod tests {
         head.headers.append("x-a", "1");
         head.headers.append("X-A", "2");
         assert_eq!(head.get(":path"), Some("/a?b"));
+        assert_eq!(head.request_path(), "/a?b");
         assert_eq!(head.get("host"), Some("h.com:8080"));
         assert_eq!(head.get(":method"), Some("POST"));
         assert_eq!(head.get(":scheme"), Some("http"));

@@ -64,7 +64,7 @@ pub use route_entry::{
 pub use route_matcher::{strip_port, PortStripping, RouteMatcher};
 pub use route_result::{DirectResponse, Forward, Redirect, Route, RouteResult, SelectedCluster};
 pub use string_matcher::StringMatcher;
-pub use timeout::{final_timeout, set_timeout_headers, TimeoutData};
+pub use timeout::{final_timeout, set_timeout_headers, RouteTimeouts, TimeoutData};
 pub use virtual_host::VirtualHost;
 
 pub mod filter;

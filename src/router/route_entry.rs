@@ -28,6 +28,7 @@ use super::query_parameter_matcher::QueryParameterMatcher;
 use super::redirect::RedirectAction;
 use super::retry_policy::RetryPolicy;
 use super::string_matcher::{parse_regex_matcher, starts_with};
+use super::timeout::RouteTimeouts;
 use crate::config::{ErrorKind, Node, Result};
 
 /// Envoy's default route timeout.
@@ -348,6 +349,9 @@ pub struct RouteAction {
     /// The route's own `retry_policy` (else the virtual host's applies).
     /// (Shared: a request's `RetryState` keeps it for the life of the request.)
     pub retry_policy: Option<std::sync::Arc<RetryPolicy>>,
+    /// `timeout` with the per-try timeout of the retry policy in force (the route's, else the
+    /// virtual host's: set again by `VirtualHost::parse`), worked out at load.
+    pub timeouts: RouteTimeouts,
 }
 
 impl RouteAction {
@@ -451,22 +455,40 @@ impl RouteAction {
             (None, Some(true)) => HostRewrite::Auto,
             _ => HostRewrite::None,
         };
+        let path_rewrite = PathRewrite::parse(node, &[])?;
+        let append_x_forwarded_host = node
+            .opt("append_x_forwarded_host", Node::as_bool)?
+            .unwrap_or(false);
+        let timeout = node
+            .opt("timeout", Node::duration)?
+            .map_or(Some(DEFAULT_ROUTE_TIMEOUT), |d| (!d.is_zero()).then_some(d));
+        let idle_timeout = node.opt("idle_timeout", Node::duration)?;
+        let retry_policy = node
+            .opt("retry_policy", RetryPolicy::parse)?
+            .map(std::sync::Arc::new);
+        let timeouts = RouteTimeouts::new(
+            timeout,
+            retry_policy.as_ref().and_then(|p| p.per_try_timeout),
+        );
         Ok(RouteAction {
             cluster,
             cluster_not_found_response_code,
-            path_rewrite: PathRewrite::parse(node, &[])?,
+            path_rewrite,
             host_rewrite,
-            append_x_forwarded_host: node
-                .opt("append_x_forwarded_host", Node::as_bool)?
-                .unwrap_or(false),
-            timeout: node
-                .opt("timeout", Node::duration)?
-                .map_or(Some(DEFAULT_ROUTE_TIMEOUT), |d| (!d.is_zero()).then_some(d)),
-            idle_timeout: node.opt("idle_timeout", Node::duration)?,
-            retry_policy: node
-                .opt("retry_policy", RetryPolicy::parse)?
-                .map(std::sync::Arc::new),
+            append_x_forwarded_host,
+            timeout,
+            idle_timeout,
+            retry_policy,
+            timeouts,
         })
+    }
+
+    /// A route without a retry policy of its own takes the virtual host's `policy`, and with
+    /// it its per-try timeout.
+    pub(super) fn inherit_retry_policy(&mut self, policy: &RetryPolicy) {
+        if self.retry_policy.is_none() {
+            self.timeouts = RouteTimeouts::new(self.timeout, policy.per_try_timeout);
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use super::retry_policy::{RetryOn, RetryPolicy, DEFAULT_BASE_INTERVAL};
 use super::route_entry::{
     DirectResponseAction, HostRewrite, RouteAction, RouteEntry, WeightedCluster,
 };
+use super::timeout::TimeoutData;
 use super::virtual_host::VirtualHost;
 
 /// The retry policy of a route that has none (and whose virtual host has none).
@@ -205,6 +206,19 @@ impl<'c> Forward<'c> {
     /// The route's timeout (`None`: disabled). See `final_timeout` for the header overrides.
     pub fn timeout(&self) -> Option<Duration> {
         self.action.timeout
+    }
+
+    /// The timeouts of this request (Envoy's `FilterUtility::finalTimeout`): the route's, or a
+    /// trusted client's override headers (consumed); sets `x-envoy-expected-rq-timeout-ms`
+    /// if `insert_expected_timeout`. Call before `RetryState::create` (see `final_timeout`).
+    pub fn final_timeout<H: HeaderMapAccess + ?Sized>(
+        &self,
+        request: &mut H,
+        insert_expected_timeout: bool,
+    ) -> TimeoutData {
+        self.action
+            .timeouts
+            .final_timeout(request, insert_expected_timeout)
     }
 
     /// The route's idle timeout (`None`: none set; zero: disables the stream idle timeout).

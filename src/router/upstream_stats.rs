@@ -2,12 +2,11 @@
 //! Envoy's names. Handles are created once per cluster per worker; per-status-code counters
 //! (`upstream_rq_200`) are created on first use and cached.
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{OnceCell, RefCell};
 use std::time::Instant;
 
 use crate::stats::{Counter, Gauge, Histogram, ImportMode, Store, Unit};
 use crate::upstream::conn_pool::ClientLife;
-use crate::upstream::fast_hash::FastHashMap;
 
 /// The stats of one cluster, as the router updates them.
 pub struct ClusterStats {
@@ -161,41 +160,32 @@ impl ClusterStats {
     }
 }
 
-/// `upstream_rq_<code>` and `upstream_rq_<n>xx` by status code, created on first use.
+/// `upstream_rq_<code>` and `upstream_rq_<n>xx` by status code, created on first use. A list
+/// in the order the codes were first charged: a cluster answers a handful of codes and mostly
+/// one (200), so the usual charge finds its counters at the first compare.
 #[derive(Default)]
 struct ByCode {
-    /// Position of each code's counters in `counters`.
-    index: RefCell<FastHashMap<u16, u32>>,
-    counters: RefCell<Vec<(Counter, Counter)>>,
-    /// The last code charged and its position: a cluster answers mostly one code (200), so
-    /// the usual charge is a compare, not a hash lookup.
-    last: Cell<Option<(u16, u32)>>,
+    codes: RefCell<Vec<(u16, Counter, Counter)>>,
 }
 
 impl ByCode {
     fn charge(&self, scope: &Store, prefix: &str, status: u16) {
-        let at = match self.last.get() {
-            Some((code, at)) if code == status => at,
-            _ => self.position(scope, prefix, status),
-        };
-        if let Some((code, class)) = self.counters.borrow().get(at as usize) {
+        if let Some((_, code, class)) = self.codes.borrow().iter().find(|c| c.0 == status) {
             code.inc();
             class.inc();
+            return;
         }
+        self.add(scope, prefix, status);
     }
 
-    /// The position of `status`'s counters (created on first use), remembered as the last.
+    /// The first charge of `status`: its counters are created (once per cluster, worker and
+    /// status code).
     #[inline(never)]
-    fn position(&self, scope: &Store, prefix: &str, status: u16) -> u32 {
-        let mut counters = self.counters.borrow_mut();
-        let at = *self.index.borrow_mut().entry(status).or_insert_with(|| {
-            counters.push((
-                scope.counter(&format!("{prefix}upstream_rq_{status}")),
-                scope.counter(&format!("{prefix}upstream_rq_{}xx", status / 100)),
-            ));
-            u32::try_from(counters.len() - 1).unwrap_or(u32::MAX)
-        });
-        self.last.set(Some((status, at)));
-        at
+    fn add(&self, scope: &Store, prefix: &str, status: u16) {
+        let code = scope.counter(&format!("{prefix}upstream_rq_{status}"));
+        let class = scope.counter(&format!("{prefix}upstream_rq_{}xx", status / 100));
+        code.inc();
+        class.inc();
+        self.codes.borrow_mut().push((status, code, class));
     }
 }

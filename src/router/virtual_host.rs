@@ -7,7 +7,7 @@
 use super::header_map::HeaderMapAccess;
 use super::header_parser::HeaderParser;
 use super::retry_policy::RetryPolicy;
-use super::route_entry::{ParseContext, RouteEntry};
+use super::route_entry::{Action, ParseContext, RouteEntry};
 use crate::config::{ErrorKind, Node, Result};
 
 /// One virtual host.
@@ -32,7 +32,7 @@ impl VirtualHost {
         headers: &H,
         random_value: u64,
     ) -> Option<(&RouteEntry, usize)> {
-        let path = headers.get(":path").unwrap_or("");
+        let path = headers.request_path();
         self.routes
             .iter()
             .find_map(|r| r.matches(headers, path, random_value).map(|len| (r, len)))
@@ -85,13 +85,23 @@ impl VirtualHost {
             .iter()
             .map(|d| Ok(d.non_empty_str()?.to_string()))
             .collect::<Result<Vec<_>>>()?;
+        let name = node.required("name")?.non_empty_str()?.to_string();
+        let mut routes = node.list("routes", |r| RouteEntry::parse(r, ctx))?;
+        let retry_policy = node
+            .opt("retry_policy", RetryPolicy::parse)?
+            .map(std::sync::Arc::new);
+        if let Some(policy) = &retry_policy {
+            for entry in &mut routes {
+                if let Action::Route(action) = &mut entry.action {
+                    action.inherit_retry_policy(policy);
+                }
+            }
+        }
         Ok(VirtualHost {
-            name: node.required("name")?.non_empty_str()?.to_string(),
+            name,
             domains,
-            routes: node.list("routes", |r| RouteEntry::parse(r, ctx))?,
-            retry_policy: node
-                .opt("retry_policy", RetryPolicy::parse)?
-                .map(std::sync::Arc::new),
+            routes,
+            retry_policy,
             request_headers: HeaderParser::parse(
                 node,
                 "request_headers_to_add",

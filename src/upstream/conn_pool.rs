@@ -89,13 +89,11 @@ impl ClientLife {
 #[derive(Debug, Clone, Copy)]
 pub struct IdleClient<Id> {
     pub id: Id,
-    /// When it went idle (for the pool's idle timeout).
-    pub since: Instant,
     /// Its age and the requests it has carried.
     pub life: ClientLife,
-    /// `since` + [`PEEK_AFTER_IDLE`] (see [`IdleClient::peek_before_reuse`]), and `since` + the
-    /// pool's idle timeout, if any: computed once as it goes idle, so that taking it out again
-    /// compares instants instead of subtracting them.
+    /// When it went idle + [`PEEK_AFTER_IDLE`] (see [`IdleClient::peek_before_reuse`]), and +
+    /// the pool's idle timeout, if any: computed once as it goes idle, so that taking it out
+    /// again (or sweeping the pool) compares instants instead of subtracting them.
     peek_after: Instant,
     expires: Option<Instant>,
 }
@@ -109,7 +107,6 @@ impl<Id> IdleClient<Id> {
     pub fn new(id: Id, since: Instant, life: ClientLife, idle_timeout: Option<Duration>) -> Self {
         IdleClient {
             id,
-            since,
             life,
             peek_after: since + PEEK_AFTER_IDLE,
             expires: idle_timeout.map(|t| since + t),
@@ -533,22 +530,18 @@ impl<Id: Copy + PartialEq + std::fmt::Debug, W: Copy> ConnPools<Id, W> {
     }
 
     /// The worker's idle timer fired: returns every idle connection idle for its cluster's
-    /// `idle_timeout` (`timeout_of(cluster)`), with its cluster, and how long until the next
-    /// one expires. The caller closes them; each close then takes its connection out of the
-    /// pool like any close of an idle connection ([`remove_idle`](Self::remove_idle)).
-    pub fn sweep_idle(
-        &mut self,
-        now: Instant,
-        timeout_of: impl Fn(&str) -> Option<Duration>,
-    ) -> (Vec<(String, Id)>, Option<Duration>) {
+    /// `idle_timeout` (its expiry was set from the pool settings when it was pooled), with its
+    /// cluster, and how long until the next one expires. The caller closes them; each close
+    /// then takes its connection out of the pool like any close of an idle connection
+    /// ([`remove_idle`](Self::remove_idle)).
+    pub fn sweep_idle(&mut self, now: Instant) -> (Vec<(String, Id)>, Option<Duration>) {
         let mut expired = Vec::new();
         let mut next: Option<Instant> = None;
         for cluster in &self.clusters {
-            let Some(timeout) = timeout_of(&cluster.name) else {
-                continue;
-            };
             for client in cluster.hosts.iter().flat_map(|(_, pool)| &pool.ready) {
-                let at = client.since + timeout;
+                let Some(at) = client.expires else {
+                    continue;
+                };
                 if at <= now {
                     expired.push((cluster.name.clone(), client.id));
                 } else {
@@ -846,7 +839,7 @@ mod tests {
         let later = now + Duration::from_secs(10);
         p.release(h, &up(), 2, served(1, later), true, &s, &rm, later);
         assert_eq!(p.take_idle_timer_arm(), None);
-        let (expired, next) = p.sweep_idle(now + timeout, |_| Some(timeout));
+        let (expired, next) = p.sweep_idle(now + timeout);
         assert_eq!(expired, [("c".to_string(), 1)]);
         assert_eq!(next, Some(Duration::from_secs(10)));
         // Its close takes it out of the pool.
