@@ -9,7 +9,7 @@
 //!
 //! Called only by the worker's [`ConnectionHandler`](super::connection_handler) (which owns the
 //! slab of connections and turns reactor callbacks into calls here, then feeds what was read to
-//! the filters). Calls the socket (mio) and the reactor (its `FileEvent` and `Timer`), nothing
+//! the filters). Calls the socket (mio) and the reactor (its `FileEvent`), nothing
 //! else: a connection knows neither its filters nor its owner, so it can never call back into
 //! them while they are running.
 //!
@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
-use reactor::{FileEvent, FileReadyType, Timer};
+use reactor::{FileEvent, FileReadyType};
 
 use super::address_pair::AddressPair;
 
@@ -204,6 +204,63 @@ impl WriteQueue {
     }
 }
 
+/// The bytes a connection was given while its write buffer was empty, held by the worker's
+/// [`ConnectionHandler`](super::connection_handler::ConnectionHandler) (its flush list) until
+/// the end of the dispatch that wrote them, then handed back to
+/// [`Connection::flush_pending`]. This is the request path's write (a request to the upstream,
+/// a response head with its body): from the filter's buffer to one `send(2)` without a trip
+/// through the write buffer's queue (and its free list).
+///
+/// Still the connection's buffered bytes in every respect: it counts them in
+/// `write_buffer_len()`, the high watermark and a flushing close, and a close without flush in
+/// the same dispatch drops them (the flush then finds the connection closed), exactly as
+/// Envoy's write buffer does for a write followed by `close(NoFlush)`.
+///
+/// Two chunks at most: a chunk written right behind the last one in the same allocation joins
+/// it (`try_unsplit`); one from another allocation (a body forwarded from the read buffer behind
+/// a head encoded elsewhere) takes the second slot and leaves with the first in one `writev`.
+/// A third allocation's bytes queue behind them in the write buffer.
+pub(crate) struct PendingWrite {
+    pub(crate) id: ConnectionId,
+    first: BytesMut,
+    second: BytesMut,
+}
+
+impl PendingWrite {
+    fn new(id: ConnectionId, first: BytesMut) -> PendingWrite {
+        PendingWrite {
+            id,
+            first,
+            second: BytesMut::new(),
+        }
+    }
+
+    /// Appends `chunk` (see the type's docs); gives it back when both slots are taken by other
+    /// allocations.
+    fn push(&mut self, chunk: BytesMut) -> Result<(), BytesMut> {
+        if self.second.is_empty() {
+            match self.first.try_unsplit(chunk) {
+                Ok(()) => Ok(()),
+                Err(chunk) => {
+                    self.second = chunk;
+                    Ok(())
+                }
+            }
+        } else {
+            self.second.try_unsplit(chunk)
+        }
+    }
+
+    /// One `send` of the one chunk, or a `writev` of both.
+    fn send(&self, socket: &mut TcpStream) -> io::Result<usize> {
+        if self.second.is_empty() {
+            reactor::send(socket.as_raw_fd(), &self.first)
+        } else {
+            socket.write_vectored(&[IoSlice::new(&self.first), IoSlice::new(&self.second)])
+        }
+    }
+}
+
 /// A `writev` of the waiting chunks (at most [`MAX_IOVECS`]): when several are waiting (a
 /// head and a body from different buffers, or writes behind a stall).
 #[inline(never)]
@@ -250,13 +307,7 @@ impl WriteBuffer {
     }
 
     fn push_chunk(&mut self, chunk: BytesMut) {
-        let queue = self.queue.get_or_insert_with(|| {
-            FREE_QUEUES
-                .try_with(|free| free.borrow_mut().pop())
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        });
+        let queue = self.queue.get_or_insert_with(take_free_queue);
         queue.len += chunk.len();
         let chunk = match queue.chunks.back_mut() {
             // Right behind the last chunk in the same allocation: one chunk (O(1)).
@@ -270,6 +321,27 @@ impl WriteBuffer {
         if queue.stalled {
             // Written behind a stall: it waits for the peer too.
             queue.chunks.back_mut().map(unpin);
+        }
+    }
+
+    /// Puts what the kernel did not take of a pending write (`taken` of its bytes went out) in
+    /// front of whatever is queued behind it: only when the kernel pushed back.
+    #[cold]
+    fn put_back(&mut self, pending: PendingWrite, taken: usize) {
+        let PendingWrite {
+            mut first,
+            mut second,
+            ..
+        } = pending;
+        let from_first = taken.min(first.len());
+        first.advance(from_first);
+        second.advance((taken - from_first).min(second.len()));
+        for chunk in [second, first] {
+            if !chunk.is_empty() {
+                let queue = self.queue.get_or_insert_with(take_free_queue);
+                queue.len += chunk.len();
+                queue.chunks.push_front(chunk);
+            }
         }
     }
 
@@ -350,6 +422,15 @@ impl WriteBuffer {
     }
 }
 
+/// An emptied queue from the worker's free list, or a new one.
+fn take_free_queue() -> Box<WriteQueue> {
+    FREE_QUEUES
+        .try_with(|free| free.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
 /// `chunk` in an allocation of its own when it is small and shares its allocation (see
 /// [`WriteBuffer::on_stall`]).
 fn unpin(chunk: &mut BytesMut) {
@@ -373,8 +454,6 @@ pub struct Connection {
     file_event: Option<FileEvent>,
     /// What `file_event` is registered for, as last set.
     interest: FileReadyType,
-    /// The `FlushWriteAndDelay` timer, armed while waiting for the peer to close.
-    delayed_close_timer: Option<Timer>,
     state: State,
     /// Why a `Closing` connection closes: the event raised when it finally does.
     closing_event: ConnectionEvent,
@@ -386,6 +465,11 @@ pub struct Connection {
     /// (`None` while idle). Reads go through the worker's scratch buffer.
     pub(crate) read_buffer: Option<Box<[u8]>>,
     write_buffer: WriteBuffer,
+    /// Bytes of this connection's [`PendingWrite`], held by the handler until the end of the
+    /// dispatch; part of the write buffer for every purpose. Never set together with queued
+    /// bytes: a pending write starts only on an empty buffer, and is put in front of the queue
+    /// if the kernel does not take all of it.
+    pending_write: u32,
     /// Nested `read_disable(true)` calls not yet undone (Envoy's `read_disable_count_`).
     read_disable_count: u32,
     /// Buffered bytes must be offered to the filters on the next read event even if no new
@@ -465,13 +549,13 @@ impl Connection {
             socket: Some(socket),
             file_event: None,
             interest: FileReadyType::NONE,
-            delayed_close_timer: None,
             state,
             closing_event: ConnectionEvent::LocalClose,
             delay_after_flush: false,
             addresses: AddressPair::new(remote_address, local_address),
             read_buffer: None,
             write_buffer: WriteBuffer::default(),
+            pending_write: 0,
             read_disable_count: 0,
             dispatch_buffered_data: false,
             read_end_stream: false,
@@ -489,11 +573,6 @@ impl Connection {
     pub(crate) fn set_file_event(&mut self, file_event: FileEvent, interest: FileReadyType) {
         self.file_event = Some(file_event);
         self.interest = interest;
-    }
-
-    /// Attaches the timer used by `FlushWriteAndDelay`, armed with its delay.
-    pub(crate) fn set_delayed_close_timer(&mut self, timer: Timer) {
-        self.delayed_close_timer = Some(timer);
     }
 
     /// The socket's fd, for registration.
@@ -522,9 +601,9 @@ impl Connection {
     pub fn read_end_stream(&self) -> bool {
         self.read_end_stream
     }
-    /// Bytes waiting in the write buffer.
+    /// Bytes waiting in the write buffer (a pending write's included).
     pub fn write_buffer_len(&self) -> usize {
-        self.write_buffer.len()
+        self.write_buffer.len() + self.pending_write as usize
     }
     /// Whether [`on_write_ready`](Self::on_write_ready) has anything to do: bytes to write, our
     /// FIN to send, or a flushing close to finish. Most write-ready events find none (epoll
@@ -733,26 +812,31 @@ impl Connection {
 
     // === Writing (Envoy's write → onWriteReady → RawBufferSocket::doWrite) ===
 
-    /// Queues `data` (already through the write filters). `end_stream` shuts down our write
-    /// side once everything is flushed. Raises `AboveWriteBufferHighWatermark` into `events`
-    /// when the buffer crosses the limit.
+    /// Takes `data` (already through the write filters) into the write buffer. `end_stream`
+    /// shuts down our write side once everything is flushed. Raises
+    /// `AboveWriteBufferHighWatermark` into `events` when the buffer crosses the limit.
     ///
-    /// Returns whether the caller must flush ([`on_write_ready`](Self::on_write_ready)) once
-    /// it has written everything it has: true for the first write into an empty buffer of an
-    /// open connection. Otherwise a flush is already due: bytes left behind by a flush wait for
-    /// the kernel's next write-ready edge (the socket is registered edge-triggered for WRITE, and
-    /// a flush only stops early on `WouldBlock`), and a connecting socket flushes once connected.
-    #[must_use = "the caller flushes when told to"]
-    #[inline]
-    pub fn write(
+    /// The first write into the empty buffer of an open connection (the request path's) puts
+    /// its bytes in `flush`, the worker's list of this dispatch's [`PendingWrite`]s: later
+    /// writes of the dispatch join them there, and the caller hands each to
+    /// [`flush_pending`](Self::flush_pending) once the filters are done, so what they wrote
+    /// leaves in one syscall. Otherwise the bytes are queued and a flush is already due: bytes
+    /// left behind by a flush wait for the kernel's next write-ready edge (the socket is
+    /// registered edge-triggered for WRITE, and a flush only stops early on `WouldBlock`), and
+    /// a connecting socket flushes once connected.
+    ///
+    /// Inlined into its one hot caller, `ConnectionHandler::write`.
+    #[inline(always)]
+    pub(crate) fn write(
         &mut self,
         data: &mut BytesMut,
         end_stream: bool,
+        flush: &mut Vec<PendingWrite>,
         events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
-    ) -> bool {
+    ) {
         if self.write_end_stream || !matches!(self.state, State::Open | State::Connecting) {
             self.drop_late_write(data);
-            return false;
+            return;
         }
         trace!(
             "[{}] ConnectionImpl::write: {} bytes, end_stream {}",
@@ -760,13 +844,55 @@ impl Connection {
             data.len(),
             end_stream
         );
-        let flush_due = !self.write_buffer.is_empty();
-        self.write_buffer.move_in(data);
         self.write_end_stream = end_stream;
-        if !self.above_high_watermark && self.write_buffer.len() > self.buffer_limit as usize {
+        if self.write_buffer_len() == 0 && self.state == State::Open {
+            match u32::try_from(data.len()) {
+                Ok(len) if len > 0 || end_stream => {
+                    self.pending_write = len;
+                    flush.push(PendingWrite::new(self.id, data.split()));
+                }
+                Ok(_) => {}
+                // 4 GiB in one write: queued, with an empty pending write to flush it.
+                Err(_) => self.write_through_queue(data, flush),
+            }
+        } else {
+            self.append_write(data, flush);
+        }
+        if !self.above_high_watermark && self.write_buffer_len() > self.buffer_limit as usize {
             self.on_above_high_watermark(events);
         }
-        self.state == State::Open && !flush_due
+    }
+
+    /// A first write too large for a pending write's count (4 GiB): queued, and an empty
+    /// pending write makes the end of the dispatch flush the queue.
+    #[cold]
+    fn write_through_queue(&mut self, data: &mut BytesMut, flush: &mut Vec<PendingWrite>) {
+        self.write_buffer.move_in(data);
+        flush.push(PendingWrite::new(self.id, BytesMut::new()));
+    }
+
+    /// A write behind bytes already waiting: joined to this dispatch's pending write when
+    /// there is one, else queued.
+    fn append_write(&mut self, data: &mut BytesMut, flush: &mut [PendingWrite]) {
+        let len = data.len();
+        let total = u32::try_from(len)
+            .ok()
+            .and_then(|n| self.pending_write.checked_add(n));
+        let pending = match total {
+            Some(_) if self.pending_write > 0 && len > 0 => {
+                let id = self.id;
+                flush.iter_mut().rev().find(|pending| pending.id == id)
+            }
+            _ => None,
+        };
+        match (pending, total) {
+            (Some(pending), Some(total)) => match pending.push(data.split()) {
+                Ok(()) => self.pending_write = total,
+                // A third allocation: queued behind the pending write.
+                Err(chunk) => self.write_buffer.push_chunk(chunk),
+            },
+            _ => self.write_buffer.move_in(data),
+        }
     }
 
     /// A write after `end_stream` or close: Envoy ignores it; the bytes are dropped. Only
@@ -792,11 +918,14 @@ impl Connection {
 
     /// Flushes the write buffer until it is empty or the kernel pushes back; sends the FIN
     /// after `end_stream`; finishes a flushing close. Raises `BelowWriteBufferLowWatermark`
-    /// and close events into `events`.
+    /// and close events into `events`. Never called while a pending write is held (it is
+    /// flushed by [`flush_pending`](Self::flush_pending) in the dispatch that wrote it).
     ///
-    /// On the request path the kernel takes the whole buffer in one `send`; the rest (the
-    /// kernel pushing back, errors, watermarks, our FIN, a flushing close) is out of line.
+    /// The request path's writes leave through `flush_pending`; this runs after the kernel
+    /// pushed back (on the next write-ready edge), for a connecting socket's first bytes, and
+    /// to send our FIN or finish a flushing close.
     pub fn on_write_ready(&mut self, events: &mut VecDeque<(ConnectionId, ConnectionEvent)>) {
+        debug_assert_eq!(self.pending_write, 0, "a pending write is flushed first");
         if !matches!(self.state, State::Open | State::Closing) {
             return;
         }
@@ -827,6 +956,85 @@ impl Connection {
                 }
             }
         }
+        self.after_flush(events);
+    }
+
+    /// Flushes the pending write this connection's [`write`](Self::write) put in the flush
+    /// list in this dispatch: one `send` (a `writev` for two chunks) that the kernel takes whole on the
+    /// request path. What it does not take is queued (and waits for the next write-ready edge);
+    /// then as [`on_write_ready`](Self::on_write_ready): the low watermark, our FIN, the end of
+    /// a flushing close. A pending write dropped by a close in the meantime is not sent.
+    pub(crate) fn flush_pending(
+        &mut self,
+        pending: PendingWrite,
+        events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
+    ) {
+        let len = self.pending_write as usize;
+        if len == 0 {
+            // No bytes held: an `end_stream` alone (or bytes that went to the queue), or a
+            // close without flush dropped them (`on_write_ready` then does nothing).
+            std::hint::cold_path();
+            self.on_write_ready(events);
+            return;
+        }
+        self.pending_write = 0;
+        // Open or closing: a closed connection holds no pending write.
+        let Some(socket) = self.socket.as_mut() else {
+            return;
+        };
+        let result = pending.send(socket);
+        if !matches!(result, Ok(n) if n == len) {
+            self.pending_not_taken(pending, result, events);
+            return;
+        }
+        trace!(
+            "[{}] ConnectionImpl::onWriteReady: wrote {len} bytes",
+            self.id
+        );
+        if !self.write_buffer.is_empty() {
+            // Bytes of a third allocation queued behind the pending write.
+            std::hint::cold_path();
+            self.on_write_ready(events);
+            return;
+        }
+        self.after_flush(events);
+    }
+
+    /// The kernel took only part of a pending write, or none of it, or failed: the rest goes
+    /// in front of the queue (where it waits for the next write-ready edge), or the connection
+    /// closes on an error. Only when the peer's receive window is full, or on a reset.
+    #[cold]
+    fn pending_not_taken(
+        &mut self,
+        pending: PendingWrite,
+        result: io::Result<usize>,
+        events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
+    ) {
+        match result {
+            Ok(taken) => {
+                // Part of it: try the rest at once, as a flush does (the kernel may take more).
+                self.write_buffer.put_back(pending, taken);
+                self.on_write_ready(events);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                self.write_buffer.put_back(pending, 0);
+                self.on_write_ready(events);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.write_buffer.put_back(pending, 0);
+                self.after_flush(events);
+            }
+            Err(e) => {
+                debug!("[{}] write error: {e}", self.id);
+                self.close_socket(ConnectionEvent::RemoteClose, events);
+            }
+        }
+    }
+
+    /// After a flush: the low watermark, a stall (bytes left for the next write-ready edge),
+    /// our FIN after `end_stream`, the end of a flushing close.
+    #[inline]
+    fn after_flush(&mut self, events: &mut VecDeque<(ConnectionId, ConnectionEvent)>) {
         if self.above_high_watermark {
             self.check_low_watermark(events);
         }
@@ -845,7 +1053,7 @@ impl Connection {
     /// (only after it went above the limit).
     #[cold]
     fn check_low_watermark(&mut self, events: &mut VecDeque<(ConnectionId, ConnectionEvent)>) {
-        if self.write_buffer.len() < self.low_watermark() {
+        if self.write_buffer_len() < self.low_watermark() {
             self.above_high_watermark = false;
             trace!("[{}] write buffer below low watermark", self.id);
             events.push_back((self.id, ConnectionEvent::BelowWriteBufferLowWatermark));
@@ -903,7 +1111,7 @@ impl Connection {
             _ => {}
         }
         let flush = close_type != CloseType::NoFlush && self.state != State::Connecting;
-        if !flush || self.write_buffer.is_empty() && close_type == CloseType::FlushWrite {
+        if !flush || self.write_buffer_len() == 0 && close_type == CloseType::FlushWrite {
             self.close_socket(event, events);
             return;
         }
@@ -911,15 +1119,13 @@ impl Connection {
             "[{}] closing: {:?} with {} bytes buffered",
             self.id,
             close_type,
-            self.write_buffer.len()
+            self.write_buffer_len()
         );
         self.state = State::Closing;
         self.closing_event = event;
+        // The caller arms the delayed-close timer (ConnectionHandler::close_after keeps it, so
+        // that an open connection carries none).
         self.delay_after_flush = close_type == CloseType::FlushWriteAndDelay;
-        // The timer comes armed with the delay (ConnectionHandler::close_after).
-        if self.delay_after_flush && self.delayed_close_timer.is_none() {
-            self.delay_after_flush = false;
-        }
         self.update_interest();
         self.activate(FileReadyType::WRITE);
     }
@@ -954,8 +1160,9 @@ impl Connection {
         debug!("[{}] closeSocket: {:?}", self.id, event);
         self.state = State::Closed;
         self.file_event = None;
-        self.delayed_close_timer = None;
         self.write_buffer.clear();
+        // A pending write held by the handler is dropped when it finds this.
+        self.pending_write = 0;
         self.read_buffer = None;
         self.socket = None;
         events.push_back((self.id, event));
@@ -1065,9 +1272,11 @@ mod tests {
         let (mut cx, _peer) = open_connection();
         let mut events = VecDeque::new();
         let (mut scratch, start) = scratch_with_response();
-        let _ = cx.write(&mut filler(), false, &mut events);
-        let _ = cx.write(&mut scratch, false, &mut events);
-        cx.on_write_ready(&mut events);
+        let mut flush = Vec::new();
+        cx.write(&mut filler(), false, &mut flush, &mut events);
+        cx.write(&mut scratch, false, &mut flush, &mut events);
+        assert_eq!(flush.len(), 1, "the second write joins the pending one");
+        cx.flush_pending(flush.pop().unwrap(), &mut events);
         assert!(
             cx.write_buffer_len() > RESPONSE.len(),
             "the write did not stall"
@@ -1083,13 +1292,14 @@ mod tests {
     fn a_write_behind_a_stall_does_not_pin_the_scratch_it_came_from() {
         let (mut cx, _peer) = open_connection();
         let mut events = VecDeque::new();
-        let _ = cx.write(&mut filler(), false, &mut events);
-        cx.on_write_ready(&mut events);
+        let mut flush = Vec::new();
+        cx.write(&mut filler(), false, &mut flush, &mut events);
+        cx.flush_pending(flush.pop().unwrap(), &mut events);
         assert!(cx.write_buffer_len() > 0, "the filler did not stall");
         let (mut scratch, start) = scratch_with_response();
-        let flush = cx.write(&mut scratch, false, &mut events);
+        cx.write(&mut scratch, false, &mut flush, &mut events);
         assert!(
-            !flush,
+            flush.is_empty(),
             "a stalled connection waits for the kernel's write-ready edge"
         );
         assert_eq!(&chunks(&cx.write_buffer).back().unwrap()[..], RESPONSE);
@@ -1168,6 +1378,135 @@ mod tests {
         wb.consume(wb.len());
         assert!(wb.is_empty());
         assert!(out.try_reclaim(64), "every chunk let go of the buffer");
+    }
+
+    /// An open connection (buffer limit `limit`) and its peer, which reads with a timeout.
+    fn open_connection_with_limit(limit: u32) -> (Connection, std::net::TcpStream) {
+        let (mut cx, peer) = open_connection();
+        cx.buffer_limit = limit;
+        peer.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        (cx, peer)
+    }
+
+    /// Everything the peer reads until our FIN (or a reset).
+    fn read_to_end(peer: &mut std::net::TcpStream) -> Vec<u8> {
+        use std::io::Read;
+        let mut got = Vec::new();
+        let _ = peer.read_to_end(&mut got);
+        got
+    }
+
+    #[test]
+    fn a_pending_write_joins_later_writes_and_counts_as_buffered() {
+        let (mut cx, mut peer) = open_connection_with_limit(1024);
+        let mut events = VecDeque::new();
+        let mut flush = Vec::new();
+        let mut out = BytesMut::with_capacity(64);
+        out.extend_from_slice(b"head ");
+        cx.write(&mut out, false, &mut flush, &mut events);
+        assert!(out.is_empty(), "the bytes were taken");
+        assert_eq!(cx.write_buffer_len(), 5);
+        assert_eq!(cx.pending_write, 5);
+        out.extend_from_slice(b"body ");
+        cx.write(&mut out, false, &mut flush, &mut events);
+        let mut other = BytesMut::from(&b"forwarded "[..]);
+        cx.write(&mut other, false, &mut flush, &mut events);
+        let mut third = BytesMut::from(&b"tail"[..]);
+        cx.write(&mut third, true, &mut flush, &mut events);
+        assert_eq!(flush.len(), 1, "one pending write per connection");
+        assert_eq!(cx.write_buffer_len(), 24, "pending and queued bytes count");
+        assert_eq!(flush[0].first.len(), 10, "same allocation: joined");
+        assert_eq!(&flush[0].second[..], b"forwarded ", "another: second slot");
+        assert_eq!(cx.write_buffer.len(), 4, "a third allocation: queued");
+        cx.flush_pending(flush.pop().unwrap(), &mut events);
+        assert_eq!(cx.write_buffer_len(), 0);
+        assert!(events.is_empty(), "no watermark, no close: {events:?}");
+        assert_eq!(read_to_end(&mut peer), b"head body forwarded tail");
+        assert!(
+            out.try_reclaim(64),
+            "the flush let go of the writer's buffer"
+        );
+    }
+
+    #[test]
+    fn a_close_without_flush_drops_a_pending_write() {
+        let (mut cx, mut peer) = open_connection_with_limit(1024);
+        let mut events = VecDeque::new();
+        let mut flush = Vec::new();
+        cx.write(
+            &mut BytesMut::from(&b"late"[..]),
+            false,
+            &mut flush,
+            &mut events,
+        );
+        cx.close(CloseType::NoFlush, &mut events);
+        assert_eq!(cx.write_buffer_len(), 0);
+        cx.flush_pending(flush.pop().unwrap(), &mut events);
+        assert_eq!(
+            events.pop_front().map(|e| e.1),
+            Some(ConnectionEvent::LocalClose)
+        );
+        drop(cx);
+        assert_eq!(read_to_end(&mut peer), b"", "the bytes were dropped");
+    }
+
+    #[test]
+    fn a_flushing_close_sends_a_pending_write_then_closes() {
+        let (mut cx, mut peer) = open_connection_with_limit(1024);
+        let mut events = VecDeque::new();
+        let mut flush = Vec::new();
+        cx.write(
+            &mut BytesMut::from(&b"last"[..]),
+            false,
+            &mut flush,
+            &mut events,
+        );
+        cx.close(CloseType::FlushWrite, &mut events);
+        assert_eq!(cx.state(), State::Closing, "bytes still to flush");
+        assert!(events.is_empty());
+        cx.flush_pending(flush.pop().unwrap(), &mut events);
+        assert_eq!(cx.state(), State::Closed);
+        assert_eq!(
+            events.pop_front().map(|e| e.1),
+            Some(ConnectionEvent::LocalClose)
+        );
+        drop(cx);
+        assert_eq!(read_to_end(&mut peer), b"last");
+    }
+
+    #[test]
+    fn a_pending_write_above_the_limit_raises_both_watermarks() {
+        let (mut cx, mut peer) = open_connection_with_limit(4);
+        let mut events = VecDeque::new();
+        let mut flush = Vec::new();
+        cx.write(
+            &mut BytesMut::from(&b"12345"[..]),
+            true,
+            &mut flush,
+            &mut events,
+        );
+        assert_eq!(
+            events.pop_front().map(|e| e.1),
+            Some(ConnectionEvent::AboveWriteBufferHighWatermark)
+        );
+        cx.flush_pending(flush.pop().unwrap(), &mut events);
+        assert_eq!(
+            events.pop_front().map(|e| e.1),
+            Some(ConnectionEvent::BelowWriteBufferLowWatermark)
+        );
+        assert_eq!(read_to_end(&mut peer), b"12345", "then our FIN");
+    }
+
+    #[test]
+    fn an_end_stream_alone_is_flushed_as_our_fin() {
+        let (mut cx, mut peer) = open_connection_with_limit(1024);
+        let mut events = VecDeque::new();
+        let mut flush = Vec::new();
+        cx.write(&mut BytesMut::new(), true, &mut flush, &mut events);
+        cx.flush_pending(flush.pop().expect("a flush is due"), &mut events);
+        assert_eq!(read_to_end(&mut peer), b"");
+        assert!(!cx.write_pending(), "the FIN went out");
     }
 
     #[test]

@@ -45,7 +45,8 @@ use reactor::{Dispatcher, FileEvent, FileReadyType, FileTriggerType, HandlerId, 
 use slab::Slab;
 
 use super::connection::{
-    CloseType, Connection, ConnectionEvent, ConnectionId, State, DELAYED_CLOSE_TIMEOUT, READ_CHUNK,
+    CloseType, Connection, ConnectionEvent, ConnectionId, PendingWrite, State,
+    DELAYED_CLOSE_TIMEOUT, READ_CHUNK,
 };
 use super::filter::FilterContext;
 use super::filter_chain::ConnectionMatchInfo;
@@ -245,8 +246,13 @@ pub struct ConnectionHandler {
     wakeups: VecDeque<(ConnectionId, usize, u64)>,
     /// Connections closed during this dispatch, reaped at its end.
     closed: Vec<ConnectionId>,
-    /// Connections written to during this dispatch, flushed at its end (see `write`).
-    flush: Vec<ConnectionId>,
+    /// The delayed-close timers of connections closing with `FlushWriteAndDelay` (Envoy's
+    /// `delayed_close_timer_`), kept here rather than in each connection: few connections
+    /// ever have one. Dropped when the connection is reaped.
+    delayed_close_timers: Vec<(ConnectionId, Timer)>,
+    /// Connections written to during this dispatch, with the bytes they were given (their
+    /// [`PendingWrite`]s), flushed at its end (see `write`).
+    flush: Vec<PendingWrite>,
     /// The per-worker read buffer every read goes through (so idle connections own none).
     /// Reads land in its spare capacity; what the filters consume moves its start forward,
     /// and it starts over at the beginning of its allocation once less than a read's worth
@@ -313,6 +319,7 @@ impl ConnectionHandler {
                 continue_reading: VecDeque::new(),
                 wakeups: VecDeque::new(),
                 closed: Vec::new(),
+                delayed_close_timers: Vec::new(),
                 flush: Vec::new(),
                 scratch: Some(BytesMut::with_capacity(READ_SCRATCH_CAPACITY)),
                 cluster_manager: None,
@@ -1027,7 +1034,10 @@ impl ConnectionHandler {
     /// ([`finish_dispatch`](Self::finish_dispatch)), after the filters have queued everything
     /// they had for it, so what they write in one callback (a response head and its body)
     /// leaves in one syscall. Envoy activates the write event instead; flushing here costs the
-    /// same syscall and saves a second trip through the reactor for every write.
+    /// same syscall and saves a second trip through the reactor for every write. The first
+    /// write into an empty buffer becomes the connection's [`PendingWrite`] in the flush list
+    /// (later writes of this dispatch join it), handed back to the connection at the flush:
+    /// the request path's bytes never pass through the buffer's queue.
     ///
     /// Not inlined: every filter's writes go through this one copy (two calls per request,
     /// from the HTTP connection manager and the router), and its callers stay short.
@@ -1049,9 +1059,9 @@ impl ConnectionHandler {
             self.write_through_filters(id, data, end_stream);
             return;
         }
-        if active.connection.write(data, end_stream, &mut self.events) {
-            self.flush.push(id);
-        }
+        active
+            .connection
+            .write(data, end_stream, &mut self.flush, &mut self.events);
     }
 
     /// `write` on a connection with write filters: through them first (only where a filter
@@ -1066,9 +1076,9 @@ impl ConnectionHandler {
             data.clear();
             return;
         };
-        if active.connection.write(data, end_stream, &mut self.events) {
-            self.flush.push(id);
-        }
+        active
+            .connection
+            .write(data, end_stream, &mut self.flush, &mut self.events);
     }
 
     /// Envoy's `ConnectionImpl::close` (a `FlushWriteAndDelay` waits the default 1 s).
@@ -1095,7 +1105,9 @@ impl ConnectionHandler {
                     .create_timer(move || enter(&weak, |h| h.on_delayed_close_timeout(id))),
             };
             timer.enable(delay);
-            active.connection.set_delayed_close_timer(timer);
+            // A second `FlushWriteAndDelay` re-arms with its own delay (Envoy's does too).
+            self.delayed_close_timers.retain(|(c, _)| *c != id);
+            self.delayed_close_timers.push((id, timer));
         }
         active.connection.close(close_type, &mut self.events);
     }
@@ -1298,14 +1310,16 @@ impl ConnectionHandler {
     /// Flushes the connections written to during this dispatch, in the order they were first
     /// written to. A flush runs no filter (it only raises events), so it cannot queue another.
     fn flush_written(&mut self) {
-        let mut ids = mem::take(&mut self.flush);
-        for &id in &ids {
-            if let Some(active) = find(&mut self.connections, id) {
-                flush(&mut active.connection, &mut self.events);
+        let mut written = mem::take(&mut self.flush);
+        for pending in written.drain(..) {
+            // A connection gone already was closed without flush: its bytes are dropped.
+            if let Some(active) = find(&mut self.connections, pending.id) {
+                let connection = &mut active.connection;
+                connection.flush_pending(pending, &mut self.events);
+                close_if_both_sides_done(connection, &mut self.events);
             }
         }
-        ids.clear();
-        self.flush = ids; // keep the capacity: no allocation per dispatch
+        self.flush = written; // keep the capacity: no allocation per dispatch
     }
 
     /// Delivers `event` of connection `id` to its owner.
@@ -1384,6 +1398,9 @@ impl ConnectionHandler {
             }
             let active = self.connections.remove(id.slot);
             trace!("[{id}] reaped");
+            if !self.delayed_close_timers.is_empty() {
+                self.delayed_close_timers.retain(|(c, _)| *c != id);
+            }
             if let Some(index) = active.listener {
                 let stats = &self.listeners[index as usize].stats;
                 stats.downstream_cx_destroy.inc();
@@ -1408,6 +1425,15 @@ impl ConnectionHandler {
 /// finished both directions (our FIN sent after the peer's).
 fn flush(connection: &mut Connection, events: &mut VecDeque<(ConnectionId, ConnectionEvent)>) {
     connection.on_write_ready(events);
+    close_if_both_sides_done(connection, events);
+}
+
+/// After a flush: closes `connection` if both directions are finished (our FIN went out after
+/// the peer's).
+fn close_if_both_sides_done(
+    connection: &mut Connection,
+    events: &mut VecDeque<(ConnectionId, ConnectionEvent)>,
+) {
     if connection.state() == State::Open && connection.both_sides_half_closed() {
         connection.close_socket(ConnectionEvent::LocalClose, events);
     }
@@ -1512,7 +1538,7 @@ mod size_tests {
     #[test]
     fn an_active_connection_stays_small() {
         assert!(
-            size_of::<Connection>() <= 128,
+            size_of::<Connection>() <= 104,
             "{}",
             size_of::<Connection>()
         );
@@ -1520,7 +1546,7 @@ mod size_tests {
         assert!(size_of::<FilterManager>() <= 56);
         assert!(size_of::<OwnedConnections>() <= 24);
         assert!(
-            size_of::<ActiveConnection>() <= 240,
+            size_of::<ActiveConnection>() <= 200,
             "{}",
             size_of::<ActiveConnection>()
         );
