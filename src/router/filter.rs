@@ -1909,17 +1909,10 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug> RouterFilter<U> {
     }
 
     /// The stream is going away (downstream reset or done): drop the attempt's connection
-    /// unless it was already returned.
+    /// unless it was already returned. The router's timers (route, per-try, back-off,
+    /// connect) are stream timers: the connection manager disarms them all with the
+    /// stream's (`ConnectionIo::disarm_stream_timers`, right after this).
     pub fn on_destroy<Io: ConnectionIo<Upstream = U>>(&mut self, io: &mut Io) {
-        for timer in [
-            HcmTimer::RouteTimeout,
-            HcmTimer::PerTryTimeout,
-            HcmTimer::PerTryIdleTimeout,
-            HcmTimer::RetryBackoff,
-            HcmTimer::ConnectTimeout,
-        ] {
-            io.disarm_timer(timer);
-        }
         self.retry_end();
         if self.pending_counted {
             // Given up before getting a connection (waiting, or while connecting).
