@@ -43,41 +43,37 @@ fn is_connection_option(token: &[u8]) -> bool {
 
 /// Removes the hop-by-hop headers and every header the `connection` header names. `upgrade`
 /// (and `connection: upgrade`) survive on an upgrade being forwarded; `te: trailers` survives.
-/// One pass over the fields for the fixed names; the names a `connection` header lists (rare)
-/// are removed one by one.
+/// One pass over the fields for the fixed names, which also reads the `te` and `connection`
+/// values on the way; the names a `connection` header lists (rare) are removed one by one.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // The map knows which inline headers it holds: a head with none of these (a plain GET)
     // costs one bit test.
-    let present = headers.inline_present();
-    if !present.intersects(HOP_BY_HOP) {
+    if !headers.inline_present().intersects(HOP_BY_HOP) {
         return;
     }
-    // `te: trailers` and the names a `connection` header lists (rare; collected lower-case)
-    // are noted before the fixed names go.
-    let te_trailers = present.has(H::Te)
-        && headers.get_all_inline(H::Te).any(|value| {
-            value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
-        });
-    let mut named: Vec<String> = Vec::new();
-    if present.has(H::Connection) {
-        for value in headers.get_all_inline(H::Connection) {
-            // The usual value is one option (`keep-alive`, `close`): settled without a split.
-            if is_connection_option(value.trim_ascii()) {
-                continue;
-            }
-            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                if !is_connection_option(token) {
-                    named.push(String::from_utf8_lossy(token).to_ascii_lowercase());
-                }
-            }
-        }
-    }
-    headers.remove_inline_set(if keep_upgrade {
+    let removed = if keep_upgrade {
         HOP_BY_HOP.without(H::Connection).without(H::Upgrade)
     } else {
         HOP_BY_HOP
+    };
+    // `te: trailers` and the names a `connection` header lists (rare; collected lower-case)
+    // are noted as their fields are visited.
+    let mut te_trailers = false;
+    let mut named: Vec<String> = Vec::new();
+    headers.retain_inline(HOP_BY_HOP, |header, value| {
+        match header {
+            H::Te => {
+                te_trailers |= value
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+            }
+            // The usual value is one option (`keep-alive`, `close`): settled without a split.
+            H::Connection if !is_connection_option(value.trim_ascii()) => {
+                collect_connection_names(value, &mut named)
+            }
+            _ => {}
+        }
+        !removed.has(header)
     });
     for name in &named {
         // Never let a client strip the framing or routing headers through `connection`.
@@ -90,6 +86,17 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     if te_trailers {
         headers.append("te", "trailers");
+    }
+}
+
+/// Adds to `named` the header names a `connection` value lists (lower-cased), skipping the
+/// connection options. Reached only for a value that is not one option alone.
+#[inline(never)]
+fn collect_connection_names(value: &[u8], named: &mut Vec<String>) {
+    for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+        if !is_connection_option(token) {
+            named.push(String::from_utf8_lossy(token).to_ascii_lowercase());
+        }
     }
 }
 
@@ -539,6 +546,36 @@ mod tests {
         assert_eq!(h.get_str("transfer-encoding"), None);
         assert_eq!(h.get_str("te"), Some("trailers"));
         assert_eq!(h.get_str("x-keep"), Some("yes"));
+    }
+
+    #[test]
+    fn an_upgrade_keeps_connection_and_upgrade_but_not_the_names_connection_lists() {
+        let mut h = HeaderMap::new();
+        h.append("x-a", "1");
+        h.append("connection", "Upgrade, x-secret");
+        h.append("upgrade", "websocket");
+        h.append("keep-alive", "timeout=5");
+        h.append("x-secret", "1");
+        h.append("connection", "keep-alive");
+        remove_hop_by_hop(&mut h, true);
+        let fields: Vec<_> = h.iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("x-a", &b"1"[..]),
+                ("connection", b"Upgrade, x-secret"),
+                ("upgrade", b"websocket"),
+                ("connection", b"keep-alive"),
+            ]
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+        );
+        let present = h.inline_present();
+        assert!(present.has(H::Connection) && present.has(H::Upgrade));
+        assert!(!present.has(H::KeepAlive));
+        // Without the upgrade everything hop-by-hop goes, and the set follows.
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.iter().count(), 1);
+        assert!(!h.inline_present().intersects(HOP_BY_HOP));
     }
 
     #[test]

@@ -168,19 +168,35 @@ impl HeaderMap {
         }
     }
 
-    /// [`copy_received`](Self::copy_received) for a head whose names the codec has already
-    /// lower-cased in place (its fast path does it while scanning them).
-    pub(crate) fn copy_received_lower_cased(&mut self, head: &[u8]) {
-        self.copy_head(head);
-        debug_assert!(self
-            .iter_bytes()
-            .all(|(name, _)| !name.iter().any(u8::is_ascii_uppercase)));
-        for entry in &mut self.entries {
-            entry.inline = inline_header::lookup_inlined(resolve(&self.bytes, entry.name));
-            if let Some(header) = entry.inline {
-                self.present.insert(header);
-            }
+    /// [`push_received`](Self::push_received) of a field whose name the codec has already
+    /// lower-cased in the head and recognised: `inline` is `inline_header::lookup` of it (its
+    /// fast path does both while scanning the name, so the fields are not walked again).
+    #[inline(always)]
+    pub(crate) fn push_received_tagged(
+        &mut self,
+        name: Span,
+        value: Span,
+        inline: Option<InlineHeader>,
+    ) {
+        if let Some(header) = inline {
+            self.present.insert(header);
         }
+        self.entries.push(Entry {
+            name,
+            value,
+            inline,
+        });
+    }
+
+    /// [`copy_received`](Self::copy_received) for a head whose entries were all pushed by
+    /// [`push_received_tagged`](Self::push_received_tagged): names lower-cased in place and
+    /// tagged already, so the head is only copied.
+    pub(crate) fn copy_received_tagged(&mut self, head: &[u8]) {
+        self.copy_head(head);
+        debug_assert!(self.entries.iter().all(|e| {
+            let name = resolve(&self.bytes, e.name);
+            !name.iter().any(u8::is_ascii_uppercase) && e.inline == inline_header::lookup(name)
+        }));
     }
 
     /// Copies the received head block to the start of the byte vector.
@@ -252,16 +268,22 @@ impl HeaderMap {
 
     /// Stores the name of a new entry called `key`: an inline name as is (a lower-case
     /// constant), any other sanitized and lower-cased. Returns its span and inline header.
+    #[inline]
     fn store_name(&mut self, key: Key<'_>) -> (Span, Option<InlineHeader>) {
         match key {
-            // Not stored: see `Entry::name`.
+            // Not stored: see `Entry::name`. (The usual case: the names the proxy adds are
+            // inline ones, so this arm is inlined into the callers and the other is not.)
             Key::Inline(header) => (Span::received(0, header.name().len()), Some(header)),
-            Key::Name(name) => {
-                let span = self.store_sanitized(name.as_bytes(), true);
-                // `name` was not an inline name as given; lower-cased it may be one.
-                (span, inline_header::lookup(self.resolve(span)))
-            }
+            Key::Name(name) => self.store_other_name(name),
         }
+    }
+
+    /// [`store_name`](Self::store_name) of a name that is not an inline one as given.
+    #[inline(never)]
+    fn store_other_name(&mut self, name: &str) -> (Span, Option<InlineHeader>) {
+        let span = self.store_sanitized(name.as_bytes(), true);
+        // `name` was not an inline name as given; lower-cased it may be one.
+        (span, inline_header::lookup(self.resolve(span)))
     }
 
     /// Appends an entry, taking the entry vector from the worker's free list the first time.
@@ -277,25 +299,45 @@ impl HeaderMap {
 
     /// Keeps the entries for which `keep` is true, in order, and recomputes the set of inline
     /// headers present. Returns how many entries were removed.
-    fn retain_entries(&mut self, mut keep: impl FnMut(&[u8], &Entry) -> bool) -> usize {
+    fn retain_entries(&mut self, keep: impl FnMut(&[u8], &Entry) -> bool) -> usize {
+        let removed = self.compact(keep);
+        if removed != 0 {
+            self.recompute_present();
+        }
+        removed
+    }
+
+    /// Sets the set of inline headers present from the entries (after a removal the caller
+    /// cannot account for exactly).
+    fn recompute_present(&mut self) {
+        self.present = InlineSet::EMPTY;
+        for header in self.entries.iter().filter_map(|e| e.inline) {
+            self.present.insert(header);
+        }
+    }
+
+    /// Keeps the entries for which `keep` is true, in order, leaving the set of inline headers
+    /// present to the caller. Returns how many entries were removed.
+    fn compact(&mut self, mut keep: impl FnMut(&[u8], &Entry) -> bool) -> usize {
         // Entries are small `Copy` values: compacted in place by hand (cheaper than
-        // `Vec::retain`'s general machinery for the few entries of a head).
-        let before = self.entries.len();
-        let mut present = InlineSet::EMPTY;
-        let mut kept = 0;
-        for i in 0..before {
-            let entry = self.entries[i];
-            if keep(&self.bytes, &entry) {
-                if let Some(header) = entry.inline {
-                    present.insert(header);
-                }
-                self.entries[kept] = entry;
+        // `Vec::retain`'s general machinery for the few entries of a head). The entries before
+        // the first one removed stay where they are.
+        let bytes = &self.bytes;
+        let entries = &mut self.entries[..];
+        let Some(first) = entries.iter().position(|e| !keep(bytes, e)) else {
+            return 0;
+        };
+        let mut kept = first;
+        for i in first + 1..entries.len() {
+            let entry = entries[i];
+            if keep(bytes, &entry) {
+                entries[kept] = entry;
                 kept += 1;
             }
         }
+        let removed = entries.len() - kept;
         self.entries.truncate(kept);
-        self.present = present;
-        before - kept
+        removed
     }
 
     /// True when entry `e` is called `key`.
@@ -428,8 +470,9 @@ impl HeaderMap {
                 self.entries[first].value = value;
                 // Later entries of the name (rare) go.
                 if self.entries[first + 1..].iter().any(|e| self.is(e, key)) {
+                    // The first entry stays, so the set of inline headers present does too.
                     let mut index = 0;
-                    self.retain_entries(|bytes, e| {
+                    self.compact(|bytes, e| {
                         index += 1;
                         index - 1 <= first || !key_matches(bytes, e, key)
                     });
@@ -507,13 +550,29 @@ impl HeaderMap {
         self.remove_key(Key::Inline(header))
     }
 
+    #[inline]
     fn remove_key(&mut self, key: Key<'_>) -> usize {
         // Most removals are of a header that is not there (hop-by-hop, x-envoy-* controls): a
-        // bit test (inline names) or a read-only scan settles those.
-        if !self.candidates(key).iter().any(|e| self.is(e, key)) {
+        // bit test settles an inline name where it is asked (this part is inlined), a
+        // read-only scan any other (`compact` looks for the first match before it moves
+        // anything).
+        if self.surely_absent(key) {
             return 0;
         }
-        self.retain_entries(|bytes, e| !key_matches(bytes, e, key))
+        self.remove_entries_of(key)
+    }
+
+    /// [`remove_key`](Self::remove_key) of a name that may be present.
+    #[inline(never)]
+    fn remove_entries_of(&mut self, key: Key<'_>) -> usize {
+        match key {
+            Key::Inline(header) => {
+                let removed = self.compact(|_, e| !e.is(header));
+                self.present = self.present.without(header);
+                removed
+            }
+            Key::Name(_) => self.retain_entries(|bytes, e| !key_matches(bytes, e, key)),
+        }
     }
 
     /// Removes every entry of the inline headers in `set`, in one pass (none when no header
@@ -522,7 +581,45 @@ impl HeaderMap {
         if !self.present.intersects(set) {
             return 0;
         }
-        self.retain_entries(|_, e| !e.inline.is_some_and(|header| set.has(header)))
+        let removed = self.compact(|_, e| !e.inline.is_some_and(|header| set.has(header)));
+        // Every entry of `set` went, and every other entry stayed.
+        self.present = self.present.difference(set);
+        removed
+    }
+
+    /// Keeps the entries of the inline headers in `set` for which `keep(header, value)` is
+    /// true, and every other entry, in one pass that calls `keep` on each entry of `set` in
+    /// order (none when no header of `set` is present). Returns how many entries were removed.
+    pub(crate) fn retain_inline(
+        &mut self,
+        set: InlineSet,
+        mut keep: impl FnMut(InlineHeader, &[u8]) -> bool,
+    ) -> usize {
+        if !self.present.intersects(set) {
+            return 0;
+        }
+        // The loop of `compact`, written out so that the per-entry work is the set test and
+        // `keep` (the caller's, maybe large) runs only for the entries of `set`.
+        let before = self.entries.len();
+        let mut kept = 0;
+        for i in 0..before {
+            let entry = self.entries[i];
+            let stays = match entry.inline {
+                Some(header) if set.has(header) => keep(header, resolve(&self.bytes, entry.value)),
+                _ => true,
+            };
+            if stays {
+                if kept != i {
+                    self.entries[kept] = entry;
+                }
+                kept += 1;
+            }
+        }
+        self.entries.truncate(kept);
+        if kept != before {
+            self.recompute_present();
+        }
+        before - kept
     }
 
     /// Keeps only the entries for which `keep(name, value)` is true. The name is given as
@@ -548,13 +645,6 @@ impl HeaderMap {
         self.entries
             .iter()
             .map(move |e| (e.inline, e.name(&self.bytes), self.resolve(e.value)))
-    }
-
-    /// The entries in order as raw (name, value) bytes (see [`iter_tagged`](Self::iter_tagged)).
-    pub(crate) fn iter_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.entries
-            .iter()
-            .map(move |e| (e.name(&self.bytes), self.resolve(e.value)))
     }
 
     /// Bytes the entries take as HTTP/1 field lines (`name: value\r\n`), for reserving output.
@@ -935,11 +1025,15 @@ mod tests {
     }
 
     #[test]
-    fn a_head_lower_cased_by_the_codec_is_recognised_too() {
+    fn a_head_lower_cased_and_tagged_by_the_codec_keeps_its_tags() {
         let mut map = HeaderMap::for_received(2);
-        map.push_received(Span::received(0, 10), Span::received(12, 5));
-        map.push_received(Span::received(19, 2), Span::received(23, 1));
-        map.copy_received_lower_cased(b"connection: close\r\nxy: 1\r\n");
+        map.push_received_tagged(
+            Span::received(0, 10),
+            Span::received(12, 5),
+            Some(InlineHeader::Connection),
+        );
+        map.push_received_tagged(Span::received(19, 2), Span::received(23, 1), None);
+        map.copy_received_tagged(b"connection: close\r\nxy: 1\r\n");
         assert_eq!(
             map.inline_present(),
             InlineSet::of(&[InlineHeader::Connection])

@@ -186,6 +186,11 @@ impl InlineSet {
         InlineSet(self.0 & !(1 << header as u8))
     }
 
+    /// This set without the headers of `other`.
+    pub const fn difference(self, other: InlineSet) -> InlineSet {
+        InlineSet(self.0 & !other.0)
+    }
+
     /// True when `header` is in the set.
     pub const fn has(self, header: InlineHeader) -> bool {
         self.0 & (1 << header as u8) != 0
@@ -258,8 +263,8 @@ pub fn lookup(name: &[u8]) -> Option<InlineHeader> {
     lookup_inlined(name)
 }
 
-/// [`lookup`] inlined into its caller: for the loop that tags every received field
-/// (`HeaderMap::copy_received*`, once per field of every head), where the call's prologue and
+/// [`lookup`] inlined into its caller: for the codec's scan that tags every received field
+/// (`parse_fast::scan_fields`, once per field of every head), where the call's prologue and
 /// epilogue cost a quarter of the lookup.
 #[inline(always)]
 pub(crate) fn lookup_inlined(name: &[u8]) -> Option<InlineHeader> {

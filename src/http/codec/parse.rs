@@ -31,6 +31,7 @@
 //! - absolute-form targets: the URL's authority replaces Host, the path is kept in origin form.
 
 use super::super::header_map::{HeaderMap, Span};
+use super::super::inline_header::{self, InlineHeader, InlineHeader as H, InlineSet};
 use super::decode::trim_end;
 use super::error::CodecError;
 use super::head::{BodyLength, Method, RequestHead, ResponseHead, Scheme, Version};
@@ -164,7 +165,7 @@ pub(super) struct Fields {
     content_length_valid: bool,
 }
 
-/// The longest name [`Fields::note`] knows (`transfer-encoding`).
+/// The longest name [`Fields::note`] acts on (`transfer-encoding`).
 const LONGEST_FRAMING_NAME: usize = 17;
 
 impl Fields {
@@ -175,79 +176,84 @@ impl Fields {
         }
     }
 
-    /// Records what one field means for the framing. `name` is lower-case, `value` trimmed
-    /// (`value_span` is where it lies in the head). Returns false for a request's `host`, which
-    /// is not an entry of the map (it becomes the authority).
-    #[inline]
+    /// Records what one field means for the framing. `inline` is the field's name as an inline
+    /// header (`inline_header::lookup` of the lower-cased name: all six names that matter here
+    /// are inline ones, so a tag settles which it is), `value` is trimmed (`value_span` is
+    /// where it lies in the head). Returns false for a request's `host`, which is not an entry
+    /// of the map (it becomes the authority).
+    #[inline(always)]
     pub(super) fn note(
         &mut self,
-        name: &[u8],
+        inline: Option<InlineHeader>,
         value: &[u8],
         value_span: Span,
         is_request: bool,
     ) -> bool {
-        // Six names matter here, and no two of them share a length; most fields of a head
-        // (user-agent, accept, date, server, content-type, ...) differ in length or first byte.
-        const FIRST_BYTE_BY_LENGTH: [u8; LONGEST_FRAMING_NAME + 1] = [
-            0, 0, 0, 0, b'h', 0, b'e', b'u', 0, 0, b'c', 0, 0, 0, b'c', 0, 0, b't',
-        ];
-        match (FIRST_BYTE_BY_LENGTH.get(name.len()), name.first()) {
-            (Some(expected), Some(first)) if expected == first => {
-                self.note_framing(name, value, value_span, is_request)
+        match inline {
+            Some(H::Host) if is_request => {
+                self.host_count = self.host_count.saturating_add(1);
+                self.host = Some(value_span);
+                false
+            }
+            Some(header) if FRAMING.has(header) => {
+                self.note_framing(header, value);
+                true
             }
             _ => true,
         }
     }
 
-    /// [`note`](Self::note) for a name that may be one of the six.
-    fn note_framing(
-        &mut self,
-        name: &[u8],
-        value: &[u8],
-        value_span: Span,
-        is_request: bool,
-    ) -> bool {
-        // By length, then one comparison of the whole name (a few word loads).
-        match name.len() {
-            4 if name == b"host" && is_request => {
-                self.host_count = self.host_count.saturating_add(1);
-                self.host = Some(value_span);
-                return false;
-            }
-            14 if name == b"content-length" => {
+    /// [`note`](Self::note) for one of the framing names but `host`.
+    fn note_framing(&mut self, header: InlineHeader, value: &[u8]) {
+        match header {
+            H::ContentLength => {
                 self.content_length_count = self.content_length_count.saturating_add(1);
                 match parse_content_length(value) {
                     Some(n) => self.content_length = Some(n),
                     None => self.content_length_valid = false,
                 }
             }
-            17 if name == b"transfer-encoding" => {
+            H::TransferEncoding => {
                 self.transfer_encoding_count = self.transfer_encoding_count.saturating_add(1);
                 self.transfer_encoding_chunked = is_token(value, b"chunked");
             }
-            10 if name == b"connection" => {
-                for token in value.split(|&b| b == b',') {
-                    let token = trim_end(token.trim_ascii_start());
-                    if is_token(token, b"close") {
-                        self.connection_close = true;
-                    } else if is_token(token, b"keep-alive") {
-                        self.connection_keep_alive = true;
-                    } else if is_token(token, b"upgrade") {
-                        self.connection_upgrade = true;
-                    }
-                }
-            }
+            // The usual value is one option (`keep-alive`, `close`): settled without a split.
+            H::Connection if is_token(value, b"keep-alive") => self.connection_keep_alive = true,
+            H::Connection if is_token(value, b"close") => self.connection_close = true,
+            H::Connection => self.note_connection_options(value),
             // Envoy ignores an `h2c` upgrade over HTTP/1 (the connection manager strips it
             // and serves the request as plain HTTP/1.1).
-            7 if name == b"upgrade" => {
-                self.upgrade |= !is_token(trim_end(value.trim_ascii_start()), b"h2c")
-            }
-            6 if name == b"expect" => self.expect_continue = is_token(value, b"100-continue"),
+            H::Upgrade => self.upgrade |= !is_token(trim_end(value.trim_ascii_start()), b"h2c"),
+            H::Expect => self.expect_continue = is_token(value, b"100-continue"),
             _ => {}
         }
-        true
+    }
+
+    /// The options of a `connection` value that is not one option alone (`keep-alive,
+    /// Upgrade` of a WebSocket handshake, a list of names to drop).
+    #[inline(never)]
+    fn note_connection_options(&mut self, value: &[u8]) {
+        for token in value.split(|&b| b == b',') {
+            let token = trim_end(token.trim_ascii_start());
+            if is_token(token, b"close") {
+                self.connection_close = true;
+            } else if is_token(token, b"keep-alive") {
+                self.connection_keep_alive = true;
+            } else if is_token(token, b"upgrade") {
+                self.connection_upgrade = true;
+            }
+        }
     }
 }
+
+/// The inline headers [`Fields::note`] acts on besides `host`.
+const FRAMING: InlineSet = InlineSet::of(&[
+    H::ContentLength,
+    H::TransferEncoding,
+    H::Connection,
+    H::Upgrade,
+    H::Expect,
+]);
 
 /// True when `value` is the lower-case token `lower`, ignoring ASCII case: what
 /// `eq_ignore_ascii_case` answers, with only the letters of the constant folded (about a third
@@ -275,17 +281,16 @@ fn scan_fields(
         let value = trim_end(field.value);
         let name_span = Span::received(name.as_ptr() as usize - base, name.len());
         let value_span = Span::received(value.as_ptr() as usize - base, value.len());
-        // `note` wants the name lower-cased; a longer name than it knows is none of its names.
+        // `note` wants the name as an inline header, recognised lower-cased; a longer name
+        // than it knows is none of its names (the map recognises every entry's name when it
+        // copies the head in).
         let mut lower = [0u8; LONGEST_FRAMING_NAME];
-        let name = match lower.get_mut(..name.len()) {
-            Some(lower) => {
-                lower.copy_from_slice(name);
-                lower.make_ascii_lowercase();
-                &*lower
-            }
-            None => name,
-        };
-        if facts.note(name, value, value_span, is_request) {
+        let inline = lower.get_mut(..name.len()).and_then(|lower| {
+            lower.copy_from_slice(name);
+            lower.make_ascii_lowercase();
+            inline_header::lookup(lower)
+        });
+        if facts.note(inline, value, value_span, is_request) {
             map.push_received(name_span, value_span);
         }
     }
@@ -458,7 +463,8 @@ pub(super) struct StatusLine {
 pub(super) enum Names {
     /// As received: the copy into the map lower-cases them (the general parser).
     AsReceived,
-    /// Already lower-cased in place (the fast path does it while scanning them).
+    /// Already lower-cased in place, and each entry tagged with its inline header (the fast
+    /// path does both while scanning them).
     LowerCased,
 }
 
@@ -669,7 +675,7 @@ fn set_absolute_target(
 fn take_head(buf: &mut BytesMut, end: usize, map: &mut HeaderMap, names: Names) {
     match names {
         Names::AsReceived => map.copy_received(&buf[..end]),
-        Names::LowerCased => map.copy_received_lower_cased(&buf[..end]),
+        Names::LowerCased => map.copy_received_tagged(&buf[..end]),
     }
     buf.advance(end);
 }
@@ -794,11 +800,8 @@ fn finish_response(
 
     take_head(buf, end, &mut map, names);
 
-    let mut head = ResponseHead::new(status);
-    head.version = version;
-    head.headers = map;
     // RFC 9112 §6.3, in order.
-    head.body = match status {
+    let body = match status {
         101 if request.upgrade => BodyLength::Tunnel,
         101 => return Err(CodecError::UnexpectedUpgrade),
         100..=199 | 204 | 304 => BodyLength::Empty,
@@ -806,11 +809,18 @@ fn finish_response(
         200..=299 if request.connect => BodyLength::Tunnel,
         _ => framing.unwrap_or(BodyLength::CloseDelimited),
     };
-    head.keep_alive = match version {
+    let keep_alive = match version {
         Version::Http11 => !facts.connection_close,
         Version::Http10 => facts.connection_keep_alive && !facts.connection_close,
-    } && head.body != BodyLength::CloseDelimited;
-    Ok(head)
+    } && body != BodyLength::CloseDelimited;
+    // Built whole: no empty map made and dropped for the parsed one.
+    Ok(ResponseHead {
+        version,
+        status,
+        headers: map,
+        body,
+        keep_alive,
+    })
 }
 
 #[cfg(test)]

@@ -22,10 +22,12 @@
 //!
 //! No bare LF, no obs-fold, no obs-text (bytes >= 0x80), one space between the parts of the
 //! start line. Values lose their trailing spaces and tabs, as in httparse. While it scans a name
-//! the fast path lower-cases it in the read buffer (the map stores names lower-cased anyway), so
-//! the head is copied out without a second pass over the names.
+//! the fast path lower-cases it in the read buffer (the map stores names lower-cased anyway) and
+//! recognises it as an inline header, so the head is copied out without a second pass over the
+//! names.
 
 use super::super::header_map::{HeaderMap, Span};
+use super::super::inline_header::{self, InlineHeader};
 use super::head::{Method, Version};
 use super::parse::{Fields, Names, ParsedHead, RequestLine, StatusLine};
 use super::Http1Settings;
@@ -44,12 +46,16 @@ pub(super) fn scan_request(
     buf: &mut [u8],
     settings: &Http1Settings,
 ) -> Option<ParsedHead<RequestLine>> {
-    let space = buf
-        .iter()
-        .take(LONGEST_METHOD + 1)
-        .position(|&b| b == b' ')?;
-    let method = Method::from_bytes(&buf[..space])?;
-    let target_at = space + 1;
+    // Most requests are GETs: one compare settles the method then.
+    let (method, target_at) = if buf.starts_with(b"GET ") {
+        (Method::Get, 4)
+    } else {
+        let space = buf
+            .iter()
+            .take(LONGEST_METHOD + 1)
+            .position(|&b| b == b' ')?;
+        (Method::from_bytes(&buf[..space])?, space + 1)
+    };
     let target_len = visible_run(&buf[target_at..]);
     let at = target_at + target_len;
     let version = match buf.get(at..at + 11)? {
@@ -167,11 +173,17 @@ fn scan_fields<L: StartLine>(
         let value = trim_end(&buf[value_at..line_end]);
         let name_span = Span::received(at, name_len);
         let value_span = Span::received(value_at, value.len());
-        if head
-            .facts
-            .note(&buf[at..colon], value, value_span, L::IS_REQUEST)
-        {
-            head.map.push_received(name_span, value_span);
+        // Recognised once, here: the tag tells `note` the framing fields and goes with the
+        // entry into the map (which needs no pass of its own over the names). Every request
+        // has a `host` field: a four-byte compare settles it before the hash.
+        let name = &buf[at..colon];
+        let inline = if L::IS_REQUEST && name == b"host" {
+            Some(InlineHeader::Host)
+        } else {
+            inline_header::lookup_inlined(name)
+        };
+        if head.facts.note(inline, value, value_span, L::IS_REQUEST) {
+            head.map.push_received_tagged(name_span, value_span, inline);
         }
         fields += 1;
         at = line_end + 2;
@@ -364,7 +376,7 @@ mod tests {
         let mut buf = head.to_vec();
         let parsed = scan_request(&mut buf, &Http1Settings::default())?;
         let mut map = parsed.map;
-        map.copy_received_lower_cased(&buf[..parsed.end]);
+        map.copy_received_tagged(&buf[..parsed.end]);
         let fields = map
             .iter()
             .map(|(n, v)| (n.to_string(), String::from_utf8_lossy(v).into_owned()))
