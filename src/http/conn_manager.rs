@@ -26,7 +26,7 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 
@@ -110,7 +110,9 @@ pub struct ActiveStream<U> {
     /// The decoder chain got its end of stream.
     decode_end_pushed: bool,
     head_request: bool,
-    started: Instant,
+    /// When the request head completed, on the timer set's clock (`downstream_rq_time` is a
+    /// subtraction of two integers, and the event's `now` is converted once for every user).
+    started: TimerClock,
     /// The `x-request-id` the request left with (inline: no allocation per request).
     request_id: Option<RequestId>,
     /// The request asks for an upgrade we allow.
@@ -421,7 +423,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
             request_complete: end_stream,
             decode_end_pushed: end_stream,
             head_request: head.method == Method::Head,
-            started: io.now(),
+            started: TimerClock::at(io.now()),
             request_id: None,
             upgrade,
             response_status: None,
@@ -1360,7 +1362,7 @@ impl<U: Copy + Eq + std::hash::Hash + std::fmt::Debug + 'static> ConnectionManag
         if stream.filters.encoder.complete {
             stats.downstream_rq_completed.inc();
         }
-        let elapsed = io.now().saturating_duration_since(stream.started);
+        let elapsed = stream.started.elapsed_at(io.now());
         stats.downstream_rq_time.record(elapsed.as_millis() as u64);
         if !self.shared.access_logs.is_empty() {
             Self::write_access_logs(&self.shared, stream, elapsed, io);
@@ -1456,7 +1458,7 @@ fn finalize_route_response<U: Copy + Eq + std::hash::Hash + std::fmt::Debug>(
         downstream_direct_remote_address: downstream.direct_remote,
         downstream_local_address: downstream.local,
         upstream_host: stream.router.upstream_host,
-        start_time: StartTime::Since(stream.started),
+        start_time: StartTime::Since(stream.started.instant()),
         protocol: Some(request.version.as_str()),
     };
     shared

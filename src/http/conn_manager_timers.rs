@@ -160,6 +160,11 @@ impl TimerClock {
     pub fn elapsed_at(self, now: Instant) -> Duration {
         Duration::from_nanos(nanos(now).saturating_sub(self.0))
     }
+
+    /// This instant as an `Instant` (for the rare reader that needs one).
+    pub fn instant(self) -> Instant {
+        origin() + Duration::from_nanos(self.0)
+    }
 }
 
 impl HcmTimerSet {
