@@ -598,11 +598,19 @@ impl HeaderMap {
         if !self.present.intersects(set) {
             return 0;
         }
-        // The loop of `compact`, written out so that the per-entry work is the set test and
-        // `keep` (the caller's, maybe large) runs only for the entries of `set`.
+        // The loop of `compact`, written out so that `keep` (the caller's, maybe large) runs
+        // only for the entries of `set`; the entries before the first of them (most of a head)
+        // are only looked at, not copied.
         let before = self.entries.len();
-        let mut kept = 0;
-        for i in 0..before {
+        let Some(first) = self
+            .entries
+            .iter()
+            .position(|e| e.inline.is_some_and(|header| set.has(header)))
+        else {
+            return 0;
+        };
+        let mut kept = first;
+        for i in first..before {
             let entry = self.entries[i];
             let stays = match entry.inline {
                 Some(header) if set.has(header) => keep(header, resolve(&self.bytes, entry.value)),
