@@ -428,7 +428,10 @@ fn five_thousand_concurrent_connections() {
     const N: usize = 5000;
     raise_fd_limit();
     let upstream = Upstream::echo_mio();
-    // Above the default max_connections (1024) of the cluster's circuit breaker. The connect
+    // Above the default max_connections (1024) of the cluster's circuit breaker, and above its
+    // default max_pending_requests (1024): a session is a pending request of the TCP pool
+    // while its connection opens, and on a loaded machine thousands are opening at once (Envoy
+    // refuses those over the limit as UO, and so does nuncio). The connect
     // timeout is generous: a timer counts from its loop iteration's cached start (libevent's
     // and Envoy's rule too), and a worker starved of CPU on a loaded machine can spend more
     // than 5 s in the one iteration that accepts thousands of these sessions, so a 5 s timer
@@ -436,7 +439,8 @@ fn five_thousand_concurrent_connections() {
     // ~60 loaded runs: a session closed, ECONNRESET on its read).
     let config = tcp_proxy_to(upstream, "60s").replace(
         "    connect_timeout: 60s\n",
-        "    connect_timeout: 60s\n    circuit_breakers: {thresholds: [{max_connections: 100000}]}\n",
+        "    connect_timeout: 60s\n    circuit_breakers: {thresholds: [{max_connections: 100000, \
+         max_pending_requests: 100000}]}\n",
     );
     let nuncio = Nuncio::start(&config, &[]);
     let addr = nuncio.listener("proxy");
