@@ -355,6 +355,15 @@ impl TcpProxy {
         self.upstream_host.as_deref().map(|h| &h.stats)
     }
 
+    /// The chosen cluster's circuit breakers (default priority: tcp_proxy routes have none).
+    fn resources(&self) -> Option<&ResourceManager> {
+        self.cluster.as_ref().map(|(cm, id)| {
+            cm.cluster(*id)
+                .info()
+                .resource_manager(ResourcePriority::Default)
+        })
+    }
+
     fn cluster_stats(&self) -> Option<&ClusterStats> {
         self.cluster
             .as_ref()
@@ -516,12 +525,8 @@ impl TcpProxy {
     /// The session is no longer a pending stream of its pool: connected (`ejected` false),
     /// or failed with its connection attempt (`upstream_rq_pending_failure_eject`).
     fn pending_ended(&self, ejected: bool) {
-        if let Some((cm, id)) = &self.cluster {
-            cm.cluster(*id)
-                .info()
-                .resource_manager(ResourcePriority::Default)
-                .pending_requests
-                .dec();
+        if let Some(r) = self.resources() {
+            r.pending_requests.dec();
         }
         if let Some(s) = self.cluster_stats() {
             s.upstream_rq_pending_active.dec();
@@ -572,12 +577,8 @@ impl TcpProxy {
         if let Some(h) = self.host_stats() {
             cluster::dec(&h.cx_active);
         }
-        if let Some((cm, id)) = &self.cluster {
-            cm.cluster(*id)
-                .info()
-                .resource_manager(ResourcePriority::Default)
-                .connections
-                .dec();
+        if let Some(r) = self.resources() {
+            r.connections.dec();
         }
         self.with_breakers(tcp_conn_pool::connection_released);
     }
